@@ -7,12 +7,14 @@
 //! memory and deterministic.
 //!
 //! - [`frame`]: the native local protocol between clients and the daemon.
+//! - [`legacy`]: the seed's NUL-terminated JSON packets.
 //! - [`router`]: channels, propagation rules and subscription filtering.
 //! - [`names`]: what a valid channel or event name is.
 //! - [`varint`]: LEB128 integers used by the frames.
 #![warn(missing_docs)]
 
 pub mod frame;
+pub mod legacy;
 pub mod names;
 pub mod router;
 pub mod varint;

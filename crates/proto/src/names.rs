@@ -120,6 +120,25 @@ pub fn check_subscription(name: &str) -> Result<(), NameError> {
     Ok(())
 }
 
+/// Environment variable that overrides the socket directory.
+pub const SOCKET_DIR_ENV: &str = "NETCLUSTER_SOCKET_DIR";
+
+/// The socket directory when the config does not set one: the environment
+/// variable `NETCLUSTER_SOCKET_DIR` (if non-empty), else `/var/run` for root
+/// (the seed's path), else `$XDG_RUNTIME_DIR` (if non-empty), else `/tmp`.
+/// Daemon and clients use this same rule so they meet without configuration.
+/// `env` reads a variable; `is_root` tells whether the process is root.
+pub fn default_socket_dir(env: impl Fn(&str) -> Option<String>, is_root: bool) -> std::path::PathBuf {
+    let nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(d) = nonempty(SOCKET_DIR_ENV) {
+        return d.into();
+    }
+    if is_root {
+        return "/var/run".into();
+    }
+    nonempty("XDG_RUNTIME_DIR").unwrap_or_else(|| "/tmp".into()).into()
+}
+
 /// The file name of a channel's socket inside the socket directory.
 pub fn socket_file_name(channel: &str) -> String {
     format!("{SOCKET_PREFIX}{channel}")
@@ -160,6 +179,19 @@ mod tests {
         ));
         let e = check_channel("a/b").unwrap_err().to_string();
         assert_eq!(e, "channel name \"a/b\" contains '/', which is not allowed");
+    }
+
+    #[test]
+    fn socket_dir_order() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let all = &[(SOCKET_DIR_ENV, "/s"), ("XDG_RUNTIME_DIR", "/x")];
+        assert_eq!(default_socket_dir(env(all), true), std::path::PathBuf::from("/s"));
+        let xdg = &[(SOCKET_DIR_ENV, ""), ("XDG_RUNTIME_DIR", "/x")];
+        assert_eq!(default_socket_dir(env(xdg), true), std::path::PathBuf::from("/var/run"));
+        assert_eq!(default_socket_dir(env(xdg), false), std::path::PathBuf::from("/x"));
+        assert_eq!(default_socket_dir(env(&[]), false), std::path::PathBuf::from("/tmp"));
     }
 
     #[test]

@@ -1,1 +1,19 @@
+//! netcluster-server: the netcluster daemon as a library, and `ncserver`.
+//!
+//! [`Server::start`] runs a daemon for a [`config::Config`] on its own
+//! thread; the `ncserver` binary is argument parsing around it. The message
+//! path lives in [`hub`] and the per-connection code in `session` and
+//! `conn`; wire formats and routing rules come from `netcluster-proto`.
+#![warn(missing_docs)]
 
+pub mod config;
+mod conn;
+mod control;
+mod hub;
+pub mod listener;
+mod outq;
+mod server;
+mod session;
+mod timefmt;
+
+pub use server::{is_root, Server, ServerHandle, StartError};

@@ -1,0 +1,275 @@
+//! One client connection: its identity, counters and outbound queue, and
+//! the writer half that drains the queue to the socket.
+//!
+//! A connection is shared (`Rc`) by its reader task, its writer task and
+//! every publisher that queues messages for it; all run on the daemon's
+//! single thread, so state lives in `Cell`/`RefCell` and no lock is taken.
+//! Publishers write to the socket directly when it has room; the writer task
+//! only takes over when the socket is full and waits for it to drain.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use bytes::BytesMut;
+use netcluster_proto::frame::{self, ErrorCode};
+use netcluster_proto::legacy;
+use netcluster_proto::router::{ChannelId, Slot};
+use tokio::sync::Notify;
+
+use crate::listener::{LocalStream, PeerInfo};
+use crate::outq::OutQueue;
+
+/// How long a closing connection may take to flush its last frames.
+const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+
+/// Which wire format a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    /// The binary frames of `netcluster_proto::frame`.
+    Native,
+    /// The seed's NUL-terminated JSON objects.
+    Legacy,
+}
+
+/// Message and byte counters of a connection.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Messages the client emitted.
+    pub msgs_in: Cell<u64>,
+    /// Messages queued for the client.
+    pub msgs_out: Cell<u64>,
+    /// Bytes read from the client.
+    pub bytes_in: Cell<u64>,
+    /// Bytes written to the client.
+    pub bytes_out: Cell<u64>,
+    /// Messages not queued for the client because of its slow-consumer policy.
+    pub dropped: Cell<u64>,
+    /// Times a publisher had to wait for this client's queue to drain.
+    pub blocked: Cell<u64>,
+}
+
+/// Adds to a counter cell.
+#[inline]
+pub fn bump(c: &Cell<u64>, n: u64) {
+    c.set(c.get().wrapping_add(n));
+}
+
+/// A connected client. See the module docs.
+#[derive(Debug)]
+pub struct Conn {
+    /// Dense index in the hub and router.
+    pub slot: Slot,
+    /// Client id, unique for this daemon run.
+    pub id: u64,
+    /// The channel's name.
+    pub channel: Rc<str>,
+    /// The channel's id in the router.
+    pub channel_id: ChannelId,
+    /// Client-reported name.
+    pub name: String,
+    /// Client-reported pid (the kernel's is in `peer`).
+    pub hello_pid: u32,
+    /// Kernel-reported credentials.
+    pub peer: PeerInfo,
+    /// Wire format.
+    pub dialect: Dialect,
+    /// When it connected.
+    pub since: SystemTime,
+    /// The socket.
+    pub stream: LocalStream,
+    /// Bytes waiting to be written.
+    pub out: RefCell<OutQueue>,
+    /// Counters.
+    pub stats: Stats,
+    /// Last sequence number given to a message from this client.
+    seq: Cell<u64>,
+    /// The writer task is waiting for the socket to drain; others must not write.
+    writer_busy: Cell<bool>,
+    /// Queued in the hub's list of connections to flush after this batch.
+    pub touched: Cell<bool>,
+    /// Publishers waiting for this queue to drain.
+    pub waiters: Cell<u32>,
+    /// Why the connection was closed, once it is.
+    closed: RefCell<Option<String>>,
+    wake: Notify,
+    /// Notified when the queue drops to or below the limit.
+    pub drained: Notify,
+    /// Notified when the connection is closed by the daemon.
+    pub kill: Notify,
+}
+
+/// The fields needed to create a [`Conn`].
+pub struct ConnInit {
+    pub slot: Slot,
+    pub id: u64,
+    pub channel: Rc<str>,
+    pub channel_id: ChannelId,
+    pub name: String,
+    pub hello_pid: u32,
+    pub peer: PeerInfo,
+    pub dialect: Dialect,
+    pub stream: LocalStream,
+}
+
+impl Conn {
+    /// Creates a connection record.
+    pub fn new(i: ConnInit) -> Self {
+        Conn {
+            slot: i.slot,
+            id: i.id,
+            channel: i.channel,
+            channel_id: i.channel_id,
+            name: i.name,
+            hello_pid: i.hello_pid,
+            peer: i.peer,
+            dialect: i.dialect,
+            since: SystemTime::now(),
+            stream: i.stream,
+            out: RefCell::new(OutQueue::default()),
+            stats: Stats::default(),
+            seq: Cell::new(0),
+            writer_busy: Cell::new(false),
+            touched: Cell::new(false),
+            waiters: Cell::new(0),
+            closed: RefCell::new(None),
+            wake: Notify::new(),
+            drained: Notify::new(),
+            kill: Notify::new(),
+        }
+    }
+
+    /// The next per-origin sequence number (starting at 1).
+    #[inline]
+    pub fn next_seq(&self) -> u64 {
+        let s = self.seq.get() + 1;
+        self.seq.set(s);
+        s
+    }
+
+    /// True once the daemon closed (or is closing) this connection.
+    pub fn is_closed(&self) -> bool {
+        self.closed.borrow().is_some()
+    }
+
+    /// Marks the connection closed; returns false if it already was.
+    pub fn mark_closed(&self, reason: &str) -> bool {
+        let mut c = self.closed.borrow_mut();
+        if c.is_some() {
+            return false;
+        }
+        *c = Some(reason.to_string());
+        true
+    }
+
+    /// Queues an Error frame, bypassing the queue limit (it is small and the
+    /// client needs to know why it is being refused).
+    pub fn queue_error(&self, code: ErrorCode, id: u32, fatal: bool, message: &str) {
+        match self.dialect {
+            Dialect::Native => frame::encode_error(self.out.borrow_mut().tail(), code, id, fatal, message),
+            Dialect::Legacy => legacy::encode_error(self.out.borrow_mut().tail(), &self.channel, message),
+        }
+    }
+
+    /// Runs `f` on the queue's append buffer.
+    #[inline]
+    pub fn with_tail<R>(&self, f: impl FnOnce(&mut BytesMut) -> R) -> R {
+        f(self.out.borrow_mut().tail())
+    }
+
+    /// Writes what the socket takes now. `Ok(true)`: queue empty.
+    pub fn flush(&self, limit: usize) -> io::Result<bool> {
+        let mut written = 0;
+        let res = self.out.borrow_mut().write_to(&mut written, |iov| self.stream.try_write_vectored(iov));
+        bump(&self.stats.bytes_out, written as u64);
+        if self.waiters.get() > 0 && self.out.borrow().len() <= limit {
+            self.drained.notify_waiters();
+        }
+        res
+    }
+
+    /// Called after messages were queued: writes directly when the socket
+    /// has room, else hands the rest to the writer task. `Err` means the
+    /// socket failed and the connection must be closed.
+    pub fn flush_or_defer(&self, limit: usize) -> io::Result<()> {
+        if self.writer_busy.get() {
+            return Ok(());
+        }
+        if !self.flush(limit)? {
+            self.writer_busy.set(true);
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// The writer task: waits until the socket is full with data queued,
+    /// then drains the queue as the socket accepts it. On close it flushes
+    /// what is left (error frames) for a bounded time. Returns the error
+    /// that broke the socket, if any.
+    pub async fn run_writer(&self, limit: impl Fn() -> usize) -> Option<io::Error> {
+        loop {
+            if self.is_closed() {
+                break;
+            }
+            tokio::select! {
+                biased;
+                _ = self.kill.notified() => break,
+                _ = self.wake.notified() => {}
+            }
+            loop {
+                if self.is_closed() {
+                    break;
+                }
+                match self.flush(limit()) {
+                    Ok(true) => {
+                        self.writer_busy.set(false);
+                        break;
+                    }
+                    Ok(false) => {
+                        tokio::select! {
+                            biased;
+                            _ = self.kill.notified() => break,
+                            r = self.stream.writable() => if let Err(e) = r { return Some(e) },
+                        }
+                    }
+                    Err(e) => return Some(e),
+                }
+            }
+            if self.is_closed() {
+                break;
+            }
+        }
+        // Closing: give the last frames (usually an error) a moment to leave.
+        let _ = tokio::time::timeout(CLOSE_FLUSH, async {
+            while let Ok(false) = self.flush(usize::MAX) {
+                if self.stream.writable().await.is_err() {
+                    break;
+                }
+            }
+        })
+        .await;
+        None
+    }
+
+    /// Wakes the reader and writer tasks so they notice the close.
+    pub fn wake_all(&self) {
+        self.kill.notify_waiters();
+        self.drained.notify_waiters();
+        self.wake.notify_one();
+    }
+}
+
+/// Writes all of `buf` to a stream that is not yet registered with the hub
+/// (handshake errors).
+pub async fn write_all(stream: &LocalStream, mut buf: &[u8]) -> io::Result<()> {
+    while !buf.is_empty() {
+        stream.writable().await?;
+        match stream.try_write(buf) {
+            Ok(n) => buf = &buf[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,191 @@
+//! The control agent: answers requests on the `control` channel.
+//!
+//! Requests are events named `nc-control-{command}` (the seed's names),
+//! sent either as native Request frames (answered with a Response frame) or
+//! emitted as ordinary events by any client of `control`, native or legacy
+//! (answered with the event `nc-control-{command}-response`, delivered to
+//! the caller only, so two callers never see each other's answers).
+//! Commands: `showconfig`, `reloadconfig` (and the seed's `reloaconfig`),
+//! `showchannel`, `showclient`, `status`.
+
+use std::rc::Rc;
+
+use netcluster_proto::frame::{self, DeliverHeader};
+use netcluster_proto::legacy;
+use serde_json::{json, Value};
+
+use crate::config::{Config, ConfigSource};
+use crate::conn::{Conn, Dialect};
+use crate::hub::{origin_string, Hub};
+use crate::timefmt::rfc3339;
+
+/// Prefix of control request events.
+pub const PREFIX: &str = "nc-control-";
+/// The name of the channel the control agent serves.
+pub const CONTROL_CHANNEL: &str = "control";
+
+/// The commands the agent knows, for error messages and help.
+pub const COMMANDS: &[&str] = &["showconfig", "reloadconfig", "showchannel", "showclient", "status"];
+
+/// True if an event emitted by `conn` is a request for the agent (rather
+/// than a message to route).
+pub fn is_request(hub: &Hub, conn: &Conn, event: &str) -> bool {
+    &*conn.channel == CONTROL_CHANNEL
+        && event.starts_with(PREFIX)
+        && !event.ends_with("-response")
+        && hub.config().startcontrol
+}
+
+/// Runs one request and returns its JSON result or an error message.
+pub fn request(hub: &Rc<Hub>, caller: &Conn, event: &str, arg: &[u8]) -> Result<Value, String> {
+    if &*caller.channel != CONTROL_CHANNEL {
+        return Err(format!("control requests are answered on the {CONTROL_CHANNEL:?} channel only"));
+    }
+    if !hub.config().startcontrol {
+        return Err("the control agent is off (startcontrol is false in the config)".into());
+    }
+    let Some(command) = event.strip_prefix(PREFIX) else {
+        return Err(format!("control request names start with {PREFIX:?}, got {event:?}"));
+    };
+    let arg: Value = if arg.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(arg).map_err(|e| format!("argument of {command} is not valid JSON: {e}"))?
+    };
+    let result = match command {
+        "showconfig" => Ok(hub.config().to_json()),
+        "reloadconfig" | "reloaconfig" => reload(hub, &arg),
+        "showchannel" => show_channel(hub, &arg),
+        "showclient" => show_client(hub, &arg),
+        "status" => Ok(status(hub)),
+        other => Err(format!("unknown control command {other:?}; known commands: {}", COMMANDS.join(", "))),
+    };
+    tracing::debug!(command, caller = caller.id, ok = result.is_ok(), "control request");
+    result
+}
+
+/// Sends `body` to `conn` alone as the event `event` (the seed's way of
+/// answering control requests).
+pub fn reply_event(conn: &Conn, event: &str, body: &Value) {
+    let body = body.to_string();
+    let mut out = conn.out.borrow_mut();
+    match conn.dialect {
+        Dialect::Native => {
+            let h = DeliverHeader { node: None, client: 0, seq: 0, channel: None };
+            frame::encode_deliver(out.tail(), &h, event, body.as_bytes());
+        }
+        Dialect::Legacy => legacy::encode(out.tail(), legacy::DAEMON_ORIGIN, &conn.channel, event, body.as_bytes(), true),
+    }
+}
+
+fn reload(hub: &Rc<Hub>, arg: &Value) -> Result<Value, String> {
+    let new = match arg {
+        Value::String(path) => Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?,
+        Value::Object(_) => Config::from_value(arg).map_err(|e| e.to_string())?,
+        Value::Null => match &hub.config().source {
+            ConfigSource::File(path) => Config::load(path).map_err(|e| e.to_string())?,
+            _ => return Err("the active config was not loaded from a file; give reloadconfig a path".into()),
+        },
+        _ => return Err("reloadconfig takes a path (string) or a config object".into()),
+    };
+    crate::server::apply_config(hub, new)
+}
+
+fn client_json(hub: &Hub, c: &Conn) -> Value {
+    json!({
+        "id": c.id,
+        "origin": origin_string(hub.node_id, c.id),
+        "name": c.name,
+        "channel": &*c.channel,
+        "protocol": match c.dialect { Dialect::Native => "native", Dialect::Legacy => "legacy" },
+        "pid": c.peer.pid.map(i64::from).unwrap_or(c.hello_pid as i64),
+        "uid": c.peer.uid,
+        "gid": c.peer.gid,
+        "connected": rfc3339(c.since),
+        "messages_in": c.stats.msgs_in.get(),
+        "messages_out": c.stats.msgs_out.get(),
+        "bytes_in": c.stats.bytes_in.get(),
+        "bytes_out": c.stats.bytes_out.get(),
+        "queued_bytes": c.out.borrow().len(),
+        "dropped": c.stats.dropped.get(),
+        "blocked": c.stats.blocked.get(),
+        "subscriptions": hub.router.borrow().subscriptions(c.slot),
+    })
+}
+
+fn unknown_channel(hub: &Hub, name: &str) -> String {
+    format!("no channel named {name:?}; channels are: {}", hub.router.borrow().channel_names().join(", "))
+}
+
+fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
+    let clients = hub.clients();
+    match arg {
+        Value::Null => {
+            let cfg = hub.config();
+            let router = hub.router.borrow();
+            let list: Vec<Value> = cfg
+                .channels
+                .iter()
+                .map(|ch| {
+                    let id = router.channel(&ch.name).expect("config channel is routed");
+                    json!({
+                        "channel": ch.name,
+                        "clients": router.members(id).len(),
+                        "propagatesto": router.targets(id).collect::<Vec<_>>(),
+                        "socket": crate::listener::channel_path(&hub.socket_dir, &ch.name),
+                    })
+                })
+                .collect();
+            Ok(Value::Array(list))
+        }
+        Value::String(name) => {
+            if hub.router.borrow().channel(name).is_none() {
+                return Err(unknown_channel(hub, name));
+            }
+            Ok(Value::Array(clients.iter().filter(|c| &*c.channel == name).map(|c| client_json(hub, c)).collect()))
+        }
+        _ => Err("showchannel takes a channel name (string), or nothing to list all channels".into()),
+    }
+}
+
+fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
+    let (chan, id) = match arg {
+        Value::Object(m) => (m.get("channel"), m.get("client").or_else(|| m.get("id")).or_else(|| m.get("uuid"))),
+        Value::Array(a) if a.len() == 2 => (a.first(), a.get(1)),
+        _ => (None, None),
+    };
+    let usage = "showclient takes a channel and a client id: {\"channel\": \"A\", \"client\": 3}";
+    let chan = chan.and_then(Value::as_str).ok_or(usage)?;
+    let id = match id {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.rsplit(':').next().and_then(|s| s.parse().ok()),
+        _ => None,
+    }
+    .ok_or(usage)?;
+    if hub.router.borrow().channel(chan).is_none() {
+        return Err(unknown_channel(hub, chan));
+    }
+    hub.clients()
+        .iter()
+        .find(|c| &*c.channel == chan && c.id == id)
+        .map(|c| client_json(hub, c))
+        .ok_or_else(|| format!("no client {id} on channel {chan:?} (showchannel({chan:?}) lists them)"))
+}
+
+fn status(hub: &Hub) -> Value {
+    let cfg = hub.config();
+    let source = match &cfg.source {
+        ConfigSource::File(p) => p.display().to_string(),
+        ConfigSource::BuiltIn => "built-in default".into(),
+        ConfigSource::Inline => "reload request".into(),
+    };
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "node": format!("{:016x}", hub.node_id),
+        "started": rfc3339(hub.started),
+        "config": source,
+        "socketdir": hub.socket_dir,
+        "channels": cfg.channels.len(),
+        "clients": hub.clients().len(),
+    })
+}

@@ -1,0 +1,372 @@
+//! The hub: the daemon's shared state and the message path.
+//!
+//! One hub per running daemon, owned by its single thread. It holds the
+//! router, the table of connected clients, the active config and the
+//! per-channel settings derived from it, and implements the hot path: a
+//! message is routed once at ingress, encoded once per wire variant, and
+//! appended to each recipient's queue; queues are flushed once per read
+//! batch. Memory per client is bounded by `queuebytes`, enforced here by the
+//! recipient channel's slow-consumer policy.
+
+use std::cell::{Cell, RefCell};
+use std::path::PathBuf;
+use std::rc::Rc;
+
+use bytes::{Bytes, BytesMut};
+use netcluster_proto::frame::{self, DeliverHeader, ErrorCode};
+use netcluster_proto::legacy;
+use netcluster_proto::router::{ChannelId, Recipient, Router, Slot};
+
+use crate::config::Config;
+use crate::conn::{bump, Conn, Dialect};
+use crate::outq::SHARE_PAYLOAD_MIN;
+
+/// A message payload as the hub receives it.
+#[derive(Debug, Clone)]
+pub enum Payload<'a> {
+    /// Small payload borrowed from a read buffer; copied into each queue.
+    Borrowed(&'a [u8]),
+    /// Large payload already in its own buffer; shared by all queues.
+    Shared(Bytes),
+}
+
+impl Payload<'_> {
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match self {
+            Payload::Borrowed(b) => b,
+            Payload::Shared(b) => b,
+        }
+    }
+}
+
+/// Who sent a message.
+#[derive(Debug, Clone, Copy)]
+pub struct Origin {
+    /// Origin node; `None` for this daemon.
+    pub node: Option<u64>,
+    /// Origin client id on that node.
+    pub client: u64,
+    /// Per-origin sequence number.
+    pub seq: u64,
+}
+
+/// Per-channel settings the hot path needs, indexed by `ChannelId`.
+#[derive(Debug, Clone)]
+pub struct ChannelInfo {
+    /// Channel name.
+    pub name: Rc<str>,
+    /// `dumptoconsole`.
+    pub dump: bool,
+}
+
+/// Reused buffers of the message path, so routing allocates nothing.
+#[derive(Default)]
+struct Scratch {
+    recipients: Vec<Recipient>,
+    /// Encoded frame for recipients on the message's own channel.
+    own: BytesMut,
+    /// Encoded frame for recipients on other channels.
+    other: BytesMut,
+    /// Encoded packet for legacy recipients.
+    legacy: BytesMut,
+}
+
+/// What a publisher must do after a message was queued.
+#[derive(Debug)]
+pub enum Flow {
+    /// Go on.
+    Continue,
+    /// Wait for this recipient's queue to drain below the limit first.
+    Block(Rc<Conn>),
+}
+
+/// See the module docs.
+pub struct Hub {
+    /// This daemon run's node id.
+    pub node_id: u64,
+    /// The directory holding the channel sockets.
+    pub socket_dir: PathBuf,
+    /// Channels, propagation rules and subscriptions.
+    pub router: RefCell<Router>,
+    clients: RefCell<Vec<Option<Rc<Conn>>>>,
+    free_slots: RefCell<Vec<Slot>>,
+    next_client_id: Cell<u64>,
+    config: RefCell<Rc<Config>>,
+    channels: RefCell<Vec<Option<ChannelInfo>>>,
+    scratch: RefCell<Scratch>,
+    touched: RefCell<Vec<Rc<Conn>>>,
+    /// Connections to close once the current batch is done.
+    doomed: RefCell<Vec<(Rc<Conn>, ErrorCode, String)>>,
+    /// Read buffer shared by all connections (only one reads at a time).
+    pub read_buf: RefCell<BytesMut>,
+    /// Accept tasks of the open channels, by name; aborting one drops its
+    /// listener, which removes the socket file.
+    pub listeners: RefCell<std::collections::BTreeMap<String, tokio::task::AbortHandle>>,
+    /// When the daemon started.
+    pub started: std::time::SystemTime,
+}
+
+impl Hub {
+    /// Creates a hub for `config`; channels get ids but no listeners yet.
+    pub fn new(node_id: u64, socket_dir: PathBuf, config: Config) -> Rc<Hub> {
+        let hub = Rc::new(Hub {
+            node_id,
+            socket_dir,
+            router: RefCell::new(Router::new()),
+            clients: RefCell::new(Vec::new()),
+            free_slots: RefCell::new(Vec::new()),
+            next_client_id: Cell::new(1),
+            config: RefCell::new(Rc::new(config)),
+            channels: RefCell::new(Vec::new()),
+            scratch: RefCell::new(Scratch::default()),
+            touched: RefCell::new(Vec::new()),
+            doomed: RefCell::new(Vec::new()),
+            read_buf: RefCell::new(BytesMut::new()),
+            listeners: RefCell::new(Default::default()),
+            started: std::time::SystemTime::now(),
+        });
+        let cfg = hub.config();
+        hub.router.borrow_mut().set_rules(cfg.channel_rules());
+        hub.refresh_channel_info();
+        hub
+    }
+
+    /// The active config.
+    pub fn config(&self) -> Rc<Config> {
+        self.config.borrow().clone()
+    }
+
+    /// Replaces the active config and the router's rules. Clients of removed
+    /// channels are closed. Returns the router's account of the change.
+    pub fn set_config(&self, config: Config) -> netcluster_proto::router::RulesChange {
+        let rules = config.channel_rules();
+        *self.config.borrow_mut() = Rc::new(config);
+        let change = self.router.borrow_mut().set_rules(rules);
+        self.refresh_channel_info();
+        for (name, slots) in &change.removed {
+            for &slot in slots {
+                if let Some(conn) = self.client(slot) {
+                    let msg = format!("channel {name:?} was removed by a configuration reload");
+                    self.close(&conn, Some((ErrorCode::ChannelRemoved, &msg)), "channel removed");
+                }
+            }
+        }
+        change
+    }
+
+    fn refresh_channel_info(&self) {
+        let cfg = self.config();
+        let router = self.router.borrow();
+        let mut infos = self.channels.borrow_mut();
+        infos.clear();
+        for ch in &cfg.channels {
+            let id = router.channel(&ch.name).expect("router has every config channel");
+            if infos.len() <= id.index() {
+                infos.resize(id.index() + 1, None);
+            }
+            infos[id.index()] = Some(ChannelInfo { name: ch.name.as_str().into(), dump: ch.dumptoconsole });
+        }
+    }
+
+    /// Largest payload accepted, in bytes.
+    pub fn max_message(&self) -> usize {
+        self.config.borrow().maxmessage
+    }
+
+    /// Per-client queue limit, in bytes.
+    pub fn queue_limit(&self) -> usize {
+        self.config.borrow().queuebytes
+    }
+
+    /// Reserves a slot and a client id for a new connection.
+    pub fn reserve(&self) -> (Slot, u64) {
+        let id = self.next_client_id.get();
+        self.next_client_id.set(id + 1);
+        let slot = match self.free_slots.borrow_mut().pop() {
+            Some(s) => s,
+            None => {
+                let mut c = self.clients.borrow_mut();
+                c.push(None);
+                (c.len() - 1) as Slot
+            }
+        };
+        (slot, id)
+    }
+
+    /// Registers a connection under its reserved slot and joins its channel.
+    pub fn register(&self, conn: Rc<Conn>) {
+        self.router.borrow_mut().join(conn.slot, conn.channel_id);
+        let slot = conn.slot as usize;
+        self.clients.borrow_mut()[slot] = Some(conn);
+    }
+
+    /// The connection in a slot.
+    pub fn client(&self, slot: Slot) -> Option<Rc<Conn>> {
+        self.clients.borrow().get(slot as usize).cloned().flatten()
+    }
+
+    /// Every connected client, in slot order.
+    pub fn clients(&self) -> Vec<Rc<Conn>> {
+        self.clients.borrow().iter().flatten().cloned().collect()
+    }
+
+    /// Closes a connection: detaches it, queues an error frame if given,
+    /// and wakes its tasks so they finish. Idempotent.
+    pub fn close(&self, conn: &Rc<Conn>, error: Option<(ErrorCode, &str)>, reason: &str) {
+        if !conn.mark_closed(reason) {
+            return;
+        }
+        self.router.borrow_mut().leave(conn.slot);
+        {
+            let mut clients = self.clients.borrow_mut();
+            if clients.get(conn.slot as usize).and_then(Option::as_ref).is_some_and(|c| Rc::ptr_eq(c, conn)) {
+                clients[conn.slot as usize] = None;
+                self.free_slots.borrow_mut().push(conn.slot);
+            }
+        }
+        if let Some((code, msg)) = error {
+            conn.queue_error(code, 0, true, msg);
+        }
+        tracing::info!(client = conn.id, name = %conn.name, channel = %conn.channel, reason, "client disconnected");
+        conn.wake_all();
+    }
+
+    /// Closes, after the current batch, a connection found misbehaving
+    /// while the router or client table is borrowed.
+    pub fn close_later(&self, conn: &Rc<Conn>, code: ErrorCode, msg: String) {
+        self.doomed.borrow_mut().push((conn.clone(), code, msg));
+    }
+
+    /// Delivers a message on `channel` to its recipients: the channel's
+    /// other subscribers, then those of the channels its rule selects.
+    /// `exclude` is the emitter, who never gets its own message back.
+    pub fn fan_out(&self, channel: ChannelId, event: &str, payload: Payload<'_>, origin: Origin, exclude: Option<Slot>) -> Flow {
+        let info_name;
+        {
+            let infos = self.channels.borrow();
+            let info = infos[channel.index()].as_ref().expect("live channel");
+            if info.dump {
+                dump_line(&info.name, event, payload.as_slice(), &origin, self.node_id);
+            }
+            info_name = info.name.clone();
+        }
+        let limit = self.queue_limit();
+        let router = self.router.borrow();
+        let clients = self.clients.borrow();
+        let mut sc = self.scratch.borrow_mut();
+        let sc = &mut *sc;
+        sc.recipients.clear();
+        router.route(channel, event, exclude, true, &mut sc.recipients);
+        if sc.recipients.is_empty() {
+            return Flow::Continue;
+        }
+        let data = payload.as_slice();
+        let shared = match &payload {
+            Payload::Shared(b) => Some(b.clone()),
+            Payload::Borrowed(b) if b.len() >= SHARE_PAYLOAD_MIN && sc.recipients.len() > 1 => {
+                Some(Bytes::copy_from_slice(b))
+            }
+            Payload::Borrowed(_) => None,
+        };
+        sc.own.clear();
+        sc.other.clear();
+        sc.legacy.clear();
+        let mut flow = Flow::Continue;
+        let mut legacy_is_json = None;
+        for r in &sc.recipients {
+            let Some(target) = clients[r.slot as usize].as_ref() else { continue };
+            match target.dialect {
+                Dialect::Native => {
+                    let buf = if r.own_channel { &mut sc.own } else { &mut sc.other };
+                    if buf.is_empty() {
+                        let h = DeliverHeader {
+                            node: origin.node,
+                            client: origin.client,
+                            seq: origin.seq,
+                            channel: if r.own_channel { None } else { Some(&info_name) },
+                        };
+                        match shared {
+                            Some(_) => frame::encode_deliver_header(buf, &h, event, data.len()),
+                            None => frame::encode_deliver(buf, &h, event, data),
+                        }
+                    }
+                    let mut q = target.out.borrow_mut();
+                    match &shared {
+                        Some(p) => q.push_shared(buf, p.clone()),
+                        None => q.tail().extend_from_slice(buf),
+                    }
+                }
+                Dialect::Legacy => {
+                    if sc.legacy.is_empty() {
+                        let is_json = *legacy_is_json.get_or_insert_with(|| legacy::is_json(data));
+                        let from = origin_string(origin.node.unwrap_or(self.node_id), origin.client);
+                        legacy::encode(&mut sc.legacy, &from, &info_name, event, data, is_json);
+                    }
+                    target.out.borrow_mut().tail().extend_from_slice(&sc.legacy);
+                }
+            }
+            bump(&target.stats.msgs_out, 1);
+            self.touch(target);
+            if matches!(flow, Flow::Continue) && target.out.borrow().len() > limit {
+                flow = Flow::Block(target.clone());
+            }
+        }
+        flow
+    }
+
+    /// Marks a connection as having new output to flush after this batch.
+    #[inline]
+    pub fn touch(&self, conn: &Rc<Conn>) {
+        if !conn.touched.get() {
+            conn.touched.set(true);
+            self.touched.borrow_mut().push(conn.clone());
+        }
+    }
+
+    /// Flushes every queue that got messages in this batch, then closes the
+    /// connections found broken or misbehaving during it.
+    pub fn flush_touched(&self) {
+        let limit = self.queue_limit();
+        let touched = std::mem::take(&mut *self.touched.borrow_mut());
+        for c in &touched {
+            c.touched.set(false);
+            if c.is_closed() {
+                continue;
+            }
+            if let Err(e) = c.flush_or_defer(limit) {
+                self.close_later(c, ErrorCode::BadFrame, format!("write failed: {e}"));
+            }
+        }
+        // Give the (now empty) vector back to reuse its capacity.
+        let mut t = self.touched.borrow_mut();
+        if t.is_empty() {
+            let mut touched = touched;
+            touched.clear();
+            *t = touched;
+        }
+        drop(t);
+        let doomed = std::mem::take(&mut *self.doomed.borrow_mut());
+        for (conn, code, msg) in doomed {
+            self.close(&conn, Some((code, &msg)), &msg);
+        }
+    }
+}
+
+/// The text form of a message origin: `{node as 16 hex digits}:{client}`.
+pub fn origin_string(node: u64, client: u64) -> String {
+    format!("{node:016x}:{client}")
+}
+
+/// Logs one message as a readable line (`dumptoconsole`).
+fn dump_line(channel: &str, event: &str, payload: &[u8], origin: &Origin, local: u64) {
+    const SHOW: usize = 200;
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(SHOW)]);
+    let more = if payload.len() > SHOW { format!("… ({} bytes)", payload.len()) } else { String::new() };
+    tracing::info!(
+        target: "netcluster::dump",
+        "[{channel}] {event} from {} #{}: {text}{more}",
+        origin_string(origin.node.unwrap_or(local), origin.client),
+        origin.seq
+    );
+}

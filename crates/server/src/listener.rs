@@ -1,0 +1,202 @@
+//! The local listener: one socket per channel, behind a small platform
+//! abstraction. On Unix it is a Unix domain socket file at
+//! `{socketdir}/netcluster-{channel}`; on Windows it will be the named pipe
+//! `\\.\pipe\netcluster-{channel}` (not supported yet: binding returns a
+//! clear error there).
+//!
+//! This module owns binding (with stale-socket replacement and live-daemon
+//! detection), permissions, peer credentials and removal of the socket file
+//! when the listener is dropped.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use netcluster_proto::names;
+
+/// Why a channel's socket could not be bound.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// Another process is accepting connections on the path.
+    #[error("another ncserver is already serving channel {channel:?} at {path} (stop it, or give this daemon another socketdir)")]
+    InUse {
+        /// Channel name.
+        channel: String,
+        /// Socket path.
+        path: PathBuf,
+    },
+    /// A file that is not a socket is in the way.
+    #[error("{path} exists and is not a socket; refusing to replace it (channel {channel:?})")]
+    NotASocket {
+        /// Channel name.
+        channel: String,
+        /// The path.
+        path: PathBuf,
+    },
+    /// The full socket path does not fit a `sockaddr_un`.
+    #[error("socket path {path} for channel {channel:?} is {len} bytes; the system limit is {max} (use a shorter socketdir or channel name)")]
+    PathTooLong {
+        /// Channel name.
+        channel: String,
+        /// The path.
+        path: PathBuf,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The channel name cannot be used.
+    #[error(transparent)]
+    BadName(#[from] names::NameError),
+    /// An I/O error while preparing or binding the socket.
+    #[error("cannot bind channel {channel:?} at {path}: {source}")]
+    Io {
+        /// Channel name.
+        channel: String,
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: io::Error,
+    },
+    /// This platform has no local listener yet.
+    #[error("local channels are not supported on this platform yet (channel {channel:?})")]
+    Unsupported {
+        /// Channel name.
+        channel: String,
+    },
+}
+
+/// Who is on the other end of an accepted connection, as the kernel says.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerInfo {
+    /// Effective user id.
+    pub uid: Option<u32>,
+    /// Effective group id.
+    pub gid: Option<u32>,
+    /// Process id.
+    pub pid: Option<i32>,
+}
+
+/// The path (or pipe name) a channel is served at.
+pub fn channel_path(dir: &Path, channel: &str) -> PathBuf {
+    dir.join(names::socket_file_name(channel))
+}
+
+#[cfg(unix)]
+pub use unix::{LocalListener, LocalStream};
+
+#[cfg(not(unix))]
+pub use unsupported::{LocalListener, LocalStream};
+
+#[cfg(unix)]
+mod unix {
+    use super::*;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+    /// A connected local client stream.
+    pub type LocalStream = tokio::net::UnixStream;
+
+    /// `sun_path` holds 108 bytes including the terminating NUL on Linux.
+    const MAX_PATH: usize = 107;
+
+    /// A bound channel socket. Dropping it removes the socket file, if it is
+    /// still the one this listener created.
+    #[derive(Debug)]
+    pub struct LocalListener {
+        inner: tokio::net::UnixListener,
+        path: PathBuf,
+        ino: (u64, u64),
+    }
+
+    impl LocalListener {
+        /// Binds `{dir}/netcluster-{channel}` with the given file mode,
+        /// replacing a stale socket left by a dead daemon. Must be called
+        /// inside a tokio runtime.
+        pub fn bind(dir: &Path, channel: &str, mode: u32) -> Result<Self, BindError> {
+            names::check_channel(channel)?;
+            let path = channel_path(dir, channel);
+            let io_err = |source| BindError::Io { channel: channel.into(), path: path.clone(), source };
+            let len = path.as_os_str().len();
+            if len > MAX_PATH {
+                return Err(BindError::PathTooLong { channel: channel.into(), path, len, max: MAX_PATH });
+            }
+            std::fs::create_dir_all(dir).map_err(io_err)?;
+            match std::fs::symlink_metadata(&path) {
+                Ok(meta) if meta.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(&path) {
+                    Ok(_) => return Err(BindError::InUse { channel: channel.into(), path }),
+                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                        tracing::info!(path = %path.display(), "replacing stale socket left by a stopped daemon");
+                        std::fs::remove_file(&path).map_err(io_err)?;
+                    }
+                    Err(e) => return Err(io_err(e)),
+                },
+                Ok(_) => return Err(BindError::NotASocket { channel: channel.into(), path }),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err(e)),
+            }
+            let inner = tokio::net::UnixListener::bind(&path).map_err(io_err)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+            let meta = std::fs::symlink_metadata(&path).map_err(io_err)?;
+            Ok(LocalListener { inner, path, ino: (meta.dev(), meta.ino()) })
+        }
+
+        /// Waits for the next client.
+        pub async fn accept(&self) -> io::Result<(LocalStream, PeerInfo)> {
+            let (stream, _) = self.inner.accept().await?;
+            let peer = match stream.peer_cred() {
+                Ok(c) => PeerInfo { uid: Some(c.uid()), gid: Some(c.gid()), pid: c.pid() },
+                Err(_) => PeerInfo::default(),
+            };
+            Ok((stream, peer))
+        }
+
+        /// The socket path.
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    impl Drop for LocalListener {
+        fn drop(&mut self) {
+            // Only remove the file if it is still ours: a newer daemon may
+            // have replaced it after we were declared stale.
+            if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
+                if (meta.dev(), meta.ino()) == self.ino {
+                    let _ = std::fs::remove_file(&self.path);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(not(unix))]
+mod unsupported {
+    use super::*;
+
+    /// A connected local client stream (placeholder type off Unix).
+    pub type LocalStream = tokio::net::TcpStream;
+
+    /// Placeholder: binding always fails with [`BindError::Unsupported`].
+    #[derive(Debug)]
+    pub struct LocalListener {
+        path: PathBuf,
+    }
+
+    impl LocalListener {
+        /// Always fails on this platform.
+        pub fn bind(_dir: &Path, channel: &str, _mode: u32) -> Result<Self, BindError> {
+            names::check_channel(channel)?;
+            Err(BindError::Unsupported { channel: channel.into() })
+        }
+
+        /// Never returns a client.
+        pub async fn accept(&self) -> io::Result<(LocalStream, PeerInfo)> {
+            Err(io::Error::new(io::ErrorKind::Unsupported, "local channels are not supported on this platform yet"))
+        }
+
+        /// The path.
+        pub fn path(&self) -> &Path {
+            &self.path
+        }
+    }
+}

@@ -1,0 +1,288 @@
+//! The embeddable server: starts a daemon on its own thread and stops it.
+//!
+//! [`Server::start`] binds every channel's socket before it returns, so a
+//! caller (the `ncserver` binary, a test, an application embedding the
+//! daemon) knows at once whether the daemon is serving. The daemon runs on
+//! one dedicated thread with a single-threaded tokio runtime: all state is
+//! owned by that thread and the message path takes no lock. This module
+//! also owns the channel listeners' lifecycle, including config reloads.
+
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use netcluster_proto::frame::ErrorCode;
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::config::{resolve_socket_dir, Config, ConfigSource};
+use crate::hub::Hub;
+use crate::listener::{BindError, LocalListener};
+use crate::session;
+
+/// How long a stopping daemon waits for clients' queues to drain.
+const STOP_FLUSH: Duration = Duration::from_secs(2);
+
+/// Why a server could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// A channel socket could not be bound.
+    #[error(transparent)]
+    Bind(#[from] BindError),
+    /// The runtime or thread could not be created.
+    #[error("cannot start the daemon thread: {0}")]
+    Runtime(#[source] std::io::Error),
+}
+
+/// Starts daemons. See the module docs.
+#[derive(Debug)]
+pub struct Server;
+
+impl Server {
+    /// Starts a daemon serving `config` and returns once every channel
+    /// socket is bound (or with the first error).
+    pub fn start(config: Config) -> Result<ServerHandle, StartError> {
+        let socket_dir = resolve_socket_dir(config.socketdir.as_deref(), |k| std::env::var(k).ok(), is_root());
+        let node_id = random_u64();
+        let stop = Arc::new(Notify::new());
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let thread = {
+            let (stop, socket_dir) = (stop.clone(), socket_dir.clone());
+            std::thread::Builder::new()
+                .name("ncserver".into())
+                .spawn(move || run(config, socket_dir, node_id, stop, ready_tx))
+                .map_err(StartError::Runtime)?
+        };
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(ServerHandle { stop, thread: Some(thread), socket_dir, node_id }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                Err(StartError::Runtime(std::io::Error::other("daemon thread ended during startup")))
+            }
+        }
+    }
+}
+
+/// A running daemon. Dropping the handle stops the daemon and waits for it.
+#[derive(Debug)]
+pub struct ServerHandle {
+    stop: Arc<Notify>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    socket_dir: PathBuf,
+    node_id: u64,
+}
+
+impl ServerHandle {
+    /// The directory holding the channel sockets.
+    pub fn socket_dir(&self) -> &Path {
+        &self.socket_dir
+    }
+
+    /// This run's node id.
+    pub fn node_id(&self) -> u64 {
+        self.node_id
+    }
+
+    /// Stops gracefully: closes the listeners (removing the socket files),
+    /// flushes clients' queues for a bounded time, and waits for the thread.
+    pub fn stop(mut self) {
+        self.stop_and_join();
+    }
+
+    fn stop_and_join(&mut self) {
+        self.stop.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for ServerHandle {
+    fn drop(&mut self) {
+        self.stop_and_join();
+    }
+}
+
+fn run(
+    config: Config,
+    socket_dir: PathBuf,
+    node_id: u64,
+    stop: Arc<Notify>,
+    ready: std::sync::mpsc::Sender<Result<(), StartError>>,
+) {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            let _ = ready.send(Err(StartError::Runtime(e)));
+            return;
+        }
+    };
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, async move {
+        let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
+        let hub = Hub::new(node_id, socket_dir, config);
+        for name in &names {
+            match LocalListener::bind(&hub.socket_dir, name, hub.config().socketmode) {
+                Ok(l) => spawn_accept(&hub, name, l),
+                Err(e) => {
+                    // Dropping the hub's listeners removes what was bound.
+                    abort_all(&hub);
+                    tokio::task::yield_now().await;
+                    let _ = ready.send(Err(e.into()));
+                    return;
+                }
+            }
+        }
+        tracing::info!(
+            node = format!("{node_id:016x}"),
+            socketdir = %hub.socket_dir.display(),
+            channels = %names.join(", "),
+            "ncserver serving"
+        );
+        let _ = ready.send(Ok(()));
+        stop.notified().await;
+        shutdown(&hub).await;
+    });
+}
+
+fn spawn_accept(hub: &Rc<Hub>, name: &str, listener: LocalListener) {
+    let channel: Rc<str> = name.into();
+    let h = hub.clone();
+    let task = tokio::task::spawn_local(async move {
+        loop {
+            match listener.accept().await {
+                Ok((stream, peer)) => {
+                    tokio::task::spawn_local(session::serve(h.clone(), stream, peer, channel.clone()));
+                }
+                Err(e) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(channel = %channel, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    });
+    if let Some(old) = hub.listeners.borrow_mut().insert(name.to_string(), task.abort_handle()) {
+        old.abort();
+    }
+}
+
+fn abort_all(hub: &Hub) {
+    for (_, h) in std::mem::take(&mut *hub.listeners.borrow_mut()) {
+        h.abort();
+    }
+}
+
+async fn shutdown(hub: &Rc<Hub>) {
+    tracing::info!("stopping: closing listeners and flushing clients");
+    abort_all(hub);
+    let clients = hub.clients();
+    for c in &clients {
+        hub.close(c, Some((ErrorCode::Shutdown, "the server is stopping")), "server stopping");
+    }
+    let deadline = tokio::time::Instant::now() + STOP_FLUSH;
+    while tokio::time::Instant::now() < deadline && clients.iter().any(|c| !c.out.borrow().is_empty()) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Let aborted accept tasks drop their listeners (removing socket files).
+    tokio::task::yield_now().await;
+}
+
+/// Applies a new config to a running daemon: binds added channels first
+/// (refusing the whole reload if one fails), then switches the rules,
+/// closes removed channels and their clients. Clients of channels that
+/// stay keep their connections and subscriptions.
+pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> {
+    let refused = |why: String| format!("reload refused, the old config stays: {why}");
+    let new_dir = resolve_socket_dir(new.socketdir.as_deref(), |k| std::env::var(k).ok(), is_root());
+    if new_dir != hub.socket_dir {
+        return Err(refused(format!(
+            "socketdir cannot change while running ({} -> {}); restart ncserver",
+            hub.socket_dir.display(),
+            new_dir.display()
+        )));
+    }
+    let old = hub.config();
+    let mut opened = Vec::new();
+    for ch in &new.channels {
+        if old.channel(&ch.name).is_none() {
+            let l = LocalListener::bind(&hub.socket_dir, &ch.name, new.socketmode).map_err(|e| refused(e.to_string()))?;
+            opened.push((ch.name.clone(), l));
+        }
+    }
+    let mode_changed = new.socketmode != old.socketmode;
+    let mode = new.socketmode;
+    let source = match &new.source {
+        ConfigSource::File(p) => p.display().to_string(),
+        ConfigSource::BuiltIn => "built-in default".into(),
+        ConfigSource::Inline => "reload request".into(),
+    };
+    let change = hub.set_config(new);
+    for (name, _) in &change.removed {
+        if let Some(h) = hub.listeners.borrow_mut().remove(name) {
+            h.abort();
+        }
+    }
+    for (name, l) in opened {
+        spawn_accept(hub, &name, l);
+    }
+    if mode_changed {
+        set_modes(hub, mode);
+    }
+    tracing::info!(
+        source,
+        added = ?change.added,
+        removed = ?change.removed.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        changed = ?change.changed,
+        "config reloaded"
+    );
+    Ok(json!({
+        "reloaded": source,
+        "added": change.added,
+        "removed": change.removed.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        "changed": change.changed,
+    }))
+}
+
+#[cfg(unix)]
+fn set_modes(hub: &Hub, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    for name in hub.listeners.borrow().keys() {
+        let path = crate::listener::channel_path(&hub.socket_dir, name);
+        if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)) {
+            tracing::warn!(path = %path.display(), "cannot change socket mode: {e}");
+        }
+    }
+}
+
+#[cfg(not(unix))]
+fn set_modes(_hub: &Hub, _mode: u32) {}
+
+/// True when running as root (the seed's socket directory is then /var/run).
+pub fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// A random 64-bit value from the standard library's randomly seeded
+/// hasher (no extra dependency), mixed with the time and pid.
+pub fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u32(std::process::id());
+    h.finish()
+}

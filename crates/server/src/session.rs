@@ -1,0 +1,409 @@
+//! A client session: handshake, then the read loop.
+//!
+//! The first byte tells the dialect: `{` starts the seed's JSON packets,
+//! anything else must be a native Hello frame. After the handshake the
+//! session reads in batches (into the hub's shared read buffer, so an idle
+//! client holds no read memory), handles every complete frame or packet,
+//! and flushes all queues touched by the batch at once. When a recipient's
+//! queue is over its limit the session stops reading until it drains
+//! (lossless backpressure), or closes that recipient after `blockms`.
+
+use std::io;
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{Buf, BytesMut};
+use netcluster_proto::frame::{self, ErrorCode, Frame, FRAME_OVERHEAD, HEADER_LEN};
+use netcluster_proto::{legacy, names};
+use tokio::time::Instant;
+
+use crate::conn::{bump, write_all, Conn, ConnInit, Dialect};
+use crate::control;
+use crate::hub::{Flow, Hub, Origin, Payload};
+use crate::listener::{LocalStream, PeerInfo};
+use crate::outq::SHARE_PAYLOAD_MIN;
+
+/// How long a new connection may take to say hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How much is read per syscall when no frame size is known.
+const READ_CHUNK: usize = 256 * 1024;
+/// How long a publisher waits for a full recipient queue before the
+/// recipient is disconnected as a slow consumer.
+pub const DEFAULT_BLOCK: Duration = Duration::from_millis(1000);
+
+/// Result of handling a batch of input.
+enum Step {
+    /// Everything complete was handled; read more.
+    Continue,
+    /// Wait for this recipient before handling the rest.
+    Block(Rc<Conn>),
+    /// Close the session with this error.
+    Close(ErrorCode, String),
+}
+
+/// Serves one accepted connection until it ends.
+pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: Rc<str>) {
+    let mut pending = BytesMut::new();
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, &mut pending)).await {
+        Ok(Ok(h)) => h,
+        Ok(Err(Refusal { code, message })) => {
+            tracing::debug!(channel = %channel, %message, "handshake refused");
+            let mut b = BytesMut::new();
+            match pending.first() {
+                Some(b'{') => legacy::encode_error(&mut b, &channel, &message),
+                _ => frame::encode_error(&mut b, code, 0, true, &message),
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&stream, &b)).await;
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(channel = %channel, "no hello within {HANDSHAKE_TIMEOUT:?}; closing");
+            return;
+        }
+    };
+    let Some(channel_id) = hub.router.borrow().channel(&channel) else {
+        let mut b = BytesMut::new();
+        frame::encode_error(&mut b, ErrorCode::ChannelRemoved, 0, true, &format!("channel {channel:?} no longer exists"));
+        let _ = write_all(&stream, &b).await;
+        return;
+    };
+    let (slot, id) = hub.reserve();
+    let conn = Rc::new(Conn::new(ConnInit {
+        slot,
+        id,
+        channel: channel.clone(),
+        channel_id,
+        name: hello.name,
+        hello_pid: hello.pid,
+        peer,
+        dialect: hello.dialect,
+        stream,
+    }));
+    hub.register(conn.clone());
+    tracing::info!(client = id, name = %conn.name, channel = %channel, pid = ?conn.peer.pid, dialect = ?conn.dialect, "client connected");
+    if conn.dialect == Dialect::Native {
+        conn.with_tail(|b| frame::encode_welcome(b, hub.node_id, id, hub.max_message() as u32, &channel));
+        hub.touch(&conn);
+        hub.flush_touched();
+    }
+    let writer = {
+        let (hub, conn) = (hub.clone(), conn.clone());
+        tokio::task::spawn_local(async move {
+            let limit = || hub.queue_limit();
+            if let Some(e) = conn.run_writer(limit).await {
+                hub.close(&conn, None, &format!("write failed: {e}"));
+            }
+        })
+    };
+    let reason = read_loop(&hub, &conn, pending).await;
+    match reason {
+        Ok(why) => hub.close(&conn, None, why),
+        Err((code, msg)) => {
+            tracing::warn!(client = id, name = %conn.name, channel = %channel, "closing client after protocol error: {msg}");
+            hub.close(&conn, Some((code, &msg)), &msg);
+        }
+    }
+    let _ = writer.await;
+}
+
+/// What the handshake learned.
+struct Hello {
+    dialect: Dialect,
+    name: String,
+    pid: u32,
+}
+
+/// Why a handshake failed.
+struct Refusal {
+    code: ErrorCode,
+    message: String,
+}
+
+async fn handshake(stream: &LocalStream, pending: &mut BytesMut) -> Result<Hello, Refusal> {
+    let io = |e: io::Error| Refusal { code: ErrorCode::BadFrame, message: e.to_string() };
+    loop {
+        if pending.first() == Some(&b'{') {
+            return Ok(Hello { dialect: Dialect::Legacy, name: "legacy".into(), pid: 0 });
+        }
+        match frame::decode(pending, 4096) {
+            Ok(Some((Frame::Hello { version, pid, name }, n))) => {
+                if version < 1 {
+                    return Err(Refusal {
+                        code: ErrorCode::Version,
+                        message: format!("protocol version {version} is not supported; this server speaks {}", frame::VERSION),
+                    });
+                }
+                let hello = Hello { dialect: Dialect::Native, name: name.to_string(), pid };
+                pending.advance(n);
+                return Ok(hello);
+            }
+            Ok(Some(_)) => {
+                return Err(Refusal { code: ErrorCode::BadFrame, message: "expected a hello frame first".into() });
+            }
+            Ok(None) => {}
+            Err(e) => {
+                return Err(Refusal { code: ErrorCode::BadFrame, message: format!("{e}; is this a netcluster client?") })
+            }
+        }
+        stream.readable().await.map_err(io)?;
+        pending.reserve(4096);
+        match stream.try_read_buf(pending) {
+            Ok(0) => return Err(Refusal { code: ErrorCode::BadFrame, message: "closed before hello".into() }),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
+/// Reads and handles input until the client leaves (`Ok(reason)`) or
+/// breaks the protocol (`Err`).
+async fn read_loop(hub: &Rc<Hub>, conn: &Rc<Conn>, mut pending: BytesMut) -> Result<&'static str, (ErrorCode, String)> {
+    let mut ready = !pending.is_empty();
+    loop {
+        if conn.is_closed() {
+            return Ok("closed by the daemon");
+        }
+        if ready {
+            let step = process(hub, conn, &mut pending);
+            hub.flush_touched();
+            match step {
+                Step::Continue => ready = false,
+                Step::Block(target) => {
+                    if !wait_drain(hub, conn, target).await {
+                        return Ok("closed by the daemon");
+                    }
+                    continue;
+                }
+                Step::Close(code, msg) => return Err((code, msg)),
+            }
+        }
+        tokio::select! {
+            biased;
+            _ = conn.kill.notified() => return Ok("closed by the daemon"),
+            r = conn.stream.readable() => if r.is_err() { return Ok("read error") },
+        }
+        let step = {
+            let mut shared = hub.read_buf.borrow_mut();
+            let use_shared = pending.is_empty();
+            let buf = if use_shared { &mut *shared } else { &mut pending };
+            let want = wanted(buf, conn.dialect);
+            if buf.capacity() - buf.len() < want.min(4096) {
+                buf.reserve(want);
+            }
+            match conn.stream.try_read_buf(buf) {
+                Ok(0) if !buf.is_empty() && !(conn.dialect == Dialect::Legacy && legacy::is_blank(buf)) => {
+                    if use_shared {
+                        shared.clear();
+                    }
+                    return Ok("closed mid-message");
+                }
+                Ok(0) => return Ok("closed by the client"),
+                Ok(n) => bump(&conn.stats.bytes_in, n as u64),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(_) => return Ok("read error"),
+            }
+            let step = process(hub, conn, buf);
+            if use_shared && !shared.is_empty() {
+                pending.extend_from_slice(&shared);
+                shared.clear();
+            }
+            step
+        };
+        hub.flush_touched();
+        match step {
+            Step::Continue => {}
+            Step::Block(target) => {
+                if !wait_drain(hub, conn, target).await {
+                    return Ok("closed by the daemon");
+                }
+                ready = true;
+            }
+            Step::Close(code, msg) => return Err((code, msg)),
+        }
+    }
+}
+
+/// How many bytes the next read should make room for.
+fn wanted(buf: &BytesMut, dialect: Dialect) -> usize {
+    if dialect == Dialect::Native && buf.len() >= HEADER_LEN {
+        let total = HEADER_LEN + u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+        if total > buf.len() {
+            return (total - buf.len()).max(READ_CHUNK.min(64 * 1024));
+        }
+    }
+    READ_CHUNK
+}
+
+/// Waits until `target`'s queue is back under the limit. Returns false if
+/// `me` was closed meanwhile. After the block time the target is closed as
+/// a slow consumer, which also frees the publisher.
+async fn wait_drain(hub: &Hub, me: &Conn, target: Rc<Conn>) -> bool {
+    bump(&target.stats.blocked, 1);
+    target.waiters.set(target.waiters.get() + 1);
+    let deadline = Instant::now() + DEFAULT_BLOCK;
+    let alive = loop {
+        if me.is_closed() {
+            break false;
+        }
+        if target.is_closed() || target.out.borrow().len() <= hub.queue_limit() {
+            break true;
+        }
+        let drained = target.drained.notified();
+        tokio::select! {
+            _ = drained => {}
+            _ = me.kill.notified() => break false,
+            _ = tokio::time::sleep_until(deadline) => {
+                let msg = format!(
+                    "slow consumer: queue stayed above queuebytes ({} bytes) for {} ms",
+                    hub.queue_limit(),
+                    DEFAULT_BLOCK.as_millis()
+                );
+                let target_rc = hub.client(target.slot).filter(|c| Rc::ptr_eq(c, &target)).unwrap_or(target.clone());
+                hub.close(&target_rc, Some((ErrorCode::SlowConsumer, &msg)), "slow consumer");
+                break true;
+            }
+        }
+    };
+    target.waiters.set(target.waiters.get() - 1);
+    alive
+}
+
+fn process(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
+    match conn.dialect {
+        Dialect::Native => process_native(hub, conn, buf),
+        Dialect::Legacy => process_legacy(hub, conn, buf),
+    }
+}
+
+fn process_native(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
+    let max_body = hub.max_message() + FRAME_OVERHEAD;
+    loop {
+        // Large publishes are split off into their own buffer so every
+        // recipient shares it instead of copying.
+        if buf.len() >= HEADER_LEN && buf[0] == frame::kind::PUBLISH {
+            let total = HEADER_LEN + u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
+            if total >= SHARE_PAYLOAD_MIN && total - HEADER_LEN <= max_body && buf.len() >= total {
+                let whole = buf.split_to(total).freeze();
+                let flow = match frame::decode(&whole, max_body) {
+                    Ok(Some((Frame::Publish { event, payload }, _))) => {
+                        publish(hub, conn, event, Payload::Shared(whole.slice_ref(payload)))
+                    }
+                    Ok(_) => unreachable!("a complete publish frame"),
+                    Err(e) => return Step::Close(ErrorCode::BadFrame, e.to_string()),
+                };
+                if let Flow::Block(t) = flow {
+                    return Step::Block(t);
+                }
+                continue;
+            }
+        }
+        let (flow, n) = match frame::decode(buf, max_body) {
+            Ok(None) => return Step::Continue,
+            Ok(Some((f, n))) => match handle_frame(hub, conn, f) {
+                Ok(flow) => (flow, n),
+                Err(msg) => return Step::Close(ErrorCode::BadFrame, msg),
+            },
+            Err(e @ frame::FrameError::TooLarge { .. }) => {
+                return Step::Close(ErrorCode::TooLarge, format!("{e} (maxmessage is {} bytes)", hub.max_message()))
+            }
+            Err(e) => return Step::Close(ErrorCode::BadFrame, e.to_string()),
+        };
+        buf.advance(n);
+        if let Flow::Block(t) = flow {
+            return Step::Block(t);
+        }
+    }
+}
+
+fn handle_frame(hub: &Rc<Hub>, conn: &Rc<Conn>, f: Frame<'_>) -> Result<Flow, String> {
+    match f {
+        Frame::Publish { event, payload } => return Ok(publish(hub, conn, event, Payload::Borrowed(payload))),
+        Frame::Subscribe { ack, ref events } | Frame::Unsubscribe { ack, ref events } => {
+            let subscribe = matches!(f, Frame::Subscribe { .. });
+            let mut router = hub.router.borrow_mut();
+            let mut bad = None;
+            for e in events.iter() {
+                if let Err(err) = names::check_subscription(e) {
+                    bad = Some(err.to_string());
+                    continue;
+                }
+                if subscribe {
+                    router.subscribe(conn.slot, e);
+                } else {
+                    router.unsubscribe(conn.slot, e);
+                }
+            }
+            drop(router);
+            conn.with_tail(|b| match bad {
+                Some(msg) => frame::encode_error(b, ErrorCode::BadName, ack, false, &msg),
+                None if ack != 0 => frame::encode_ack(b, ack),
+                None => {}
+            });
+        }
+        Frame::Request { id, event, payload } => {
+            let reply = control::request(hub, conn, event, payload);
+            let (status, body) = match reply {
+                Ok(v) => (frame::Status::Ok, v.to_string()),
+                Err(msg) => (frame::Status::Failed, serde_json::json!({ "error": msg }).to_string()),
+            };
+            conn.with_tail(|b| frame::encode_response(b, id, status, body.as_bytes()));
+        }
+        Frame::Ping(token) => conn.with_tail(|b| frame::encode_ping(b, false, token)),
+        Frame::Pong(_) => {}
+        Frame::Hello { .. } => return Err("hello sent twice".into()),
+        Frame::Welcome { .. } | Frame::Deliver(_) | Frame::Response { .. } | Frame::Error { .. } | Frame::Ack(_) => {
+            return Err("received a frame type that only the server sends".into())
+        }
+    }
+    hub.touch(conn);
+    Ok(Flow::Continue)
+}
+
+fn process_legacy(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
+    let max = hub.max_message() + FRAME_OVERHEAD;
+    loop {
+        let (flow, n) = match legacy::split(buf, max) {
+            Ok(None) => return Step::Continue,
+            Err(e) => return Step::Close(ErrorCode::TooLarge, e.to_string()),
+            Ok(Some((packet, n))) if legacy::is_blank(packet) => (Flow::Continue, n),
+            Ok(Some((packet, n))) => match legacy::parse(packet) {
+                Ok(p) => (publish(hub, conn, &p.event, Payload::Borrowed(p.data)), n),
+                Err(e) => return Step::Close(ErrorCode::BadFrame, e.to_string()),
+            },
+        };
+        buf.advance(n);
+        if let Flow::Block(t) = flow {
+            return Step::Block(t);
+        }
+    }
+}
+
+/// Handles one message emitted by `conn`.
+fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) -> Flow {
+    if let Err(e) = names::check_event(event) {
+        conn.queue_error(ErrorCode::BadName, 0, false, &e.to_string());
+        hub.touch(conn);
+        return Flow::Continue;
+    }
+    let len = payload.as_slice().len();
+    if len > hub.max_message() {
+        let msg = format!("message of {len} bytes exceeds maxmessage ({} bytes); it was not sent", hub.max_message());
+        conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
+        hub.touch(conn);
+        return Flow::Continue;
+    }
+    bump(&conn.stats.msgs_in, 1);
+    if control::is_request(hub, conn, event) {
+        let reply = control::request(hub, conn, event, payload.as_slice());
+        let body = match reply {
+            Ok(v) => v,
+            Err(msg) => serde_json::json!({ "error": msg }),
+        };
+        control::reply_event(conn, &format!("{event}-response"), &body);
+        hub.touch(conn);
+        return Flow::Continue;
+    }
+    let origin = Origin { node: None, client: conn.id, seq: conn.next_seq() };
+    hub.fan_out(conn.channel_id, event, payload, origin, Some(conn.slot))
+}

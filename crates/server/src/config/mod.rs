@@ -1,0 +1,416 @@
+//! The daemon's configuration: what a config file may say and what it means.
+//!
+//! This module owns the [`Config`] type, its defaults (the `DEFAULT_*`
+//! constants), loading it from a file or from a JSON object sent in a reload
+//! request, rendering the effective config back as JSON for `showconfig`,
+//! and the errors a bad config produces. The file is JSON with `//` and
+//! `/* */` comments (the seed's README example loads as written); the syntax
+//! lives in `jsonc`, the list of valid keys and the meaning of each value in
+//! `validate` and `values`. Every error names the file, line, column and the
+//! dotted key, and an unknown key comes with the nearest valid one.
+
+mod jsonc;
+mod validate;
+mod values;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use netcluster_proto::router::{ChannelRules, Propagation};
+use regex::Regex;
+use serde_json::{Map, Value};
+
+/// Default multicast group (`addr`): in the organization-local scope
+/// 239.255.0.0/16, so that it never leaves the site by default.
+pub const DEFAULT_ADDR: IpAddr = IpAddr::V4(Ipv4Addr::new(239, 255, 77, 54));
+/// Default UDP port (`port`), the seed's.
+pub const DEFAULT_PORT: u16 = 4454;
+/// Default of `dumpnet`: do not print network traffic.
+pub const DEFAULT_DUMPNET: bool = false;
+/// Default of `connecttonet`: stay local unless asked.
+pub const DEFAULT_CONNECTTONET: bool = false;
+/// Default of `startcontrol`: answer control requests.
+pub const DEFAULT_STARTCONTROL: bool = true;
+/// Default permission bits of the channel sockets (`socketmode`):
+/// owner and group may connect.
+pub const DEFAULT_SOCKETMODE: u32 = 0o660;
+/// Largest `socketmode`: permission bits only, no setuid/setgid/sticky.
+pub const MAX_SOCKETMODE: u32 = 0o777;
+/// Default largest message in bytes (`maxmessage`).
+pub const DEFAULT_MAXMESSAGE: usize = 16 * 1024 * 1024;
+/// Smallest accepted `maxmessage`.
+pub const MIN_MAXMESSAGE: u64 = 1024;
+/// Largest accepted `maxmessage`.
+pub const MAX_MAXMESSAGE: u64 = 1024 * 1024 * 1024;
+/// Default bytes queued for one slow client before it is dealt with
+/// (`queuebytes`).
+pub const DEFAULT_QUEUEBYTES: usize = 8 * 1024 * 1024;
+/// Smallest accepted `queuebytes`.
+pub const MIN_QUEUEBYTES: u64 = 64 * 1024;
+/// Largest accepted `queuebytes`.
+pub const MAX_QUEUEBYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Default of a channel's `propagatetonet`.
+pub const DEFAULT_PROPAGATETONET: bool = false;
+/// Default of a channel's `dumptoconsole`.
+pub const DEFAULT_DUMPTOCONSOLE: bool = false;
+/// The channel that carries control requests; always present.
+pub const CONTROL_CHANNEL: &str = "control";
+/// File name used in diagnostics for a config sent in a reload request.
+pub const RELOAD_REQUEST_FILE: &str = "<reload request>";
+/// Environment variable that overrides the default socket directory.
+pub const SOCKET_DIR_ENV: &str = "NETCLUSTER_SOCKET_DIR";
+/// Socket directory for root (the seed's).
+pub const ROOT_SOCKET_DIR: &str = "/var/run";
+/// Socket directory when nothing else applies.
+pub const FALLBACK_SOCKET_DIR: &str = "/tmp";
+
+/// Where a [`Config`] came from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    /// Read from this file (or parsed from text said to come from it).
+    File(PathBuf),
+    /// [`Config::builtin`].
+    BuiltIn,
+    /// Given as a JSON object by a control request.
+    Inline,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(p) => write!(f, "{}", p.display()),
+            ConfigSource::BuiltIn => f.write_str("built-in default config"),
+            ConfigSource::Inline => f.write_str("config from a reload request"),
+        }
+    }
+}
+
+/// The daemon's effective configuration. Field names are the config keys.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Where this config came from.
+    pub source: ConfigSource,
+    /// `addr`: the multicast group.
+    pub addr: IpAddr,
+    /// `port`: the UDP port.
+    pub port: u16,
+    /// `dumpnet`: print what arrives from the network.
+    pub dumpnet: bool,
+    /// `connecttonet`: join the network at all.
+    pub connecttonet: bool,
+    /// `startcontrol`: answer control requests on the control channel.
+    pub startcontrol: bool,
+    /// `socketdir`: directory of the channel sockets, if configured; see
+    /// [`resolve_socket_dir`] for the fallbacks.
+    pub socketdir: Option<PathBuf>,
+    /// `socketmode`: permission bits of the channel sockets (≤ 0o777).
+    pub socketmode: u32,
+    /// `maxmessage`: largest message in bytes.
+    pub maxmessage: usize,
+    /// `queuebytes`: bytes queued for one client before it counts as slow.
+    pub queuebytes: usize,
+    /// `channels`, in file order; the control channel is always present
+    /// (first, when the file did not name it).
+    pub channels: Vec<ChannelConfig>,
+}
+
+/// One channel's settings (`channels.{name}`).
+#[derive(Debug, Clone)]
+pub struct ChannelConfig {
+    /// The channel name (checked with `netcluster_proto::names::check_channel`).
+    pub name: String,
+    /// `propagatetochannels`: where this channel's messages are copied.
+    pub propagatetochannels: PropagateSpec,
+    /// `propagatetonet`: copy this channel's local messages to the network.
+    pub propagatetonet: bool,
+    /// `dumptoconsole`: print this channel's messages.
+    pub dumptoconsole: bool,
+}
+
+/// A compiled `propagatetochannels` value that remembers how it was written,
+/// so that [`Config::to_json`] gives back the same form (a single pattern
+/// written as a string stays a string, a one-element list stays a list).
+#[derive(Debug, Clone)]
+pub enum PropagateSpec {
+    /// `false`: no other channel.
+    None,
+    /// `true`: every other channel.
+    All,
+    /// A single regex written as a string.
+    Pattern(Regex),
+    /// An array of regexes; a channel is selected when any matches.
+    Patterns(Vec<Regex>),
+}
+
+impl PropagateSpec {
+    /// The routing rule this value stands for.
+    pub fn rule(&self) -> Propagation {
+        match self {
+            PropagateSpec::None => Propagation::None,
+            PropagateSpec::All => Propagation::All,
+            PropagateSpec::Pattern(r) => Propagation::Patterns(vec![r.clone()]),
+            PropagateSpec::Patterns(rs) => Propagation::Patterns(rs.clone()),
+        }
+    }
+
+    /// The value as written in a config file.
+    pub fn to_json(&self) -> Value {
+        match self {
+            PropagateSpec::None => Value::Bool(false),
+            PropagateSpec::All => Value::Bool(true),
+            PropagateSpec::Pattern(r) => Value::from(r.as_str()),
+            PropagateSpec::Patterns(rs) => rs.iter().map(|r| Value::from(r.as_str())).collect(),
+        }
+    }
+}
+
+impl ChannelConfig {
+    /// A channel with every setting at its default (propagates nowhere).
+    pub fn with_defaults(name: impl Into<String>) -> Self {
+        ChannelConfig {
+            name: name.into(),
+            propagatetochannels: PropagateSpec::None,
+            propagatetonet: DEFAULT_PROPAGATETONET,
+            dumptoconsole: DEFAULT_DUMPTOCONSOLE,
+        }
+    }
+
+    /// The channel's settings as a JSON object shaped like the file's.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert(
+            "propagatetochannels".into(),
+            self.propagatetochannels.to_json(),
+        );
+        m.insert("propagatetonet".into(), self.propagatetonet.into());
+        m.insert("dumptoconsole".into(), self.dumptoconsole.into());
+        Value::Object(m)
+    }
+
+    /// The routing rules of this channel (messages from the network are
+    /// accepted until a key says otherwise).
+    pub fn rules(&self) -> ChannelRules {
+        ChannelRules {
+            name: self.name.clone(),
+            propagate: self.propagatetochannels.rule(),
+            to_net: self.propagatetonet,
+            from_net: true,
+        }
+    }
+}
+
+/// A problem in a config's text, located precisely.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file name (or [`RELOAD_REQUEST_FILE`]).
+    pub file: String,
+    /// 1-based line.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// Dotted key path such as `channels.A.propagatetochannels` or
+    /// `channels.A.propagatetochannels[1]` (0-based index); keys that are not
+    /// plain words are quoted (`channels."a.b"`). `None` for syntax errors.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// The nearest valid key, for an unknown key.
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if let Some(key) = &self.key {
+            write!(f, "{key}: ")?;
+        }
+        f.write_str(&self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, "; did you mean \"{hint}\"?")?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read (missing, permissions, not UTF-8).
+    #[error("cannot read config file {}: {source}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// The text is not valid JSONC or does not follow the schema. Only the
+    /// first problem is reported: a syntax error if there is one, else the
+    /// first schema error in document order.
+    #[error("{0}")]
+    Invalid(Box<Diagnostic>),
+}
+
+impl ConfigError {
+    /// The diagnostic, when the error is about the config's content.
+    pub fn diagnostic(&self) -> Option<&Diagnostic> {
+        match self {
+            ConfigError::Invalid(d) => Some(d),
+            ConfigError::Io { .. } => None,
+        }
+    }
+}
+
+impl Config {
+    /// Every setting at its default: only the control channel.
+    fn defaults(source: ConfigSource) -> Config {
+        Config {
+            source,
+            addr: DEFAULT_ADDR,
+            port: DEFAULT_PORT,
+            dumpnet: DEFAULT_DUMPNET,
+            connecttonet: DEFAULT_CONNECTTONET,
+            startcontrol: DEFAULT_STARTCONTROL,
+            socketdir: None,
+            socketmode: DEFAULT_SOCKETMODE,
+            maxmessage: DEFAULT_MAXMESSAGE,
+            queuebytes: DEFAULT_QUEUEBYTES,
+            channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
+        }
+    }
+
+    /// The config used when no file is found: channels `control`, `A` and
+    /// `B`, where A's messages reach B and B's reach A (the seed's demo).
+    pub fn builtin() -> Config {
+        let pattern =
+            |p: &str| PropagateSpec::Pattern(Regex::new(p).expect("valid built-in regex"));
+        let mut a = ChannelConfig::with_defaults("A");
+        a.propagatetochannels = pattern("^B$");
+        let mut b = ChannelConfig::with_defaults("B");
+        b.propagatetochannels = pattern("^A$");
+        let mut config = Config::defaults(ConfigSource::BuiltIn);
+        config.channels.extend([a, b]);
+        config
+    }
+
+    /// Parses config text; `file` names it in diagnostics and becomes the
+    /// [`ConfigSource::File`].
+    pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+        Self::parse_as(text, file, ConfigSource::File(file.into()))
+    }
+
+    fn parse_as(text: &str, file: &str, source: ConfigSource) -> Result<Config, ConfigError> {
+        let invalid = |p: validate::Problem| {
+            ConfigError::Invalid(Box::new(Diagnostic {
+                file: file.to_string(),
+                line: p.pos.line,
+                column: p.pos.column,
+                key: p.key,
+                message: p.message,
+                hint: p.hint,
+            }))
+        };
+        let root = jsonc::parse(text).map_err(|e| {
+            invalid(validate::Problem {
+                pos: e.pos,
+                key: e.key,
+                message: e.message,
+                hint: None,
+            })
+        })?;
+        let mut config = Config::defaults(source);
+        validate::apply(&mut config, &root).map_err(invalid)?;
+        Ok(config)
+    }
+
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse_as(
+            &text,
+            &path.display().to_string(),
+            ConfigSource::File(path.to_path_buf()),
+        )
+    }
+
+    /// Builds a config from a JSON object sent over the control channel.
+    /// Diagnostics refer to the object pretty-printed (the form
+    /// `showconfig` shows), in a file named [`RELOAD_REQUEST_FILE`].
+    pub fn from_value(v: &Value) -> Result<Config, ConfigError> {
+        let text = serde_json::to_string_pretty(v).expect("a Value always serializes");
+        Self::parse_as(&text, RELOAD_REQUEST_FILE, ConfigSource::Inline)
+    }
+
+    /// The effective config in the file's shape, every key present with its
+    /// effective value (`socketdir` only when set). Objects are
+    /// `serde_json::Map`s, so keys and channels come out sorted by name.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("addr".into(), self.addr.to_string().into());
+        m.insert("port".into(), self.port.into());
+        m.insert("dumpnet".into(), self.dumpnet.into());
+        m.insert("connecttonet".into(), self.connecttonet.into());
+        m.insert("startcontrol".into(), self.startcontrol.into());
+        if let Some(dir) = &self.socketdir {
+            m.insert(
+                "socketdir".into(),
+                dir.to_string_lossy().into_owned().into(),
+            );
+        }
+        m.insert(
+            "socketmode".into(),
+            values::format_mode(self.socketmode).into(),
+        );
+        m.insert("maxmessage".into(), self.maxmessage.into());
+        m.insert("queuebytes".into(), self.queuebytes.into());
+        let channels: Map<String, Value> = self
+            .channels
+            .iter()
+            .map(|c| (c.name.clone(), c.to_json()))
+            .collect();
+        m.insert("channels".into(), Value::Object(channels));
+        Value::Object(m)
+    }
+
+    /// The channel named `name`.
+    pub fn channel(&self, name: &str) -> Option<&ChannelConfig> {
+        self.channels.iter().find(|c| c.name == name)
+    }
+
+    /// Routing rules for every channel, in config order.
+    pub fn channel_rules(&self) -> Vec<ChannelRules> {
+        self.channels.iter().map(ChannelConfig::rules).collect()
+    }
+}
+
+/// Resolves the socket directory: the configured one, else env
+/// `NETCLUSTER_SOCKET_DIR` (if non-empty), else `/var/run` for root (the
+/// seed's path), else `$XDG_RUNTIME_DIR` (if non-empty), else `/tmp`.
+/// `env` reads an environment variable (pass `|k| std::env::var(k).ok()`);
+/// `is_root` is whether the effective uid is 0.
+pub fn resolve_socket_dir(
+    configured: Option<&Path>,
+    env: impl Fn(&str) -> Option<String>,
+    is_root: bool,
+) -> PathBuf {
+    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
+    if let Some(dir) = configured {
+        return dir.to_path_buf();
+    }
+    if let Some(dir) = non_empty(SOCKET_DIR_ENV) {
+        return dir.into();
+    }
+    if is_root {
+        return ROOT_SOCKET_DIR.into();
+    }
+    non_empty("XDG_RUNTIME_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| FALLBACK_SOCKET_DIR.into())
+}

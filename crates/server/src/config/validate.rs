@@ -1,0 +1,242 @@
+//! The config schema: which keys each object may hold and what each does.
+//!
+//! This module owns the key tables [`TOP_LEVEL_KEYS`] and [`CHANNEL_KEYS`].
+//! Each row names a key and says how its value is read into the [`Config`]
+//! or [`ChannelConfig`]; the same table decides which keys are unknown and
+//! which valid key to suggest instead, so adding a key is one row here (plus
+//! the field, its default and its line in `to_json`). It walks the parsed
+//! tree in document order and stops at the first problem. How single values
+//! are read (sizes, modes, regexes, …) lives in `values`.
+
+use netcluster_proto::names;
+
+use super::jsonc::{join_key, Kind, Member, Node, Pos};
+use super::values::{self, edit_distance};
+use super::{ChannelConfig, Config, CONTROL_CHANNEL};
+use super::{MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
+
+/// A located problem, turned into a `Diagnostic` once the file name is added.
+#[derive(Debug)]
+pub(super) struct Problem {
+    /// Where.
+    pub pos: Pos,
+    /// Dotted key path, if the problem concerns a key.
+    pub key: Option<String>,
+    /// What is wrong.
+    pub message: String,
+    /// Suggested key, for unknown keys.
+    pub hint: Option<String>,
+}
+
+impl Problem {
+    /// A problem with a value at `node`, whose key path is `path`.
+    pub fn at(node: &Node, path: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            pos: node.pos,
+            key: (!path.is_empty()).then(|| path.to_string()),
+            message: message.into(),
+            hint: None,
+        }
+    }
+
+    /// A type error: `expected {what}, found {the node's type}`.
+    pub fn expected(node: &Node, path: &str, what: &str) -> Problem {
+        Problem::at(
+            node,
+            path,
+            format!("expected {what}, found {}", node.kind.type_name()),
+        )
+    }
+}
+
+/// Reads one key's value into `T`; gets the value and its key path.
+type Apply<T> = fn(&mut T, &Node, &str) -> Result<(), Problem>;
+
+/// One valid key of an object.
+pub(super) struct Key<T: 'static> {
+    /// The key as written in the file.
+    pub name: &'static str,
+    /// How its value is read.
+    apply: Apply<T>,
+}
+
+/// The keys of the top-level object.
+pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
+    Key {
+        name: "addr",
+        apply: |c, v, k| values::addr(v, k).map(|x| c.addr = x),
+    },
+    Key {
+        name: "port",
+        apply: |c, v, k| values::port(v, k).map(|x| c.port = x),
+    },
+    Key {
+        name: "dumpnet",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.dumpnet = x),
+    },
+    Key {
+        name: "connecttonet",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.connecttonet = x),
+    },
+    Key {
+        name: "startcontrol",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.startcontrol = x),
+    },
+    Key {
+        name: "socketdir",
+        apply: |c, v, k| values::socketdir(v, k).map(|x| c.socketdir = Some(x)),
+    },
+    Key {
+        name: "socketmode",
+        apply: |c, v, k| values::socketmode(v, k).map(|x| c.socketmode = x),
+    },
+    Key {
+        name: "maxmessage",
+        apply: |c, v, k| {
+            values::size(v, k, "maxmessage", MIN_MAXMESSAGE, MAX_MAXMESSAGE)
+                .map(|x| c.maxmessage = x)
+        },
+    },
+    Key {
+        name: "queuebytes",
+        apply: |c, v, k| {
+            values::size(v, k, "queuebytes", MIN_QUEUEBYTES, MAX_QUEUEBYTES)
+                .map(|x| c.queuebytes = x)
+        },
+    },
+    Key {
+        name: "channels",
+        apply: |c, v, k| channels(v, k).map(|x| c.channels = x),
+    },
+];
+
+/// The keys of a channel object (`channels.{name}`).
+pub(super) const CHANNEL_KEYS: &[Key<ChannelConfig>] = &[
+    Key {
+        name: "propagatetochannels",
+        apply: |c, v, k| values::propagation(v, k).map(|x| c.propagatetochannels = x),
+    },
+    Key {
+        name: "propagatetonet",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.propagatetonet = x),
+    },
+    Key {
+        name: "dumptoconsole",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.dumptoconsole = x),
+    },
+];
+
+/// Reads the whole document into `config`, which holds the defaults.
+pub(super) fn apply(config: &mut Config, root: &Node) -> Result<(), Problem> {
+    apply_object(config, root, "", TOP_LEVEL_KEYS)
+}
+
+/// The members of an object node, or a type error.
+fn object<'a>(node: &'a Node, path: &str) -> Result<&'a [Member], Problem> {
+    match &node.kind {
+        Kind::Object(members) => Ok(members),
+        _ => Err(Problem::expected(node, path, "an object")),
+    }
+}
+
+/// Reads every member of the object `node` into `target` using `keys`.
+fn apply_object<T>(
+    target: &mut T,
+    node: &Node,
+    path: &str,
+    keys: &'static [Key<T>],
+) -> Result<(), Problem> {
+    for m in object(node, path)? {
+        let key_path = join_key(path, &m.key);
+        match keys.iter().find(|k| k.name == m.key) {
+            Some(k) => (k.apply)(target, &m.value, &key_path)?,
+            None => {
+                return Err(Problem {
+                    pos: m.key_pos,
+                    key: Some(key_path),
+                    message: "unknown key".into(),
+                    hint: suggest(&m.key, keys.iter().map(|k| k.name)).map(str::to_string),
+                })
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The `channels` object, in file order, with the control channel added
+/// first when the file does not define it.
+fn channels(node: &Node, path: &str) -> Result<Vec<ChannelConfig>, Problem> {
+    let members = object(node, path)?;
+    let mut out = Vec::with_capacity(members.len() + 1);
+    for m in members {
+        let key_path = join_key(path, &m.key);
+        if let Err(e) = names::check_channel(&m.key) {
+            return Err(Problem {
+                pos: m.key_pos,
+                key: Some(key_path),
+                message: e.to_string(),
+                hint: None,
+            });
+        }
+        let mut channel = ChannelConfig::with_defaults(m.key.clone());
+        apply_object(&mut channel, &m.value, &key_path, CHANNEL_KEYS)?;
+        out.push(channel);
+    }
+    if !out.iter().any(|c| c.name == CONTROL_CHANNEL) {
+        out.insert(0, ChannelConfig::with_defaults(CONTROL_CHANNEL));
+    }
+    Ok(out)
+}
+
+/// The candidate nearest to `key` by edit distance, if it is near enough:
+/// at most max(2, a third of the key's length) edits. Ties go to the
+/// candidate listed first.
+pub(super) fn suggest<'a>(
+    key: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let limit = (key.chars().count() / 3).max(2);
+    candidates
+        .into_iter()
+        .map(|c| (edit_distance(key, c), c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_tables_have_unique_lowercase_names() {
+        let top: Vec<&str> = TOP_LEVEL_KEYS.iter().map(|k| k.name).collect();
+        let chan: Vec<&str> = CHANNEL_KEYS.iter().map(|k| k.name).collect();
+        for names in [&top, &chan] {
+            for (i, n) in names.iter().enumerate() {
+                assert_eq!(n.to_lowercase(), *n);
+                assert!(!names[..i].contains(n), "{n} listed twice");
+            }
+        }
+    }
+
+    #[test]
+    fn suggestions() {
+        let top = || TOP_LEVEL_KEYS.iter().map(|k| k.name);
+        assert_eq!(suggest("prot", top()), Some("port"));
+        assert_eq!(suggest("Port", top()), Some("port"));
+        assert_eq!(suggest("chanels", top()), Some("channels"));
+        assert_eq!(suggest("socket_mode", top()), Some("socketmode"));
+        assert_eq!(suggest("colour", top()), None);
+        let chan = || CHANNEL_KEYS.iter().map(|k| k.name);
+        assert_eq!(
+            suggest("propagateToChannels", chan()),
+            Some("propagatetochannels")
+        );
+        assert_eq!(
+            suggest("propagatetonetwork", chan()),
+            Some("propagatetonet")
+        );
+        assert_eq!(suggest("dump", chan()), None);
+    }
+}

@@ -62,11 +62,7 @@ pub const CONTROL_CHANNEL: &str = "control";
 /// File name used in diagnostics for a config sent in a reload request.
 pub const RELOAD_REQUEST_FILE: &str = "<reload request>";
 /// Environment variable that overrides the default socket directory.
-pub const SOCKET_DIR_ENV: &str = "NETCLUSTER_SOCKET_DIR";
-/// Socket directory for root (the seed's).
-pub const ROOT_SOCKET_DIR: &str = "/var/run";
-/// Socket directory when nothing else applies.
-pub const FALLBACK_SOCKET_DIR: &str = "/tmp";
+pub const SOCKET_DIR_ENV: &str = netcluster_proto::names::SOCKET_DIR_ENV;
 
 /// Where a [`Config`] came from.
 #[derive(Debug, Clone)]
@@ -390,8 +386,9 @@ impl Config {
     }
 }
 
-/// Resolves the socket directory: the configured one, else env
-/// `NETCLUSTER_SOCKET_DIR` (if non-empty), else `/var/run` for root (the
+/// Resolves the socket directory: the configured one, else the rule the
+/// clients use too ([`netcluster_proto::names::default_socket_dir`]):
+/// env `NETCLUSTER_SOCKET_DIR` (if non-empty), else `/var/run` for root (the
 /// seed's path), else `$XDG_RUNTIME_DIR` (if non-empty), else `/tmp`.
 /// `env` reads an environment variable (pass `|k| std::env::var(k).ok()`);
 /// `is_root` is whether the effective uid is 0.
@@ -400,17 +397,8 @@ pub fn resolve_socket_dir(
     env: impl Fn(&str) -> Option<String>,
     is_root: bool,
 ) -> PathBuf {
-    let non_empty = |k: &str| env(k).filter(|v| !v.is_empty());
-    if let Some(dir) = configured {
-        return dir.to_path_buf();
+    match configured {
+        Some(dir) => dir.to_path_buf(),
+        None => netcluster_proto::names::default_socket_dir(env, is_root),
     }
-    if let Some(dir) = non_empty(SOCKET_DIR_ENV) {
-        return dir.into();
-    }
-    if is_root {
-        return ROOT_SOCKET_DIR.into();
-    }
-    non_empty("XDG_RUNTIME_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| FALLBACK_SOCKET_DIR.into())
 }

@@ -84,16 +84,22 @@ pub fn parse(packet: &[u8]) -> Result<Packet<'_>, LegacyError> {
     match packet.iter().find(|b| !b.is_ascii_whitespace()) {
         Some(b'{') => {}
         _ if !is_json(packet) => {
-            return Err(LegacyError::BadJson(serde_json::from_slice::<serde::de::IgnoredAny>(packet).unwrap_err().to_string()))
+            return Err(LegacyError::BadJson(
+                serde_json::from_slice::<serde::de::IgnoredAny>(packet)
+                    .unwrap_err()
+                    .to_string(),
+            ))
         }
         _ => return Err(LegacyError::NotObject),
     }
-    let wire: Wire<'_> = serde_json::from_slice(packet).map_err(|e| LegacyError::BadJson(e.to_string()))?;
+    let wire: Wire<'_> =
+        serde_json::from_slice(packet).map_err(|e| LegacyError::BadJson(e.to_string()))?;
     let raw = wire.event.ok_or(LegacyError::NoEvent)?;
-    let event: std::borrow::Cow<'_, str> = match serde_json::from_str::<std::borrow::Cow<'_, str>>(raw.get()) {
-        Ok(e) => e,
-        Err(_) => return Err(LegacyError::NoEvent),
-    };
+    let event: std::borrow::Cow<'_, str> =
+        match serde_json::from_str::<std::borrow::Cow<'_, str>>(raw.get()) {
+            Ok(e) => e,
+            Err(_) => return Err(LegacyError::NoEvent),
+        };
     names::check_event(&event)?;
     let data = wire.data.map_or(&b"null"[..], |d| d.get().as_bytes());
     Ok(Packet { event, data })
@@ -106,7 +112,14 @@ pub fn is_json(payload: &[u8]) -> bool {
 
 /// Appends a packet for a legacy client. `data` is embedded as is when it is
 /// valid JSON (`data_is_json`), else as a JSON string of its (lossy) text.
-pub fn encode(out: &mut BytesMut, origin: &str, channel: &str, event: &str, data: &[u8], data_is_json: bool) {
+pub fn encode(
+    out: &mut BytesMut,
+    origin: &str,
+    channel: &str,
+    event: &str,
+    data: &[u8],
+    data_is_json: bool,
+) {
     out.reserve(64 + origin.len() + channel.len() + event.len() + data.len());
     out.put_slice(b"{\"emmiteruuid\":");
     put_json_str(out, origin);
@@ -126,7 +139,14 @@ pub fn encode(out: &mut BytesMut, origin: &str, channel: &str, event: &str, data
 /// Appends an `nc-error` packet telling a legacy client what went wrong.
 pub fn encode_error(out: &mut BytesMut, channel: &str, message: &str) {
     let data = serde_json::json!({ "error": message }).to_string();
-    encode(out, DAEMON_ORIGIN, channel, ERROR_EVENT, data.as_bytes(), true);
+    encode(
+        out,
+        DAEMON_ORIGIN,
+        channel,
+        ERROR_EVENT,
+        data.as_bytes(),
+        true,
+    );
 }
 
 fn put_json_str(out: &mut BytesMut, s: &str) {
@@ -146,7 +166,10 @@ mod tests {
         let (p2, n2) = split(&stream[n..], 1000).unwrap().unwrap();
         assert_eq!(parse(p2).unwrap().data, b"null");
         assert_eq!(split(&stream[n + n2..], 1000).unwrap(), None);
-        assert_eq!(split(&[b'x'; 20], 10), Err(LegacyError::TooLarge { max: 10 }));
+        assert_eq!(
+            split(&[b'x'; 20], 10),
+            Err(LegacyError::TooLarge { max: 10 })
+        );
     }
 
     #[test]
@@ -163,7 +186,10 @@ mod tests {
         assert!(matches!(parse(b"{not json"), Err(LegacyError::BadJson(_))));
         assert_eq!(parse(br#"{"event":5}"#).unwrap_err(), LegacyError::NoEvent);
         assert_eq!(parse(br#"{"data":5}"#).unwrap_err(), LegacyError::NoEvent);
-        assert!(matches!(parse(br#"{"event":""}"#), Err(LegacyError::BadEvent(_))));
+        assert!(matches!(
+            parse(br#"{"event":""}"#),
+            Err(LegacyError::BadEvent(_))
+        ));
         assert_eq!(parse(b"[1,2]").unwrap_err(), LegacyError::NotObject);
     }
 
@@ -174,7 +200,10 @@ mod tests {
         encode(&mut b, "node:1", "A", "bin", b"\xffab", false);
         let (p, n) = split(&b, 1 << 20).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_slice(p).unwrap();
-        assert_eq!(v, serde_json::json!({"emmiteruuid":"node:1","channel":"A","broadcast":false,"event":"ev\"x","data":[1,2]}));
+        assert_eq!(
+            v,
+            serde_json::json!({"emmiteruuid":"node:1","channel":"A","broadcast":false,"event":"ev\"x","data":[1,2]})
+        );
         let (p, _) = split(&b[n..], 1 << 20).unwrap().unwrap();
         let v: serde_json::Value = serde_json::from_slice(p).unwrap();
         assert_eq!(v["data"], serde_json::json!("\u{fffd}ab"));

@@ -128,7 +128,10 @@ pub const SOCKET_DIR_ENV: &str = "NETCLUSTER_SOCKET_DIR";
 /// (the seed's path), else `$XDG_RUNTIME_DIR` (if non-empty), else `/tmp`.
 /// Daemon and clients use this same rule so they meet without configuration.
 /// `env` reads a variable; `is_root` tells whether the process is root.
-pub fn default_socket_dir(env: impl Fn(&str) -> Option<String>, is_root: bool) -> std::path::PathBuf {
+pub fn default_socket_dir(
+    env: impl Fn(&str) -> Option<String>,
+    is_root: bool,
+) -> std::path::PathBuf {
     let nonempty = |k: &str| env(k).filter(|v| !v.is_empty());
     if let Some(d) = nonempty(SOCKET_DIR_ENV) {
         return d.into();
@@ -136,7 +139,9 @@ pub fn default_socket_dir(env: impl Fn(&str) -> Option<String>, is_root: bool) -
     if is_root {
         return "/var/run".into();
     }
-    nonempty("XDG_RUNTIME_DIR").unwrap_or_else(|| "/tmp".into()).into()
+    nonempty("XDG_RUNTIME_DIR")
+        .unwrap_or_else(|| "/tmp".into())
+        .into()
 }
 
 /// The file name of a channel's socket inside the socket directory.
@@ -184,14 +189,30 @@ mod tests {
     #[test]
     fn socket_dir_order() {
         let env = |vars: &'static [(&'static str, &'static str)]| {
-            move |k: &str| vars.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+            move |k: &str| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            }
         };
         let all = &[(SOCKET_DIR_ENV, "/s"), ("XDG_RUNTIME_DIR", "/x")];
-        assert_eq!(default_socket_dir(env(all), true), std::path::PathBuf::from("/s"));
+        assert_eq!(
+            default_socket_dir(env(all), true),
+            std::path::PathBuf::from("/s")
+        );
         let xdg = &[(SOCKET_DIR_ENV, ""), ("XDG_RUNTIME_DIR", "/x")];
-        assert_eq!(default_socket_dir(env(xdg), true), std::path::PathBuf::from("/var/run"));
-        assert_eq!(default_socket_dir(env(xdg), false), std::path::PathBuf::from("/x"));
-        assert_eq!(default_socket_dir(env(&[]), false), std::path::PathBuf::from("/tmp"));
+        assert_eq!(
+            default_socket_dir(env(xdg), true),
+            std::path::PathBuf::from("/var/run")
+        );
+        assert_eq!(
+            default_socket_dir(env(xdg), false),
+            std::path::PathBuf::from("/x")
+        );
+        assert_eq!(
+            default_socket_dir(env(&[]), false),
+            std::path::PathBuf::from("/tmp")
+        );
     }
 
     #[test]

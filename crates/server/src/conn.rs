@@ -167,8 +167,12 @@ impl Conn {
     /// client needs to know why it is being refused).
     pub fn queue_error(&self, code: ErrorCode, id: u32, fatal: bool, message: &str) {
         match self.dialect {
-            Dialect::Native => frame::encode_error(self.out.borrow_mut().tail(), code, id, fatal, message),
-            Dialect::Legacy => legacy::encode_error(self.out.borrow_mut().tail(), &self.channel, message),
+            Dialect::Native => {
+                frame::encode_error(self.out.borrow_mut().tail(), code, id, fatal, message)
+            }
+            Dialect::Legacy => {
+                legacy::encode_error(self.out.borrow_mut().tail(), &self.channel, message)
+            }
         }
     }
 
@@ -181,7 +185,10 @@ impl Conn {
     /// Writes what the socket takes now. `Ok(true)`: queue empty.
     pub fn flush(&self, limit: usize) -> io::Result<bool> {
         let mut written = 0;
-        let res = self.out.borrow_mut().write_to(&mut written, |iov| self.stream.try_write_vectored(iov));
+        let res = self
+            .out
+            .borrow_mut()
+            .write_to(&mut written, |iov| self.stream.try_write_vectored(iov));
         bump(&self.stats.bytes_out, written as u64);
         if self.waiters.get() > 0 && self.out.borrow().len() <= limit {
             self.drained.notify_waiters();

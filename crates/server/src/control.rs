@@ -25,7 +25,13 @@ pub const PREFIX: &str = "nc-control-";
 pub const CONTROL_CHANNEL: &str = "control";
 
 /// The commands the agent knows, for error messages and help.
-pub const COMMANDS: &[&str] = &["showconfig", "reloadconfig", "showchannel", "showclient", "status"];
+pub const COMMANDS: &[&str] = &[
+    "showconfig",
+    "reloadconfig",
+    "showchannel",
+    "showclient",
+    "status",
+];
 
 /// True if an event emitted by `conn` is a request for the agent (rather
 /// than a message to route).
@@ -39,18 +45,23 @@ pub fn is_request(hub: &Hub, conn: &Conn, event: &str) -> bool {
 /// Runs one request and returns its JSON result or an error message.
 pub fn request(hub: &Rc<Hub>, caller: &Conn, event: &str, arg: &[u8]) -> Result<Value, String> {
     if &*caller.channel != CONTROL_CHANNEL {
-        return Err(format!("control requests are answered on the {CONTROL_CHANNEL:?} channel only"));
+        return Err(format!(
+            "control requests are answered on the {CONTROL_CHANNEL:?} channel only"
+        ));
     }
     if !hub.config().startcontrol {
         return Err("the control agent is off (startcontrol is false in the config)".into());
     }
     let Some(command) = event.strip_prefix(PREFIX) else {
-        return Err(format!("control request names start with {PREFIX:?}, got {event:?}"));
+        return Err(format!(
+            "control request names start with {PREFIX:?}, got {event:?}"
+        ));
     };
     let arg: Value = if arg.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
-        serde_json::from_slice(arg).map_err(|e| format!("argument of {command} is not valid JSON: {e}"))?
+        serde_json::from_slice(arg)
+            .map_err(|e| format!("argument of {command} is not valid JSON: {e}"))?
     };
     let result = match command {
         "showconfig" => Ok(hub.config().to_json()),
@@ -58,9 +69,17 @@ pub fn request(hub: &Rc<Hub>, caller: &Conn, event: &str, arg: &[u8]) -> Result<
         "showchannel" => show_channel(hub, &arg),
         "showclient" => show_client(hub, &arg),
         "status" => Ok(status(hub)),
-        other => Err(format!("unknown control command {other:?}; known commands: {}", COMMANDS.join(", "))),
+        other => Err(format!(
+            "unknown control command {other:?}; known commands: {}",
+            COMMANDS.join(", ")
+        )),
     };
-    tracing::debug!(command, caller = caller.id, ok = result.is_ok(), "control request");
+    tracing::debug!(
+        command,
+        caller = caller.id,
+        ok = result.is_ok(),
+        "control request"
+    );
     result
 }
 
@@ -71,20 +90,38 @@ pub fn reply_event(conn: &Conn, event: &str, body: &Value) {
     let mut out = conn.out.borrow_mut();
     match conn.dialect {
         Dialect::Native => {
-            let h = DeliverHeader { node: None, client: 0, seq: 0, channel: None };
+            let h = DeliverHeader {
+                node: None,
+                client: 0,
+                seq: 0,
+                channel: None,
+            };
             frame::encode_deliver(out.tail(), &h, event, body.as_bytes());
         }
-        Dialect::Legacy => legacy::encode(out.tail(), legacy::DAEMON_ORIGIN, &conn.channel, event, body.as_bytes(), true),
+        Dialect::Legacy => legacy::encode(
+            out.tail(),
+            legacy::DAEMON_ORIGIN,
+            &conn.channel,
+            event,
+            body.as_bytes(),
+            true,
+        ),
     }
 }
 
 fn reload(hub: &Rc<Hub>, arg: &Value) -> Result<Value, String> {
     let new = match arg {
-        Value::String(path) => Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?,
+        Value::String(path) => {
+            Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?
+        }
         Value::Object(_) => Config::from_value(arg).map_err(|e| e.to_string())?,
         Value::Null => match &hub.config().source {
             ConfigSource::File(path) => Config::load(path).map_err(|e| e.to_string())?,
-            _ => return Err("the active config was not loaded from a file; give reloadconfig a path".into()),
+            _ => {
+                return Err(
+                    "the active config was not loaded from a file; give reloadconfig a path".into(),
+                )
+            }
         },
         _ => return Err("reloadconfig takes a path (string) or a config object".into()),
     };
@@ -114,7 +151,10 @@ fn client_json(hub: &Hub, c: &Conn) -> Value {
 }
 
 fn unknown_channel(hub: &Hub, name: &str) -> String {
-    format!("no channel named {name:?}; channels are: {}", hub.router.borrow().channel_names().join(", "))
+    format!(
+        "no channel named {name:?}; channels are: {}",
+        hub.router.borrow().channel_names().join(", ")
+    )
 }
 
 fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
@@ -142,15 +182,28 @@ fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
             if hub.router.borrow().channel(name).is_none() {
                 return Err(unknown_channel(hub, name));
             }
-            Ok(Value::Array(clients.iter().filter(|c| &*c.channel == name).map(|c| client_json(hub, c)).collect()))
+            Ok(Value::Array(
+                clients
+                    .iter()
+                    .filter(|c| &*c.channel == name)
+                    .map(|c| client_json(hub, c))
+                    .collect(),
+            ))
         }
-        _ => Err("showchannel takes a channel name (string), or nothing to list all channels".into()),
+        _ => {
+            Err("showchannel takes a channel name (string), or nothing to list all channels".into())
+        }
     }
 }
 
 fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
     let (chan, id) = match arg {
-        Value::Object(m) => (m.get("channel"), m.get("client").or_else(|| m.get("id")).or_else(|| m.get("uuid"))),
+        Value::Object(m) => (
+            m.get("channel"),
+            m.get("client")
+                .or_else(|| m.get("id"))
+                .or_else(|| m.get("uuid")),
+        ),
         Value::Array(a) if a.len() == 2 => (a.first(), a.get(1)),
         _ => (None, None),
     };
@@ -169,7 +222,9 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
         .iter()
         .find(|c| &*c.channel == chan && c.id == id)
         .map(|c| client_json(hub, c))
-        .ok_or_else(|| format!("no client {id} on channel {chan:?} (showchannel({chan:?}) lists them)"))
+        .ok_or_else(|| {
+            format!("no client {id} on channel {chan:?} (showchannel({chan:?}) lists them)")
+        })
 }
 
 fn status(hub: &Hub) -> Value {

@@ -148,7 +148,11 @@ impl Hub {
             for &slot in slots {
                 if let Some(conn) = self.client(slot) {
                     let msg = format!("channel {name:?} was removed by a configuration reload");
-                    self.close(&conn, Some((ErrorCode::ChannelRemoved, &msg)), "channel removed");
+                    self.close(
+                        &conn,
+                        Some((ErrorCode::ChannelRemoved, &msg)),
+                        "channel removed",
+                    );
                 }
             }
         }
@@ -161,11 +165,16 @@ impl Hub {
         let mut infos = self.channels.borrow_mut();
         infos.clear();
         for ch in &cfg.channels {
-            let id = router.channel(&ch.name).expect("router has every config channel");
+            let id = router
+                .channel(&ch.name)
+                .expect("router has every config channel");
             if infos.len() <= id.index() {
                 infos.resize(id.index() + 1, None);
             }
-            infos[id.index()] = Some(ChannelInfo { name: ch.name.as_str().into(), dump: ch.dumptoconsole });
+            infos[id.index()] = Some(ChannelInfo {
+                name: ch.name.as_str().into(),
+                dump: ch.dumptoconsole,
+            });
         }
     }
 
@@ -220,7 +229,11 @@ impl Hub {
         self.router.borrow_mut().leave(conn.slot);
         {
             let mut clients = self.clients.borrow_mut();
-            if clients.get(conn.slot as usize).and_then(Option::as_ref).is_some_and(|c| Rc::ptr_eq(c, conn)) {
+            if clients
+                .get(conn.slot as usize)
+                .and_then(Option::as_ref)
+                .is_some_and(|c| Rc::ptr_eq(c, conn))
+            {
                 clients[conn.slot as usize] = None;
                 self.free_slots.borrow_mut().push(conn.slot);
             }
@@ -241,7 +254,14 @@ impl Hub {
     /// Delivers a message on `channel` to its recipients: the channel's
     /// other subscribers, then those of the channels its rule selects.
     /// `exclude` is the emitter, who never gets its own message back.
-    pub fn fan_out(&self, channel: ChannelId, event: &str, payload: Payload<'_>, origin: Origin, exclude: Option<Slot>) -> Flow {
+    pub fn fan_out(
+        &self,
+        channel: ChannelId,
+        event: &str,
+        payload: Payload<'_>,
+        origin: Origin,
+        exclude: Option<Slot>,
+    ) -> Flow {
         let info_name;
         {
             let infos = self.channels.borrow();
@@ -275,16 +295,26 @@ impl Hub {
         let mut flow = Flow::Continue;
         let mut legacy_is_json = None;
         for r in &sc.recipients {
-            let Some(target) = clients[r.slot as usize].as_ref() else { continue };
+            let Some(target) = clients[r.slot as usize].as_ref() else {
+                continue;
+            };
             match target.dialect {
                 Dialect::Native => {
-                    let buf = if r.own_channel { &mut sc.own } else { &mut sc.other };
+                    let buf = if r.own_channel {
+                        &mut sc.own
+                    } else {
+                        &mut sc.other
+                    };
                     if buf.is_empty() {
                         let h = DeliverHeader {
                             node: origin.node,
                             client: origin.client,
                             seq: origin.seq,
-                            channel: if r.own_channel { None } else { Some(&info_name) },
+                            channel: if r.own_channel {
+                                None
+                            } else {
+                                Some(&info_name)
+                            },
                         };
                         match shared {
                             Some(_) => frame::encode_deliver_header(buf, &h, event, data.len()),
@@ -300,7 +330,8 @@ impl Hub {
                 Dialect::Legacy => {
                     if sc.legacy.is_empty() {
                         let is_json = *legacy_is_json.get_or_insert_with(|| legacy::is_json(data));
-                        let from = origin_string(origin.node.unwrap_or(self.node_id), origin.client);
+                        let from =
+                            origin_string(origin.node.unwrap_or(self.node_id), origin.client);
                         legacy::encode(&mut sc.legacy, &from, &info_name, event, data, is_json);
                     }
                     target.out.borrow_mut().tail().extend_from_slice(&sc.legacy);
@@ -362,7 +393,11 @@ pub fn origin_string(node: u64, client: u64) -> String {
 fn dump_line(channel: &str, event: &str, payload: &[u8], origin: &Origin, local: u64) {
     const SHOW: usize = 200;
     let text = String::from_utf8_lossy(&payload[..payload.len().min(SHOW)]);
-    let more = if payload.len() > SHOW { format!("… ({} bytes)", payload.len()) } else { String::new() };
+    let more = if payload.len() > SHOW {
+        format!("… ({} bytes)", payload.len())
+    } else {
+        String::new()
+    };
     tracing::info!(
         target: "netcluster::dump",
         "[{channel}] {event} from {} #{}: {text}{more}",

@@ -115,36 +115,66 @@ mod unix {
         pub fn bind(dir: &Path, channel: &str, mode: u32) -> Result<Self, BindError> {
             names::check_channel(channel)?;
             let path = channel_path(dir, channel);
-            let io_err = |source| BindError::Io { channel: channel.into(), path: path.clone(), source };
+            let io_err = |source| BindError::Io {
+                channel: channel.into(),
+                path: path.clone(),
+                source,
+            };
             let len = path.as_os_str().len();
             if len > MAX_PATH {
-                return Err(BindError::PathTooLong { channel: channel.into(), path, len, max: MAX_PATH });
+                return Err(BindError::PathTooLong {
+                    channel: channel.into(),
+                    path,
+                    len,
+                    max: MAX_PATH,
+                });
             }
             std::fs::create_dir_all(dir).map_err(io_err)?;
             match std::fs::symlink_metadata(&path) {
-                Ok(meta) if meta.file_type().is_socket() => match std::os::unix::net::UnixStream::connect(&path) {
-                    Ok(_) => return Err(BindError::InUse { channel: channel.into(), path }),
-                    Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-                        tracing::info!(path = %path.display(), "replacing stale socket left by a stopped daemon");
-                        std::fs::remove_file(&path).map_err(io_err)?;
+                Ok(meta) if meta.file_type().is_socket() => {
+                    match std::os::unix::net::UnixStream::connect(&path) {
+                        Ok(_) => {
+                            return Err(BindError::InUse {
+                                channel: channel.into(),
+                                path,
+                            })
+                        }
+                        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+                            tracing::info!(path = %path.display(), "replacing stale socket left by a stopped daemon");
+                            std::fs::remove_file(&path).map_err(io_err)?;
+                        }
+                        Err(e) => return Err(io_err(e)),
                     }
-                    Err(e) => return Err(io_err(e)),
-                },
-                Ok(_) => return Err(BindError::NotASocket { channel: channel.into(), path }),
+                }
+                Ok(_) => {
+                    return Err(BindError::NotASocket {
+                        channel: channel.into(),
+                        path,
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
                 Err(e) => return Err(io_err(e)),
             }
             let inner = tokio::net::UnixListener::bind(&path).map_err(io_err)?;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).map_err(io_err)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
+                .map_err(io_err)?;
             let meta = std::fs::symlink_metadata(&path).map_err(io_err)?;
-            Ok(LocalListener { inner, path, ino: (meta.dev(), meta.ino()) })
+            Ok(LocalListener {
+                inner,
+                path,
+                ino: (meta.dev(), meta.ino()),
+            })
         }
 
         /// Waits for the next client.
         pub async fn accept(&self) -> io::Result<(LocalStream, PeerInfo)> {
             let (stream, _) = self.inner.accept().await?;
             let peer = match stream.peer_cred() {
-                Ok(c) => PeerInfo { uid: Some(c.uid()), gid: Some(c.gid()), pid: c.pid() },
+                Ok(c) => PeerInfo {
+                    uid: Some(c.uid()),
+                    gid: Some(c.gid()),
+                    pid: c.pid(),
+                },
                 Err(_) => PeerInfo::default(),
             };
             Ok((stream, peer))
@@ -186,12 +216,17 @@ mod unsupported {
         /// Always fails on this platform.
         pub fn bind(_dir: &Path, channel: &str, _mode: u32) -> Result<Self, BindError> {
             names::check_channel(channel)?;
-            Err(BindError::Unsupported { channel: channel.into() })
+            Err(BindError::Unsupported {
+                channel: channel.into(),
+            })
         }
 
         /// Never returns a client.
         pub async fn accept(&self) -> io::Result<(LocalStream, PeerInfo)> {
-            Err(io::Error::new(io::ErrorKind::Unsupported, "local channels are not supported on this platform yet"))
+            Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                "local channels are not supported on this platform yet",
+            ))
         }
 
         /// The path.

@@ -62,7 +62,11 @@ impl OutQueue {
     /// `Ok(true)` when the queue is empty, `Ok(false)` when the writer would
     /// block with data left, and the number of bytes written either way
     /// through `written`.
-    pub fn write_to(&mut self, written: &mut usize, mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>) -> io::Result<bool> {
+    pub fn write_to(
+        &mut self,
+        written: &mut usize,
+        mut write: impl FnMut(&[IoSlice<'_>]) -> io::Result<usize>,
+    ) -> io::Result<bool> {
         loop {
             if self.is_empty() {
                 if self.tail.capacity() > KEEP_CAPACITY {
@@ -162,10 +166,14 @@ mod tests {
         let mut q = OutQueue::default();
         q.tail().extend_from_slice(b"hello");
         let mut written = 0;
-        let done = q.write_to(&mut written, |_| Err(io::ErrorKind::WouldBlock.into())).unwrap();
+        let done = q
+            .write_to(&mut written, |_| Err(io::ErrorKind::WouldBlock.into()))
+            .unwrap();
         assert!(!done);
         assert_eq!(q.len(), 5);
-        let err = q.write_to(&mut written, |_| Err(io::ErrorKind::BrokenPipe.into())).unwrap_err();
+        let err = q
+            .write_to(&mut written, |_| Err(io::ErrorKind::BrokenPipe.into()))
+            .unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }

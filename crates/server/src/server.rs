@@ -44,7 +44,11 @@ impl Server {
     /// Starts a daemon serving `config` and returns once every channel
     /// socket is bound (or with the first error).
     pub fn start(config: Config) -> Result<ServerHandle, StartError> {
-        let socket_dir = resolve_socket_dir(config.socketdir.as_deref(), |k| std::env::var(k).ok(), is_root());
+        let socket_dir = resolve_socket_dir(
+            config.socketdir.as_deref(),
+            |k| std::env::var(k).ok(),
+            is_root(),
+        );
         let node_id = random_u64();
         let stop = Arc::new(Notify::new());
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -56,14 +60,21 @@ impl Server {
                 .map_err(StartError::Runtime)?
         };
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(ServerHandle { stop, thread: Some(thread), socket_dir, node_id }),
+            Ok(Ok(())) => Ok(ServerHandle {
+                stop,
+                thread: Some(thread),
+                socket_dir,
+                node_id,
+            }),
             Ok(Err(e)) => {
                 let _ = thread.join();
                 Err(e)
             }
             Err(_) => {
                 let _ = thread.join();
-                Err(StartError::Runtime(std::io::Error::other("daemon thread ended during startup")))
+                Err(StartError::Runtime(std::io::Error::other(
+                    "daemon thread ended during startup",
+                )))
             }
         }
     }
@@ -116,7 +127,10 @@ fn run(
     stop: Arc<Notify>,
     ready: std::sync::mpsc::Sender<Result<(), StartError>>,
 ) {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             let _ = ready.send(Err(StartError::Runtime(e)));
@@ -158,7 +172,12 @@ fn spawn_accept(hub: &Rc<Hub>, name: &str, listener: LocalListener) {
         loop {
             match listener.accept().await {
                 Ok((stream, peer)) => {
-                    tokio::task::spawn_local(session::serve(h.clone(), stream, peer, channel.clone()));
+                    tokio::task::spawn_local(session::serve(
+                        h.clone(),
+                        stream,
+                        peer,
+                        channel.clone(),
+                    ));
                 }
                 Err(e) => {
                     // Out of file descriptors and the like: back off, don't spin.
@@ -168,7 +187,11 @@ fn spawn_accept(hub: &Rc<Hub>, name: &str, listener: LocalListener) {
             }
         }
     });
-    if let Some(old) = hub.listeners.borrow_mut().insert(name.to_string(), task.abort_handle()) {
+    if let Some(old) = hub
+        .listeners
+        .borrow_mut()
+        .insert(name.to_string(), task.abort_handle())
+    {
         old.abort();
     }
 }
@@ -184,10 +207,16 @@ async fn shutdown(hub: &Rc<Hub>) {
     abort_all(hub);
     let clients = hub.clients();
     for c in &clients {
-        hub.close(c, Some((ErrorCode::Shutdown, "the server is stopping")), "server stopping");
+        hub.close(
+            c,
+            Some((ErrorCode::Shutdown, "the server is stopping")),
+            "server stopping",
+        );
     }
     let deadline = tokio::time::Instant::now() + STOP_FLUSH;
-    while tokio::time::Instant::now() < deadline && clients.iter().any(|c| !c.out.borrow().is_empty()) {
+    while tokio::time::Instant::now() < deadline
+        && clients.iter().any(|c| !c.out.borrow().is_empty())
+    {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     // Let aborted accept tasks drop their listeners (removing socket files).
@@ -200,7 +229,11 @@ async fn shutdown(hub: &Rc<Hub>) {
 /// stay keep their connections and subscriptions.
 pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> {
     let refused = |why: String| format!("reload refused, the old config stays: {why}");
-    let new_dir = resolve_socket_dir(new.socketdir.as_deref(), |k| std::env::var(k).ok(), is_root());
+    let new_dir = resolve_socket_dir(
+        new.socketdir.as_deref(),
+        |k| std::env::var(k).ok(),
+        is_root(),
+    );
     if new_dir != hub.socket_dir {
         return Err(refused(format!(
             "socketdir cannot change while running ({} -> {}); restart ncserver",
@@ -212,7 +245,8 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> 
     let mut opened = Vec::new();
     for ch in &new.channels {
         if old.channel(&ch.name).is_none() {
-            let l = LocalListener::bind(&hub.socket_dir, &ch.name, new.socketmode).map_err(|e| refused(e.to_string()))?;
+            let l = LocalListener::bind(&hub.socket_dir, &ch.name, new.socketmode)
+                .map_err(|e| refused(e.to_string()))?;
             opened.push((ch.name.clone(), l));
         }
     }
@@ -282,7 +316,12 @@ pub fn is_root() -> bool {
 pub fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos());
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
     h.write_u32(std::process::id());
     h.finish()
 }

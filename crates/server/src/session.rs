@@ -44,7 +44,9 @@ enum Step {
 /// Serves one accepted connection until it ends.
 pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: Rc<str>) {
     let mut pending = BytesMut::new();
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, &mut pending)).await {
+    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, &mut pending))
+        .await
+    {
         Ok(Ok(h)) => h,
         Ok(Err(Refusal { code, message })) => {
             tracing::debug!(channel = %channel, %message, "handshake refused");
@@ -63,7 +65,13 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
     };
     let Some(channel_id) = hub.router.borrow().channel(&channel) else {
         let mut b = BytesMut::new();
-        frame::encode_error(&mut b, ErrorCode::ChannelRemoved, 0, true, &format!("channel {channel:?} no longer exists"));
+        frame::encode_error(
+            &mut b,
+            ErrorCode::ChannelRemoved,
+            0,
+            true,
+            &format!("channel {channel:?} no longer exists"),
+        );
         let _ = write_all(&stream, &b).await;
         return;
     };
@@ -82,7 +90,9 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
     hub.register(conn.clone());
     tracing::info!(client = id, name = %conn.name, channel = %channel, pid = ?conn.peer.pid, dialect = ?conn.dialect, "client connected");
     if conn.dialect == Dialect::Native {
-        conn.with_tail(|b| frame::encode_welcome(b, hub.node_id, id, hub.max_message() as u32, &channel));
+        conn.with_tail(|b| {
+            frame::encode_welcome(b, hub.node_id, id, hub.max_message() as u32, &channel)
+        });
         hub.touch(&conn);
         hub.flush_touched();
     }
@@ -120,35 +130,60 @@ struct Refusal {
 }
 
 async fn handshake(stream: &LocalStream, pending: &mut BytesMut) -> Result<Hello, Refusal> {
-    let io = |e: io::Error| Refusal { code: ErrorCode::BadFrame, message: e.to_string() };
+    let io = |e: io::Error| Refusal {
+        code: ErrorCode::BadFrame,
+        message: e.to_string(),
+    };
     loop {
         if pending.first() == Some(&b'{') {
-            return Ok(Hello { dialect: Dialect::Legacy, name: "legacy".into(), pid: 0 });
+            return Ok(Hello {
+                dialect: Dialect::Legacy,
+                name: "legacy".into(),
+                pid: 0,
+            });
         }
         match frame::decode(pending, 4096) {
             Ok(Some((Frame::Hello { version, pid, name }, n))) => {
                 if version < 1 {
                     return Err(Refusal {
                         code: ErrorCode::Version,
-                        message: format!("protocol version {version} is not supported; this server speaks {}", frame::VERSION),
+                        message: format!(
+                            "protocol version {version} is not supported; this server speaks {}",
+                            frame::VERSION
+                        ),
                     });
                 }
-                let hello = Hello { dialect: Dialect::Native, name: name.to_string(), pid };
+                let hello = Hello {
+                    dialect: Dialect::Native,
+                    name: name.to_string(),
+                    pid,
+                };
                 pending.advance(n);
                 return Ok(hello);
             }
             Ok(Some(_)) => {
-                return Err(Refusal { code: ErrorCode::BadFrame, message: "expected a hello frame first".into() });
+                return Err(Refusal {
+                    code: ErrorCode::BadFrame,
+                    message: "expected a hello frame first".into(),
+                });
             }
             Ok(None) => {}
             Err(e) => {
-                return Err(Refusal { code: ErrorCode::BadFrame, message: format!("{e}; is this a netcluster client?") })
+                return Err(Refusal {
+                    code: ErrorCode::BadFrame,
+                    message: format!("{e}; is this a netcluster client?"),
+                })
             }
         }
         stream.readable().await.map_err(io)?;
         pending.reserve(4096);
         match stream.try_read_buf(pending) {
-            Ok(0) => return Err(Refusal { code: ErrorCode::BadFrame, message: "closed before hello".into() }),
+            Ok(0) => {
+                return Err(Refusal {
+                    code: ErrorCode::BadFrame,
+                    message: "closed before hello".into(),
+                })
+            }
             Ok(_) => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
             Err(e) => return Err(io(e)),
@@ -158,7 +193,11 @@ async fn handshake(stream: &LocalStream, pending: &mut BytesMut) -> Result<Hello
 
 /// Reads and handles input until the client leaves (`Ok(reason)`) or
 /// breaks the protocol (`Err`).
-async fn read_loop(hub: &Rc<Hub>, conn: &Rc<Conn>, mut pending: BytesMut) -> Result<&'static str, (ErrorCode, String)> {
+async fn read_loop(
+    hub: &Rc<Hub>,
+    conn: &Rc<Conn>,
+    mut pending: BytesMut,
+) -> Result<&'static str, (ErrorCode, String)> {
     let mut ready = !pending.is_empty();
     loop {
         if conn.is_closed() {
@@ -186,13 +225,20 @@ async fn read_loop(hub: &Rc<Hub>, conn: &Rc<Conn>, mut pending: BytesMut) -> Res
         let step = {
             let mut shared = hub.read_buf.borrow_mut();
             let use_shared = pending.is_empty();
-            let buf = if use_shared { &mut *shared } else { &mut pending };
+            let buf = if use_shared {
+                &mut *shared
+            } else {
+                &mut pending
+            };
             let want = wanted(buf, conn.dialect);
             if buf.capacity() - buf.len() < want.min(4096) {
                 buf.reserve(want);
             }
             match conn.stream.try_read_buf(buf) {
-                Ok(0) if !buf.is_empty() && !(conn.dialect == Dialect::Legacy && legacy::is_blank(buf)) => {
+                Ok(0)
+                    if !buf.is_empty()
+                        && !(conn.dialect == Dialect::Legacy && legacy::is_blank(buf)) =>
+                {
                     if use_shared {
                         shared.clear();
                     }
@@ -305,7 +351,10 @@ fn process_native(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
                 Err(msg) => return Step::Close(ErrorCode::BadFrame, msg),
             },
             Err(e @ frame::FrameError::TooLarge { .. }) => {
-                return Step::Close(ErrorCode::TooLarge, format!("{e} (maxmessage is {} bytes)", hub.max_message()))
+                return Step::Close(
+                    ErrorCode::TooLarge,
+                    format!("{e} (maxmessage is {} bytes)", hub.max_message()),
+                )
             }
             Err(e) => return Step::Close(ErrorCode::BadFrame, e.to_string()),
         };
@@ -318,7 +367,9 @@ fn process_native(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
 
 fn handle_frame(hub: &Rc<Hub>, conn: &Rc<Conn>, f: Frame<'_>) -> Result<Flow, String> {
     match f {
-        Frame::Publish { event, payload } => return Ok(publish(hub, conn, event, Payload::Borrowed(payload))),
+        Frame::Publish { event, payload } => {
+            return Ok(publish(hub, conn, event, Payload::Borrowed(payload)))
+        }
         Frame::Subscribe { ack, ref events } | Frame::Unsubscribe { ack, ref events } => {
             let subscribe = matches!(f, Frame::Subscribe { .. });
             let mut router = hub.router.borrow_mut();
@@ -345,16 +396,21 @@ fn handle_frame(hub: &Rc<Hub>, conn: &Rc<Conn>, f: Frame<'_>) -> Result<Flow, St
             let reply = control::request(hub, conn, event, payload);
             let (status, body) = match reply {
                 Ok(v) => (frame::Status::Ok, v.to_string()),
-                Err(msg) => (frame::Status::Failed, serde_json::json!({ "error": msg }).to_string()),
+                Err(msg) => (
+                    frame::Status::Failed,
+                    serde_json::json!({ "error": msg }).to_string(),
+                ),
             };
             conn.with_tail(|b| frame::encode_response(b, id, status, body.as_bytes()));
         }
         Frame::Ping(token) => conn.with_tail(|b| frame::encode_ping(b, false, token)),
         Frame::Pong(_) => {}
         Frame::Hello { .. } => return Err("hello sent twice".into()),
-        Frame::Welcome { .. } | Frame::Deliver(_) | Frame::Response { .. } | Frame::Error { .. } | Frame::Ack(_) => {
-            return Err("received a frame type that only the server sends".into())
-        }
+        Frame::Welcome { .. }
+        | Frame::Deliver(_)
+        | Frame::Response { .. }
+        | Frame::Error { .. }
+        | Frame::Ack(_) => return Err("received a frame type that only the server sends".into()),
     }
     hub.touch(conn);
     Ok(Flow::Continue)
@@ -388,7 +444,10 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
     }
     let len = payload.as_slice().len();
     if len > hub.max_message() {
-        let msg = format!("message of {len} bytes exceeds maxmessage ({} bytes); it was not sent", hub.max_message());
+        let msg = format!(
+            "message of {len} bytes exceeds maxmessage ({} bytes); it was not sent",
+            hub.max_message()
+        );
         conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
         hub.touch(conn);
         return Flow::Continue;
@@ -404,6 +463,10 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
         hub.touch(conn);
         return Flow::Continue;
     }
-    let origin = Origin { node: None, client: conn.id, seq: conn.next_seq() };
+    let origin = Origin {
+        node: None,
+        client: conn.id,
+        seq: conn.next_seq(),
+    };
     hub.fan_out(conn.channel_id, event, payload, origin, Some(conn.slot))
 }

@@ -50,7 +50,12 @@ fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = args.check {
         let cfg = Config::load(&path)?;
         let names: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
-        println!("{}: ok ({} channels: {})", path.display(), names.len(), names.join(", "));
+        println!(
+            "{}: ok ({} channels: {})",
+            path.display(),
+            names.len(),
+            names.join(", ")
+        );
         return Ok(());
     }
     let (config, how) = find_config(args.config)?;
@@ -71,7 +76,9 @@ fn find_config(arg: Option<PathBuf>) -> anyhow::Result<(Config, String)> {
         let cfg = Config::load(&path)?;
         return Ok((cfg, format!("config {}", path.display())));
     }
-    let beside = std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.join("config.json")));
+    let beside = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("config.json")));
     let system = PathBuf::from("/etc/netcluster/config.json");
     for candidate in beside.iter().chain(std::iter::once(&system)) {
         if exists(candidate) {
@@ -79,7 +86,10 @@ fn find_config(arg: Option<PathBuf>) -> anyhow::Result<(Config, String)> {
             return Ok((cfg, format!("config {}", candidate.display())));
         }
     }
-    Ok((Config::builtin(), "the built-in default config (channels control, A, B)".into()))
+    Ok((
+        Config::builtin(),
+        "the built-in default config (channels control, A, B)".into(),
+    ))
 }
 
 fn exists(p: &Path) -> bool {
@@ -92,12 +102,17 @@ fn init_logging(filter: Option<&str>) {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 /// Blocks until SIGINT or SIGTERM (Ctrl-C on Windows).
 fn wait_for_signal() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     rt.block_on(async {
         #[cfg(unix)]
         {

@@ -1,0 +1,190 @@
+//! The blocking facade: the same client for code without async.
+//!
+//! Each [`Client`] owns a small tokio runtime (one worker thread) that runs
+//! the connection and the handlers; every method is the async client's
+//! method run to completion on it, so there is one implementation. Methods
+//! may be called from inside a handler (e.g. to answer a message or to
+//! disconnect, as the seed's examples do).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::error::{ConnectError, EmitError, FlushError, RequestError, SubscribeError};
+use crate::{ClientBuilder, ListenerId, Message};
+
+fn runtime() -> Result<Arc<tokio::runtime::Runtime>, ConnectError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("netcluster-client")
+        .enable_all()
+        .build()
+        .map(Arc::new)
+        .map_err(|e| ConnectError::Io {
+            path: "<runtime>".into(),
+            source: e,
+        })
+}
+
+/// Runs `f` to completion on `rt`, also from inside one of its tasks.
+fn block<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
+    if tokio::runtime::Handle::try_current().is_ok() {
+        tokio::task::block_in_place(|| rt.handle().block_on(f))
+    } else {
+        rt.block_on(f)
+    }
+}
+
+/// Options for a blocking connection; see [`crate::ClientBuilder`].
+#[derive(Debug, Clone)]
+pub struct Builder(ClientBuilder);
+
+impl Builder {
+    /// Applies an option of the async builder, e.g. `.with(|b| b.echo(false))`.
+    pub fn with(self, f: impl FnOnce(ClientBuilder) -> ClientBuilder) -> Self {
+        Builder(f(self.0))
+    }
+
+    /// Connects.
+    pub fn connect(self) -> Result<Client, ConnectError> {
+        let rt = runtime()?;
+        let inner = block(&rt, self.0.connect())?;
+        Ok(Client { inner, rt })
+    }
+}
+
+/// A blocking connection to one channel. Clones share it.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: crate::Client,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl Client {
+    /// Connects to `channel` with default options.
+    pub fn connect(channel: &str) -> Result<Client, ConnectError> {
+        Client::builder(channel).connect()
+    }
+
+    /// Options for connecting to `channel`.
+    pub fn builder(channel: &str) -> Builder {
+        Builder(crate::Client::builder(channel))
+    }
+
+    /// The async client underneath.
+    pub fn as_async(&self) -> &crate::Client {
+        &self.inner
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> &str {
+        self.inner.channel()
+    }
+
+    /// The id the daemon gave this client.
+    pub fn client_id(&self) -> u64 {
+        self.inner.client_id()
+    }
+
+    /// The daemon's node id.
+    pub fn node_id(&self) -> u64 {
+        self.inner.node_id()
+    }
+
+    /// Emits `event` with `data` as JSON.
+    pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
+        block(&self.rt, self.inner.emit(event, data))
+    }
+
+    /// Emits `event` with a raw payload.
+    pub fn emit_bytes(&self, event: &str, payload: impl AsRef<[u8]>) -> Result<(), EmitError> {
+        block(&self.rt, self.inner.emit_bytes(event, payload))
+    }
+
+    /// Calls `handler` for every message with this event (`*` = all).
+    pub fn on<F>(&self, event: &str, handler: F) -> Result<ListenerId, SubscribeError>
+    where
+        F: Fn(&Message) + Send + Sync + 'static,
+    {
+        block(&self.rt, self.inner.on(event, handler))
+    }
+
+    /// Calls `handler` for the next message with this event only.
+    pub fn once<F>(&self, event: &str, handler: F) -> Result<ListenerId, SubscribeError>
+    where
+        F: Fn(&Message) + Send + Sync + 'static,
+    {
+        block(&self.rt, self.inner.once(event, handler))
+    }
+
+    /// Removes a listener; false if there was none with this id.
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        self.inner.remove_listener(id)
+    }
+
+    /// An iterator-like receiver of the messages with this event.
+    pub fn subscribe(&self, event: &str) -> Result<Subscription, SubscribeError> {
+        let inner = block(&self.rt, self.inner.subscribe(event))?;
+        Ok(Subscription {
+            inner,
+            rt: self.rt.clone(),
+        })
+    }
+
+    /// Waits until the daemon has handled everything emitted so far.
+    pub fn flush(&self) -> Result<(), FlushError> {
+        block(&self.rt, self.inner.flush())
+    }
+
+    /// Sends a control request and returns the answer.
+    pub fn request<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arg: &T,
+    ) -> Result<serde_json::Value, RequestError> {
+        block(&self.rt, self.inner.request(name, arg))
+    }
+
+    /// Writes what is pending and closes the connection.
+    pub fn disconnect(&self) -> Result<(), FlushError> {
+        block(&self.rt, self.inner.disconnect())
+    }
+}
+
+/// Messages of one event; unsubscribes when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    inner: crate::Subscription,
+    rt: Arc<tokio::runtime::Runtime>,
+}
+
+impl Subscription {
+    /// The next message; `None` once the connection is closed.
+    pub fn recv(&mut self) -> Option<Message> {
+        block(&self.rt, self.inner.recv())
+    }
+
+    /// The next message, waiting at most `timeout`.
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Option<Message> {
+        block(&self.rt, async {
+            tokio::time::timeout(timeout, self.inner.recv())
+                .await
+                .ok()
+                .flatten()
+        })
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.inner.try_recv()
+    }
+}
+
+impl Iterator for Subscription {
+    type Item = Message;
+    fn next(&mut self) -> Option<Message> {
+        self.recv()
+    }
+}

@@ -1,0 +1,516 @@
+//! The async client handle: a cheap `Clone` over one connection.
+//!
+//! Methods mirror Node's EventEmitter across processes: `emit`, `on`,
+//! `once`, `remove_listener`, plus `subscribe` (a `Stream` that
+//! unsubscribes on drop), `flush`, `request` (control) and `disconnect`.
+
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use netcluster_proto::frame::{self, DeliverHeader};
+use netcluster_proto::names;
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::connection::{self, Options, Shared};
+use crate::error::{ConnectError, EmitError, FlushError, RequestError, SubscribeError};
+use crate::table::{Entry, Handler, Sink};
+use crate::Message;
+
+/// Default bound of a client's unsent output before `emit` waits.
+pub const DEFAULT_MAX_PENDING: usize = 4 * 1024 * 1024;
+/// Default number of messages a [`Subscription`] buffers before the
+/// connection waits for the application to read.
+pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1024;
+/// Default time to wait for a control answer.
+pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Identifies a listener added with [`Client::on`] or [`Client::once`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ListenerId(pub(crate) u64);
+
+/// Configures a connection. Start with [`Client::builder`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    channel: String,
+    socket_dir: Option<PathBuf>,
+    name: Option<String>,
+    echo: bool,
+    max_pending: usize,
+    subscription_capacity: usize,
+    request_timeout: Duration,
+}
+
+impl ClientBuilder {
+    /// The directory holding the channel sockets. Default: the same rule
+    /// as the daemon (`NETCLUSTER_SOCKET_DIR`, `/var/run` for root,
+    /// `$XDG_RUNTIME_DIR`, `/tmp`).
+    pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.socket_dir = Some(dir.into());
+        self
+    }
+
+    /// A name shown by the daemon's `showchannel`. Default: the program name.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Whether this client's own emits also reach its own listeners (the
+    /// seed's behaviour, and the default). The daemon never sends a client
+    /// its own messages; this echo happens inside the library.
+    pub fn echo(mut self, on: bool) -> Self {
+        self.echo = on;
+        self
+    }
+
+    /// Bytes of unsent output after which `emit` waits.
+    pub fn max_pending(mut self, bytes: usize) -> Self {
+        self.max_pending = bytes.max(1);
+        self
+    }
+
+    /// Messages a [`Subscription`] buffers before reading from the daemon
+    /// pauses.
+    pub fn subscription_capacity(mut self, n: usize) -> Self {
+        self.subscription_capacity = n.max(1);
+        self
+    }
+
+    /// How long [`Client::request`] waits for an answer.
+    pub fn request_timeout(mut self, t: Duration) -> Self {
+        self.request_timeout = t;
+        self
+    }
+
+    /// Connects. Needs a running tokio runtime.
+    pub async fn connect(self) -> Result<Client, ConnectError> {
+        let dir = self.socket_dir.clone().unwrap_or_else(default_socket_dir);
+        let name = self.name.clone().unwrap_or_else(program_name);
+        let opts = Options {
+            name,
+            echo: self.echo,
+            max_pending: self.max_pending,
+        };
+        let shared = connection::open(&dir, &self.channel, opts).await?;
+        Ok(Client {
+            _guard: Arc::new(CloseOnDrop(shared.clone())),
+            shared,
+            subscription_capacity: self.subscription_capacity,
+            request_timeout: self.request_timeout,
+        })
+    }
+}
+
+/// The socket directory clients use when none is given.
+pub fn default_socket_dir() -> PathBuf {
+    names::default_socket_dir(|k| std::env::var(k).ok(), is_root())
+}
+
+fn is_root() -> bool {
+    #[cfg(unix)]
+    {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        unsafe { libc::geteuid() == 0 }
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+fn program_name() -> String {
+    std::env::current_exe()
+        .ok()
+        .and_then(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .unwrap_or_else(|| "netcluster-client".into())
+}
+
+/// Closes the connection when the last handle is dropped.
+struct CloseOnDrop(Arc<Shared>);
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        self.0.out().closing = true;
+        self.0.wake.notify_one();
+    }
+}
+
+/// A connection to one channel. Clones share the connection; it closes
+/// when the last clone is dropped or [`Client::disconnect`] is called.
+#[derive(Clone)]
+pub struct Client {
+    shared: Arc<Shared>,
+    /// Closes the connection when the last clone is dropped.
+    _guard: Arc<CloseOnDrop>,
+    subscription_capacity: usize,
+    request_timeout: Duration,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("channel", &self.shared.channel)
+            .field("client", &self.shared.welcome.client)
+            .field("node", &format_args!("{:016x}", self.shared.welcome.node))
+            .finish()
+    }
+}
+
+impl Client {
+    /// Connects to `channel` with default options.
+    pub async fn connect(channel: &str) -> Result<Client, ConnectError> {
+        Client::builder(channel).connect().await
+    }
+
+    /// Options for connecting to `channel`.
+    pub fn builder(channel: &str) -> ClientBuilder {
+        ClientBuilder {
+            channel: channel.to_string(),
+            socket_dir: None,
+            name: None,
+            echo: true,
+            max_pending: DEFAULT_MAX_PENDING,
+            subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
+            request_timeout: DEFAULT_REQUEST_TIMEOUT,
+        }
+    }
+
+    /// The channel this client is connected to.
+    pub fn channel(&self) -> &str {
+        &self.shared.channel
+    }
+
+    /// The id the daemon gave this client.
+    pub fn client_id(&self) -> u64 {
+        self.shared.welcome.client
+    }
+
+    /// The daemon's node id.
+    pub fn node_id(&self) -> u64 {
+        self.shared.welcome.node
+    }
+
+    /// The largest payload the daemon accepts.
+    pub fn max_message(&self) -> usize {
+        self.shared.welcome.max_message
+    }
+
+    /// Why the connection is closed, or `None` while it is open.
+    pub fn closed_reason(&self) -> Option<String> {
+        self.shared.closed()
+    }
+
+    /// Emits `event` with `data` serialized as JSON.
+    pub async fn emit<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), EmitError> {
+        names::check_event(event)?;
+        let max = self.shared.welcome.max_message;
+        let mut err = None;
+        let mut echo_payload = None;
+        let wants_echo = self.wants_echo(event);
+        self.shared
+            .send(|b| {
+                let start = b.len();
+                frame::encode_publish_header(b, event, 0);
+                let body = b.len();
+                if let Err(e) = serde_json::to_writer(b.writer(), data) {
+                    err = Some(EmitError::Serialize(e));
+                } else if b.len() - body > max {
+                    err = Some(EmitError::TooLarge {
+                        len: b.len() - body,
+                        max,
+                    });
+                }
+                if err.is_some() {
+                    b.truncate(start);
+                    return;
+                }
+                if wants_echo {
+                    echo_payload = Some(Bytes::copy_from_slice(&b[body..]));
+                }
+                frame::patch_len(b, start);
+            })
+            .await
+            .map_err(EmitError::Disconnected)?;
+        if let Some(e) = err {
+            return Err(e);
+        }
+        if let Some(p) = echo_payload {
+            self.echo(event, &p).await;
+        }
+        Ok(())
+    }
+
+    /// Emits `event` with a raw payload (not necessarily JSON).
+    pub async fn emit_bytes(
+        &self,
+        event: &str,
+        payload: impl AsRef<[u8]>,
+    ) -> Result<(), EmitError> {
+        names::check_event(event)?;
+        let payload = payload.as_ref();
+        let max = self.shared.welcome.max_message;
+        if payload.len() > max {
+            return Err(EmitError::TooLarge {
+                len: payload.len(),
+                max,
+            });
+        }
+        self.shared
+            .send(|b| frame::encode_publish(b, event, payload))
+            .await
+            .map_err(EmitError::Disconnected)?;
+        if self.wants_echo(event) {
+            self.echo(event, payload).await;
+        }
+        Ok(())
+    }
+
+    fn wants_echo(&self, event: &str) -> bool {
+        self.shared.echo && self.shared.listeners.snapshot().wants(event)
+    }
+
+    /// Delivers an own message to own listeners (echo-to-self).
+    async fn echo(&self, event: &str, payload: &[u8]) {
+        let s = &self.shared;
+        let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        let h = DeliverHeader {
+            node: None,
+            client: s.welcome.client,
+            seq,
+            channel: None,
+        };
+        let mut b = BytesMut::new();
+        frame::encode_deliver(&mut b, &h, event, payload);
+        let b = b.freeze();
+        let Ok(Some((frame::Frame::Deliver(d), _))) = frame::decode(&b, usize::MAX) else {
+            return;
+        };
+        let msg = Message::from_deliver(&b, &d, &s.channel, s.welcome.node);
+        let mut removals = Vec::new();
+        connection::dispatch(&s.listeners.snapshot(), &msg, &mut removals).await;
+        for id in removals {
+            remove_listener_id(s, id);
+        }
+    }
+
+    /// Adds a listener entry and, if it is the first for its event, tells
+    /// the daemon and waits for its acknowledgement.
+    async fn add_listener(
+        &self,
+        event: &str,
+        sink: Sink,
+        once: bool,
+    ) -> Result<u64, SubscribeError> {
+        names::check_subscription(event)?;
+        let s = &self.shared;
+        if let Some(r) = s.closed() {
+            return Err(SubscribeError::Disconnected(r));
+        }
+        let id = s.next_listener_id();
+        let fired = once.then(|| Arc::new(AtomicBool::new(false)));
+        if s.listeners.add(event, Entry { id, sink, fired }) {
+            let ack = s.next_id();
+            let (tx, rx) = oneshot::channel();
+            s.pending().acks.insert(ack, tx);
+            let sent = s
+                .send(|b| frame::encode_subscription(b, true, ack, [event]))
+                .await;
+            let result = match sent {
+                Err(r) => Err(SubscribeError::Disconnected(r)),
+                Ok(()) => match rx.await {
+                    Ok(Ok(())) => Ok(id),
+                    Ok(Err(m)) if s.closed().is_some() => Err(SubscribeError::Disconnected(m)),
+                    Ok(Err(m)) => Err(SubscribeError::Refused(m)),
+                    Err(_) => Err(SubscribeError::Disconnected(s.closed().unwrap_or_default())),
+                },
+            };
+            if result.is_err() {
+                s.pending().acks.remove(&ack);
+                remove_listener_id(s, id);
+            }
+            return result;
+        }
+        Ok(id)
+    }
+
+    /// Calls `handler` for every message with this event (`*` = all events
+    /// of the channel). Handlers run on the connection's task: keep them
+    /// short, or hand work to another task.
+    pub async fn on<F>(&self, event: &str, handler: F) -> Result<ListenerId, SubscribeError>
+    where
+        F: Fn(&Message) + Send + Sync + 'static,
+    {
+        let h: Handler = Arc::new(handler);
+        self.add_listener(event, Sink::Handler(h), false)
+            .await
+            .map(ListenerId)
+    }
+
+    /// Like [`Client::on`], for the next matching message only.
+    pub async fn once<F>(&self, event: &str, handler: F) -> Result<ListenerId, SubscribeError>
+    where
+        F: Fn(&Message) + Send + Sync + 'static,
+    {
+        let h: Handler = Arc::new(handler);
+        self.add_listener(event, Sink::Handler(h), true)
+            .await
+            .map(ListenerId)
+    }
+
+    /// Removes a listener. Returns false if there was none with this id
+    /// (already removed, or a `once` listener that fired).
+    pub fn remove_listener(&self, id: ListenerId) -> bool {
+        remove_listener_id(&self.shared, id.0)
+    }
+
+    /// A stream of the messages with this event (`*` = all). Dropping it
+    /// unsubscribes.
+    pub async fn subscribe(&self, event: &str) -> Result<Subscription, SubscribeError> {
+        let (tx, rx) = mpsc::channel(self.subscription_capacity);
+        let id = self.add_listener(event, Sink::Stream(tx), false).await?;
+        Ok(Subscription {
+            rx,
+            id,
+            shared: self.shared.clone(),
+        })
+    }
+
+    /// Waits until the daemon has handled everything emitted so far (it
+    /// has then queued those messages for their recipients).
+    pub async fn flush(&self) -> Result<(), FlushError> {
+        let s = &self.shared;
+        let token = s.next_id() as u64;
+        let (tx, rx) = oneshot::channel();
+        s.pending().pings.insert(token, tx);
+        s.send(|b| frame::encode_ping(b, true, token))
+            .await
+            .map_err(FlushError::Disconnected)?;
+        rx.await
+            .map_err(|_| FlushError::Disconnected(s.closed().unwrap_or_default()))
+    }
+
+    /// Sends a control request (e.g. `nc-control-showconfig`) and returns
+    /// the daemon's JSON answer. Only answered on the `control` channel.
+    pub async fn request<T: Serialize + ?Sized>(
+        &self,
+        name: &str,
+        arg: &T,
+    ) -> Result<serde_json::Value, RequestError> {
+        names::check_event(name)?;
+        let s = &self.shared;
+        let arg = serde_json::to_vec(arg).map_err(RequestError::Serialize)?;
+        let id = s.next_id();
+        let (tx, rx) = oneshot::channel();
+        s.pending().requests.insert(id, tx);
+        s.send(|b| frame::encode_request(b, id, name, &arg))
+            .await
+            .map_err(RequestError::Disconnected)?;
+        let reply = match tokio::time::timeout(self.request_timeout, rx).await {
+            Err(_) => {
+                s.pending().requests.remove(&id);
+                return Err(RequestError::Timeout(self.request_timeout));
+            }
+            Ok(Err(_)) => return Err(RequestError::Disconnected(s.closed().unwrap_or_default())),
+            Ok(Ok(r)) => r,
+        };
+        match reply {
+            Ok(body) => serde_json::from_slice(&body).map_err(RequestError::BadResponse),
+            Err(m) if s.closed().is_some() => Err(RequestError::Disconnected(m)),
+            Err(m) => Err(RequestError::Failed(m)),
+        }
+    }
+
+    /// Writes what is pending, then closes the connection. Safe to call
+    /// from a handler.
+    pub async fn disconnect(&self) -> Result<(), FlushError> {
+        let s = &self.shared;
+        let done = s.writer_done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        {
+            let mut out = s.out();
+            if let Some(r) = &out.closed {
+                return Err(FlushError::Disconnected(r.clone()));
+            }
+            out.closing = true;
+        }
+        s.wake.notify_one();
+        done.await;
+        s.close("disconnected by the application");
+        Ok(())
+    }
+}
+
+/// Removes a listener and unsubscribes at the daemon if it was the last
+/// one for its event.
+pub(crate) fn remove_listener_id(s: &Shared, id: u64) -> bool {
+    match s.listeners.remove(id) {
+        None => false,
+        Some((event, last)) => {
+            if last && s.closed().is_none() {
+                // Unsubscribing is not awaited: the daemon applies it in
+                // order, and stray messages for the event are ignored.
+                let mut out = s.out();
+                let was_empty = out.buf.is_empty();
+                frame::encode_subscription(&mut out.buf, false, 0, [event.as_str()]);
+                drop(out);
+                if was_empty {
+                    s.wake.notify_one();
+                }
+            }
+            true
+        }
+    }
+}
+
+/// A stream of messages for one event; unsubscribes when dropped.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: mpsc::Receiver<Message>,
+    id: u64,
+    shared: Arc<Shared>,
+}
+
+impl Subscription {
+    /// The next message, or `None` once the connection is closed.
+    pub async fn recv(&mut self) -> Option<Message> {
+        self.rx.recv().await
+    }
+
+    /// The next message if one is waiting.
+    pub fn try_recv(&mut self) -> Option<Message> {
+        self.rx.try_recv().ok()
+    }
+}
+
+impl futures_core::Stream for Subscription {
+    type Item = Message;
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        self.rx.poll_recv(cx)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        remove_listener_id(&self.shared, self.id);
+    }
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared")
+            .field("channel", &self.channel)
+            .field("path", &self.path)
+            .finish()
+    }
+}

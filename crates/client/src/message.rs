@@ -1,0 +1,136 @@
+//! A received message. It keeps the frame it arrived in and points into it,
+//! so receiving allocates nothing per message and cloning is cheap.
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use netcluster_proto::frame::Deliver;
+use serde::de::DeserializeOwned;
+
+/// Who emitted a message: the daemon (node) it entered through and the
+/// client id that daemon gave the emitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Origin {
+    /// Node id of the origin daemon (random per daemon start).
+    pub node: u64,
+    /// Client id on that daemon.
+    pub client: u64,
+}
+
+impl fmt::Display for Origin {
+    /// `{node as 16 hex digits}:{client}`, the form `ncclient` and the
+    /// daemon's control answers use.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:016x}:{}", self.node, self.client)
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Channel {
+    /// The receiving client's own channel.
+    Own(Arc<str>),
+    /// Another channel, named inside the frame.
+    InFrame(Range<usize>),
+}
+
+/// One message: event name, payload, channel and origin.
+#[derive(Clone)]
+pub struct Message {
+    frame: Bytes,
+    event: Range<usize>,
+    payload: Range<usize>,
+    channel: Channel,
+    origin: Origin,
+    seq: u64,
+}
+
+impl Message {
+    /// Builds a message from a decoded Deliver that borrows from `frame`.
+    pub(crate) fn from_deliver(
+        frame: &Bytes,
+        d: &Deliver<'_>,
+        own_channel: &Arc<str>,
+        local_node: u64,
+    ) -> Self {
+        let base = frame.as_ptr() as usize;
+        let range = |s: &[u8]| {
+            let start = s.as_ptr() as usize - base;
+            start..start + s.len()
+        };
+        Message {
+            frame: frame.clone(),
+            event: range(d.event.as_bytes()),
+            payload: range(d.payload),
+            channel: match d.channel {
+                Some(c) => Channel::InFrame(range(c.as_bytes())),
+                None => Channel::Own(own_channel.clone()),
+            },
+            origin: Origin {
+                node: d.node.unwrap_or(local_node),
+                client: d.client,
+            },
+            seq: d.seq,
+        }
+    }
+
+    fn text(&self, r: &Range<usize>) -> &str {
+        // The frame decoder checked these bytes are UTF-8.
+        std::str::from_utf8(&self.frame[r.clone()]).unwrap_or_default()
+    }
+
+    /// The event name.
+    pub fn event(&self) -> &str {
+        self.text(&self.event)
+    }
+
+    /// The channel the message was emitted on (differs from the receiver's
+    /// channel when it arrived through a propagation rule).
+    pub fn channel(&self) -> &str {
+        match &self.channel {
+            Channel::Own(c) => c,
+            Channel::InFrame(r) => self.text(r),
+        }
+    }
+
+    /// Who emitted it.
+    pub fn origin(&self) -> Origin {
+        self.origin
+    }
+
+    /// Sequence number of the message among its origin's messages (from 1).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The payload bytes (shares the receive buffer, no copy).
+    pub fn bytes(&self) -> Bytes {
+        self.frame.slice(self.payload.clone())
+    }
+
+    /// The payload as a slice.
+    pub fn payload(&self) -> &[u8] {
+        &self.frame[self.payload.clone()]
+    }
+
+    /// Parses the payload as JSON into `T`.
+    pub fn json<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(self.payload())
+    }
+}
+
+impl fmt::Debug for Message {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Message")
+            .field("channel", &self.channel())
+            .field("event", &self.event())
+            .field("origin", &format_args!("{}", self.origin))
+            .field("seq", &self.seq)
+            .field(
+                "payload",
+                &String::from_utf8_lossy(&self.payload()[..self.payload().len().min(64)]),
+            )
+            .finish()
+    }
+}

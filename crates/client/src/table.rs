@@ -1,0 +1,139 @@
+//! The listener table: which handlers and subscription streams want which
+//! events.
+//!
+//! The connection's reader takes a snapshot (`Arc`) once per read batch and
+//! dispatches without holding any lock, so handlers may freely add or remove
+//! listeners; changes copy the table (they are rare, messages are not).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use netcluster_proto::frame::WILDCARD;
+use tokio::sync::mpsc;
+
+use crate::Message;
+
+/// A callback listener.
+pub type Handler = Arc<dyn Fn(&Message) + Send + Sync + 'static>;
+
+/// Where a listener's messages go.
+#[derive(Clone)]
+pub enum Sink {
+    /// Called on the connection's task.
+    Handler(Handler),
+    /// Sent to a [`crate::Subscription`].
+    Stream(mpsc::Sender<Message>),
+}
+
+/// One listener.
+#[derive(Clone)]
+pub struct Entry {
+    /// Its id.
+    pub id: u64,
+    /// Where messages go.
+    pub sink: Sink,
+    /// For `once` listeners: set when it has fired.
+    pub fired: Option<Arc<AtomicBool>>,
+}
+
+impl Entry {
+    /// For a `once` listener, claims its single call; always true otherwise.
+    pub fn claim(&self) -> bool {
+        match &self.fired {
+            Some(f) => !f.swap(true, Ordering::AcqRel),
+            None => true,
+        }
+    }
+}
+
+/// Listeners by event.
+#[derive(Clone, Default)]
+pub struct Table {
+    by_event: HashMap<String, Vec<Entry>>,
+    all: Vec<Entry>,
+}
+
+impl Table {
+    /// Listeners for `event`: those of the event, then those of `*`.
+    pub fn matching<'a>(&'a self, event: &str) -> impl Iterator<Item = &'a Entry> + 'a {
+        self.by_event
+            .get(event)
+            .into_iter()
+            .flatten()
+            .chain(self.all.iter())
+    }
+
+    /// True if anyone listens to `event`.
+    pub fn wants(&self, event: &str) -> bool {
+        !self.all.is_empty() || self.by_event.contains_key(event)
+    }
+}
+
+/// The shared, copy-on-write table.
+#[derive(Default)]
+pub struct Listeners {
+    current: RwLock<Arc<Table>>,
+    /// Serializes writers so no update is lost.
+    write: Mutex<()>,
+}
+
+impl Listeners {
+    /// The current table.
+    pub fn snapshot(&self) -> Arc<Table> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn update<R>(&self, f: impl FnOnce(&mut Table) -> R) -> R {
+        let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
+        let mut t = (*self.snapshot()).clone();
+        let r = f(&mut t);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+        r
+    }
+
+    /// Adds a listener; returns true if it is the first for its event (the
+    /// server must then be told to send that event).
+    pub fn add(&self, event: &str, entry: Entry) -> bool {
+        self.update(|t| {
+            let list = if event == WILDCARD {
+                &mut t.all
+            } else {
+                t.by_event.entry(event.to_string()).or_default()
+            };
+            list.push(entry);
+            list.len() == 1
+        })
+    }
+
+    /// Removes a listener by id. Returns `Some(event)` if it was found;
+    /// `Some((event, true))` when no listener is left for that event.
+    pub fn remove(&self, id: u64) -> Option<(String, bool)> {
+        self.update(|t| {
+            if let Some(pos) = t.all.iter().position(|e| e.id == id) {
+                t.all.remove(pos);
+                return Some((WILDCARD.to_string(), t.all.is_empty()));
+            }
+            let event = t
+                .by_event
+                .iter()
+                .find(|(_, l)| l.iter().any(|e| e.id == id))
+                .map(|(k, _)| k.clone())?;
+            let list = t.by_event.get_mut(&event).expect("found above");
+            list.retain(|e| e.id != id);
+            let last = list.is_empty();
+            if last {
+                t.by_event.remove(&event);
+            }
+            Some((event, last))
+        })
+    }
+
+    /// Drops every listener (the connection is gone: streams end).
+    pub fn clear(&self) {
+        self.update(|t| *t = Table::default());
+    }
+}

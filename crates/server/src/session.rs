@@ -235,10 +235,7 @@ async fn read_loop(
                 buf.reserve(want);
             }
             match conn.stream.try_read_buf(buf) {
-                Ok(0)
-                    if !buf.is_empty()
-                        && !(conn.dialect == Dialect::Legacy && legacy::is_blank(buf)) =>
-                {
+                Ok(0) if holds_partial(buf, conn.dialect) => {
                     if use_shared {
                         shared.clear();
                     }
@@ -267,6 +264,14 @@ async fn read_loop(
             }
             Step::Close(code, msg) => return Err((code, msg)),
         }
+    }
+}
+
+/// True if `buf` holds the start of a message that was never finished.
+fn holds_partial(buf: &[u8], dialect: Dialect) -> bool {
+    match dialect {
+        Dialect::Native => !buf.is_empty(),
+        Dialect::Legacy => !legacy::is_blank(buf),
     }
 }
 

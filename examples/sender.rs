@@ -19,7 +19,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if Some(sent) == count {
             break;
         }
-        std::thread::sleep(Duration::from_millis(if count.is_some() { 100 } else { 1000 }));
+        std::thread::sleep(Duration::from_millis(if count.is_some() {
+            100
+        } else {
+            1000
+        }));
     }
     netcluster.disconnect()?;
     Ok(())

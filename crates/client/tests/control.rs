@@ -16,7 +16,12 @@ const CONFIG: &str = r#"{
 }"#;
 
 async fn client(d: &TestDaemon, ch: &str) -> Client {
-    Client::builder(ch).socket_dir(d.socket_dir()).name(format!("t-{ch}")).connect().await.expect("connect")
+    Client::builder(ch)
+        .socket_dir(d.socket_dir())
+        .name(format!("t-{ch}"))
+        .connect()
+        .await
+        .expect("connect")
 }
 
 #[tokio::test]
@@ -28,7 +33,10 @@ async fn showconfig_status_showchannel_showclient() {
 
     let cfg = ctl.request("nc-control-showconfig", &()).await.unwrap();
     assert_eq!(cfg["channels"]["A"]["propagatetochannels"], "^B$");
-    assert_eq!(cfg["channels"]["control"]["propagatetonet"], false, "control is added");
+    assert_eq!(
+        cfg["channels"]["control"]["propagatetonet"], false,
+        "control is added"
+    );
     assert_eq!(cfg["socketdir"], json!(d.socket_dir()));
 
     let st = ctl.request("nc-control-status", &()).await.unwrap();
@@ -36,7 +44,12 @@ async fn showconfig_status_showchannel_showclient() {
     assert_eq!(st["node"], format!("{:016x}", d.node_id()));
 
     let all = ctl.request("nc-control-showchannel", &()).await.unwrap();
-    let names: Vec<&str> = all.as_array().unwrap().iter().map(|c| c["channel"].as_str().unwrap()).collect();
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["channel"].as_str().unwrap())
+        .collect();
     assert_eq!(names, vec!["control", "A", "B"]);
     assert_eq!(all[1]["propagatesto"], json!(["B"]));
     assert_eq!(all[1]["clients"], 1);
@@ -49,39 +62,86 @@ async fn showconfig_status_showchannel_showclient() {
     assert_eq!(c["subscriptions"], json!(["log"]));
     assert!(c["connected"].as_str().unwrap().ends_with('Z'));
 
-    let one = ctl.request("nc-control-showclient", &json!({"channel": "A", "client": a.client_id()})).await.unwrap();
+    let one = ctl
+        .request(
+            "nc-control-showclient",
+            &json!({"channel": "A", "client": a.client_id()}),
+        )
+        .await
+        .unwrap();
     assert_eq!(one, *c);
-    let by_str = ctl.request("nc-control-showclient", &json!(["A", a.client_id().to_string()])).await.unwrap();
+    let by_str = ctl
+        .request(
+            "nc-control-showclient",
+            &json!(["A", a.client_id().to_string()]),
+        )
+        .await
+        .unwrap();
     assert_eq!(by_str["id"], a.client_id());
 
-    let err = ctl.request("nc-control-showchannel", "Z").await.unwrap_err();
-    assert!(matches!(&err, RequestError::Failed(m) if m.contains("no channel named \"Z\"") && m.contains("A, B, control")), "{err}");
-    let err = ctl.request("nc-control-showclient", &json!({"channel": "A", "client": 999})).await.unwrap_err();
+    let err = ctl
+        .request("nc-control-showchannel", "Z")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, RequestError::Failed(m) if m.contains("no channel named \"Z\"") && m.contains("A, B, control")),
+        "{err}"
+    );
+    let err = ctl
+        .request(
+            "nc-control-showclient",
+            &json!({"channel": "A", "client": 999}),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("no client 999"), "{err}");
     let err = ctl.request("nc-control-frobnicate", &()).await.unwrap_err();
-    assert!(err.to_string().contains("unknown control command \"frobnicate\""), "{err}");
+    assert!(
+        err.to_string()
+            .contains("unknown control command \"frobnicate\""),
+        "{err}"
+    );
     // Control requests elsewhere than on control are refused.
     let err = a.request("nc-control-showconfig", &()).await.unwrap_err();
-    assert!(err.to_string().contains("on the \"control\" channel only"), "{err}");
+    assert!(
+        err.to_string().contains("on the \"control\" channel only"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn seed_style_events_are_answered_to_the_caller_only() {
     let d = TestDaemon::start(CONFIG);
     let asker = client(&d, "control").await;
-    let mut answers = asker.subscribe("nc-control-showchannel-response").await.unwrap();
+    let mut answers = asker
+        .subscribe("nc-control-showchannel-response")
+        .await
+        .unwrap();
     let bystander = client(&d, "control").await;
     let mut overheard = bystander.subscribe("*").await.unwrap();
 
     asker.emit("nc-control-showchannel", "A").await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), answers.recv()).await.unwrap().unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), answers.recv())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(got.json::<Value>().unwrap(), json!([]));
     asker.emit("nc-control-showchannel", "nope").await.unwrap();
-    let got = tokio::time::timeout(Duration::from_secs(5), answers.recv()).await.unwrap().unwrap();
-    assert!(got.json::<Value>().unwrap()["error"].as_str().unwrap().contains("no channel named"));
+    let got = tokio::time::timeout(Duration::from_secs(5), answers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(got.json::<Value>().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("no channel named"));
     // Neither the requests nor the answers reached the other control client.
     asker.flush().await.unwrap();
-    assert!(tokio::time::timeout(Duration::from_millis(300), overheard.recv()).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), overheard.recv())
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -109,9 +169,14 @@ async fn reload_adds_removes_and_changes_channels_keeping_other_clients() {
     assert_eq!(r["changed"], json!(["A"]));
 
     // B's client was told why and closed; its socket is gone.
-    let closed = tokio::time::timeout(Duration::from_secs(5), b_sub.recv()).await.unwrap();
+    let closed = tokio::time::timeout(Duration::from_secs(5), b_sub.recv())
+        .await
+        .unwrap();
     assert!(closed.is_none());
-    assert!(b_rx.closed_reason().unwrap().contains("removed by a configuration reload"));
+    assert!(b_rx
+        .closed_reason()
+        .unwrap()
+        .contains("removed by a configuration reload"));
     assert!(!d.socket_dir().join("netcluster-B").exists());
 
     // The A client kept its connection; the new rule sends to C.
@@ -122,7 +187,8 @@ async fn reload_adds_removes_and_changes_channels_keeping_other_clients() {
     assert!(a_tx.closed_reason().is_none());
 
     // The seed's spelling and a config given as an object both work.
-    let obj = json!({"socketdir": sock, "channels": {"A": {}, "C": {}, "D": {"dumptoconsole": true}}});
+    let obj =
+        json!({"socketdir": sock, "channels": {"A": {}, "C": {}, "D": {"dumptoconsole": true}}});
     let r = ctl.request("nc-control-reloaconfig", &obj).await.unwrap();
     assert_eq!(r["added"], json!(["D"]));
     assert!(d.socket_dir().join("netcluster-D").exists());
@@ -134,18 +200,43 @@ async fn bad_reload_is_refused_and_the_old_config_stays() {
     let ctl = client(&d, "control").await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.json");
-    std::fs::write(&path, "{\n  \"channels\": {\n    \"A\": { \"propagatetochanels\": true }\n  }\n}\n").unwrap();
-    let err = ctl.request("nc-control-reloadconfig", &path).await.unwrap_err();
+    std::fs::write(
+        &path,
+        "{\n  \"channels\": {\n    \"A\": { \"propagatetochanels\": true }\n  }\n}\n",
+    )
+    .unwrap();
+    let err = ctl
+        .request("nc-control-reloadconfig", &path)
+        .await
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains(&format!("{}:3:12: channels.A.propagatetochanels: unknown key", path.display())), "{msg}");
-    assert!(msg.contains("did you mean \"propagatetochannels\""), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "{}:3:12: channels.A.propagatetochanels: unknown key",
+            path.display()
+        )),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("did you mean \"propagatetochannels\""),
+        "{msg}"
+    );
     let cfg = ctl.request("nc-control-showconfig", &()).await.unwrap();
     assert_eq!(cfg["channels"]["A"]["propagatetochannels"], "^B$");
 
-    let err = ctl.request("nc-control-reloadconfig", &dir.path().join("missing.json")).await.unwrap_err();
+    let err = ctl
+        .request("nc-control-reloadconfig", &dir.path().join("missing.json"))
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("cannot read config file"), "{err}");
     // Moving the socket directory needs a restart.
-    let err = ctl.request("nc-control-reloadconfig", &json!({"socketdir": "/elsewhere"})).await.unwrap_err();
+    let err = ctl
+        .request(
+            "nc-control-reloadconfig",
+            &json!({"socketdir": "/elsewhere"}),
+        )
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("socketdir cannot change"), "{err}");
     assert!(d.socket_dir().join("netcluster-B").exists());
 }

@@ -88,6 +88,12 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
         stream,
     }));
     hub.register(conn.clone());
+    if conn.dialect == Dialect::Legacy {
+        // The seed's clients filter locally: they get every event.
+        hub.router
+            .borrow_mut()
+            .subscribe(conn.slot, frame::WILDCARD);
+    }
     tracing::info!(client = id, name = %conn.name, channel = %channel, pid = ?conn.peer.pid, dialect = ?conn.dialect, "client connected");
     if conn.dialect == Dialect::Native {
         conn.with_tail(|b| {

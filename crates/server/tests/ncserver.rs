@@ -1,5 +1,7 @@
 //! The `ncserver` binary: config discovery and errors, socket lifecycle,
-//! signals, and a daemon that survives bad peers.
+//! signals, and a daemon that survives bad peers. (Unix; Windows runs are
+//! tested under Wine by their own script.)
+#![cfg(unix)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -68,7 +70,11 @@ impl Daemon {
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("spawn ncserver");
-        Daemon { child, log, _logdir: logdir }
+        Daemon {
+            child,
+            log,
+            _logdir: logdir,
+        }
     }
 
     fn log(&self) -> String {
@@ -79,9 +85,14 @@ impl Daemon {
         let log = self.log.clone();
         wait_until(20, "ncserver to report it is serving", || {
             if let Ok(Some(st)) = self.child.try_wait() {
-                panic!("ncserver exited with {st}: {}", std::fs::read_to_string(&log).unwrap_or_default());
+                panic!(
+                    "ncserver exited with {st}: {}",
+                    std::fs::read_to_string(&log).unwrap_or_default()
+                );
             }
-            std::fs::read_to_string(&log).unwrap_or_default().contains("ncserver serving")
+            std::fs::read_to_string(&log)
+                .unwrap_or_default()
+                .contains("ncserver serving")
         });
     }
 
@@ -106,7 +117,11 @@ impl Drop for Daemon {
 
 fn run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(BIN).args(args).output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
@@ -132,20 +147,35 @@ fn config_errors_name_file_line_column_and_key() {
             "{\n  \"channels\": {\n    \"A\": { \"dumptoconsol\": true }\n  }\n}",
             ":3:12: channels.A.dumptoconsol: unknown key; did you mean \"dumptoconsole\"?",
         ),
-        ("{\n  \"startcontrl\": true\n}", ":2:3: startcontrl: unknown key; did you mean \"startcontrol\"?"),
+        (
+            "{\n  \"startcontrl\": true\n}",
+            ":2:3: startcontrl: unknown key; did you mean \"startcontrol\"?",
+        ),
         (
             "{\n  \"channels\": { \"A\": { \"propagatetochannels\": \"(unclosed\" } }\n}",
             ":2:47: channels.A.propagatetochannels: invalid regex \"(unclosed\": unclosed group",
         ),
-        ("{\n  \"port\": \"4454\"\n}", ":2:11: port: expected an integer, found a string"),
-        ("{\n  \"dumpnet\": 1\n}", ":2:14: dumpnet: expected a boolean, found a number"),
-        ("{\n  \"channels\": { \"a/b\": {} }\n}", ":2:17: channels.\"a/b\": channel name \"a/b\" contains '/'"),
+        (
+            "{\n  \"port\": \"4454\"\n}",
+            ":2:11: port: expected an integer, found a string",
+        ),
+        (
+            "{\n  \"dumpnet\": 1\n}",
+            ":2:14: dumpnet: expected a boolean, found a number",
+        ),
+        (
+            "{\n  \"channels\": { \"a/b\": {} }\n}",
+            ":2:17: channels.\"a/b\": channel name \"a/b\" contains '/'",
+        ),
     ];
     for (text, want) in cases {
         let p = write(dir.path(), "bad.json", text);
         let (code, _, err) = run(&["--check", p.to_str().unwrap()]);
         assert_eq!(code, 2, "{err}");
-        assert!(err.contains(&format!("{}{want}", p.display())), "want {want:?} in:\n{err}");
+        assert!(
+            err.contains(&format!("{}{want}", p.display())),
+            "want {want:?} in:\n{err}"
+        );
         // Starting with the bad file fails the same way.
         let (code, _, err2) = run(&[p.to_str().unwrap()]);
         assert_eq!(code, 2);
@@ -161,16 +191,31 @@ fn without_argument_uses_config_beside_the_executable_else_builtin() {
     let sockets = tempdir();
     let mut d = Daemon::spawn(&bin, &[], sockets.path());
     d.wait_ready();
-    assert!(d.log().contains("using the built-in default config"), "{}", d.log());
+    assert!(
+        d.log().contains("using the built-in default config"),
+        "{}",
+        d.log()
+    );
     for ch in ["control", "A", "B"] {
         assert!(sockets.path().join(format!("netcluster-{ch}")).exists());
     }
     assert!(d.terminate().success());
 
-    write(bindir.path(), "config.json", r#"{ "channels": { "only": {} } }"#);
+    write(
+        bindir.path(),
+        "config.json",
+        r#"{ "channels": { "only": {} } }"#,
+    );
     let mut d = Daemon::spawn(&bin, &[], sockets.path());
     d.wait_ready();
-    assert!(d.log().contains(&format!("using config {}", bindir.path().join("config.json").display())), "{}", d.log());
+    assert!(
+        d.log().contains(&format!(
+            "using config {}",
+            bindir.path().join("config.json").display()
+        )),
+        "{}",
+        d.log()
+    );
     assert!(sockets.path().join("netcluster-only").exists());
     assert!(!sockets.path().join("netcluster-A").exists());
     assert!(d.terminate().success());
@@ -202,16 +247,30 @@ fn stale_socket_is_replaced_and_live_daemon_is_an_error() {
     assert!(stale.exists());
     let mut first = Daemon::spawn(Path::new(BIN), &[], sockets.path());
     first.wait_ready();
-    assert!(first.log().contains("replacing stale socket"), "{}", first.log());
+    assert!(
+        first.log().contains("replacing stale socket"),
+        "{}",
+        first.log()
+    );
     UnixStream::connect(&stale).expect("the new daemon serves the replaced socket");
 
     // A second daemon on the same directory refuses to start.
     let (code, _, err) = {
-        let out = Command::new(BIN).env("NETCLUSTER_SOCKET_DIR", sockets.path()).output().unwrap();
-        (out.status.code().unwrap_or(-1), (), String::from_utf8_lossy(&out.stderr).into_owned())
+        let out = Command::new(BIN)
+            .env("NETCLUSTER_SOCKET_DIR", sockets.path())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            (),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     };
     assert_eq!(code, 2, "{err}");
-    assert!(err.contains("another ncserver is already serving channel"), "{err}");
+    assert!(
+        err.contains("another ncserver is already serving channel"),
+        "{err}"
+    );
     // ...and did not remove the first daemon's sockets.
     UnixStream::connect(&stale).expect("first daemon still serving");
     assert!(first.terminate().success());
@@ -219,9 +278,14 @@ fn stale_socket_is_replaced_and_live_daemon_is_an_error() {
     // A regular file in the way is not deleted.
     let f = sockets.path().join("netcluster-control");
     std::fs::write(&f, "precious").unwrap();
-    let out = Command::new(BIN).env("NETCLUSTER_SOCKET_DIR", sockets.path()).output().unwrap();
+    let out = Command::new(BIN)
+        .env("NETCLUSTER_SOCKET_DIR", sockets.path())
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a socket; refusing to replace it"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not a socket; refusing to replace it")
+    );
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "precious");
 }
 
@@ -230,10 +294,18 @@ fn socket_mode_is_applied() {
     use std::os::unix::fs::PermissionsExt;
     let sockets = tempdir();
     let cfgdir = tempdir();
-    let p = write(cfgdir.path(), "c.json", r#"{ "socketmode": "0600", "channels": { "A": {} } }"#);
+    let p = write(
+        cfgdir.path(),
+        "c.json",
+        r#"{ "socketmode": "0600", "channels": { "A": {} } }"#,
+    );
     let mut d = Daemon::spawn(Path::new(BIN), &[p.to_str().unwrap()], sockets.path());
     d.wait_ready();
-    let mode = std::fs::metadata(sockets.path().join("netcluster-A")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(sockets.path().join("netcluster-A"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o600);
     assert!(d.terminate().success());
 }
@@ -243,12 +315,23 @@ fn garbage_from_one_peer_gets_an_error_and_others_keep_working() {
     let sockets = tempdir();
     let mut d = Daemon::spawn(Path::new(BIN), &[], sockets.path());
     d.wait_ready();
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = sockets.path();
-        let rx = netcluster::Client::builder("A").socket_dir(dir).connect().await.unwrap();
+        let rx = netcluster::Client::builder("A")
+            .socket_dir(dir)
+            .connect()
+            .await
+            .unwrap();
         let mut sub = rx.subscribe("n").await.unwrap();
-        let tx = netcluster::Client::builder("A").socket_dir(dir).connect().await.unwrap();
+        let tx = netcluster::Client::builder("A")
+            .socket_dir(dir)
+            .connect()
+            .await
+            .unwrap();
         tx.emit("n", &1).await.unwrap();
 
         // Garbage instead of a hello.
@@ -258,7 +341,10 @@ fn garbage_from_one_peer_gets_an_error_and_others_keep_working() {
         let mut reply = Vec::new();
         bad.read_to_end(&mut reply).unwrap();
         let text = String::from_utf8_lossy(&reply);
-        assert!(text.contains("unknown frame type 0x47; is this a netcluster client?"), "{text}");
+        assert!(
+            text.contains("unknown frame type 0x47; is this a netcluster client?"),
+            "{text}"
+        );
 
         // A valid hello, then a frame with an absurd length.
         let mut bad = UnixStream::connect(dir.join("netcluster-A")).unwrap();
@@ -269,11 +355,18 @@ fn garbage_from_one_peer_gets_an_error_and_others_keep_working() {
         bad.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         let mut reply = Vec::new();
         bad.read_to_end(&mut reply).unwrap();
-        assert!(String::from_utf8_lossy(&reply).contains("exceeds the limit"), "{}", String::from_utf8_lossy(&reply));
+        assert!(
+            String::from_utf8_lossy(&reply).contains("exceeds the limit"),
+            "{}",
+            String::from_utf8_lossy(&reply)
+        );
 
         tx.emit("n", &2).await.unwrap();
         for want in [1, 2] {
-            let m = tokio::time::timeout(Duration::from_secs(5), sub.recv()).await.unwrap().unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+                .await
+                .unwrap()
+                .unwrap();
             assert_eq!(m.json::<i32>().unwrap(), want);
         }
     });

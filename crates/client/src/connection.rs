@@ -314,6 +314,11 @@ async fn handshake(
                 )))
             }
             Ok(None) => {}
+            Err(frame::FrameError::UnknownType(b'{')) => {
+                return Err(HandshakeError::Other(
+                    "the daemon took this connection for a seed (JSON) client because the hello came late; retry".into(),
+                ))
+            }
             Err(e) => return Err(HandshakeError::Other(format!("bad frame from server: {e}"))),
         }
         if stream.read_buf(&mut buf).await.map_err(other)? == 0 {

@@ -1,7 +1,8 @@
 //! A client session: handshake, then the read loop.
 //!
 //! The first byte tells the dialect: `{` starts the seed's JSON packets,
-//! anything else must be a native Hello frame. After the handshake the
+//! anything else must be a native Hello frame; a client that stays silent
+//! for [`LEGACY_SILENCE`] is a seed client that only listens. After the handshake the
 //! session reads in batches (into the hub's shared read buffer, so an idle
 //! client holds no read memory), handles every complete frame or packet,
 //! and flushes all queues touched by the batch at once. When a recipient's
@@ -25,6 +26,9 @@ use crate::outq::SHARE_PAYLOAD_MIN;
 
 /// How long a new connection may take to say hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A new connection that sends nothing for this long is taken for a seed
+/// client that only listens (native clients send their hello at once).
+const LEGACY_SILENCE: Duration = Duration::from_millis(200);
 /// How much is read per syscall when no frame size is known.
 const READ_CHUNK: usize = 256 * 1024;
 /// How long a publisher waits for a full recipient queue before the
@@ -181,7 +185,23 @@ async fn handshake(stream: &LocalStream, pending: &mut BytesMut) -> Result<Hello
                 })
             }
         }
-        stream.readable().await.map_err(io)?;
+        if pending.is_empty() {
+            // The seed's clients may connect and only listen, never sending
+            // a byte; native clients send their hello at once. Silence
+            // therefore means a legacy client.
+            match tokio::time::timeout(LEGACY_SILENCE, stream.readable()).await {
+                Err(_) => {
+                    return Ok(Hello {
+                        dialect: Dialect::Legacy,
+                        name: "legacy".into(),
+                        pid: 0,
+                    })
+                }
+                Ok(r) => r.map_err(io)?,
+            }
+        } else {
+            stream.readable().await.map_err(io)?;
+        }
         pending.reserve(4096);
         match stream.try_read_buf(pending) {
             Ok(0) => {

@@ -21,6 +21,9 @@ use tokio::sync::Notify;
 use crate::listener::{LocalStream, PeerInfo};
 use crate::outq::OutQueue;
 
+/// The event telling a client it missed messages.
+pub const GAP_EVENT: &str = "nc-gap";
+
 /// How long a closing connection may take to flush its last frames.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
 
@@ -91,6 +94,8 @@ pub struct Conn {
     pub touched: Cell<bool>,
     /// Publishers waiting for this queue to drain.
     pub waiters: Cell<u32>,
+    /// Messages dropped (policy `drop`) since the last `nc-gap` event.
+    gap: Cell<u64>,
     /// Why the connection was closed, once it is.
     closed: RefCell<Option<String>>,
     wake: Notify,
@@ -133,6 +138,7 @@ impl Conn {
             writer_busy: Cell::new(false),
             touched: Cell::new(false),
             waiters: Cell::new(0),
+            gap: Cell::new(0),
             closed: RefCell::new(None),
             wake: Notify::new(),
             drained: Notify::new(),
@@ -182,8 +188,46 @@ impl Conn {
         f(self.out.borrow_mut().tail())
     }
 
+    /// Counts a message not queued for this client (policy `drop`).
+    pub fn note_drop(&self) {
+        bump(&self.stats.dropped, 1);
+        self.gap.set(self.gap.get() + 1);
+    }
+
+    /// Queues one `nc-gap` event telling the client how many messages it
+    /// missed, once its queue is down to half the limit.
+    fn report_gap(&self, limit: usize) {
+        let n = self.gap.get();
+        if n == 0 || self.out.borrow().len() > limit / 2 {
+            return;
+        }
+        self.gap.set(0);
+        let body = format!(r#"{{"cause":"slowconsumer","dropped":{n},"queuebytes":{limit}}}"#);
+        let mut out = self.out.borrow_mut();
+        match self.dialect {
+            Dialect::Native => {
+                let h = frame::DeliverHeader {
+                    node: None,
+                    client: 0,
+                    seq: 0,
+                    channel: None,
+                };
+                frame::encode_deliver(out.tail(), &h, GAP_EVENT, body.as_bytes());
+            }
+            Dialect::Legacy => legacy::encode(
+                out.tail(),
+                legacy::DAEMON_ORIGIN,
+                &self.channel,
+                GAP_EVENT,
+                body.as_bytes(),
+                true,
+            ),
+        }
+    }
+
     /// Writes what the socket takes now. `Ok(true)`: queue empty.
     pub fn flush(&self, limit: usize) -> io::Result<bool> {
+        self.report_gap(limit);
         let mut written = 0;
         let res = self
             .out

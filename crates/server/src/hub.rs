@@ -11,13 +11,14 @@
 use std::cell::{Cell, RefCell};
 use std::path::PathBuf;
 use std::rc::Rc;
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use netcluster_proto::frame::{self, DeliverHeader, ErrorCode};
 use netcluster_proto::legacy;
 use netcluster_proto::router::{ChannelId, Recipient, Router, Slot};
 
-use crate::config::Config;
+use crate::config::{Config, SlowConsumer};
 use crate::conn::{bump, Conn, Dialect};
 use crate::outq::SHARE_PAYLOAD_MIN;
 
@@ -58,6 +59,14 @@ pub struct ChannelInfo {
     pub name: Rc<str>,
     /// `dumptoconsole`.
     pub dump: bool,
+    /// `slowconsumer`: the policy for this channel's clients.
+    pub policy: SlowConsumer,
+    /// `blockms`.
+    pub block: Duration,
+    /// `allowuids`.
+    pub allow_uids: Rc<[u32]>,
+    /// `allowgids`.
+    pub allow_gids: Rc<[u32]>,
 }
 
 /// Reused buffers of the message path, so routing allocates nothing.
@@ -174,8 +183,19 @@ impl Hub {
             infos[id.index()] = Some(ChannelInfo {
                 name: ch.name.as_str().into(),
                 dump: ch.dumptoconsole,
+                policy: ch.slowconsumer,
+                block: Duration::from_millis(ch.blockms),
+                allow_uids: ch.allowuids.as_slice().into(),
+                allow_gids: ch.allowgids.as_slice().into(),
             });
         }
+    }
+
+    /// Settings of a live channel.
+    pub fn channel_info(&self, id: ChannelId) -> ChannelInfo {
+        self.channels.borrow()[id.index()]
+            .clone()
+            .expect("live channel")
     }
 
     /// Largest payload accepted, in bytes.
@@ -262,14 +282,10 @@ impl Hub {
         origin: Origin,
         exclude: Option<Slot>,
     ) -> Flow {
-        let info_name;
-        {
-            let infos = self.channels.borrow();
-            let info = infos[channel.index()].as_ref().expect("live channel");
-            if info.dump {
-                dump_line(&info.name, event, payload.as_slice(), &origin, self.node_id);
-            }
-            info_name = info.name.clone();
+        let infos = self.channels.borrow();
+        let info = infos[channel.index()].as_ref().expect("live channel");
+        if info.dump {
+            dump_line(&info.name, event, payload.as_slice(), &origin, self.node_id);
         }
         let limit = self.queue_limit();
         let router = self.router.borrow();
@@ -298,6 +314,14 @@ impl Hub {
             let Some(target) = clients[r.slot as usize].as_ref() else {
                 continue;
             };
+            let policy = match infos.get(target.channel_id.index()) {
+                Some(Some(i)) => i.policy,
+                _ => SlowConsumer::Block,
+            };
+            if policy == SlowConsumer::Drop && target.out.borrow().len() >= limit {
+                target.note_drop();
+                continue;
+            }
             match target.dialect {
                 Dialect::Native => {
                     let buf = if r.own_channel {
@@ -310,11 +334,7 @@ impl Hub {
                             node: origin.node,
                             client: origin.client,
                             seq: origin.seq,
-                            channel: if r.own_channel {
-                                None
-                            } else {
-                                Some(&info_name)
-                            },
+                            channel: (!r.own_channel).then_some(&*info.name),
                         };
                         match shared {
                             Some(_) => frame::encode_deliver_header(buf, &h, event, data.len()),
@@ -332,15 +352,25 @@ impl Hub {
                         let is_json = *legacy_is_json.get_or_insert_with(|| legacy::is_json(data));
                         let from =
                             origin_string(origin.node.unwrap_or(self.node_id), origin.client);
-                        legacy::encode(&mut sc.legacy, &from, &info_name, event, data, is_json);
+                        legacy::encode(&mut sc.legacy, &from, &info.name, event, data, is_json);
                     }
                     target.out.borrow_mut().tail().extend_from_slice(&sc.legacy);
                 }
             }
             bump(&target.stats.msgs_out, 1);
             self.touch(target);
-            if matches!(flow, Flow::Continue) && target.out.borrow().len() > limit {
-                flow = Flow::Block(target.clone());
+            if target.out.borrow().len() > limit {
+                match policy {
+                    SlowConsumer::Block if matches!(flow, Flow::Continue) => {
+                        flow = Flow::Block(target.clone())
+                    }
+                    SlowConsumer::Disconnect => {
+                        let msg =
+                            format!("slow consumer: queue reached queuebytes ({limit} bytes)");
+                        self.close_later(target, ErrorCode::SlowConsumer, msg);
+                    }
+                    _ => {}
+                }
             }
         }
         flow

@@ -6,6 +6,7 @@
 //! `conn`; wire formats and routing rules come from `netcluster-proto`.
 #![warn(missing_docs)]
 
+mod access;
 pub mod config;
 mod conn;
 mod control;

@@ -13,6 +13,8 @@ use std::path::{Path, PathBuf};
 
 use netcluster_proto::names;
 
+use crate::config::GroupSpec;
+
 /// Why a channel's socket could not be bound.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -58,6 +60,12 @@ pub enum BindError {
         /// The cause.
         source: io::Error,
     },
+    /// `socketgroup` names a group that does not exist.
+    #[error("socketgroup {name:?}: no such group")]
+    UnknownGroup {
+        /// The group name.
+        name: String,
+    },
     /// This platform has no local listener yet.
     #[error("local channels are not supported on this platform yet (channel {channel:?})")]
     Unsupported {
@@ -83,10 +91,10 @@ pub fn channel_path(dir: &Path, channel: &str) -> PathBuf {
 }
 
 #[cfg(unix)]
-pub use unix::{LocalListener, LocalStream};
+pub use unix::{resolve_group, LocalListener, LocalStream};
 
 #[cfg(not(unix))]
-pub use unsupported::{LocalListener, LocalStream};
+pub use unsupported::{resolve_group, LocalListener, LocalStream};
 
 #[cfg(unix)]
 mod unix {
@@ -109,10 +117,15 @@ mod unix {
     }
 
     impl LocalListener {
-        /// Binds `{dir}/netcluster-{channel}` with the given file mode,
-        /// replacing a stale socket left by a dead daemon. Must be called
-        /// inside a tokio runtime.
-        pub fn bind(dir: &Path, channel: &str, mode: u32) -> Result<Self, BindError> {
+        /// Binds `{dir}/netcluster-{channel}` with the given file mode and
+        /// group, replacing a stale socket left by a dead daemon. Must be
+        /// called inside a tokio runtime.
+        pub fn bind(
+            dir: &Path,
+            channel: &str,
+            mode: u32,
+            group: Option<u32>,
+        ) -> Result<Self, BindError> {
             names::check_channel(channel)?;
             let path = channel_path(dir, channel);
             let io_err = |source| BindError::Io {
@@ -158,6 +171,9 @@ mod unix {
             let inner = tokio::net::UnixListener::bind(&path).map_err(io_err)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode))
                 .map_err(io_err)?;
+            if let Some(gid) = group {
+                std::os::unix::fs::chown(&path, None, Some(gid)).map_err(io_err)?;
+            }
             let meta = std::fs::symlink_metadata(&path).map_err(io_err)?;
             Ok(LocalListener {
                 inner,
@@ -186,6 +202,35 @@ mod unix {
         }
     }
 
+    /// The numeric id of a `socketgroup`.
+    pub fn resolve_group(spec: &GroupSpec) -> Result<u32, BindError> {
+        let name = match spec {
+            GroupSpec::Id(g) => return Ok(*g),
+            GroupSpec::Name(n) => n,
+        };
+        let unknown = || BindError::UnknownGroup { name: name.clone() };
+        let cname = std::ffi::CString::new(name.as_str()).map_err(|_| unknown())?;
+        let mut buf = vec![0 as libc::c_char; 16 * 1024];
+        // SAFETY: an all-zero `group` is a valid value for getgrnam_r to fill.
+        let mut grp: libc::group = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::group = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the duration of the call and
+        // `buf` is as long as we say; getgrnam_r is thread-safe.
+        let rc = unsafe {
+            libc::getgrnam_r(
+                cname.as_ptr(),
+                &mut grp,
+                buf.as_mut_ptr(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc != 0 || result.is_null() {
+            return Err(unknown());
+        }
+        Ok(grp.gr_gid)
+    }
+
     impl Drop for LocalListener {
         fn drop(&mut self) {
             // Only remove the file if it is still ours: a newer daemon may
@@ -212,9 +257,22 @@ mod unsupported {
         path: PathBuf,
     }
 
+    /// Group names mean nothing here; numeric ids are passed through.
+    pub fn resolve_group(spec: &GroupSpec) -> Result<u32, BindError> {
+        match spec {
+            GroupSpec::Id(g) => Ok(*g),
+            GroupSpec::Name(name) => Err(BindError::UnknownGroup { name: name.clone() }),
+        }
+    }
+
     impl LocalListener {
         /// Always fails on this platform.
-        pub fn bind(_dir: &Path, channel: &str, _mode: u32) -> Result<Self, BindError> {
+        pub fn bind(
+            _dir: &Path,
+            channel: &str,
+            _mode: u32,
+            _group: Option<u32>,
+        ) -> Result<Self, BindError> {
             names::check_channel(channel)?;
             Err(BindError::Unsupported {
                 channel: channel.into(),

@@ -18,7 +18,7 @@ use tokio::sync::Notify;
 
 use crate::config::{resolve_socket_dir, Config, ConfigSource};
 use crate::hub::Hub;
-use crate::listener::{BindError, LocalListener};
+use crate::listener::{resolve_group, BindError, LocalListener};
 use crate::session;
 
 /// How long a stopping daemon waits for clients' queues to drain.
@@ -141,8 +141,21 @@ fn run(
     local.block_on(&rt, async move {
         let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
         let hub = Hub::new(node_id, socket_dir, config);
+        let group = match hub
+            .config()
+            .socketgroup
+            .as_ref()
+            .map(resolve_group)
+            .transpose()
+        {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = ready.send(Err(e.into()));
+                return;
+            }
+        };
         for name in &names {
-            match LocalListener::bind(&hub.socket_dir, name, hub.config().socketmode) {
+            match LocalListener::bind(&hub.socket_dir, name, hub.config().socketmode, group) {
                 Ok(l) => spawn_accept(&hub, name, l),
                 Err(e) => {
                     // Dropping the hub's listeners removes what was bound.
@@ -242,10 +255,16 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> 
         )));
     }
     let old = hub.config();
+    let group = new
+        .socketgroup
+        .as_ref()
+        .map(resolve_group)
+        .transpose()
+        .map_err(|e| refused(e.to_string()))?;
     let mut opened = Vec::new();
     for ch in &new.channels {
         if old.channel(&ch.name).is_none() {
-            let l = LocalListener::bind(&hub.socket_dir, &ch.name, new.socketmode)
+            let l = LocalListener::bind(&hub.socket_dir, &ch.name, new.socketmode, group)
                 .map_err(|e| refused(e.to_string()))?;
             opened.push((ch.name.clone(), l));
         }

@@ -18,6 +18,7 @@ use netcluster_proto::frame::{self, ErrorCode, Frame, FRAME_OVERHEAD, HEADER_LEN
 use netcluster_proto::{legacy, names};
 use tokio::time::Instant;
 
+use crate::access;
 use crate::conn::{bump, write_all, Conn, ConnInit, Dialect};
 use crate::control;
 use crate::hub::{Flow, Hub, Origin, Payload};
@@ -31,9 +32,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const LEGACY_SILENCE: Duration = Duration::from_millis(200);
 /// How much is read per syscall when no frame size is known.
 const READ_CHUNK: usize = 256 * 1024;
-/// How long a publisher waits for a full recipient queue before the
-/// recipient is disconnected as a slow consumer.
-pub const DEFAULT_BLOCK: Duration = Duration::from_millis(1000);
 
 /// Result of handling a batch of input.
 enum Step {
@@ -79,6 +77,17 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
         let _ = write_all(&stream, &b).await;
         return;
     };
+    let info = hub.channel_info(channel_id);
+    if let Err(why) = access::check(&channel, &peer, &info.allow_uids, &info.allow_gids) {
+        tracing::warn!(channel = %channel, uid = ?peer.uid, pid = ?peer.pid, "{why}");
+        let mut b = BytesMut::new();
+        match hello.dialect {
+            Dialect::Native => frame::encode_error(&mut b, ErrorCode::Denied, 0, true, &why),
+            Dialect::Legacy => legacy::encode_error(&mut b, &channel, &why),
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&stream, &b)).await;
+        return;
+    }
     let (slot, id) = hub.reserve();
     let conn = Rc::new(Conn::new(ConnInit {
         slot,
@@ -318,7 +327,8 @@ fn wanted(buf: &BytesMut, dialect: Dialect) -> usize {
 async fn wait_drain(hub: &Hub, me: &Conn, target: Rc<Conn>) -> bool {
     bump(&target.stats.blocked, 1);
     target.waiters.set(target.waiters.get() + 1);
-    let deadline = Instant::now() + DEFAULT_BLOCK;
+    let block = hub.channel_info(target.channel_id).block;
+    let deadline = Instant::now() + block;
     let alive = loop {
         if me.is_closed() {
             break false;
@@ -334,10 +344,9 @@ async fn wait_drain(hub: &Hub, me: &Conn, target: Rc<Conn>) -> bool {
                 let msg = format!(
                     "slow consumer: queue stayed above queuebytes ({} bytes) for {} ms",
                     hub.queue_limit(),
-                    DEFAULT_BLOCK.as_millis()
+                    block.as_millis()
                 );
-                let target_rc = hub.client(target.slot).filter(|c| Rc::ptr_eq(c, &target)).unwrap_or(target.clone());
-                hub.close(&target_rc, Some((ErrorCode::SlowConsumer, &msg)), "slow consumer");
+                hub.close(&target, Some((ErrorCode::SlowConsumer, &msg)), "slow consumer");
                 break true;
             }
         }

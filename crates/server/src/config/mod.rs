@@ -57,6 +57,12 @@ pub const MAX_QUEUEBYTES: u64 = 4 * 1024 * 1024 * 1024;
 pub const DEFAULT_PROPAGATETONET: bool = false;
 /// Default of a channel's `dumptoconsole`.
 pub const DEFAULT_DUMPTOCONSOLE: bool = false;
+/// Default `slowconsumer` policy of a channel.
+pub const DEFAULT_SLOWCONSUMER: SlowConsumer = SlowConsumer::Block;
+/// Default `blockms`: how long publishers wait for a full queue under `block`.
+pub const DEFAULT_BLOCKMS: u64 = 1000;
+/// Largest `blockms` (10 minutes).
+pub const MAX_BLOCKMS: u64 = 600_000;
 /// The channel that carries control requests; always present.
 pub const CONTROL_CHANNEL: &str = "control";
 /// File name used in diagnostics for a config sent in a reload request.
@@ -105,6 +111,8 @@ pub struct Config {
     pub socketdir: Option<PathBuf>,
     /// `socketmode`: permission bits of the channel sockets (≤ 0o777).
     pub socketmode: u32,
+    /// `socketgroup`: group owner of the channel sockets, if configured.
+    pub socketgroup: Option<GroupSpec>,
     /// `maxmessage`: largest message in bytes.
     pub maxmessage: usize,
     /// `queuebytes`: bytes queued for one client before it counts as slow.
@@ -125,6 +133,50 @@ pub struct ChannelConfig {
     pub propagatetonet: bool,
     /// `dumptoconsole`: print this channel's messages.
     pub dumptoconsole: bool,
+    /// `slowconsumer`: what happens when a client of this channel does not
+    /// read fast enough and its queue reaches `queuebytes`.
+    pub slowconsumer: SlowConsumer,
+    /// `blockms`: under `block`, how long publishers wait for a full queue
+    /// before its client is disconnected.
+    pub blockms: u64,
+    /// `allowuids`: user ids allowed to connect (empty with `allowgids`
+    /// also empty: anyone the socket mode lets in). Root is always allowed.
+    pub allowuids: Vec<u32>,
+    /// `allowgids`: group ids (primary or supplementary) allowed to connect.
+    pub allowgids: Vec<u32>,
+}
+
+/// A channel's policy for clients that cannot keep up (`slowconsumer`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlowConsumer {
+    /// `"block"`: publishers wait (lossless); a queue that stays full for
+    /// `blockms` gets its client disconnected.
+    Block,
+    /// `"drop"`: messages for the full client are dropped and counted; it
+    /// gets one `nc-gap` event with the count when it catches up.
+    Drop,
+    /// `"disconnect"`: the client is disconnected as soon as its queue is full.
+    Disconnect,
+}
+
+impl SlowConsumer {
+    /// The name used in config files.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SlowConsumer::Block => "block",
+            SlowConsumer::Drop => "drop",
+            SlowConsumer::Disconnect => "disconnect",
+        }
+    }
+}
+
+/// `socketgroup`: the group given the channel sockets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GroupSpec {
+    /// A group name, looked up when the sockets are created.
+    Name(String),
+    /// A numeric group id.
+    Id(u32),
 }
 
 /// A compiled `propagatetochannels` value that remembers how it was written,
@@ -172,6 +224,10 @@ impl ChannelConfig {
             propagatetochannels: PropagateSpec::None,
             propagatetonet: DEFAULT_PROPAGATETONET,
             dumptoconsole: DEFAULT_DUMPTOCONSOLE,
+            slowconsumer: DEFAULT_SLOWCONSUMER,
+            blockms: DEFAULT_BLOCKMS,
+            allowuids: Vec::new(),
+            allowgids: Vec::new(),
         }
     }
 
@@ -184,6 +240,10 @@ impl ChannelConfig {
         );
         m.insert("propagatetonet".into(), self.propagatetonet.into());
         m.insert("dumptoconsole".into(), self.dumptoconsole.into());
+        m.insert("slowconsumer".into(), self.slowconsumer.as_str().into());
+        m.insert("blockms".into(), self.blockms.into());
+        m.insert("allowuids".into(), self.allowuids.clone().into());
+        m.insert("allowgids".into(), self.allowgids.clone().into());
         Value::Object(m)
     }
 
@@ -273,6 +333,7 @@ impl Config {
             startcontrol: DEFAULT_STARTCONTROL,
             socketdir: None,
             socketmode: DEFAULT_SOCKETMODE,
+            socketgroup: None,
             maxmessage: DEFAULT_MAXMESSAGE,
             queuebytes: DEFAULT_QUEUEBYTES,
             channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
@@ -364,6 +425,11 @@ impl Config {
             "socketmode".into(),
             values::format_mode(self.socketmode).into(),
         );
+        match &self.socketgroup {
+            Some(GroupSpec::Name(n)) => m.insert("socketgroup".into(), n.clone().into()),
+            Some(GroupSpec::Id(g)) => m.insert("socketgroup".into(), (*g).into()),
+            None => None,
+        };
         m.insert("maxmessage".into(), self.maxmessage.into());
         m.insert("queuebytes".into(), self.queuebytes.into());
         let channels: Map<String, Value> = self

@@ -13,7 +13,7 @@ use netcluster_proto::names;
 use super::jsonc::{join_key, Kind, Member, Node, Pos};
 use super::values::{self, edit_distance};
 use super::{ChannelConfig, Config, CONTROL_CHANNEL};
-use super::{MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
+use super::{MAX_BLOCKMS, MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
 
 /// A located problem, turned into a `Diagnostic` once the file name is added.
 #[derive(Debug)]
@@ -91,6 +91,10 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         apply: |c, v, k| values::socketmode(v, k).map(|x| c.socketmode = x),
     },
     Key {
+        name: "socketgroup",
+        apply: |c, v, k| values::group(v, k).map(|x| c.socketgroup = Some(x)),
+    },
+    Key {
         name: "maxmessage",
         apply: |c, v, k| {
             values::size(v, k, "maxmessage", MIN_MAXMESSAGE, MAX_MAXMESSAGE)
@@ -123,6 +127,22 @@ pub(super) const CHANNEL_KEYS: &[Key<ChannelConfig>] = &[
     Key {
         name: "dumptoconsole",
         apply: |c, v, k| values::boolean(v, k).map(|x| c.dumptoconsole = x),
+    },
+    Key {
+        name: "slowconsumer",
+        apply: |c, v, k| values::slow_consumer(v, k).map(|x| c.slowconsumer = x),
+    },
+    Key {
+        name: "blockms",
+        apply: |c, v, k| values::integer(v, k, "blockms", 1, MAX_BLOCKMS).map(|x| c.blockms = x),
+    },
+    Key {
+        name: "allowuids",
+        apply: |c, v, k| values::id_list(v, k).map(|x| c.allowuids = x),
+    },
+    Key {
+        name: "allowgids",
+        apply: |c, v, k| values::id_list(v, k).map(|x| c.allowgids = x),
     },
 ];
 

@@ -15,7 +15,7 @@ use regex::Regex;
 
 use super::jsonc::{join_index, Kind, Node};
 use super::validate::Problem;
-use super::{PropagateSpec, MAX_SOCKETMODE};
+use super::{GroupSpec, PropagateSpec, SlowConsumer, MAX_SOCKETMODE};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;
@@ -222,6 +222,83 @@ fn human_size(n: u64) -> String {
         }
     }
     format!("{n} bytes")
+}
+
+/// An integer in `min..=max`.
+pub(super) fn integer(
+    v: &Node,
+    path: &str,
+    name: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, Problem> {
+    let Kind::Number(n) = &v.kind else {
+        return Err(Problem::expected(v, path, "an integer"));
+    };
+    match n.as_u64() {
+        Some(x) if (min..=max).contains(&x) => Ok(x),
+        _ => Err(Problem::at(
+            v,
+            path,
+            format!("{name} must be an integer between {min} and {max}, found {n}"),
+        )),
+    }
+}
+
+/// `slowconsumer`: `"block"`, `"drop"` or `"disconnect"`.
+pub(super) fn slow_consumer(v: &Node, path: &str) -> Result<SlowConsumer, Problem> {
+    let s = string(v, path)?;
+    match s {
+        "block" => Ok(SlowConsumer::Block),
+        "drop" => Ok(SlowConsumer::Drop),
+        "disconnect" => Ok(SlowConsumer::Disconnect),
+        _ => Err(Problem::at(
+            v,
+            path,
+            format!(
+                "{} is not a slow-consumer policy; use \"block\", \"drop\" or \"disconnect\"",
+                quote(s)
+            ),
+        )),
+    }
+}
+
+/// A list of user or group ids (`allowuids`, `allowgids`).
+pub(super) fn id_list(v: &Node, path: &str) -> Result<Vec<u32>, Problem> {
+    let Kind::Array(items) = &v.kind else {
+        return Err(Problem::expected(v, path, "an array of numeric ids"));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let p = join_index(path, i);
+            match &item.kind {
+                Kind::Number(n) => n
+                    .as_u64()
+                    .and_then(|x| u32::try_from(x).ok())
+                    .ok_or_else(|| Problem::at(item, &p, format!("{n} is not a valid numeric id"))),
+                _ => Err(Problem::expected(item, &p, "a numeric id")),
+            }
+        })
+        .collect()
+}
+
+/// `socketgroup`: a group name or a numeric group id.
+pub(super) fn group(v: &Node, path: &str) -> Result<GroupSpec, Problem> {
+    match &v.kind {
+        Kind::String(s) if !s.is_empty() && !s.contains('\0') => Ok(GroupSpec::Name(s.clone())),
+        Kind::Number(n) => n
+            .as_u64()
+            .and_then(|x| u32::try_from(x).ok())
+            .map(GroupSpec::Id)
+            .ok_or_else(|| Problem::at(v, path, format!("{n} is not a valid group id"))),
+        _ => Err(Problem::expected(
+            v,
+            path,
+            "a group name or a numeric group id",
+        )),
+    }
 }
 
 /// `propagatetochannels`: `false`, `true`, a regex, or an array of regexes.

@@ -304,3 +304,42 @@ fn diagnostics_are_structured() {
         }
     );
 }
+
+#[test]
+fn hardening_keys() {
+    assert_eq!(
+        err(r#"{"channels": {"A": {"slowconsumer": "wait"}}}"#),
+        "config.json:1:37: channels.A.slowconsumer: \"wait\" is not a slow-consumer policy; use \"block\", \"drop\" or \"disconnect\""
+    );
+    assert_eq!(
+        err(r#"{"channels": {"A": {"blockms": 0}}}"#),
+        "config.json:1:32: channels.A.blockms: blockms must be an integer between 1 and 600000, found 0"
+    );
+    assert_eq!(
+        err(r#"{"channels": {"A": {"allowuids": [1000, "bob"]}}}"#),
+        "config.json:1:41: channels.A.allowuids[1]: expected a numeric id, found a string"
+    );
+    assert_eq!(
+        err(r#"{"channels": {"A": {"allowgids": 5}}}"#),
+        "config.json:1:34: channels.A.allowgids: expected an array of numeric ids, found a number"
+    );
+    assert_eq!(
+        err(r#"{"socketgroup": true}"#),
+        "config.json:1:17: socketgroup: expected a group name or a numeric group id, found a boolean"
+    );
+    let c = Config::parse(
+        r#"{"socketgroup": "netcluster", "channels": {"A": {"slowconsumer": "drop", "blockms": 250, "allowuids": [1000], "allowgids": [27]}}}"#,
+        "c.json",
+    )
+    .unwrap();
+    let a = c.channel("A").unwrap();
+    assert_eq!(a.slowconsumer, crate::config::SlowConsumer::Drop);
+    assert_eq!(
+        (a.blockms, a.allowuids.clone(), a.allowgids.clone()),
+        (250, vec![1000], vec![27])
+    );
+    assert_eq!(
+        c.socketgroup,
+        Some(crate::config::GroupSpec::Name("netcluster".into()))
+    );
+}

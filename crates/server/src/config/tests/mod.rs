@@ -104,6 +104,14 @@ fn seed_example_loads_unchanged() {
     assert_eq!(rules[0].propagate, Propagation::None);
 }
 
+/// A channel's `to_json` with every key but `propagatetochannels` at its default.
+fn default_channel(propagate: serde_json::Value) -> serde_json::Value {
+    json!({
+        "propagatetochannels": propagate, "propagatetonet": false, "dumptoconsole": false,
+        "slowconsumer": "block", "blockms": 1000, "allowuids": [], "allowgids": []
+    })
+}
+
 #[test]
 fn builtin_config() {
     let c = Config::builtin();
@@ -128,9 +136,9 @@ fn builtin_config() {
             "connecttonet": false, "startcontrol": true, "socketmode": "0660",
             "maxmessage": 16777216, "queuebytes": 8388608,
             "channels": {
-                "control": {"propagatetochannels": false, "propagatetonet": false, "dumptoconsole": false},
-                "A": {"propagatetochannels": "^B$", "propagatetonet": false, "dumptoconsole": false},
-                "B": {"propagatetochannels": "^A$", "propagatetonet": false, "dumptoconsole": false}
+                "control": default_channel(json!(false)),
+                "A": default_channel(json!("^B$")),
+                "B": default_channel(json!("^A$"))
             }
         })
     );

@@ -17,7 +17,7 @@ use netcluster_proto::names;
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::connection::{self, Options, Shared};
+use crate::connection::{self, ConnectionState, Options, Shared};
 use crate::error::{ConnectError, EmitError, FlushError, RequestError, SubscribeError};
 use crate::table::{Entry, Handler, Sink};
 use crate::Message;
@@ -44,9 +44,27 @@ pub struct ClientBuilder {
     max_pending: usize,
     subscription_capacity: usize,
     request_timeout: Duration,
+    reconnect: bool,
+    offline_bytes: usize,
 }
 
 impl ClientBuilder {
+    /// Whether to reconnect (with backoff) when the daemon goes away, for
+    /// example when it restarts; listeners are subscribed again on the new
+    /// connection. On by default. Off, a lost connection closes the client.
+    pub fn reconnect(mut self, on: bool) -> Self {
+        self.reconnect = on;
+        self
+    }
+
+    /// How many bytes of emits to keep while reconnecting; emits beyond
+    /// fail with [`EmitError::Disconnected`]. 0 makes every emit fail at
+    /// once while disconnected. Default: [`DEFAULT_MAX_PENDING`].
+    pub fn offline_queue(mut self, bytes: usize) -> Self {
+        self.offline_bytes = bytes;
+        self
+    }
+
     /// The directory holding the channel sockets. Default: the same rule
     /// as the daemon (`NETCLUSTER_SOCKET_DIR`, `/var/run` for root,
     /// `$XDG_RUNTIME_DIR`, `/tmp`).
@@ -93,6 +111,8 @@ impl ClientBuilder {
         let dir = self.socket_dir.clone().unwrap_or_else(default_socket_dir);
         let name = self.name.clone().unwrap_or_else(program_name);
         let opts = Options {
+            reconnect: self.reconnect,
+            offline_bytes: self.offline_bytes,
             name,
             echo: self.echo,
             max_pending: self.max_pending,
@@ -156,8 +176,8 @@ impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
             .field("channel", &self.shared.channel)
-            .field("client", &self.shared.welcome.client)
-            .field("node", &format_args!("{:016x}", self.shared.welcome.node))
+            .field("client", &self.shared.welcome().client)
+            .field("node", &format_args!("{:016x}", self.shared.welcome().node))
             .finish()
     }
 }
@@ -178,6 +198,8 @@ impl Client {
             max_pending: DEFAULT_MAX_PENDING,
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
+            reconnect: true,
+            offline_bytes: DEFAULT_MAX_PENDING,
         }
     }
 
@@ -188,22 +210,33 @@ impl Client {
 
     /// The id the daemon gave this client.
     pub fn client_id(&self) -> u64 {
-        self.shared.welcome.client
+        self.shared.welcome().client
     }
 
     /// The daemon's node id.
     pub fn node_id(&self) -> u64 {
-        self.shared.welcome.node
+        self.shared.welcome().node
     }
 
     /// The largest payload the daemon accepts.
     pub fn max_message(&self) -> usize {
-        self.shared.welcome.max_message
+        self.shared.welcome().max_message
     }
 
-    /// Why the connection is closed, or `None` while it is open.
+    /// Why the connection is closed for good, or `None` while it is open
+    /// or reconnecting.
     pub fn closed_reason(&self) -> Option<String> {
         self.shared.closed()
+    }
+
+    /// Whether the client is connected, reconnecting or closed.
+    pub fn state(&self) -> ConnectionState {
+        self.shared.state()
+    }
+
+    /// A receiver that sees every change of [`Client::state`].
+    pub fn watch_state(&self) -> tokio::sync::watch::Receiver<ConnectionState> {
+        self.shared.watch_state()
     }
 
     /// Emits `event` with `data` serialized as JSON.
@@ -213,7 +246,7 @@ impl Client {
         data: &T,
     ) -> Result<(), EmitError> {
         names::check_event(event)?;
-        let max = self.shared.welcome.max_message;
+        let max = self.shared.welcome().max_message;
         let mut err = None;
         let mut echo_payload = None;
         let wants_echo = self.wants_echo(event);
@@ -258,7 +291,7 @@ impl Client {
     ) -> Result<(), EmitError> {
         names::check_event(event)?;
         let payload = payload.as_ref();
-        let max = self.shared.welcome.max_message;
+        let max = self.shared.welcome().max_message;
         if payload.len() > max {
             return Err(EmitError::TooLarge {
                 len: payload.len(),
@@ -276,7 +309,7 @@ impl Client {
     }
 
     fn wants_echo(&self, event: &str) -> bool {
-        self.shared.echo && self.shared.listeners.snapshot().wants(event)
+        self.shared.opts.echo && self.shared.listeners.snapshot().wants(event)
     }
 
     /// Delivers an own message to own listeners (echo-to-self).
@@ -285,7 +318,7 @@ impl Client {
         let seq = s.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let h = DeliverHeader {
             node: None,
-            client: s.welcome.client,
+            client: s.welcome().client,
             seq,
             channel: None,
         };
@@ -295,7 +328,7 @@ impl Client {
         let Ok(Some((frame::Frame::Deliver(d), _))) = frame::decode(&b, usize::MAX) else {
             return;
         };
-        let msg = Message::from_deliver(&b, &d, &s.channel, s.welcome.node);
+        let msg = Message::from_deliver(&b, &d, &s.channel, s.welcome().node);
         let mut removals = Vec::new();
         connection::dispatch(&s.listeners.snapshot(), &msg, &mut removals).await;
         for id in removals {
@@ -318,7 +351,9 @@ impl Client {
         }
         let id = s.next_listener_id();
         let fired = once.then(|| Arc::new(AtomicBool::new(false)));
-        if s.listeners.add(event, Entry { id, sink, fired }) {
+        if s.listeners.add(event, Entry { id, sink, fired })
+            && s.state() == ConnectionState::Connected
+        {
             let ack = s.next_id();
             let (tx, rx) = oneshot::channel();
             s.pending().acks.insert(ack, tx);
@@ -408,6 +443,9 @@ impl Client {
     ) -> Result<serde_json::Value, RequestError> {
         names::check_event(name)?;
         let s = &self.shared;
+        if let Some(r) = s.not_connected() {
+            return Err(RequestError::Disconnected(r));
+        }
         let arg = serde_json::to_vec(arg).map_err(RequestError::Serialize)?;
         let id = s.next_id();
         let (tx, rx) = oneshot::channel();
@@ -430,11 +468,11 @@ impl Client {
         }
     }
 
-    /// Writes what is pending, then closes the connection. Safe to call
-    /// from a handler.
+    /// Writes what is pending, then closes the connection for good.
+    /// Safe to call from a handler.
     pub async fn disconnect(&self) -> Result<(), FlushError> {
         let s = &self.shared;
-        let done = s.writer_done.notified();
+        let done = s.done.notified();
         tokio::pin!(done);
         done.as_mut().enable();
         {
@@ -444,9 +482,12 @@ impl Client {
             }
             out.closing = true;
         }
+        if s.state() != ConnectionState::Connected {
+            s.close("disconnected by the application");
+            return Ok(());
+        }
         s.wake.notify_one();
         done.await;
-        s.close("disconnected by the application");
         Ok(())
     }
 }

@@ -1,11 +1,18 @@
-//! The connection: one socket, owned by a reader task and a writer task.
+//! The connection: one socket at a time, owned by a reader and a writer,
+//! and a supervisor that reconnects when the daemon goes away.
 //!
 //! Emitters encode frames straight into a shared output buffer under a
 //! short lock and wake the writer only when the buffer was empty, so a
 //! burst of emits leaves in one write. The reader decodes frames in
 //! batches and dispatches deliveries to the listener table, and completes
-//! pending requests, subscription acks and pings. When the connection ends
-//! every pending operation fails with the reason.
+//! pending requests, subscription acks and pings.
+//!
+//! When the socket breaks, operations waiting for an answer fail, and the
+//! supervisor reconnects with backoff (unless reconnecting is off or the
+//! daemon refused us for good). Emits made meanwhile stay in the output
+//! buffer, up to the offline bound, and are sent after the listeners'
+//! subscriptions are renewed on the new connection. The bytes of a write
+//! that was cut off by the break may be lost.
 
 use std::collections::HashMap;
 use std::io;
@@ -15,9 +22,9 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use netcluster_proto::frame::{self, Frame, Status, FRAME_OVERHEAD, HEADER_LEN};
+use netcluster_proto::frame::{self, ErrorCode, Frame, Status, FRAME_OVERHEAD, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::{oneshot, watch, Notify};
 
 use crate::error::ConnectError;
 use crate::table::{Listeners, Sink};
@@ -27,6 +34,9 @@ use crate::Message;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes reserved per read.
 const READ_CHUNK: usize = 256 * 1024;
+/// First and longest pause between reconnection attempts.
+const BACKOFF_MIN: Duration = Duration::from_millis(20);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
 #[cfg(unix)]
 type Stream = tokio::net::UnixStream;
@@ -44,6 +54,19 @@ type WriteHalf = tokio::net::tcp::OwnedWriteHalf;
 /// The reply to a request: the JSON text of the result, or the error text.
 pub type Reply = Result<Bytes, String>;
 
+/// Whether the client is connected to its daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectionState {
+    /// Connected; messages flow.
+    Connected,
+    /// The connection broke; the client is trying to reconnect. Emits are
+    /// queued up to the offline bound.
+    Reconnecting,
+    /// Closed for good (by the application, or reconnecting is off or was
+    /// refused); every operation fails.
+    Closed,
+}
+
 /// Operations waiting for an answer from the server.
 #[derive(Default)]
 pub struct Pending {
@@ -52,11 +75,26 @@ pub struct Pending {
     pub pings: HashMap<u64, oneshot::Sender<()>>,
 }
 
+impl Pending {
+    /// Fails everything: answers to these will never come.
+    fn fail_all(&mut self, reason: &str) {
+        for (_, tx) in self.requests.drain() {
+            let _ = tx.send(Err(format!("not connected: {reason}")));
+        }
+        for (_, tx) in self.acks.drain() {
+            let _ = tx.send(Err(format!("not connected: {reason}")));
+        }
+        self.pings.clear();
+    }
+}
+
 /// The output side shared by emitters and the writer.
 pub struct Out {
     pub buf: BytesMut,
-    /// Set once the connection is closed, with the reason.
+    /// Set once the connection is closed for good, with the reason.
     pub closed: Option<String>,
+    /// Set while reconnecting, with the reason the last connection ended.
+    pub offline: Option<String>,
     /// The application asked to close after the buffer is written.
     pub closing: bool,
 }
@@ -69,22 +107,31 @@ pub struct Welcome {
     pub max_message: usize,
 }
 
+/// Options for a connection.
+pub struct Options {
+    pub name: String,
+    pub echo: bool,
+    pub max_pending: usize,
+    pub reconnect: bool,
+    pub offline_bytes: usize,
+}
+
 /// State shared by the client handles and the connection's tasks.
 pub struct Shared {
     pub channel: Arc<str>,
     pub path: PathBuf,
-    pub welcome: Welcome,
-    pub echo: bool,
-    pub max_pending: usize,
+    pub opts: Options,
+    welcome: Mutex<Welcome>,
     pub out: Mutex<Out>,
     /// Emitters waiting for room in `out`.
     pub space: Notify,
     /// Wakes the writer.
     pub wake: Notify,
-    /// Notified when the writer has finished (socket shut down).
-    pub writer_done: Notify,
+    /// Notified when the connection is closed for good.
+    pub done: Notify,
     pub listeners: Listeners,
     pub pending: Mutex<Pending>,
+    state: watch::Sender<ConnectionState>,
     next_id: AtomicU32,
     next_listener: AtomicU64,
     /// Sequence of this client's own messages (for echo-to-self).
@@ -104,6 +151,21 @@ impl Shared {
         lock(&self.pending)
     }
 
+    /// The current connection's Welcome.
+    pub fn welcome(&self) -> Welcome {
+        *lock(&self.welcome)
+    }
+
+    /// A receiver of connection state changes.
+    pub fn watch_state(&self) -> watch::Receiver<ConnectionState> {
+        self.state.subscribe()
+    }
+
+    /// The connection state now.
+    pub fn state(&self) -> ConnectionState {
+        *self.state.borrow()
+    }
+
     /// A fresh non-zero id for requests, acks and pings.
     pub fn next_id(&self) -> u32 {
         loop {
@@ -118,13 +180,24 @@ impl Shared {
         self.next_listener.fetch_add(1, Ordering::Relaxed) + 1
     }
 
-    /// The reason the connection is closed, if it is.
+    /// The reason the connection is closed for good, if it is.
     pub fn closed(&self) -> Option<String> {
         self.out().closed.clone()
     }
 
-    /// Appends a frame with `encode`, waiting while the buffer is over
-    /// `max_pending`. Fails if the connection is closed.
+    /// Why the client is not connected right now (closed or reconnecting).
+    pub fn not_connected(&self) -> Option<String> {
+        let out = self.out();
+        out.closed.clone().or_else(|| {
+            out.offline
+                .as_ref()
+                .map(|r| format!("reconnecting to the daemon ({r})"))
+        })
+    }
+
+    /// Appends a frame with `encode`. While connected it waits when the
+    /// buffer is over `max_pending`; while reconnecting it fails once the
+    /// buffer holds `offline_bytes`; closed, it fails.
     pub async fn send(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), String> {
         let mut encode = Some(encode);
         loop {
@@ -136,7 +209,20 @@ impl Shared {
                 if let Some(r) = &out.closed {
                     return Err(r.clone());
                 }
-                if out.buf.len() < self.max_pending {
+                if out.closing {
+                    return Err("the client is disconnecting".into());
+                }
+                let room = match &out.offline {
+                    Some(why) if out.buf.len() >= self.opts.offline_bytes => {
+                        return Err(format!(
+                            "reconnecting to the daemon ({why}) and the offline queue is full ({} bytes)",
+                            self.opts.offline_bytes
+                        ));
+                    }
+                    Some(_) => true,
+                    None => out.buf.len() < self.opts.max_pending,
+                };
+                if room {
                     let was_empty = out.buf.is_empty();
                     (encode.take().expect("called once"))(&mut out.buf);
                     drop(out);
@@ -150,7 +236,7 @@ impl Shared {
         }
     }
 
-    /// Marks the connection closed and fails everything pending.
+    /// Closes the connection for good and fails everything pending.
     pub fn close(&self, reason: &str) {
         {
             let mut out = self.out();
@@ -160,78 +246,68 @@ impl Shared {
             out.closed = Some(reason.to_string());
         }
         tracing::debug!(channel = %self.channel, reason, "connection closed");
-        let p = std::mem::take(&mut *self.pending());
-        for (_, tx) in p.requests {
-            let _ = tx.send(Err(format!("not connected: {reason}")));
-        }
-        for (_, tx) in p.acks {
-            let _ = tx.send(Err(format!("not connected: {reason}")));
-        }
-        drop(p.pings);
+        self.pending().fail_all(reason);
         self.listeners.clear();
+        self.state.send_replace(ConnectionState::Closed);
         self.space.notify_waiters();
-        self.wake.notify_one();
+        self.wake.notify_waiters();
+        self.done.notify_waiters();
     }
 }
 
-/// Options for a connection.
-pub struct Options {
-    pub name: String,
-    pub echo: bool,
-    pub max_pending: usize,
-}
-
-/// Connects, performs the handshake and starts the tasks.
+/// Connects, performs the handshake and starts the supervisor.
 pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared>, ConnectError> {
     netcluster_proto::names::check_channel(channel)?;
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(ConnectError::NoRuntime);
     }
     let path = dir.join(netcluster_proto::names::socket_file_name(channel));
-    let mut stream = connect(&path, channel).await?;
-    let welcome = tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
-        handshake(&mut stream, &opts.name, channel),
-    )
-    .await
-    .map_err(|_| ConnectError::Handshake {
-        path: path.clone(),
-        reason: format!("no answer within {HANDSHAKE_TIMEOUT:?}"),
-    })?
-    .map_err(|e| match e {
-        HandshakeError::Refused(message) => ConnectError::Refused {
-            channel: channel.into(),
-            message,
-        },
-        HandshakeError::Other(reason) => ConnectError::Handshake {
-            path: path.clone(),
-            reason,
-        },
-    })?;
-    let (rd, wr) = stream.into_split();
+    let (stream, welcome) = dial(&path, channel, &opts.name).await?;
     let shared = Arc::new(Shared {
         channel: channel.into(),
         path,
-        welcome,
-        echo: opts.echo,
-        max_pending: opts.max_pending,
+        opts,
+        welcome: Mutex::new(welcome),
         out: Mutex::new(Out {
             buf: BytesMut::new(),
             closed: None,
+            offline: None,
             closing: false,
         }),
         space: Notify::new(),
         wake: Notify::new(),
-        writer_done: Notify::new(),
+        done: Notify::new(),
         listeners: Listeners::default(),
         pending: Mutex::new(Pending::default()),
+        state: watch::Sender::new(ConnectionState::Connected),
         next_id: AtomicU32::new(1),
         next_listener: AtomicU64::new(0),
         seq: AtomicU64::new(0),
     });
-    tokio::spawn(writer(shared.clone(), wr));
-    tokio::spawn(reader(shared.clone(), rd));
+    tokio::spawn(supervise(shared.clone(), stream));
     Ok(shared)
+}
+
+/// Connects and shakes hands.
+async fn dial(path: &Path, channel: &str, name: &str) -> Result<(Stream, Welcome), ConnectError> {
+    let mut stream = connect(path, channel).await?;
+    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, name, channel))
+        .await
+        .map_err(|_| ConnectError::Handshake {
+            path: path.into(),
+            reason: format!("no answer within {HANDSHAKE_TIMEOUT:?}"),
+        })?
+        .map_err(|e| match e {
+            HandshakeError::Refused(message) => ConnectError::Refused {
+                channel: channel.into(),
+                message,
+            },
+            HandshakeError::Other(reason) => ConnectError::Handshake {
+                path: path.into(),
+                reason,
+            },
+        })?;
+    Ok((stream, welcome))
 }
 
 #[cfg(unix)]
@@ -284,39 +360,25 @@ async fn handshake(
     let mut buf = BytesMut::with_capacity(512);
     loop {
         match frame::decode(&buf, 64 * 1024) {
-            Ok(Some((
-                Frame::Welcome {
-                    node,
-                    client,
-                    max_message,
-                    channel: ch,
-                    ..
-                },
-                _,
-            ))) => {
+            Ok(Some((Frame::Welcome { node, client, max_message, channel: ch, .. }, _))) => {
                 if ch != channel {
                     return Err(HandshakeError::Other(format!(
                         "server says this is channel {ch:?}, expected {channel:?}"
                     )));
                 }
-                return Ok(Welcome {
-                    node,
-                    client,
-                    max_message: max_message as usize,
-                });
+                return Ok(Welcome { node, client, max_message: max_message as usize });
             }
             Ok(Some((Frame::Error { message, .. }, _))) => {
                 return Err(HandshakeError::Refused(message.to_string()))
             }
             Ok(Some((f, _))) => {
-                return Err(HandshakeError::Other(format!(
-                    "unexpected first frame from server: {f:?}"
-                )))
+                return Err(HandshakeError::Other(format!("unexpected first frame from server: {f:?}")))
             }
             Ok(None) => {}
             Err(frame::FrameError::UnknownType(b'{')) => {
                 return Err(HandshakeError::Other(
-                    "the daemon took this connection for a seed (JSON) client because the hello came late; retry".into(),
+                    "the daemon took this connection for a seed (JSON) client because the hello came late; retry"
+                        .into(),
                 ))
             }
             Err(e) => return Err(HandshakeError::Other(format!("bad frame from server: {e}"))),
@@ -329,13 +391,106 @@ async fn handshake(
     }
 }
 
-async fn writer(shared: Arc<Shared>, mut wr: WriteHalf) {
+/// How a connection ended.
+struct Ended {
+    reason: String,
+    /// The daemon refused us for good (removed channel, denied, version):
+    /// reconnecting would not help.
+    permanent: bool,
+}
+
+/// Runs connections one after the other until the client closes for good.
+async fn supervise(shared: Arc<Shared>, first: Stream) {
+    let mut stream = first;
+    loop {
+        let (rd, wr) = stream.into_split();
+        let stop = Arc::new(Notify::new());
+        let writer = tokio::spawn(writer(shared.clone(), wr, stop.clone()));
+        let ended = reader(&shared, rd).await;
+        stop.notify_one();
+        let _ = writer.await;
+        if shared.out().closing {
+            shared.close("disconnected by the application");
+            return;
+        }
+        if shared.closed().is_some() || ended.permanent || !shared.opts.reconnect {
+            shared.close(&ended.reason);
+            return;
+        }
+        tracing::info!(channel = %shared.channel, reason = %ended.reason, "connection lost; reconnecting");
+        shared.out().offline = Some(ended.reason.clone());
+        shared
+            .pending()
+            .fail_all(&format!("reconnecting to the daemon ({})", ended.reason));
+        shared.state.send_replace(ConnectionState::Reconnecting);
+        shared.space.notify_waiters();
+        match redial(&shared).await {
+            Some(s) => stream = s,
+            None => return,
+        }
+    }
+}
+
+/// Reconnects with exponential backoff; renews the subscriptions ahead of
+/// whatever was emitted while offline. `None` once the client is closed.
+async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
+    let mut pause = BACKOFF_MIN;
+    loop {
+        let done = shared.done.notified();
+        tokio::pin!(done);
+        done.as_mut().enable();
+        if shared.closed().is_some() {
+            return None;
+        }
+        if shared.out().closing {
+            shared.close("disconnected by the application while reconnecting");
+            return None;
+        }
+        match dial(&shared.path, &shared.channel, &shared.opts.name).await {
+            Ok((stream, welcome)) => {
+                *lock(&shared.welcome) = welcome;
+                let events = shared.listeners.snapshot().events();
+                {
+                    let mut out = shared.out();
+                    let queued = std::mem::take(&mut out.buf);
+                    if !events.is_empty() {
+                        frame::encode_subscription(
+                            &mut out.buf,
+                            true,
+                            0,
+                            events.iter().map(String::as_str),
+                        );
+                    }
+                    out.buf.extend_from_slice(&queued);
+                    out.offline = None;
+                }
+                tracing::info!(channel = %shared.channel, client = welcome.client, "reconnected");
+                shared.state.send_replace(ConnectionState::Connected);
+                shared.space.notify_waiters();
+                return Some(stream);
+            }
+            Err(e) => tracing::debug!(channel = %shared.channel, "reconnect failed: {e}"),
+        }
+        // Jitter of up to a quarter, so many clients do not retry in step.
+        let jitter = pause.mul_f64(0.25 * (std::process::id() % 97) as f64 / 97.0);
+        tokio::select! {
+            _ = tokio::time::sleep(pause + jitter) => {}
+            _ = &mut done => return None,
+        }
+        pause = (pause * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn writer(shared: Arc<Shared>, mut wr: WriteHalf, stop: Arc<Notify>) {
     let mut spare = BytesMut::new();
     loop {
+        let wake = shared.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
         let batch = {
             let mut out = shared.out();
             if out.closed.is_some() {
-                break;
+                return;
             }
             if out.buf.is_empty() {
                 if out.closing {
@@ -347,12 +502,17 @@ async fn writer(shared: Arc<Shared>, mut wr: WriteHalf) {
             }
         };
         match batch {
-            None => shared.wake.notified().await,
+            None => {
+                tokio::select! {
+                    _ = wake => {}
+                    _ = stop.notified() => return,
+                }
+            }
             Some(mut batch) => {
                 shared.space.notify_waiters();
-                if let Err(e) = wr.write_all(&batch).await {
-                    shared.close(&format!("write failed: {e}"));
-                    break;
+                tokio::select! {
+                    r = wr.write_all(&batch) => if r.is_err() { return },
+                    _ = stop.notified() => return,
                 }
                 batch.clear();
                 if batch.capacity() <= 4 * READ_CHUNK {
@@ -361,17 +521,29 @@ async fn writer(shared: Arc<Shared>, mut wr: WriteHalf) {
             }
         }
     }
+    // Closing: everything was written; let the daemon see the end. Closing
+    // here, not in the reader, lets a handler disconnect its own client.
     let _ = wr.shutdown().await;
-    shared.writer_done.notify_waiters();
+    shared.close("disconnected by the application");
 }
 
-async fn reader(shared: Arc<Shared>, mut rd: ReadHalf) {
-    let reason = read_loop(&shared, &mut rd).await;
-    shared.close(&reason);
+async fn reader(shared: &Arc<Shared>, mut rd: ReadHalf) -> Ended {
+    let closed = shared.done.notified();
+    tokio::pin!(closed);
+    closed.as_mut().enable();
+    tokio::select! {
+        e = read_loop(shared, &mut rd) => e,
+        _ = closed => Ended { reason: shared.closed().unwrap_or_default(), permanent: true },
+    }
 }
 
-async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> String {
-    let max_body = shared.welcome.max_message + FRAME_OVERHEAD;
+async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> Ended {
+    let welcome = shared.welcome();
+    let max_body = welcome.max_message + FRAME_OVERHEAD;
+    let ended = |reason: String| Ended {
+        reason,
+        permanent: false,
+    };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut removals: Vec<u64> = Vec::new();
     loop {
@@ -379,9 +551,9 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> String {
             buf.reserve(READ_CHUNK);
         }
         match rd.read_buf(&mut buf).await {
-            Ok(0) => return "the server closed the connection".into(),
+            Ok(0) => return ended("the daemon closed the connection".into()),
             Ok(_) => {}
-            Err(e) => return format!("read failed: {e}"),
+            Err(e) => return ended(format!("read failed: {e}")),
         }
         // Split off the complete frames as one shared buffer; messages
         // point into it.
@@ -390,7 +562,9 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> String {
             let h = &buf[complete..];
             let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
             if len > max_body {
-                return format!("the server sent a frame of {len} bytes, over the limit");
+                return ended(format!(
+                    "the daemon sent a frame of {len} bytes, over the limit"
+                ));
             }
             if buf.len() - complete < HEADER_LEN + len {
                 break;
@@ -407,7 +581,7 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> String {
             let (f, n) = match frame::decode(&chunk[off..], max_body) {
                 Ok(Some(x)) => x,
                 Ok(None) => unreachable!("complete frames were measured"),
-                Err(e) => return format!("bad frame from server: {e}"),
+                Err(e) => return ended(format!("bad frame from the daemon: {e}")),
             };
             off += n;
             match f {
@@ -415,8 +589,7 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> String {
                     if !table.wants(d.event) {
                         continue;
                     }
-                    let msg =
-                        Message::from_deliver(&chunk, &d, &shared.channel, shared.welcome.node);
+                    let msg = Message::from_deliver(&chunk, &d, &shared.channel, welcome.node);
                     dispatch(&table, &msg, &mut removals).await;
                 }
                 Frame::Response {
@@ -447,10 +620,20 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> String {
                     let _ = shared.send(|b| frame::encode_ping(b, false, token)).await;
                 }
                 Frame::Error {
+                    code,
                     message,
                     fatal: true,
                     ..
-                } => return message.to_string(),
+                } => {
+                    let permanent = matches!(
+                        code,
+                        ErrorCode::ChannelRemoved | ErrorCode::Denied | ErrorCode::Version
+                    );
+                    return Ended {
+                        reason: message.to_string(),
+                        permanent,
+                    };
+                }
                 Frame::Error { id, message, .. } => {
                     let tx = shared.pending().acks.remove(&id);
                     match tx {
@@ -458,11 +641,11 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> String {
                             let _ = tx.send(Err(message.to_string()));
                         }
                         None => {
-                            tracing::warn!(channel = %shared.channel, "server reported: {message}")
+                            tracing::warn!(channel = %shared.channel, "daemon reported: {message}")
                         }
                     }
                 }
-                other => return format!("unexpected frame from server: {other:?}"),
+                other => return ended(format!("unexpected frame from the daemon: {other:?}")),
             }
         }
         for id in removals.drain(..) {

@@ -29,5 +29,6 @@ pub use client::{
     default_socket_dir, Client, ClientBuilder, ListenerId, Subscription, DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY,
 };
+pub use connection::ConnectionState;
 pub use error::{ConnectError, EmitError, FlushError, RequestError, SubscribeError};
 pub use message::{Message, Origin};

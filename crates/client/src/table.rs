@@ -68,6 +68,16 @@ impl Table {
     pub fn wants(&self, event: &str) -> bool {
         !self.all.is_empty() || self.by_event.contains_key(event)
     }
+
+    /// Every event with listeners (`*` included), to subscribe again after
+    /// a reconnection.
+    pub fn events(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.by_event.keys().cloned().collect();
+        if !self.all.is_empty() {
+            v.push(WILDCARD.to_string());
+        }
+        v
+    }
 }
 
 /// The shared, copy-on-write table.

@@ -66,3 +66,9 @@ pub fn exit_status(e: &anyhow::Error) -> u8 {
         EXIT_ERROR
     }
 }
+
+/// True if `e` is a write to a closed pipe (e.g. output piped into
+/// `head`), which ends a command quietly rather than as an error.
+pub fn is_broken_pipe(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::BrokenPipe
+}

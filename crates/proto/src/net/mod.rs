@@ -23,6 +23,10 @@ mod recv;
 mod send;
 pub mod wire;
 
+#[cfg(test)]
+mod sim;
+#[cfg(test)]
+mod tests;
 
 use std::fmt;
 use std::net::SocketAddr;

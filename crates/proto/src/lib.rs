@@ -10,11 +10,14 @@
 //! - [`legacy`]: the seed's NUL-terminated JSON packets.
 //! - [`router`]: channels, propagation rules and subscription filtering.
 //! - [`names`]: what a valid channel or event name is.
+//! - [`net`]: datagrams between daemons and the network state machine
+//!   (batching, fragmentation, ordering, peers, heartbeats).
 //! - [`varint`]: LEB128 integers used by the frames.
 #![warn(missing_docs)]
 
 pub mod frame;
 pub mod legacy;
 pub mod names;
+pub mod net;
 pub mod router;
 pub mod varint;

@@ -1,0 +1,140 @@
+//! Property tests, the throughput measurement and the fuzz seed corpus.
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::net::wire::{put_header, Header, Kind, HEADER_LEN};
+
+const CHANNELS: [&str; 3] = ["A", "sensors", "control"];
+const EVENTS: [&str; 3] = ["e", "log", "nc-control-showconfig"];
+
+proptest! {
+    #[test]
+    fn arbitrary_datagrams_never_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..400),
+        seq in 0u64..4,
+        kind in 0u8..6,
+    ) {
+        let t0 = Instant::now();
+        let mut n = Net::new(cfg(1), t0);
+        let from: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        n.handle_datagram(t0, from, &bytes);
+        // Behind a valid header too, to reach the body decoders and the
+        // reassembly with hostile numbers.
+        let mut b = vec![0; HEADER_LEN];
+        let h = Header { kind: Kind::Data, flags: 0, key_id: 0, node: 2, seq: seq.max(1) };
+        put_header(&mut b, &h);
+        b[6] = kind;
+        b.extend_from_slice(&bytes);
+        let _ = wire::decode_datagram(&b);
+        n.handle_datagram(t0, from, &b);
+        n.handle_timeout(t0 + Duration::from_secs(10));
+        while n.poll_message().is_some() {}
+        let st = n.stats();
+        prop_assert!(st.datagrams_in + st.foreign + st.malformed + st.own_ignored >= 1);
+    }
+
+    #[test]
+    fn messages_round_trip_in_order(
+        msgs in proptest::collection::vec(
+            (0usize..3, 0usize..3, 1u64..4, prop_oneof![0usize..200, 0usize..5000, 1300usize..1500]),
+            1..60,
+        ),
+        mtu in prop_oneof![Just(1400usize), 256usize..2000],
+        flush in 0u64..3,
+    ) {
+        let t0 = Instant::now();
+        let mut c = cfg(1);
+        c.mtu = mtu;
+        c.flush_delay = Duration::from_micros(flush * 100);
+        let mut a = Net::new(c, t0);
+        let mut b = Net::new(cfg(2), t0);
+        let mut sent = Vec::new();
+        for (i, &(ch, ev, client, len)) in msgs.iter().enumerate() {
+            let p = pattern(len, i as u8);
+            a.send(t0, &out(CHANNELS[ch], EVENTS[ev], &p, client, i as u64 + 1)).unwrap();
+            sent.push((CHANNELS[ch], EVENTS[ev], client, i as u64 + 1, p));
+            if i % 5 == 0 {
+                pump(&mut a, &mut b, t0);
+            }
+        }
+        pump(&mut a, &mut b, t0 + MS);
+        prop_assert!(a.pending_transmits() == 0);
+        let got = messages(&mut b);
+        prop_assert_eq!(got.len(), sent.len());
+        for (m, (ch, ev, client, seq, p)) in got.iter().zip(&sent) {
+            prop_assert_eq!((m.node, m.client, m.seq), (1, *client, *seq));
+            prop_assert_eq!(m.channel.as_str(), *ch);
+            prop_assert_eq!(m.event.as_str(), *ev);
+            prop_assert_eq!(&m.payload[..], &p[..]);
+        }
+    }
+}
+
+/// Encode and decode rate of 64-byte messages on one core. Run with
+/// `cargo test --release -p netcluster-proto net_throughput -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement, run by hand in release"]
+fn net_throughput() {
+    const N: u64 = 2_000_000;
+    let t0 = Instant::now();
+    let mut a = Net::new(cfg(1), t0);
+    let mut b = Net::new(cfg(2), t0);
+    let from: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    let payload = [0x5a; 64];
+    let mut buf = Vec::with_capacity(1500);
+    let (mut got, mut bytes, mut datagrams) = (0u64, 0usize, 0u64);
+    let start = Instant::now();
+    for q in 1..=N {
+        a.send(t0, &out("A", "e", &payload, 7, q)).unwrap();
+        if q % 1024 == 0 || q == N {
+            while a.poll_transmit(t0 + MS, &mut buf).is_some() {
+                datagrams += 1;
+                bytes += buf.len();
+                b.handle_datagram(t0, from, &buf);
+            }
+            while let Some(m) = b.poll_message() {
+                got += 1;
+                assert_eq!(m.seq, got);
+            }
+        }
+    }
+    let dt = start.elapsed();
+    assert_eq!(got, N);
+    println!(
+        "{N} messages of 64 bytes in {dt:?}: {:.2} M messages/s, {datagrams} datagrams, {:.1} bytes/message on the wire",
+        N as f64 / dt.as_secs_f64() / 1e6,
+        bytes as f64 / N as f64
+    );
+}
+
+/// Writes the seed corpus of the `net_datagram` fuzz target. Run with
+/// `cargo test -p netcluster-proto write_fuzz_corpus -- --ignored`.
+#[test]
+#[ignore = "writes files into fuzz/corpus"]
+fn write_fuzz_corpus() {
+    let dir =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus/net_datagram");
+    std::fs::create_dir_all(&dir).unwrap();
+    let t0 = Instant::now();
+    let mut c = cfg(0x1234_5678_9abc_def0);
+    c.mtu = 512;
+    let mut n = Net::new(c, t0);
+    n.handle_timeout(t0);
+    n.send(t0, &out("A", "e", b"{\"x\":1}", 1, 1)).unwrap();
+    n.send(t0, &out("A", "e", b"{\"x\":2}", 1, 2)).unwrap();
+    n.send(t0, &out("sensors", "temp", b"21.5", 300, 70_000))
+        .unwrap();
+    n.send(t0, &out("A", "blob", &pattern(1500, 1), 2, 1))
+        .unwrap();
+    n.send(t0, &out("control", "nc-control-showconfig", b"{}", 3, 9))
+        .unwrap();
+    let all = drain(&mut n, t0 + MS);
+    assert!(all.len() >= 5);
+    for (i, d) in all.iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i:02}")), d).unwrap();
+    }
+    // The fuzz target splits its input before each magic: one file holding
+    // every datagram in a row reaches reassembly.
+    std::fs::write(dir.join("seed-all"), all.concat()).unwrap();
+}

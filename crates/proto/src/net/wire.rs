@@ -1,0 +1,556 @@
+//! Byte layout of network datagrams: the fixed header, the records of a DATA
+//! datagram, the HEARTBEAT body; their encoders and their decoders.
+//!
+//! This module owns every byte that crosses the network (documented in
+//! `docs/NET-DATAGRAMS.md`) and nothing else: no state, no time. The
+//! decoders borrow the input, never panic and never allocate, so they can be
+//! fed arbitrary bytes (see the `net_datagram` fuzz target). Multi-byte
+//! fixed fields are little-endian like the local frames; counts and lengths
+//! are LEB128 varints so small messages stay small.
+
+use crate::frame::MAX_EVENT_LEN;
+use crate::names::MAX_CHANNEL_LEN;
+use crate::varint;
+
+/// First bytes of every datagram.
+pub const MAGIC: [u8; 4] = *b"NCDG";
+/// The datagram version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Bytes of the fixed header.
+pub const HEADER_LEN: usize = 24;
+/// Bytes of the AEAD tag that a sealed datagram will end with (reserved).
+pub const TAG_LEN: usize = 16;
+/// Longest node name in a heartbeat (one-byte length).
+pub const MAX_NODE_NAME: usize = 255;
+/// Most bytes a message record's head can take besides the payload:
+/// channel and event with their lengths, client, seq and payload length.
+pub const MAX_MSG_HEAD: usize = 2 + MAX_CHANNEL_LEN + 2 + MAX_EVENT_LEN + 3 * varint::MAX_LEN;
+
+/// Header flag bits.
+pub mod flags {
+    /// The body is AEAD ciphertext followed by a tag (issue 7; refused now).
+    pub const SEALED: u8 = 0x01;
+    /// Bits a version-1 sender must leave clear.
+    pub const RESERVED: u8 = !SEALED;
+}
+
+/// Header kind bytes.
+pub mod kind {
+    /// A batch of message records and/or fragments.
+    pub const DATA: u8 = 1;
+    /// Liveness, name and counters.
+    pub const HEARTBEAT: u8 = 2;
+    /// Reserved: negative acknowledgement (issue 7).
+    pub const NAK: u8 = 3;
+    /// Reserved for a future kind (e.g. a sender's "no longer available").
+    pub const RESERVED_4: u8 = 4;
+}
+
+/// Record tag bits of a DATA body.
+pub mod tag {
+    /// Mask of the record type.
+    pub const TYPE_MASK: u8 = 0x03;
+    /// A whole message.
+    pub const MSG: u8 = 0;
+    /// A fragment of a message.
+    pub const FRAG: u8 = 1;
+    /// Channel omitted: the previous record's.
+    pub const SAME_CHANNEL: u8 = 0x04;
+    /// Event omitted: the previous record's.
+    pub const SAME_EVENT: u8 = 0x08;
+    /// Client omitted: the previous record's.
+    pub const SAME_CLIENT: u8 = 0x10;
+    /// Sequence omitted: the previous record's plus one.
+    pub const NEXT_SEQ: u8 = 0x20;
+    /// Bits that must be clear.
+    pub const RESERVED: u8 = 0xc0;
+}
+
+/// What a datagram is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Messages.
+    Data,
+    /// A heartbeat.
+    Heartbeat,
+}
+
+impl Kind {
+    /// The wire byte.
+    pub fn to_u8(self) -> u8 {
+        match self {
+            Kind::Data => kind::DATA,
+            Kind::Heartbeat => kind::HEARTBEAT,
+        }
+    }
+}
+
+/// The fixed header of every datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// What the body holds.
+    pub kind: Kind,
+    /// Flag bits (see [`flags`]); 0 in this version.
+    pub flags: u8,
+    /// Key id of a sealed datagram; 0 when not sealed.
+    pub key_id: u8,
+    /// Sender's node id.
+    pub node: u64,
+    /// Per-sender, per-kind counter starting at 1. For DATA it is the data
+    /// sequence number that orders, deduplicates and (later) NAKs.
+    pub seq: u64,
+}
+
+/// A decoded datagram, borrowing the input.
+#[derive(Debug, Clone)]
+pub struct Datagram<'a> {
+    /// The header.
+    pub header: Header,
+    /// The body.
+    pub body: Body<'a>,
+}
+
+/// A decoded body.
+#[derive(Debug, Clone)]
+pub enum Body<'a> {
+    /// The records of a DATA datagram (already validated).
+    Data(Records<'a>),
+    /// A heartbeat.
+    Heartbeat(Heartbeat<'a>),
+}
+
+/// A HEARTBEAT body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Heartbeat<'a> {
+    /// The sender's name.
+    pub name: &'a str,
+    /// The last DATA sequence number it has sent, 0 if none.
+    pub last_seq: u64,
+    /// Milliseconds since it started.
+    pub uptime_ms: u64,
+    /// Messages it has sent.
+    pub messages_out: u64,
+    /// Datagrams it has sent.
+    pub datagrams_out: u64,
+    /// Bytes it has sent.
+    pub bytes_out: u64,
+}
+
+/// One record of a DATA body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Record<'a> {
+    /// A whole message.
+    Msg(MsgRecord<'a>),
+    /// A piece of a larger message.
+    Frag(FragRecord<'a>),
+}
+
+/// A whole message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsgRecord<'a> {
+    /// Channel name.
+    pub channel: &'a str,
+    /// Event name.
+    pub event: &'a str,
+    /// Origin client.
+    pub client: u64,
+    /// Per-origin sequence number.
+    pub seq: u64,
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+/// A fragment: bytes `offset..offset + data.len()` of a message body (the
+/// message encoded as a MSG record without its tag) of `total` bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FragRecord<'a> {
+    /// Per-sender id of the fragmented message.
+    pub msg_id: u64,
+    /// Index of this fragment, `< count`.
+    pub index: u64,
+    /// Number of fragments.
+    pub count: u64,
+    /// Length of the whole message body.
+    pub total: u64,
+    /// Where `data` goes in the message body.
+    pub offset: u64,
+    /// The bytes.
+    pub data: &'a [u8],
+}
+
+/// Why a datagram was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// Shorter than the fixed header.
+    #[error("datagram of {len} bytes is shorter than the {HEADER_LEN}-byte header")]
+    TooShort {
+        /// Its length.
+        len: usize,
+    },
+    /// Does not start with the magic bytes: not netcluster's.
+    #[error("not a netcluster datagram (bad magic)")]
+    BadMagic,
+    /// Another version of the protocol.
+    #[error("datagram version {0} is not supported (this node speaks {VERSION})")]
+    BadVersion(u8),
+    /// Flag bits this version does not know are set.
+    #[error("reserved header flags 0x{0:02x} are set")]
+    ReservedFlags(u8),
+    /// The datagram is sealed and this node has no key.
+    #[error("sealed datagram, but this node has no key")]
+    Sealed,
+    /// A key id is set on a datagram that is not sealed.
+    #[error("key id {0} on a datagram that is not sealed")]
+    BadKeyId(u8),
+    /// A kind this version knows of but does not handle.
+    #[error("datagram kind {0} is reserved and not handled by this version")]
+    ReservedKind(u8),
+    /// A kind byte with no meaning.
+    #[error("unknown datagram kind {0}")]
+    UnknownKind(u8),
+    /// A DATA datagram with sequence number 0.
+    #[error("DATA datagram with sequence number 0")]
+    ZeroSeq,
+    /// A DATA datagram without records.
+    #[error("DATA datagram without records")]
+    Empty,
+    /// A field runs past the end of the datagram.
+    #[error("truncated {what}")]
+    Truncated {
+        /// The field.
+        what: &'static str,
+    },
+    /// A varint is unterminated or overflows.
+    #[error("bad varint in {what}")]
+    BadVarint {
+        /// The field.
+        what: &'static str,
+    },
+    /// A name is empty, too long or not UTF-8.
+    #[error("bad {what} name: {why}")]
+    BadName {
+        /// "channel", "event" or "node".
+        what: &'static str,
+        /// What is wrong.
+        why: &'static str,
+    },
+    /// A record tag has a reserved type or bits set.
+    #[error("bad record tag 0x{0:02x}")]
+    BadTag(u8),
+    /// A record refers to a previous record that does not exist.
+    #[error("record reuses the previous {what}, but there is no previous message record")]
+    NoPrevious {
+        /// The field.
+        what: &'static str,
+    },
+    /// A fragment's numbers are inconsistent.
+    #[error("bad fragment: {0}")]
+    BadFragment(&'static str),
+    /// Bytes left after a message body that must end.
+    #[error("{0} trailing bytes after the message")]
+    Trailing(usize),
+}
+
+/// A cursor that turns short reads into errors.
+#[derive(Debug, Clone)]
+struct Reader<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize, what: &'static str) -> Result<&'a [u8], WireError> {
+        if self.rest.len() < n {
+            return Err(WireError::Truncated { what });
+        }
+        let (a, b) = self.rest.split_at(n);
+        self.rest = b;
+        Ok(a)
+    }
+    fn varint(&mut self, what: &'static str) -> Result<u64, WireError> {
+        match varint::decode(self.rest) {
+            Some((v, n)) => {
+                self.rest = &self.rest[n..];
+                Ok(v)
+            }
+            None if self.rest.len() < varint::MAX_LEN
+                && self.rest.iter().all(|b| b & 0x80 != 0) =>
+            {
+                Err(WireError::Truncated { what })
+            }
+            None => Err(WireError::BadVarint { what }),
+        }
+    }
+    /// A varint length, then that many bytes.
+    fn bytes(&mut self, what: &'static str) -> Result<&'a [u8], WireError> {
+        let len = self.varint(what)?;
+        let len = usize::try_from(len).map_err(|_| WireError::Truncated { what })?;
+        self.take(len, what)
+    }
+    fn name(&mut self, what: &'static str, max: usize) -> Result<&'a str, WireError> {
+        let b = self.bytes(what)?;
+        check_name(b, what, max)
+    }
+}
+
+fn check_name<'a>(b: &'a [u8], what: &'static str, max: usize) -> Result<&'a str, WireError> {
+    if b.is_empty() {
+        return Err(WireError::BadName { what, why: "empty" });
+    }
+    if b.len() > max {
+        return Err(WireError::BadName {
+            what,
+            why: "too long",
+        });
+    }
+    std::str::from_utf8(b).map_err(|_| WireError::BadName {
+        what,
+        why: "not UTF-8",
+    })
+}
+
+/// Decodes and checks the header; returns it with the body bytes.
+pub fn decode_header(data: &[u8]) -> Result<(Header, &[u8]), WireError> {
+    if data.len() < HEADER_LEN {
+        // A short datagram that does not even start like ours is foreign.
+        if !MAGIC.starts_with(&data[..data.len().min(MAGIC.len())]) {
+            return Err(WireError::BadMagic);
+        }
+        return Err(WireError::TooShort { len: data.len() });
+    }
+    let (h, body) = data.split_at(HEADER_LEN);
+    if h[0..4] != MAGIC {
+        return Err(WireError::BadMagic);
+    }
+    if h[4] != VERSION {
+        return Err(WireError::BadVersion(h[4]));
+    }
+    let fl = h[5];
+    if fl & flags::RESERVED != 0 {
+        return Err(WireError::ReservedFlags(fl & flags::RESERVED));
+    }
+    if fl & flags::SEALED != 0 {
+        return Err(WireError::Sealed);
+    }
+    let kind = match h[6] {
+        kind::DATA => Kind::Data,
+        kind::HEARTBEAT => Kind::Heartbeat,
+        k @ (kind::NAK | kind::RESERVED_4) => return Err(WireError::ReservedKind(k)),
+        k => return Err(WireError::UnknownKind(k)),
+    };
+    if h[7] != 0 {
+        return Err(WireError::BadKeyId(h[7]));
+    }
+    let node = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
+    let seq = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
+    if kind == Kind::Data && seq == 0 {
+        return Err(WireError::ZeroSeq);
+    }
+    Ok((
+        Header {
+            kind,
+            flags: fl,
+            key_id: h[7],
+            node,
+            seq,
+        },
+        body,
+    ))
+}
+
+/// Decodes a whole datagram, checking every record, so that a datagram is
+/// either accepted whole or refused whole.
+pub fn decode_datagram(data: &[u8]) -> Result<Datagram<'_>, WireError> {
+    let (header, body) = decode_header(data)?;
+    let body = match header.kind {
+        Kind::Data => {
+            let mut n = 0usize;
+            for r in RecordReader::new(body) {
+                r?;
+                n += 1;
+            }
+            if n == 0 {
+                return Err(WireError::Empty);
+            }
+            Body::Data(Records(RecordReader::new(body)))
+        }
+        Kind::Heartbeat => Body::Heartbeat(decode_heartbeat(body)?),
+    };
+    Ok(Datagram { header, body })
+}
+
+/// Decodes a HEARTBEAT body. Bytes after the known fields are ignored, so a
+/// later version may append counters.
+pub fn decode_heartbeat(body: &[u8]) -> Result<Heartbeat<'_>, WireError> {
+    let mut r = Reader { rest: body };
+    let len = r.take(1, "node name")?[0] as usize;
+    let name = check_name(r.take(len, "node name")?, "node", MAX_NODE_NAME)?;
+    Ok(Heartbeat {
+        name,
+        last_seq: r.varint("last sequence")?,
+        uptime_ms: r.varint("uptime")?,
+        messages_out: r.varint("messages out")?,
+        datagrams_out: r.varint("datagrams out")?,
+        bytes_out: r.varint("bytes out")?,
+    })
+}
+
+/// The validated records of a DATA datagram.
+#[derive(Debug, Clone)]
+pub struct Records<'a>(RecordReader<'a>);
+
+impl<'a> Iterator for Records<'a> {
+    type Item = Record<'a>;
+    fn next(&mut self) -> Option<Record<'a>> {
+        // Validated by decode_datagram, so errors cannot happen here.
+        self.0.next()?.ok()
+    }
+}
+
+/// What the SAME_* flags of the next record may refer to.
+#[derive(Debug, Clone, Copy, Default)]
+struct Prev<'a> {
+    channel: Option<&'a str>,
+    event: Option<&'a str>,
+    client: Option<u64>,
+    seq: Option<u64>,
+}
+
+/// Reads the records of a DATA body one by one, each checked; stops after
+/// the first error.
+#[derive(Debug, Clone)]
+pub struct RecordReader<'a> {
+    r: Reader<'a>,
+    prev: Prev<'a>,
+}
+
+impl<'a> RecordReader<'a> {
+    /// Reads `body`, the bytes after the header of a DATA datagram.
+    pub fn new(body: &'a [u8]) -> Self {
+        RecordReader {
+            r: Reader { rest: body },
+            prev: Prev::default(),
+        }
+    }
+
+    fn record(&mut self) -> Result<Record<'a>, WireError> {
+        let t = self.r.take(1, "record tag")?[0];
+        if t & tag::RESERVED != 0 {
+            return Err(WireError::BadTag(t));
+        }
+        match t & tag::TYPE_MASK {
+            tag::MSG => {
+                let m = msg_fields(&mut self.r, t, &self.prev)?;
+                self.prev = Prev {
+                    channel: Some(m.channel),
+                    event: Some(m.event),
+                    client: Some(m.client),
+                    seq: Some(m.seq),
+                };
+                Ok(Record::Msg(m))
+            }
+            tag::FRAG if t == tag::FRAG => {
+                self.prev = Prev::default();
+                Ok(Record::Frag(frag_fields(&mut self.r)?))
+            }
+            _ => Err(WireError::BadTag(t)),
+        }
+    }
+}
+
+impl<'a> Iterator for RecordReader<'a> {
+    type Item = Result<Record<'a>, WireError>;
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.r.rest.is_empty() {
+            return None;
+        }
+        let r = self.record();
+        if r.is_err() {
+            self.r.rest = &[];
+        }
+        Some(r)
+    }
+}
+
+fn msg_fields<'a>(r: &mut Reader<'a>, t: u8, prev: &Prev<'a>) -> Result<MsgRecord<'a>, WireError> {
+    let channel = if t & tag::SAME_CHANNEL != 0 {
+        prev.channel
+            .ok_or(WireError::NoPrevious { what: "channel" })?
+    } else {
+        r.name("channel", MAX_CHANNEL_LEN)?
+    };
+    let event = if t & tag::SAME_EVENT != 0 {
+        prev.event.ok_or(WireError::NoPrevious { what: "event" })?
+    } else {
+        r.name("event", MAX_EVENT_LEN)?
+    };
+    let client = if t & tag::SAME_CLIENT != 0 {
+        prev.client
+            .ok_or(WireError::NoPrevious { what: "client" })?
+    } else {
+        r.varint("client")?
+    };
+    let seq = if t & tag::NEXT_SEQ != 0 {
+        prev.seq
+            .ok_or(WireError::NoPrevious { what: "seq" })?
+            .checked_add(1)
+            .ok_or(WireError::BadVarint { what: "seq" })?
+    } else {
+        r.varint("seq")?
+    };
+    let payload = r.bytes("payload")?;
+    Ok(MsgRecord {
+        channel,
+        event,
+        client,
+        seq,
+        payload,
+    })
+}
+
+fn frag_fields<'a>(r: &mut Reader<'a>) -> Result<FragRecord<'a>, WireError> {
+    let msg_id = r.varint("fragment message id")?;
+    let index = r.varint("fragment index")?;
+    let count = r.varint("fragment count")?;
+    let total = r.varint("fragment total")?;
+    let offset = r.varint("fragment offset")?;
+    let data = r.bytes("fragment data")?;
+    if count == 0 || index >= count {
+        return Err(WireError::BadFragment("index not below count"));
+    }
+    if count > total {
+        return Err(WireError::BadFragment("more fragments than bytes"));
+    }
+    if data.is_empty() {
+        return Err(WireError::BadFragment("empty fragment"));
+    }
+    match offset.checked_add(data.len() as u64) {
+        Some(end) if end <= total => {}
+        _ => return Err(WireError::BadFragment("data runs past the total length")),
+    }
+    Ok(FragRecord {
+        msg_id,
+        index,
+        count,
+        total,
+        offset,
+        data,
+    })
+}
+
+/// Decodes a reassembled message body: a MSG record without its tag, all
+/// fields explicit, ending exactly after the payload.
+pub fn decode_message(body: &[u8]) -> Result<MsgRecord<'_>, WireError> {
+    let mut r = Reader { rest: body };
+    let m = msg_fields(&mut r, tag::MSG, &Prev::default())?;
+    if !r.rest.is_empty() {
+        return Err(WireError::Trailing(r.rest.len()));
+    }
+    Ok(m)
+}
+
+mod encode;
+pub use encode::*;
+
+#[cfg(test)]
+mod tests;

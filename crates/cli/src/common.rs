@@ -20,13 +20,18 @@ pub const EXIT_ERROR: u8 = 2;
 pub struct Global {
     /// The socket directory; `None` = the library's default rule.
     pub socket_dir: Option<PathBuf>,
+    /// Reconnect when the daemon goes away (long-running commands).
+    pub reconnect: bool,
 }
 
 impl Global {
     /// Connects to `channel`, naming this client `name` in the daemon's
     /// `showchannel`. `echo` is the library's echo-to-self option.
     pub async fn connect(&self, channel: &str, name: &str, echo: bool) -> anyhow::Result<Client> {
-        let mut b = Client::builder(channel).name(name).echo(echo);
+        let mut b = Client::builder(channel)
+            .name(name)
+            .echo(echo)
+            .reconnect(self.reconnect);
         if let Some(dir) = &self.socket_dir {
             b = b.socket_dir(dir);
         }

@@ -74,8 +74,9 @@ enum Command {
     ///
     /// Each line is {"channel":…,"event":…,"data":…,"origin":"node:client","seq":N};
     /// data is the payload parsed as JSON, or a JSON string when it is not
-    /// JSON. A notice goes to stderr once subscribed. ncclient exits with
-    /// an error if the daemon goes away.
+    /// JSON. A notice goes to stderr once subscribed. If the daemon goes
+    /// away, ncclient reconnects and goes on (messages emitted meanwhile are
+    /// not replayed); with --no-reconnect it exits with an error instead.
     Listen {
         /// The channel to listen on.
         channel: String,
@@ -87,6 +88,9 @@ enum Command {
         /// Exit after SECS seconds (fractions allowed).
         #[arg(long, value_name = "SECS", value_parser = parse_secs)]
         timeout: Option<Duration>,
+        /// Exit with an error when the daemon goes away instead of reconnecting.
+        #[arg(long)]
+        no_reconnect: bool,
     },
 }
 
@@ -151,8 +155,9 @@ fn main() -> ExitCode {
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<u8> {
-    let global = Global {
+    let mut global = Global {
         socket_dir: cli.socket_dir,
+        reconnect: false,
     };
     match (cli.calls, cli.command) {
         (Some(calls), _) => control::run_script(&global, &calls).map(|()| 0),
@@ -181,8 +186,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
                 events,
                 count,
                 timeout,
+                no_reconnect,
             }),
         ) => {
+            global.reconnect = !no_reconnect;
             let req = listen::Request {
                 channel,
                 events,

@@ -234,7 +234,7 @@ async fn listen_timeout_exits_successfully() {
 fn listen_fails_when_the_daemon_goes_away() {
     let mut d = TestDaemon::start(CONFIG);
     let mut child = ncclient(&d)
-        .args(["listen", "B"])
+        .args(["listen", "B", "--no-reconnect"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -248,4 +248,50 @@ fn listen_fails_when_the_daemon_goes_away() {
         err.contains("ncclient: error: the connection to ncserver"),
         "{err}"
     );
+}
+
+#[test]
+fn listen_reconnects_when_the_daemon_restarts() {
+    let mut d = TestDaemon::start(CONFIG);
+    let mut child = ncclient(&d)
+        .args(["listen", "B", "--count", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr_rest = wait_for_stderr_line(&mut child, "listening on B for *");
+    d.restart();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        // Wait until the listener is back on the new daemon, then emit.
+        let ctl = client(&d, "control").await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let cs = ctl.request("nc-control-showchannel", "B").await.unwrap();
+            let listening =
+                |c: &Value| c["name"] == "ncclient listen" && c["subscriptions"] == json!(["*"]);
+            if cs.as_array().unwrap().iter().any(listening) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "listen did not reconnect"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let b = client(&d, "B").await;
+        b.emit("after", &"restart").await.unwrap();
+        b.flush().await.unwrap();
+    });
+    let status = wait_exit(&mut child);
+    let _ = stderr_rest.join();
+    assert!(status.success());
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    let v: Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["event"], "after");
+    assert_eq!(v["data"], "restart");
 }

@@ -11,6 +11,8 @@ use netcluster_server::{Server, ServerHandle};
 pub struct TestDaemon {
     /// The running server (dropped first: it stops the daemon).
     pub handle: Option<ServerHandle>,
+    /// The config it runs (`socketdir` set to `dir`).
+    pub config: Config,
     /// The temporary socket directory.
     pub dir: tempfile::TempDir,
 }
@@ -19,27 +21,36 @@ impl TestDaemon {
     /// Starts a daemon for a config given as JSON(C) text; its `socketdir`
     /// is replaced by a temporary directory.
     pub fn start(config: &str) -> TestDaemon {
-        let dir = tempdir();
-        let mut cfg = Config::parse(config, "test-config.json")
+        let cfg = Config::parse(config, "test-config.json")
             .unwrap_or_else(|e| panic!("test config: {e}"));
-        cfg.socketdir = Some(dir.path().to_path_buf());
-        let handle = Server::start(cfg).unwrap_or_else(|e| panic!("start test daemon: {e}"));
-        TestDaemon {
-            handle: Some(handle),
-            dir,
-        }
+        TestDaemon::with_config(cfg)
     }
 
     /// Starts a daemon on the built-in default config (control, A, B).
     pub fn builtin() -> TestDaemon {
+        TestDaemon::with_config(Config::builtin())
+    }
+
+    /// Starts a daemon for `config` with a temporary `socketdir`.
+    pub fn with_config(mut config: Config) -> TestDaemon {
         let dir = tempdir();
-        let mut cfg = Config::builtin();
-        cfg.socketdir = Some(dir.path().to_path_buf());
-        let handle = Server::start(cfg).unwrap_or_else(|e| panic!("start test daemon: {e}"));
+        config.socketdir = Some(dir.path().to_path_buf());
+        let handle =
+            Server::start(config.clone()).unwrap_or_else(|e| panic!("start test daemon: {e}"));
         TestDaemon {
             handle: Some(handle),
+            config,
             dir,
         }
+    }
+
+    /// Stops the daemon and starts a new one (new node id) with the same
+    /// config and socket directory, as a restart would.
+    pub fn restart(&mut self) {
+        self.stop();
+        let handle = Server::start(self.config.clone())
+            .unwrap_or_else(|e| panic!("restart test daemon: {e}"));
+        self.handle = Some(handle);
     }
 
     /// The socket directory.

@@ -33,6 +33,15 @@ pub const DEFAULT_PORT: u16 = 4454;
 pub const DEFAULT_DUMPNET: bool = false;
 /// Default of `connecttonet`: stay local unless asked.
 pub const DEFAULT_CONNECTTONET: bool = false;
+/// Default multicast `ttl`: 1 keeps datagrams on the local network.
+pub const DEFAULT_TTL: u32 = 1;
+/// Default `loopback`: off (a daemon does not need its own datagrams).
+pub const DEFAULT_LOOPBACK: bool = false;
+/// Default `mtu`: datagram budget in bytes of UDP payload, safe without IP
+/// fragmentation on Ethernet.
+pub const DEFAULT_MTU: usize = netcluster_proto::net::DEFAULT_MTU;
+/// Default `acceptfromnet` of a channel.
+pub const DEFAULT_ACCEPTFROMNET: bool = true;
 /// Default of `startcontrol`: answer control requests.
 pub const DEFAULT_STARTCONTROL: bool = true;
 /// Default permission bits of the channel sockets (`socketmode`):
@@ -104,6 +113,21 @@ pub struct Config {
     pub dumpnet: bool,
     /// `connecttonet`: join the network at all.
     pub connecttonet: bool,
+    /// `interface`: network interface (name or address) for multicast;
+    /// `None` lets the system choose by its routes.
+    pub interface: Option<String>,
+    /// `ttl`: multicast time-to-live (hops).
+    pub ttl: u32,
+    /// `loopback`: deliver our multicast datagrams to this host too (for
+    /// several daemons on one host).
+    pub loopback: bool,
+    /// `nodename`: name announced to peers; `None` = the host name.
+    pub nodename: Option<String>,
+    /// `peers`: `host:port` addresses also sent to by unicast (for networks
+    /// without multicast).
+    pub peers: Vec<String>,
+    /// `mtu`: largest datagram, in bytes of UDP payload.
+    pub mtu: usize,
     /// `startcontrol`: answer control requests on the control channel.
     pub startcontrol: bool,
     /// `socketdir`: directory of the channel sockets, if configured; see
@@ -133,6 +157,9 @@ pub struct ChannelConfig {
     pub propagatetonet: bool,
     /// `dumptoconsole`: print this channel's messages.
     pub dumptoconsole: bool,
+    /// `acceptfromnet`: deliver this channel's messages that come from
+    /// other nodes.
+    pub acceptfromnet: bool,
     /// `slowconsumer`: what happens when a client of this channel does not
     /// read fast enough and its queue reaches `queuebytes`.
     pub slowconsumer: SlowConsumer,
@@ -224,6 +251,7 @@ impl ChannelConfig {
             propagatetochannels: PropagateSpec::None,
             propagatetonet: DEFAULT_PROPAGATETONET,
             dumptoconsole: DEFAULT_DUMPTOCONSOLE,
+            acceptfromnet: DEFAULT_ACCEPTFROMNET,
             slowconsumer: DEFAULT_SLOWCONSUMER,
             blockms: DEFAULT_BLOCKMS,
             allowuids: Vec::new(),
@@ -240,6 +268,7 @@ impl ChannelConfig {
         );
         m.insert("propagatetonet".into(), self.propagatetonet.into());
         m.insert("dumptoconsole".into(), self.dumptoconsole.into());
+        m.insert("acceptfromnet".into(), self.acceptfromnet.into());
         m.insert("slowconsumer".into(), self.slowconsumer.as_str().into());
         m.insert("blockms".into(), self.blockms.into());
         m.insert("allowuids".into(), self.allowuids.clone().into());
@@ -254,7 +283,7 @@ impl ChannelConfig {
             name: self.name.clone(),
             propagate: self.propagatetochannels.rule(),
             to_net: self.propagatetonet,
-            from_net: true,
+            from_net: self.acceptfromnet,
         }
     }
 }
@@ -330,6 +359,12 @@ impl Config {
             port: DEFAULT_PORT,
             dumpnet: DEFAULT_DUMPNET,
             connecttonet: DEFAULT_CONNECTTONET,
+            interface: None,
+            ttl: DEFAULT_TTL,
+            loopback: DEFAULT_LOOPBACK,
+            nodename: None,
+            peers: Vec::new(),
+            mtu: DEFAULT_MTU,
             startcontrol: DEFAULT_STARTCONTROL,
             socketdir: None,
             socketmode: DEFAULT_SOCKETMODE,
@@ -414,6 +449,16 @@ impl Config {
         m.insert("port".into(), self.port.into());
         m.insert("dumpnet".into(), self.dumpnet.into());
         m.insert("connecttonet".into(), self.connecttonet.into());
+        if let Some(i) = &self.interface {
+            m.insert("interface".into(), i.clone().into());
+        }
+        m.insert("ttl".into(), self.ttl.into());
+        m.insert("loopback".into(), self.loopback.into());
+        if let Some(n) = &self.nodename {
+            m.insert("nodename".into(), n.clone().into());
+        }
+        m.insert("peers".into(), self.peers.clone().into());
+        m.insert("mtu".into(), self.mtu.into());
         m.insert("startcontrol".into(), self.startcontrol.into());
         if let Some(dir) = &self.socketdir {
             m.insert(

@@ -9,6 +9,7 @@
 //! are read (sizes, modes, regexes, …) lives in `values`.
 
 use netcluster_proto::names;
+use netcluster_proto::net::{MAX_MTU, MIN_MTU};
 
 use super::jsonc::{join_key, Kind, Member, Node, Pos};
 use super::values::{self, edit_distance};
@@ -79,6 +80,32 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         apply: |c, v, k| values::boolean(v, k).map(|x| c.connecttonet = x),
     },
     Key {
+        name: "interface",
+        apply: |c, v, k| values::nonempty_string(v, k, "interface").map(|x| c.interface = Some(x)),
+    },
+    Key {
+        name: "ttl",
+        apply: |c, v, k| values::integer(v, k, "ttl", 1, 255).map(|x| c.ttl = x as u32),
+    },
+    Key {
+        name: "loopback",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.loopback = x),
+    },
+    Key {
+        name: "nodename",
+        apply: |c, v, k| values::nonempty_string(v, k, "nodename").map(|x| c.nodename = Some(x)),
+    },
+    Key {
+        name: "peers",
+        apply: |c, v, k| values::peers(v, k).map(|x| c.peers = x),
+    },
+    Key {
+        name: "mtu",
+        apply: |c, v, k| {
+            values::integer(v, k, "mtu", MIN_MTU as u64, MAX_MTU as u64).map(|x| c.mtu = x as usize)
+        },
+    },
+    Key {
         name: "startcontrol",
         apply: |c, v, k| values::boolean(v, k).map(|x| c.startcontrol = x),
     },
@@ -127,6 +154,10 @@ pub(super) const CHANNEL_KEYS: &[Key<ChannelConfig>] = &[
     Key {
         name: "dumptoconsole",
         apply: |c, v, k| values::boolean(v, k).map(|x| c.dumptoconsole = x),
+    },
+    Key {
+        name: "acceptfromnet",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.acceptfromnet = x),
     },
     Key {
         name: "slowconsumer",

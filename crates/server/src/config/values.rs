@@ -245,6 +245,44 @@ pub(super) fn integer(
     }
 }
 
+/// A non-empty string without NUL bytes.
+pub(super) fn nonempty_string(v: &Node, path: &str, name: &str) -> Result<String, Problem> {
+    let s = string(v, path)?;
+    if s.is_empty() || s.contains('\0') {
+        return Err(Problem::at(v, path, format!("{name} must be a non-empty string without NUL bytes")));
+    }
+    Ok(s.to_string())
+}
+
+/// `peers`: a list of `host:port` strings (`[v6addr]:port` for IPv6). The
+/// host is resolved when the network starts.
+pub(super) fn peers(v: &Node, path: &str) -> Result<Vec<String>, Problem> {
+    let Kind::Array(items) = &v.kind else {
+        return Err(Problem::expected(v, path, "an array of \"host:port\" strings"));
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let p = join_index(path, i);
+            let s = string(item, &p)?;
+            let bad = || {
+                Problem::at(
+                    item,
+                    &p,
+                    format!("{} is not \"host:port\" (write IPv6 addresses as \"[addr]:port\")", quote(s)),
+                )
+            };
+            let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+            let host_ok = !host.is_empty() && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+            match port.parse::<u16>() {
+                Ok(p) if p != 0 && host_ok => Ok(s.to_string()),
+                _ => Err(bad()),
+            }
+        })
+        .collect()
+}
+
 /// `slowconsumer`: `"block"`, `"drop"` or `"disconnect"`.
 pub(super) fn slow_consumer(v: &Node, path: &str) -> Result<SlowConsumer, Problem> {
     let s = string(v, path)?;

@@ -108,7 +108,7 @@ fn seed_example_loads_unchanged() {
 fn default_channel(propagate: serde_json::Value) -> serde_json::Value {
     json!({
         "propagatetochannels": propagate, "propagatetonet": false, "dumptoconsole": false,
-        "slowconsumer": "block", "blockms": 1000, "allowuids": [], "allowgids": []
+        "acceptfromnet": true, "slowconsumer": "block", "blockms": 1000, "allowuids": [], "allowgids": []
     })
 }
 
@@ -134,6 +134,7 @@ fn builtin_config() {
         json!({
             "addr": "239.255.77.54", "port": 4454, "dumpnet": false,
             "connecttonet": false, "startcontrol": true, "socketmode": "0660",
+            "ttl": 1, "loopback": false, "peers": [], "mtu": 1400,
             "maxmessage": 16777216, "queuebytes": 8388608,
             "channels": {
                 "control": default_channel(json!(false)),

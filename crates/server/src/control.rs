@@ -6,7 +6,7 @@
 //! (answered with the event `nc-control-{command}-response`, delivered to
 //! the caller only, so two callers never see each other's answers).
 //! Commands: `showconfig`, `reloadconfig` (and the seed's `reloaconfig`),
-//! `showchannel`, `showclient`, `status`.
+//! `showchannel`, `showclient`, `showpeers`, `status`.
 
 use std::rc::Rc;
 
@@ -30,6 +30,7 @@ pub const COMMANDS: &[&str] = &[
     "reloadconfig",
     "showchannel",
     "showclient",
+    "showpeers",
     "status",
 ];
 
@@ -69,6 +70,12 @@ pub fn request(hub: &Rc<Hub>, caller: &Conn, event: &str, arg: &[u8]) -> Result<
         "showchannel" => show_channel(hub, &arg),
         "showclient" => show_client(hub, &arg),
         "status" => Ok(status(hub)),
+        "showpeers" => match hub.net.borrow().as_ref() {
+            Some(net) => Ok(net.peers_json()),
+            None => {
+                Err("this daemon is not connected to the network (connecttonet is false)".into())
+            }
+        },
         other => Err(format!(
             "unknown control command {other:?}; known commands: {}",
             COMMANDS.join(", ")

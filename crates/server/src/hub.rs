@@ -114,6 +114,8 @@ pub struct Hub {
     pub listeners: RefCell<std::collections::BTreeMap<String, tokio::task::AbortHandle>>,
     /// When the daemon started.
     pub started: std::time::SystemTime,
+    /// The network driver, when the daemon is connected to the network.
+    pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
 }
 
 impl Hub {
@@ -134,6 +136,7 @@ impl Hub {
             read_buf: RefCell::new(BytesMut::new()),
             listeners: RefCell::new(Default::default()),
             started: std::time::SystemTime::now(),
+            net: RefCell::new(None),
         });
         let cfg = hub.config();
         hub.router.borrow_mut().set_rules(cfg.channel_rules());
@@ -376,6 +379,32 @@ impl Hub {
         flow
     }
 
+    /// Copies a local message to the network if its channel propagates
+    /// there and the daemon is connected. The hub flushes after the batch.
+    pub fn send_to_net(
+        &self,
+        channel: ChannelId,
+        event: &str,
+        payload: &[u8],
+        client: u64,
+        seq: u64,
+    ) -> Result<(), String> {
+        let net = self.net.borrow();
+        let Some(net) = net.as_ref() else {
+            return Ok(());
+        };
+        if !self.router.borrow().rules(channel).to_net {
+            return Ok(());
+        }
+        let name = self.channels.borrow()[channel.index()]
+            .as_ref()
+            .expect("live channel")
+            .name
+            .clone();
+        net.send(&name, event, payload, client, seq)
+            .map_err(|e| format!("not sent to the network: {e}"))
+    }
+
     /// Marks a connection as having new output to flush after this batch.
     #[inline]
     pub fn touch(&self, conn: &Rc<Conn>) {
@@ -407,6 +436,9 @@ impl Hub {
             *t = touched;
         }
         drop(t);
+        if let Some(net) = self.net.borrow().as_ref() {
+            net.flush();
+        }
         let doomed = std::mem::take(&mut *self.doomed.borrow_mut());
         for (conn, code, msg) in doomed {
             self.close(&conn, Some((code, &msg)), &msg);

@@ -19,6 +19,7 @@ use tokio::sync::Notify;
 use crate::config::{resolve_socket_dir, Config, ConfigSource};
 use crate::hub::Hub;
 use crate::listener::{resolve_group, BindError, LocalListener};
+use crate::net::{NetDriver, NetError};
 use crate::session;
 
 /// How long a stopping daemon waits for clients' queues to drain.
@@ -31,6 +32,9 @@ pub enum StartError {
     /// A channel socket could not be bound.
     #[error(transparent)]
     Bind(#[from] BindError),
+    /// The network could not be joined.
+    #[error(transparent)]
+    Net(#[from] NetError),
     /// The runtime or thread could not be created.
     #[error("cannot start the daemon thread: {0}")]
     Runtime(#[source] std::io::Error),
@@ -166,6 +170,20 @@ fn run(
                 }
             }
         }
+        if hub.config().connecttonet {
+            match NetDriver::open(&hub.config(), node_id) {
+                Ok(net) => {
+                    *hub.net.borrow_mut() = Some(net.clone());
+                    tokio::task::spawn_local(net.run(hub.clone()));
+                }
+                Err(e) => {
+                    abort_all(&hub);
+                    tokio::task::yield_now().await;
+                    let _ = ready.send(Err(e.into()));
+                    return;
+                }
+            }
+        }
         tracing::info!(
             node = format!("{node_id:016x}"),
             socketdir = %hub.socket_dir.display(),
@@ -218,6 +236,11 @@ fn abort_all(hub: &Hub) {
 async fn shutdown(hub: &Rc<Hub>) {
     tracing::info!("stopping: closing listeners and flushing clients");
     abort_all(hub);
+    if let Some(net) = hub.net.borrow_mut().take() {
+        // Send what local clients emitted last, then stop the driver.
+        net.flush();
+        net.shutdown();
+    }
     let clients = hub.clients();
     for c in &clients {
         hub.close(
@@ -255,6 +278,11 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> 
         )));
     }
     let old = hub.config();
+    if let Some(key) = network_change(&old, &new) {
+        return Err(refused(format!(
+            "{key} cannot change while running; restart ncserver"
+        )));
+    }
     let group = new
         .socketgroup
         .as_ref()
@@ -276,7 +304,11 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> 
         ConfigSource::BuiltIn => "built-in default".into(),
         ConfigSource::Inline => "reload request".into(),
     };
+    let dumpnet = new.dumpnet;
     let change = hub.set_config(new);
+    if let Some(net) = hub.net.borrow().as_ref() {
+        net.set_dumpnet(dumpnet);
+    }
     for (name, _) in &change.removed {
         if let Some(h) = hub.listeners.borrow_mut().remove(name) {
             h.abort();
@@ -301,6 +333,28 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> 
         "removed": change.removed.iter().map(|(n, _)| n).collect::<Vec<_>>(),
         "changed": change.changed,
     }))
+}
+
+/// The first network setting that differs, if any: these need a restart
+/// (the network's state, node identity and socket are set up once).
+fn network_change(old: &Config, new: &Config) -> Option<&'static str> {
+    let checks: [(&'static str, bool); 10] = [
+        ("connecttonet", old.connecttonet != new.connecttonet),
+        ("addr", old.addr != new.addr),
+        ("port", old.port != new.port),
+        ("interface", old.interface != new.interface),
+        ("ttl", old.ttl != new.ttl),
+        ("loopback", old.loopback != new.loopback),
+        ("nodename", old.nodename != new.nodename),
+        ("peers", old.peers != new.peers),
+        ("mtu", old.mtu != new.mtu),
+        ("maxmessage", old.maxmessage != new.maxmessage),
+    ];
+    let connected = old.connecttonet || new.connecttonet;
+    checks
+        .into_iter()
+        .find(|&(k, changed)| changed && (connected || k == "connecttonet"))
+        .map(|(k, _)| k)
 }
 
 #[cfg(unix)]

@@ -244,7 +244,7 @@ async fn read_loop(
             match step {
                 Step::Continue => ready = false,
                 Step::Block(target) => {
-                    if !wait_drain(hub, conn, target).await {
+                    if !wait_drain(hub, Some(conn), target).await {
                         return Ok("closed by the daemon");
                     }
                     continue;
@@ -292,7 +292,7 @@ async fn read_loop(
         match step {
             Step::Continue => {}
             Step::Block(target) => {
-                if !wait_drain(hub, conn, target).await {
+                if !wait_drain(hub, Some(conn), target).await {
                     return Ok("closed by the daemon");
                 }
                 ready = true;
@@ -322,15 +322,23 @@ fn wanted(buf: &BytesMut, dialect: Dialect) -> usize {
 }
 
 /// Waits until `target`'s queue is back under the limit. Returns false if
-/// `me` was closed meanwhile. After the block time the target is closed as
-/// a slow consumer, which also frees the publisher.
-async fn wait_drain(hub: &Hub, me: &Conn, target: Rc<Conn>) -> bool {
+/// `me` (the waiting publisher, if it is a client) was closed meanwhile.
+/// After the channel's `blockms` the target is closed as a slow consumer,
+/// which also frees the publisher.
+pub(crate) async fn wait_drain(hub: &Hub, me: Option<&Conn>, target: Rc<Conn>) -> bool {
     bump(&target.stats.blocked, 1);
     target.waiters.set(target.waiters.get() + 1);
     let block = hub.channel_info(target.channel_id).block;
     let deadline = Instant::now() + block;
+    let killed = async {
+        match me {
+            Some(m) => m.kill.notified().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(killed);
     let alive = loop {
-        if me.is_closed() {
+        if me.is_some_and(Conn::is_closed) {
             break false;
         }
         if target.is_closed() || target.out.borrow().len() <= hub.queue_limit() {
@@ -339,7 +347,7 @@ async fn wait_drain(hub: &Hub, me: &Conn, target: Rc<Conn>) -> bool {
         let drained = target.drained.notified();
         tokio::select! {
             _ = drained => {}
-            _ = me.kill.notified() => break false,
+            _ = &mut killed => break false,
             _ = tokio::time::sleep_until(deadline) => {
                 let msg = format!(
                     "slow consumer: queue stayed above queuebytes ({} bytes) for {} ms",
@@ -503,10 +511,15 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
         hub.touch(conn);
         return Flow::Continue;
     }
+    let seq = conn.next_seq();
+    if let Err(msg) = hub.send_to_net(conn.channel_id, event, payload.as_slice(), conn.id, seq) {
+        conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
+        hub.touch(conn);
+    }
     let origin = Origin {
         node: None,
         client: conn.id,
-        seq: conn.next_seq(),
+        seq,
     };
     hub.fan_out(conn.channel_id, event, payload, origin, Some(conn.slot))
 }

@@ -1,7 +1,11 @@
 //! Test helpers shared by the workspace's integration tests: a daemon in a
-//! temporary socket directory, configs, and paths of the built binaries.
+//! temporary socket directory, configs, and paths of the built binaries;
+//! [`netns`] builds multi-host networks out of network namespaces.
 
 use std::path::{Path, PathBuf};
+
+#[cfg(unix)]
+pub mod netns;
 
 pub use netcluster_server::config::Config;
 use netcluster_server::{Server, ServerHandle};

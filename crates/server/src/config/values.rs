@@ -249,7 +249,11 @@ pub(super) fn integer(
 pub(super) fn nonempty_string(v: &Node, path: &str, name: &str) -> Result<String, Problem> {
     let s = string(v, path)?;
     if s.is_empty() || s.contains('\0') {
-        return Err(Problem::at(v, path, format!("{name} must be a non-empty string without NUL bytes")));
+        return Err(Problem::at(
+            v,
+            path,
+            format!("{name} must be a non-empty string without NUL bytes"),
+        ));
     }
     Ok(s.to_string())
 }
@@ -258,7 +262,11 @@ pub(super) fn nonempty_string(v: &Node, path: &str, name: &str) -> Result<String
 /// host is resolved when the network starts.
 pub(super) fn peers(v: &Node, path: &str) -> Result<Vec<String>, Problem> {
     let Kind::Array(items) = &v.kind else {
-        return Err(Problem::expected(v, path, "an array of \"host:port\" strings"));
+        return Err(Problem::expected(
+            v,
+            path,
+            "an array of \"host:port\" strings",
+        ));
     };
     items
         .iter()
@@ -270,11 +278,15 @@ pub(super) fn peers(v: &Node, path: &str) -> Result<Vec<String>, Problem> {
                 Problem::at(
                     item,
                     &p,
-                    format!("{} is not \"host:port\" (write IPv6 addresses as \"[addr]:port\")", quote(s)),
+                    format!(
+                        "{} is not \"host:port\" (write IPv6 addresses as \"[addr]:port\")",
+                        quote(s)
+                    ),
                 )
             };
             let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
-            let host_ok = !host.is_empty() && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
+            let host_ok = !host.is_empty()
+                && (!host.contains(':') || (host.starts_with('[') && host.ends_with(']')));
             match port.parse::<u16>() {
                 Ok(p) if p != 0 && host_ok => Ok(s.to_string()),
                 _ => Err(bad()),

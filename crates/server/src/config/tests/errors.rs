@@ -354,9 +354,18 @@ fn network_keys() {
         err(r#"{"peers": ["fe80::1:4454"]}"#),
         "config.json:1:12: peers[0]: \"fe80::1:4454\" is not \"host:port\" (write IPv6 addresses as \"[addr]:port\")"
     );
-    assert_eq!(err(r#"{"ttl": 0}"#), "config.json:1:9: ttl: ttl must be an integer between 1 and 255, found 0");
-    assert_eq!(err(r#"{"mtu": 100}"#), "config.json:1:9: mtu: mtu must be an integer between 256 and 65507, found 100");
-    assert_eq!(err(r#"{"interface": ""}"#), "config.json:1:15: interface: interface must be a non-empty string without NUL bytes");
+    assert_eq!(
+        err(r#"{"ttl": 0}"#),
+        "config.json:1:9: ttl: ttl must be an integer between 1 and 255, found 0"
+    );
+    assert_eq!(
+        err(r#"{"mtu": 100}"#),
+        "config.json:1:9: mtu: mtu must be an integer between 256 and 65507, found 100"
+    );
+    assert_eq!(
+        err(r#"{"interface": ""}"#),
+        "config.json:1:15: interface: interface must be a non-empty string without NUL bytes"
+    );
     assert_eq!(
         err(r#"{"channels": {"A": {"acceptfromnet": "no"}}}"#),
         "config.json:1:38: channels.A.acceptfromnet: expected a boolean, found a string"
@@ -367,7 +376,16 @@ fn network_keys() {
         "c.json",
     )
     .unwrap();
-    assert_eq!((c.interface.as_deref(), c.ttl, c.loopback, c.nodename.as_deref(), c.mtu), (Some("eth0"), 4, true, Some("n1"), 9000));
+    assert_eq!(
+        (
+            c.interface.as_deref(),
+            c.ttl,
+            c.loopback,
+            c.nodename.as_deref(),
+            c.mtu
+        ),
+        (Some("eth0"), 4, true, Some("n1"), 9000)
+    );
     assert_eq!(c.peers.len(), 3);
     assert!(!c.channel("A").unwrap().rules().from_net);
 }

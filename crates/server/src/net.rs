@@ -1,0 +1,546 @@
+//! The network driver: the tokio shell around `netcluster_proto::net::Net`.
+//!
+//! It owns the UDP socket (bound to the group's port with `SO_REUSEADDR`
+//! and `SO_REUSEPORT`, joined to the group on the chosen interface, with
+//! TTL, loopback and large kernel buffers set), feeds received datagrams
+//! and the clock to the state machine, sends what it produces to the group
+//! and every unicast peer, and hands messages from other nodes to the hub.
+//! Local messages reach it through [`NetDriver::send`]; the hub flushes it
+//! after every batch, so a batch of emits leaves in few datagrams without a
+//! timer. A full socket buffer stalls sending (the datagram is kept and
+//! retried when the socket is writable), never drops.
+
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket as StdUdp};
+use std::rc::Rc;
+use std::time::{Duration, Instant, SystemTime};
+
+use netcluster_proto::net::{Dest, InMessage, Net, NetConfig, NetEvent, OutMessage, SendError};
+use serde_json::{json, Value};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::net::UdpSocket;
+use tokio::sync::Notify;
+
+use crate::config::Config;
+use crate::hub::{Flow, Hub, Origin, Payload};
+use crate::iface;
+use crate::outq::SHARE_PAYLOAD_MIN;
+use crate::timefmt::rfc3339;
+
+/// Kernel buffer size asked for both directions, so bursts of thousands of
+/// datagrams are absorbed rather than dropped.
+const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
+/// Most datagrams read before the messages they carry are delivered.
+const RECV_BATCH: usize = 256;
+/// Largest UDP payload.
+const MAX_DATAGRAM: usize = 65_536;
+
+/// Why the network could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot join the network ({group}): {reason}")]
+pub struct NetError {
+    /// The group and port.
+    pub group: SocketAddr,
+    /// What failed.
+    pub reason: String,
+}
+
+/// Where a datagram goes: one address, or the group and every unicast
+/// peer (index 0 is the group).
+#[derive(Clone, Copy)]
+enum Targets {
+    One(SocketAddr),
+    All { next: usize },
+}
+
+/// A datagram the socket would not take yet, and the destinations left.
+struct Stalled {
+    datagram: Vec<u8>,
+    left: Targets,
+}
+
+/// See the module docs.
+pub struct NetDriver {
+    net: RefCell<Net>,
+    socket: UdpSocket,
+    group: SocketAddr,
+    peers: Vec<SocketAddr>,
+    name: String,
+    dumpnet: Cell<bool>,
+    wake: Notify,
+    stop: Notify,
+    stalled: RefCell<Option<Stalled>>,
+    txbuf: RefCell<Vec<u8>>,
+    /// Sends that failed for a reason other than a full buffer (e.g. no
+    /// route to the group), by destination kind.
+    send_errors: Cell<u64>,
+    /// Messages from the network for channels this node does not have.
+    unknown_channel: Cell<u64>,
+    /// Messages refused by `acceptfromnet: false`.
+    refused: Cell<u64>,
+    started: (Instant, SystemTime),
+}
+
+impl NetDriver {
+    /// Opens the socket and the state machine for `cfg`.
+    pub fn open(cfg: &Config, node_id: u64) -> Result<Rc<NetDriver>, NetError> {
+        let group = SocketAddr::new(cfg.addr, cfg.port);
+        let fail = |reason: String| NetError { group, reason };
+        let iface = cfg
+            .interface
+            .as_deref()
+            .map(iface::find)
+            .transpose()
+            .map_err(fail)?;
+        let socket = setup_socket(cfg, group, iface.as_ref()).map_err(|e| fail(e.to_string()))?;
+        let mut peers = Vec::new();
+        for p in &cfg.peers {
+            let addr = p
+                .to_socket_addrs()
+                .map_err(|e| fail(format!("peer {p:?}: {e}")))?
+                .find(|a| a.is_ipv4() == group.is_ipv4())
+                .ok_or_else(|| fail(format!("peer {p:?} has no address of the group's family")))?;
+            peers.push(addr);
+        }
+        let name = cfg.nodename.clone().unwrap_or_else(iface::hostname);
+        let mut ncfg = NetConfig::new(node_id, name.clone());
+        ncfg.mtu = cfg.mtu;
+        ncfg.max_message = cfg.maxmessage;
+        ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
+        // No batching timer: the hub flushes after every read batch.
+        ncfg.flush_delay = Duration::ZERO;
+        ncfg.check().map_err(|e| fail(e.to_string()))?;
+        let now = Instant::now();
+        let socket = UdpSocket::from_std(socket).map_err(|e| fail(e.to_string()))?;
+        tracing::info!(
+            group = %group,
+            interface = iface.as_ref().map(|i| i.name.as_str()).unwrap_or("(by route)"),
+            peers = ?peers,
+            node = format!("{node_id:016x}"),
+            name,
+            "joined the network"
+        );
+        Ok(Rc::new(NetDriver {
+            net: RefCell::new(Net::new(ncfg, now)),
+            socket,
+            group,
+            peers,
+            name,
+            dumpnet: Cell::new(cfg.dumpnet),
+            wake: Notify::new(),
+            stop: Notify::new(),
+            stalled: RefCell::new(None),
+            txbuf: RefCell::new(Vec::with_capacity(MAX_DATAGRAM)),
+            send_errors: Cell::new(0),
+            unknown_channel: Cell::new(0),
+            refused: Cell::new(0),
+            started: (now, SystemTime::now()),
+        }))
+    }
+
+    /// Applies the settings that may change while running.
+    pub fn set_dumpnet(&self, on: bool) {
+        self.dumpnet.set(on);
+    }
+
+    /// Stops the driver task.
+    pub fn shutdown(&self) {
+        self.stop.notify_one();
+    }
+
+    /// Queues a local message for the network. The caller flushes.
+    pub fn send(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: &[u8],
+        client: u64,
+        seq: u64,
+    ) -> Result<(), SendError> {
+        if self.dumpnet.get() {
+            tracing::info!(target: "netcluster::net", "out [{channel}] {event} #{seq} from client {client}: {}", preview(payload));
+        }
+        let m = OutMessage {
+            channel,
+            event,
+            payload,
+            client,
+            seq,
+        };
+        self.net.borrow_mut().send(Instant::now(), &m)
+    }
+
+    /// Sends every datagram the state machine has ready, as far as the
+    /// socket takes them; the driver task retries a stalled one.
+    pub fn flush(&self) {
+        let now = Instant::now();
+        if !self.retry_stalled() {
+            return;
+        }
+        let mut net = self.net.borrow_mut();
+        let mut buf = self.txbuf.borrow_mut();
+        while let Some(t) = net.poll_transmit(now, &mut buf) {
+            let targets = match t.dest {
+                Dest::To(a) => Targets::One(a),
+                _ => Targets::All { next: 0 },
+            };
+            if let Some(left) = self.send_to(&buf, targets) {
+                *self.stalled.borrow_mut() = Some(Stalled {
+                    datagram: buf.clone(),
+                    left,
+                });
+                self.wake.notify_one();
+                return;
+            }
+        }
+    }
+
+    /// Sends a stalled datagram's rest; true if nothing is stalled anymore.
+    fn retry_stalled(&self) -> bool {
+        let Some(st) = self.stalled.borrow_mut().take() else {
+            return true;
+        };
+        match self.send_to(&st.datagram, st.left) {
+            None => true,
+            Some(left) => {
+                *self.stalled.borrow_mut() = Some(Stalled {
+                    datagram: st.datagram,
+                    left,
+                });
+                false
+            }
+        }
+    }
+
+    /// Sends `datagram` to its targets; returns those left when the socket
+    /// buffer is full. Other errors (no route to the group, say) are
+    /// counted and logged, and the other targets still get the datagram.
+    fn send_to(&self, datagram: &[u8], targets: Targets) -> Option<Targets> {
+        let (first, one) = match targets {
+            Targets::One(a) => (0, Some(a)),
+            Targets::All { next } => (next, None),
+        };
+        let count = if one.is_some() {
+            1
+        } else {
+            1 + self.peers.len()
+        };
+        for i in first..count {
+            let dest = one.unwrap_or(if i == 0 {
+                self.group
+            } else {
+                self.peers[i - 1]
+            });
+            match self.socket.try_send_to(datagram, dest) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Some(one.map_or(Targets::All { next: i }, Targets::One));
+                }
+                Err(e) => {
+                    let n = self.send_errors.get() + 1;
+                    self.send_errors.set(n);
+                    // Log the first error and then every 10000th.
+                    if n == 1 || n % 10_000 == 0 {
+                        tracing::warn!(%dest, errors = n, "cannot send a datagram: {e}");
+                    }
+                }
+            }
+        }
+        None
+    }
+
+    /// The driver task: receives datagrams, runs timers, delivers messages
+    /// from other nodes and sends what is due, until shut down.
+    pub async fn run(self: Rc<Self>, hub: Rc<Hub>) {
+        let mut rbuf = vec![0u8; MAX_DATAGRAM];
+        loop {
+            let deadline = self
+                .net
+                .borrow()
+                .poll_timeout()
+                .map(tokio::time::Instant::from_std);
+            let stalled = self.stalled.borrow().is_some();
+            tokio::select! {
+                biased;
+                _ = self.stop.notified() => return,
+                r = self.socket.readable() => {
+                    if let Err(e) = r {
+                        tracing::error!("network socket failed: {e}");
+                        return;
+                    }
+                    self.receive(&mut rbuf);
+                }
+                r = self.socket.writable(), if stalled => { let _ = r; }
+                _ = sleep_until(deadline) => self.net.borrow_mut().handle_timeout(Instant::now()),
+                _ = self.wake.notified(), if !stalled => {}
+            }
+            self.deliver(&hub).await;
+            self.report_events();
+            self.flush();
+        }
+    }
+
+    fn receive(&self, rbuf: &mut [u8]) {
+        let mut net = self.net.borrow_mut();
+        for _ in 0..RECV_BATCH {
+            match self.socket.try_recv_from(rbuf) {
+                Ok((n, from)) => net.handle_datagram(Instant::now(), from, &rbuf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => {
+                    // ICMP errors from earlier sends surface here; not fatal.
+                    tracing::debug!("receive error: {e}");
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Hands every message received from other nodes to local clients.
+    async fn deliver(&self, hub: &Rc<Hub>) {
+        loop {
+            let Some(m) = self.net.borrow_mut().poll_message() else {
+                break;
+            };
+            let flow = self.deliver_one(hub, m);
+            hub.flush_touched();
+            if let Flow::Block(target) = flow {
+                // Lossless like a local publisher: wait for the slow
+                // client (the kernel buffers datagrams meanwhile).
+                crate::session::wait_drain(hub, None, target).await;
+            }
+        }
+        hub.flush_touched();
+    }
+
+    fn deliver_one(&self, hub: &Rc<Hub>, m: InMessage) -> Flow {
+        let channel = {
+            let router = hub.router.borrow();
+            match router.channel(&m.channel) {
+                Some(ch) if router.rules(ch).from_net => ch,
+                Some(_) => {
+                    self.refused.set(self.refused.get() + 1);
+                    return Flow::Continue;
+                }
+                None => {
+                    self.unknown_channel.set(self.unknown_channel.get() + 1);
+                    return Flow::Continue;
+                }
+            }
+        };
+        if self.dumpnet.get() {
+            tracing::info!(
+                target: "netcluster::net",
+                "in [{}] {} #{} from {:016x}:{}: {}",
+                &*m.channel, &*m.event, m.seq, m.node, m.client, preview(&m.payload)
+            );
+        }
+        let origin = Origin {
+            node: Some(m.node),
+            client: m.client,
+            seq: m.seq,
+        };
+        let payload = if m.payload.len() >= SHARE_PAYLOAD_MIN {
+            Payload::Shared(m.payload.clone())
+        } else {
+            Payload::Borrowed(&m.payload)
+        };
+        hub.fan_out(channel, &m.event, payload, origin, None)
+    }
+
+    fn report_events(&self) {
+        while let Some(e) = self.net.borrow_mut().poll_event() {
+            match e {
+                NetEvent::PeerUp { node, name, addr } => {
+                    tracing::info!(peer = %name, node = format!("{node:016x}"), %addr, "peer up")
+                }
+                NetEvent::PeerDown { node, name, reason } => {
+                    tracing::info!(peer = %name, node = format!("{node:016x}"), ?reason, "peer down")
+                }
+            }
+        }
+    }
+
+    fn wall(&self, t: Instant) -> String {
+        let (i0, s0) = self.started;
+        let wall = if t >= i0 {
+            s0 + (t - i0)
+        } else {
+            s0 - (i0 - t)
+        };
+        rfc3339(wall)
+    }
+
+    /// The peer table and totals, for `showpeers()`.
+    pub fn peers_json(&self) -> Value {
+        let net = self.net.borrow();
+        let peers: Vec<Value> = net
+            .peers()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "node": format!("{:016x}", p.node),
+                    "addr": p.addr.to_string(),
+                    "up": p.up,
+                    "first_seen": self.wall(p.first_seen),
+                    "last_seen": self.wall(p.last_seen),
+                    "datagrams_in": p.datagrams_in,
+                    "bytes_in": p.bytes_in,
+                    "messages_in": p.messages_in,
+                    "payload_bytes_in": p.payload_bytes_in,
+                    "malformed": p.malformed,
+                    "duplicates": p.duplicates,
+                    "lost": p.lost,
+                    "oversized": p.oversized,
+                    "incomplete": p.incomplete,
+                    "reported": {
+                        "datagrams_out": p.reported.datagrams_out,
+                        "messages_out": p.reported.messages_out,
+                    },
+                })
+            })
+            .collect();
+        let s = net.stats();
+        json!({
+            "node": format!("{:016x}", net.config().node_id),
+            "name": self.name,
+            "group": self.group.to_string(),
+            "unicast_peers": self.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "peers": peers,
+            "totals": {
+                "datagrams_out": s.datagrams_out,
+                "bytes_out": s.bytes_out,
+                "messages_out": s.messages_out,
+                "heartbeats_out": s.heartbeats_out,
+                "datagrams_in": s.datagrams_in,
+                "bytes_in": s.bytes_in,
+                "messages_in": s.messages_in,
+                "malformed": s.malformed,
+                "foreign": s.foreign,
+                "duplicates": s.duplicates,
+                "lost": s.lost,
+                "send_errors": self.send_errors.get(),
+                "unknown_channel": self.unknown_channel.get(),
+                "refused_by_acceptfromnet": self.refused.get(),
+            },
+        })
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The start of a payload as text, for `dumpnet` lines.
+fn preview(payload: &[u8]) -> String {
+    const SHOW: usize = 120;
+    let text = String::from_utf8_lossy(&payload[..payload.len().min(SHOW)]);
+    if payload.len() > SHOW {
+        format!("{text}… ({} bytes)", payload.len())
+    } else {
+        text.into_owned()
+    }
+}
+
+/// Creates, configures and binds the UDP socket and joins the group.
+fn setup_socket(
+    cfg: &Config,
+    group: SocketAddr,
+    iface: Option<&iface::Interface>,
+) -> io::Result<StdUdp> {
+    let domain = if group.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    s.set_reuse_address(true)?;
+    #[cfg(unix)]
+    s.set_reuse_port(true)?;
+    set_buffers(&s);
+    s.set_nonblocking(true)?;
+    let any: IpAddr = if group.is_ipv4() {
+        Ipv4Addr::UNSPECIFIED.into()
+    } else {
+        Ipv6Addr::UNSPECIFIED.into()
+    };
+    if group.is_ipv6() {
+        s.set_only_v6(true)?;
+    }
+    s.bind(&SockAddr::from(SocketAddr::new(any, group.port())))?;
+    match group.ip() {
+        IpAddr::V4(g) => {
+            if g.is_multicast() {
+                let how = match iface {
+                    Some(i) if i.index > 0 => socket2::InterfaceIndexOrAddress::Index(i.index),
+                    Some(i) => socket2::InterfaceIndexOrAddress::Address(
+                        i.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED),
+                    ),
+                    None => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+                };
+                joined(s.join_multicast_v4_n(&g, &how), cfg, group)?;
+            }
+            if let Some(addr) = iface.and_then(|i| i.ipv4) {
+                s.set_multicast_if_v4(&addr)?;
+            }
+            s.set_multicast_ttl_v4(cfg.ttl)?;
+            s.set_multicast_loop_v4(cfg.loopback)?;
+        }
+        IpAddr::V6(g) => {
+            let index = iface.map_or(0, |i| i.index);
+            if g.is_multicast() {
+                joined(s.join_multicast_v6(&g, index), cfg, group)?;
+            }
+            if index > 0 {
+                s.set_multicast_if_v6(index)?;
+            }
+            s.set_multicast_hops_v6(cfg.ttl)?;
+            s.set_multicast_loop_v6(cfg.loopback)?;
+        }
+    }
+    Ok(s.into())
+}
+
+/// Joining the group may fail where there is no multicast (no route, a
+/// cloud network): with unicast `peers` configured that is only a warning.
+fn joined(r: io::Result<()>, cfg: &Config, group: SocketAddr) -> io::Result<()> {
+    match r {
+        Err(e) if !cfg.peers.is_empty() => {
+            tracing::warn!(%group, "cannot join the multicast group ({e}); using the unicast peers only");
+            Ok(())
+        }
+        Err(e) => Err(io::Error::new(
+            e.kind(),
+            format!("cannot join multicast group {}: {e}", group.ip()),
+        )),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Asks for large kernel buffers; as root past the system maximum.
+fn set_buffers(s: &Socket) {
+    #[cfg(target_os = "linux")]
+    if crate::is_root() {
+        use std::os::fd::AsRawFd;
+        let size = SOCKET_BUFFER as libc::c_int;
+        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
+            // SAFETY: setsockopt with a valid fd and a c_int option value
+            // of the size given.
+            unsafe {
+                libc::setsockopt(
+                    s.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    opt,
+                    (&size as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+        return;
+    }
+    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
+    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
+}

@@ -182,24 +182,28 @@ fn yardstick(r: &Results) -> String {
 pub fn markdown(r: &Results, chart: &str) -> String {
     let mut s = String::new();
     let machine = &r.machine;
+    let version = |k: &str| machine.versions.get(k).map_or("not found", String::as_str);
+    let _ = writeln!(s, "## Machine\n");
     let _ = writeln!(
         s,
-        "Run of {}{} on {} × {} (kernel {}); {}.\n",
-        r.when,
-        r.commit
-            .as_deref()
-            .map(|c| format!(", netcluster {c}"))
-            .unwrap_or_default(),
-        machine.nproc,
-        machine.cpu_model,
-        machine.kernel,
-        machine
-            .versions
-            .iter()
-            .map(|(k, v)| format!("{k} {v}"))
-            .collect::<Vec<_>>()
-            .join(", ")
+        "- CPUs: {} (`nproc`), {} (`/proc/cpuinfo`)",
+        machine.nproc, machine.cpu_model
     );
+    let _ = writeln!(s, "- kernel: {}", machine.kernel);
+    let _ = writeln!(
+        s,
+        "- nats-server {}, redis-server {}, rustc {}",
+        version("nats-server"),
+        version("redis-server"),
+        version("rustc")
+    );
+    let _ = writeln!(
+        s,
+        "- netcluster {}, run {}\n",
+        r.commit.as_deref().unwrap_or("(commit unknown)"),
+        r.when
+    );
+    let _ = writeln!(s, "## Latest results\n");
     let rows = rows(r);
     let _ = writeln!(s, "| {} |", HEAD.join(" | "));
     let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---|");
@@ -215,7 +219,7 @@ pub fn markdown(r: &Results, chart: &str) -> String {
     );
     let _ = writeln!(s, "{}.\n", yardstick(r));
     let _ = writeln!(s, "![netcluster vs NATS and Redis]({chart})\n");
-    let _ = writeln!(s, "**Targets** (issue 4; netcluster, same run):\n");
+    let _ = writeln!(s, "## Targets\n\nIssue 4's targets, judged on this run:\n");
     for t in targets(r) {
         let mark = match t.verdict {
             Verdict::Met => "✔ met",
@@ -278,9 +282,10 @@ pub fn svg(r: &Results) -> String {
         .filter(|m| m.pending.is_none() && r.best_peer(m.id).is_some())
         .collect();
     let cap = 3.0f64;
-    let (left, top, plot_h, group_w, bar_w) = (60.0, 70.0, 320.0, 74.0, 20.0);
+    let (left, top, plot_h, group_w, bar_w) = (60.0, 100.0, 320.0, 74.0, 20.0);
     let width = left + group_w * groups.len().max(1) as f64 + 20.0;
-    let height = top + plot_h + 80.0;
+    let height = top + plot_h + 100.0;
+    let legend_y = top + plot_h + 48.0;
     let y = |score: f64| top + plot_h * (1.0 - score.min(cap) / cap);
     let mut s = String::new();
     let _ = writeln!(
@@ -301,12 +306,23 @@ pub fn svg(r: &Results) -> String {
         let x = left + i as f64 * 110.0;
         let _ = writeln!(
             s,
-            r#"<rect x="{x}" y="50" width="12" height="12" fill="{}"/><text x="{}" y="60">{}</text>"#,
+            r#"<rect x="{x}" y="{:.0}" width="12" height="12" fill="{}"/><text x="{}" y="{:.0}">{}</text>"#,
+            legend_y - 10.0,
             COLORS[i],
             x + 16.0,
+            legend_y,
             sys.label()
         );
     }
+    let tx = left + 3.0 * 110.0;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{tx}" x2="{:.0}" y1="{:.0}" y2="{:.0}" stroke="black" stroke-width="2" stroke-dasharray="4 2"/><text x="{:.0}" y="{legend_y:.0}">netcluster's target (issue 4)</text>"#,
+        tx + 18.0,
+        legend_y - 4.0,
+        legend_y - 4.0,
+        tx + 24.0
+    );
     for k in 0..=6 {
         let v = k as f64 * 0.5;
         let yy = y(v);
@@ -354,6 +370,20 @@ pub fn svg(r: &Results) -> String {
                 s,
                 r#"<text x="{lx:.1}" y="{ly:.1}" font-size="9" text-anchor="start" transform="rotate(-90 {lx:.1} {ly:.1})">{}</text>"#,
                 esc(&label)
+            );
+        }
+        let target = match m.id {
+            "tp_1to1_16" | "tp_1to1_256" | "tp_1to4_256" => Some(1.5),
+            "rtt1_p50" => Some(1.0 / 0.7),
+            _ => None,
+        };
+        if let Some(t) = target {
+            let yy = y(t);
+            let _ = writeln!(
+                s,
+                r#"<line x1="{:.1}" x2="{:.1}" y1="{yy:.1}" y2="{yy:.1}" stroke="black" stroke-width="2" stroke-dasharray="4 2"/>"#,
+                gx - 3.0,
+                gx + bar_w + 1.0
             );
         }
         for (line, text) in m.chart.iter().enumerate() {

@@ -1,0 +1,25 @@
+//! ncbench: netcluster side by side with NATS and Redis (issue 4).
+//!
+//! One executable plays every part: `ncbench suite` runs the workloads
+//! and writes the report; the roles it starts (`sub`, `pub`, `ping`,
+//! `pong`, `idle`, `raw-ping`, `raw-pong`) are the same executable in
+//! separate processes, so publisher, subscribers and broker never share a
+//! process. netcluster is driven through its public client library, NATS
+//! and Redis through small hand-written clients with batched writes. See
+//! `docs/PERFORMANCE.md` for the method and `bench/run.sh` for the run.
+//!
+//! Linux only: it reads `/proc` and sets CPU affinity.
+#![cfg(target_os = "linux")]
+
+pub mod child;
+pub mod cli;
+pub mod nats;
+pub mod nc;
+pub mod payload;
+pub mod report;
+pub mod resp;
+pub mod results;
+pub mod roles;
+pub mod suite;
+pub mod sys;
+pub mod wire;

@@ -1,0 +1,612 @@
+//! What one suite run measured, the rows of the table (each with its unit
+//! and whether higher or lower is better) and the issue's targets judged
+//! against the numbers. Saved as JSON so the report can be rendered again
+//! without measuring.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::roles::{LatencyOut, System};
+
+/// Whether a bigger number is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Better {
+    /// Throughput.
+    Higher,
+    /// Latency, CPU, memory.
+    Lower,
+}
+
+/// How a value is stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    /// Messages per second.
+    MsgPerSec,
+    /// Deliveries per second (summed over subscribers).
+    DeliveriesPerSec,
+    /// Nanoseconds, shown in µs.
+    Micros,
+    /// Nanoseconds of broker CPU per delivered message.
+    NanosPerDelivery,
+    /// KiB, shown in MiB.
+    MiB,
+    /// Bytes per second, shown in MB/s.
+    MBPerSec,
+}
+
+impl Unit {
+    /// The unit as printed in the table.
+    pub fn label(self) -> &'static str {
+        match self {
+            Unit::MsgPerSec => "msg/s",
+            Unit::DeliveriesPerSec => "deliveries/s",
+            Unit::Micros => "µs",
+            Unit::NanosPerDelivery => "ns/delivery",
+            Unit::MiB => "MiB",
+            Unit::MBPerSec => "MB/s",
+        }
+    }
+
+    /// A stored value in this unit, for a table cell.
+    pub fn format(self, v: f64) -> String {
+        match self {
+            Unit::MsgPerSec | Unit::DeliveriesPerSec => {
+                if v >= 1e6 {
+                    format!("{:.2} M", v / 1e6)
+                } else {
+                    format!("{:.0} k", v / 1e3)
+                }
+            }
+            Unit::Micros => format!("{:.1}", v / 1e3),
+            Unit::NanosPerDelivery => format!("{v:.0}"),
+            Unit::MiB => format!("{:.1}", v / 1024.0),
+            Unit::MBPerSec => format!("{:.0}", v / 1e6),
+        }
+    }
+
+    /// A compact form for chart labels.
+    pub fn short(self, v: f64) -> String {
+        match self {
+            Unit::MsgPerSec | Unit::DeliveriesPerSec => {
+                if v >= 1e6 {
+                    format!("{:.1}M", v / 1e6)
+                } else {
+                    format!("{:.0}k", v / 1e3)
+                }
+            }
+            Unit::Micros => format!("{:.0}µs", v / 1e3),
+            Unit::NanosPerDelivery => format!("{v:.0}ns"),
+            Unit::MiB => format!("{:.0}MiB", v / 1024.0),
+            Unit::MBPerSec => format!("{:.0}MB/s", v / 1e6),
+        }
+    }
+}
+
+/// One row of the table.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// Key in [`Results::values`].
+    pub id: &'static str,
+    /// Row label.
+    pub label: &'static str,
+    /// Label under the chart's bar group (two short lines).
+    pub chart: [&'static str; 2],
+    /// Unit.
+    pub unit: Unit,
+    /// Direction.
+    pub better: Better,
+    /// Shown as "pending: …" until measured (the network layer).
+    pub pending: Option<&'static str>,
+}
+
+const fn m(
+    id: &'static str,
+    label: &'static str,
+    chart: [&'static str; 2],
+    unit: Unit,
+    better: Better,
+) -> Metric {
+    Metric {
+        id,
+        label,
+        chart,
+        unit,
+        better,
+        pending: None,
+    }
+}
+
+/// The table's rows, in order.
+pub const METRICS: &[Metric] = &[
+    m(
+        "tp_1to1_16",
+        "1→1 throughput, 16 B",
+        ["1→1", "16 B"],
+        Unit::MsgPerSec,
+        Better::Higher,
+    ),
+    m(
+        "tp_1to1_256",
+        "1→1 throughput, 256 B",
+        ["1→1", "256 B"],
+        Unit::MsgPerSec,
+        Better::Higher,
+    ),
+    m(
+        "tp_1to4_256",
+        "1→4 fan-out, 256 B",
+        ["1→4", "256 B"],
+        Unit::DeliveriesPerSec,
+        Better::Higher,
+    ),
+    m(
+        "rtt_p50",
+        "ping-pong RTT p50, unpinned",
+        ["RTT p50", "2 CPUs"],
+        Unit::Micros,
+        Better::Lower,
+    ),
+    m(
+        "rtt_p99",
+        "ping-pong RTT p99, unpinned",
+        ["RTT p99", "2 CPUs"],
+        Unit::Micros,
+        Better::Lower,
+    ),
+    m(
+        "rtt_p999",
+        "ping-pong RTT p99.9, unpinned",
+        ["RTT p99.9", "2 CPUs"],
+        Unit::Micros,
+        Better::Lower,
+    ),
+    m(
+        "rtt1_p50",
+        "ping-pong RTT p50, one CPU",
+        ["RTT p50", "1 CPU"],
+        Unit::Micros,
+        Better::Lower,
+    ),
+    m(
+        "rtt1_p99",
+        "ping-pong RTT p99, one CPU",
+        ["RTT p99", "1 CPU"],
+        Unit::Micros,
+        Better::Lower,
+    ),
+    m(
+        "rtt1_p999",
+        "ping-pong RTT p99.9, one CPU",
+        ["RTT p99.9", "1 CPU"],
+        Unit::Micros,
+        Better::Lower,
+    ),
+    m(
+        "cpu_1to1_16",
+        "broker CPU per delivery, 1→1 16 B",
+        ["CPU/msg", "1→1 16 B"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
+    m(
+        "cpu_1to1_256",
+        "broker CPU per delivery, 1→1 256 B",
+        ["CPU/msg", "1→1 256 B"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
+    m(
+        "cpu_1to4_256",
+        "broker CPU per delivery, 1→4 256 B",
+        ["CPU/msg", "1→4 256 B"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
+    m(
+        "rss_idle",
+        "broker RSS, idle",
+        ["RSS", "idle"],
+        Unit::MiB,
+        Better::Lower,
+    ),
+    m(
+        "rss_clients",
+        "broker RSS, 1000 idle clients",
+        ["RSS 1000", "clients"],
+        Unit::MiB,
+        Better::Lower,
+    ),
+    m(
+        "rss_peak",
+        "broker peak RSS (VmHWM) over the runs",
+        ["RSS", "peak"],
+        Unit::MiB,
+        Better::Lower,
+    ),
+    Metric {
+        pending: Some("pending: network layer"),
+        ..m(
+            "mcast_64",
+            "multicast between 2 netns, 64 B",
+            ["mcast", "64 B"],
+            Unit::MsgPerSec,
+            Better::Higher,
+        )
+    },
+    Metric {
+        pending: Some("pending: network layer"),
+        ..m(
+            "mcast_64k",
+            "multicast between 2 netns, 64 KiB",
+            ["mcast", "64 KiB"],
+            Unit::MBPerSec,
+            Better::Higher,
+        )
+    },
+];
+
+/// Looks up a row by id.
+pub fn metric(id: &str) -> &'static Metric {
+    METRICS
+        .iter()
+        .find(|m| m.id == id)
+        .unwrap_or_else(|| panic!("unknown metric {id}"))
+}
+
+/// The machine the run was on.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Machine {
+    /// CPUs available (`nproc`).
+    pub nproc: usize,
+    /// `model name` from /proc/cpuinfo.
+    pub cpu_model: String,
+    /// Kernel release.
+    pub kernel: String,
+    /// Versions of the brokers and the toolchain, by program.
+    pub versions: BTreeMap<String, String>,
+}
+
+/// Sizes of the run.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub struct Plan {
+    /// Messages per 1→1 16 B run.
+    pub count_16: u64,
+    /// Messages per 1→1 256 B run.
+    pub count_256: u64,
+    /// Messages published per 1→4 run (each subscriber gets them all).
+    pub count_fanout: u64,
+    /// Subscribers of the fan-out run.
+    pub fanout: u32,
+    /// Repetitions of each throughput run (the table shows the median).
+    pub reps: u32,
+    /// Measured round trips per ping-pong run.
+    pub rtt_count: u64,
+    /// Round trips before measuring.
+    pub rtt_warmup: u64,
+    /// Ping payload size in bytes.
+    pub rtt_size: usize,
+    /// Idle clients for the memory row.
+    pub idle_clients: u32,
+    /// Deadline of one role process, in seconds.
+    pub child_timeout_s: u64,
+}
+
+impl Plan {
+    /// The sizes `bench/run.sh` uses: each run one to four seconds on the
+    /// 2-core machine of issue 4, the whole suite about two minutes.
+    pub fn full() -> Plan {
+        Plan {
+            count_16: 8_000_000,
+            count_256: 4_000_000,
+            count_fanout: 2_000_000,
+            fanout: 4,
+            reps: 5,
+            rtt_count: 20_000,
+            rtt_warmup: 2_000,
+            rtt_size: 16,
+            idle_clients: 1000,
+            child_timeout_s: 60,
+        }
+    }
+
+    /// A run of a second or so in all, for tests of the harness.
+    pub fn tiny() -> Plan {
+        Plan {
+            count_16: 20_000,
+            count_256: 10_000,
+            count_fanout: 5_000,
+            fanout: 4,
+            reps: 1,
+            rtt_count: 200,
+            rtt_warmup: 20,
+            rtt_size: 16,
+            idle_clients: 50,
+            child_timeout_s: 30,
+        }
+    }
+}
+
+/// One measurement of one repetition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Run {
+    /// Metric id.
+    pub metric: String,
+    /// Broker.
+    pub system: System,
+    /// Repetition (from 1).
+    pub rep: u32,
+    /// Value in the metric's stored unit.
+    pub value: f64,
+}
+
+/// Everything a suite run measured.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Results {
+    /// When it ran (UTC).
+    pub when: String,
+    /// The netcluster commit measured, if known.
+    pub commit: Option<String>,
+    /// Where it ran.
+    pub machine: Machine,
+    /// Sizes.
+    pub plan: Plan,
+    /// Brokers measured.
+    pub systems: Vec<System>,
+    /// Metric id → broker → value (medians for repeated runs).
+    pub values: BTreeMap<String, BTreeMap<System, f64>>,
+    /// Every repetition.
+    pub runs: Vec<Run>,
+    /// Raw Unix socketpair round trips: "unpinned" and "one_cpu".
+    pub socketpair: BTreeMap<String, LatencyOut>,
+}
+
+impl Results {
+    /// The value of a metric for a broker.
+    pub fn get(&self, id: &str, s: System) -> Option<f64> {
+        self.values.get(id).and_then(|v| v.get(&s)).copied()
+    }
+
+    /// Sets a value.
+    pub fn set(&mut self, id: &str, s: System, v: f64) {
+        self.values.entry(id.to_string()).or_default().insert(s, v);
+    }
+
+    /// The best peer's value of a metric (NATS or Redis), if any.
+    pub fn best_peer(&self, id: &str) -> Option<(System, f64)> {
+        let better = metric(id).better;
+        [System::Nats, System::Redis]
+            .into_iter()
+            .filter_map(|s| self.get(id, s).map(|v| (s, v)))
+            .reduce(|a, b| match better {
+                Better::Higher if b.1 > a.1 => b,
+                Better::Lower if b.1 < a.1 => b,
+                _ => a,
+            })
+    }
+
+    /// netcluster ÷ best peer for a metric.
+    pub fn ratio(&self, id: &str) -> Option<f64> {
+        let nc = self.get(id, System::Nc)?;
+        let (_, peer) = self.best_peer(id)?;
+        (peer > 0.0).then(|| nc / peer)
+    }
+}
+
+/// The median of some values (upper median for an even count is avoided:
+/// the mean of the two middle ones).
+pub fn median(v: &[f64]) -> f64 {
+    let mut v = v.to_vec();
+    v.sort_by(|a, b| a.total_cmp(b));
+    let n = v.len();
+    match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => v[n / 2],
+        _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Whether a target holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Verdict {
+    /// Holds.
+    Met,
+    /// Does not hold.
+    NotMet,
+    /// Not measurable yet (network layer).
+    Pending,
+    /// A number it needs is missing (a peer was not run).
+    Unknown,
+}
+
+impl Verdict {
+    /// The word in the report.
+    pub fn word(self) -> &'static str {
+        match self {
+            Verdict::Met => "met",
+            Verdict::NotMet => "NOT MET",
+            Verdict::Pending => "pending",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// One of the issue's targets, judged.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCheck {
+    /// The target as the issue states it.
+    pub target: String,
+    /// Met or not.
+    pub verdict: Verdict,
+    /// The numbers behind the verdict.
+    pub detail: String,
+}
+
+fn judge(ok: Option<bool>) -> Verdict {
+    match ok {
+        Some(true) => Verdict::Met,
+        Some(false) => Verdict::NotMet,
+        None => Verdict::Unknown,
+    }
+}
+
+/// The issue's targets against a run.
+pub fn targets(r: &Results) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    let us = |ns: f64| format!("{:.1} µs", ns / 1e3);
+    for (id, what) in [
+        ("tp_1to1_16", "1→1 throughput 16 B ≥ 1.5 × the faster peer"),
+        (
+            "tp_1to1_256",
+            "1→1 throughput 256 B ≥ 1.5 × the faster peer",
+        ),
+        ("tp_1to4_256", "1→4 fan-out 256 B ≥ 1.5 × the faster peer"),
+    ] {
+        let ratio = r.ratio(id);
+        let detail = match (r.get(id, System::Nc), r.best_peer(id)) {
+            (Some(nc), Some((s, p))) => format!(
+                "{:.2}× ({} vs {} {})",
+                nc / p,
+                metric(id).unit.format(nc),
+                s.label(),
+                metric(id).unit.format(p)
+            ),
+            _ => "not measured".into(),
+        };
+        out.push(TargetCheck {
+            target: what.into(),
+            verdict: judge(ratio.map(|x| x >= 1.5)),
+            detail,
+        });
+    }
+    let nc50 = r.get("rtt1_p50", System::Nc);
+    let nc99 = r.get("rtt1_p99", System::Nc);
+    let peer50 = r.best_peer("rtt1_p50");
+    out.push(TargetCheck {
+        target: "Round trip p50 on one CPU ≤ 0.7 × the faster peer".into(),
+        verdict: judge(r.ratio("rtt1_p50").map(|x| x <= 0.7)),
+        detail: match (nc50, peer50) {
+            (Some(n), Some((s, p))) => {
+                format!("{:.2}× ({} vs {} {})", n / p, us(n), s.label(), us(p))
+            }
+            _ => "not measured".into(),
+        },
+    });
+    let raw50 = r.socketpair.get("one_cpu").map(|l| l.p50_ns as f64);
+    out.push(TargetCheck {
+        target: "Round trip p50 on one CPU ≤ 2.5 × the raw socketpair round trip".into(),
+        verdict: judge(nc50.zip(raw50).map(|(n, s)| n <= 2.5 * s)),
+        detail: match (nc50, raw50) {
+            (Some(n), Some(s)) => format!("{:.2}× ({} vs socketpair {})", n / s, us(n), us(s)),
+            _ => "not measured".into(),
+        },
+    });
+    out.push(TargetCheck {
+        target: "Round trip p99 on one CPU ≤ the faster peer's p50".into(),
+        verdict: judge(nc99.zip(peer50).map(|(n, (_, p))| n <= p)),
+        detail: match (nc99, peer50) {
+            (Some(n), Some((s, p))) => format!("p99 {} vs {} p50 {}", us(n), s.label(), us(p)),
+            _ => "not measured".into(),
+        },
+    });
+    let cpu: Vec<(&str, f64)> = ["cpu_1to1_16", "cpu_1to1_256", "cpu_1to4_256"]
+        .iter()
+        .filter_map(|id| r.get(id, System::Nc).map(|v| (metric(id).label, v)))
+        .collect();
+    out.push(TargetCheck {
+        target: "Daemon CPU per delivered message ≤ 150 ns".into(),
+        verdict: if cpu.is_empty() {
+            Verdict::Unknown
+        } else {
+            judge(Some(cpu.iter().all(|(_, v)| *v <= 150.0)))
+        },
+        detail: cpu
+            .iter()
+            .map(|(l, v)| {
+                format!(
+                    "{v:.0} ns ({})",
+                    l.trim_start_matches("broker CPU per delivery, ")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+    });
+    for (id, limit, what) in [
+        ("rss_idle", 8.0, "Daemon RSS ≤ 8 MiB idle"),
+        (
+            "rss_clients",
+            64.0,
+            "Daemon RSS ≤ 64 MiB with 1000 idle clients",
+        ),
+    ] {
+        let v = r.get(id, System::Nc).map(|k| k / 1024.0);
+        out.push(TargetCheck {
+            target: what.into(),
+            verdict: judge(v.map(|v| v <= limit)),
+            detail: v.map_or("not measured".into(), |v| format!("{v:.1} MiB")),
+        });
+    }
+    out.push(TargetCheck {
+        target: "Multicast between two namespaces ≥ 1 M messages/s at 64 B".into(),
+        verdict: Verdict::Pending,
+        detail: "pending: network layer".into(),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Results {
+        let mut r = Results {
+            when: "now".into(),
+            commit: None,
+            machine: Machine::default(),
+            plan: Plan::tiny(),
+            systems: System::ALL.to_vec(),
+            values: BTreeMap::new(),
+            runs: Vec::new(),
+            socketpair: BTreeMap::new(),
+        };
+        r.set("tp_1to1_16", System::Nc, 9e6);
+        r.set("tp_1to1_16", System::Nats, 4e6);
+        r.set("tp_1to1_16", System::Redis, 5e6);
+        r.set("rtt1_p50", System::Nc, 40_000.0);
+        r.set("rtt1_p50", System::Nats, 53_000.0);
+        r.set("rtt1_p50", System::Redis, 45_000.0);
+        r.set("rss_idle", System::Nc, 9.0 * 1024.0);
+        r
+    }
+
+    #[test]
+    fn best_peer_follows_direction() {
+        let r = sample();
+        assert_eq!(r.best_peer("tp_1to1_16"), Some((System::Redis, 5e6)));
+        assert_eq!(r.best_peer("rtt1_p50"), Some((System::Redis, 45_000.0)));
+        assert!((r.ratio("tp_1to1_16").unwrap() - 1.8).abs() < 1e-9);
+        assert_eq!(r.ratio("tp_1to4_256"), None);
+    }
+
+    #[test]
+    fn targets_are_judged() {
+        let t = targets(&sample());
+        let v = |prefix: &str| {
+            t.iter()
+                .find(|c| c.target.starts_with(prefix))
+                .unwrap()
+                .verdict
+        };
+        assert_eq!(v("1→1 throughput 16 B"), Verdict::Met);
+        assert_eq!(v("1→1 throughput 256 B"), Verdict::Unknown);
+        assert_eq!(v("Round trip p50 on one CPU ≤ 0.7"), Verdict::NotMet);
+        assert_eq!(v("Daemon RSS ≤ 8 MiB"), Verdict::NotMet);
+        assert_eq!(v("Multicast"), Verdict::Pending);
+    }
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

@@ -1,0 +1,441 @@
+//! The suite: runs every workload against every broker it was given, each
+//! role in its own process (this executable, `ncbench ROLE`), and gathers
+//! the numbers. The brokers are started and stopped by `bench/run.sh`; the
+//! suite only needs their PIDs (for `/proc`) and addresses.
+//!
+//! Order, chosen so numbers do not disturb each other: idle RSS of the
+//! fresh brokers, then with 1000 idle clients (before any run has grown
+//! their heaps), then the peak RSS (VmHWM) is reset; throughput runs
+//! (repetitions interleaved across brokers, so a noisy moment hits all of
+//! them); ping-pong unpinned, then with every process on CPU 0; last, the
+//! peak RSS of those runs.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::child::Proc;
+use crate::results::{median, Machine, Plan, Results, Run};
+use crate::roles::{LatencyOut, PubOut, SubOut, System};
+use crate::sys;
+
+/// A running broker.
+#[derive(Debug, Clone)]
+pub struct Broker {
+    /// Which one.
+    pub system: System,
+    /// Its PID (its CPU time and memory are read from /proc).
+    pub pid: u32,
+    /// Where clients connect: netcluster's socket directory, NATS's
+    /// `host:port`, Redis's socket path.
+    pub at: String,
+}
+
+/// What the suite needs.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The brokers, in any order.
+    pub brokers: Vec<Broker>,
+    /// Sizes.
+    pub plan: Plan,
+    /// netcluster commit, for the report.
+    pub commit: Option<String>,
+    /// The CPU every process shares in the one-CPU runs.
+    pub cpu: usize,
+}
+
+struct Ctx {
+    exe: PathBuf,
+    plan: Plan,
+    timeout: Duration,
+}
+
+impl Ctx {
+    fn role(&self, args: Vec<String>, name: String) -> Result<Proc> {
+        Proc::spawn(&self.exe, &args, name)
+    }
+}
+
+fn s(x: impl ToString) -> String {
+    x.to_string()
+}
+
+/// Prints a progress line on standard error.
+macro_rules! say {
+    ($($t:tt)*) => {{ eprintln!("ncbench: {}", format!($($t)*)); }};
+}
+
+/// One throughput run: `subs` subscribers, one publisher. Returns
+/// deliveries per second and broker CPU nanoseconds per delivery.
+fn throughput(c: &Ctx, b: &Broker, subs: u32, size: usize, count: u64) -> Result<(f64, f64)> {
+    let name = |role: &str| format!("{} {role} ({subs}×{size} B)", b.system.label());
+    let mut subscribers = Vec::new();
+    for i in 0..subs {
+        let mut p = c.role(
+            vec![
+                s("sub"),
+                s("--system"),
+                s(b.system.arg()),
+                s("--at"),
+                b.at.clone(),
+                s("--count"),
+                s(count),
+                s("--size"),
+                s(size),
+                s("--timeout-s"),
+                s(c.timeout.as_secs()),
+            ],
+            name(&format!("subscriber {}", i + 1)),
+        )?;
+        p.ready(c.timeout)?;
+        subscribers.push(p);
+    }
+    let cpu0 = sys::cpu_time_ns(b.pid)?;
+    let mut publ = c.role(
+        vec![
+            s("pub"),
+            s("--system"),
+            s(b.system.arg()),
+            s("--at"),
+            b.at.clone(),
+            s("--count"),
+            s(count),
+            s("--size"),
+            s(size),
+            s("--receivers"),
+            s(subs),
+        ],
+        name("publisher"),
+    )?;
+    let p: PubOut = publ.result(c.timeout)?;
+    let mut last = 0;
+    for sp in &mut subscribers {
+        let r: SubOut = sp.result(c.timeout)?;
+        anyhow::ensure!(
+            r.count == count,
+            "subscriber reported {} of {count}",
+            r.count
+        );
+        last = last.max(r.last_ns);
+    }
+    let cpu1 = sys::cpu_time_ns(b.pid)?;
+    let deliveries = count * u64::from(subs);
+    let secs = last.saturating_sub(p.start_ns).max(1) as f64 / 1e9;
+    Ok((
+        deliveries as f64 / secs,
+        (cpu1 - cpu0) as f64 / deliveries as f64,
+    ))
+}
+
+/// One ping-pong run, optionally with broker and both clients on `cpu`.
+fn pingpong(c: &Ctx, b: &Broker, cpu: Option<usize>) -> Result<LatencyOut> {
+    let saved = match cpu {
+        Some(n) => Some(sys::pin_process(b.pid, &[n])?),
+        None => None,
+    };
+    let run = (|| {
+        let total = c.plan.rtt_count + c.plan.rtt_warmup;
+        let mut common = vec![s("--system"), s(b.system.arg()), s("--at"), b.at.clone()];
+        if let Some(n) = cpu {
+            common.extend([s("--cpu"), s(n)]);
+        }
+        let where_ = if cpu.is_some() { "one CPU" } else { "unpinned" };
+        let mut pong = c.role(
+            [
+                vec![s("pong")],
+                common.clone(),
+                vec![s("--count"), s(total), s("--size"), s(c.plan.rtt_size)],
+            ]
+            .concat(),
+            format!("{} ponger ({where_})", b.system.label()),
+        )?;
+        pong.ready(c.timeout)?;
+        let mut ping = c.role(
+            [
+                vec![s("ping")],
+                common,
+                vec![
+                    s("--count"),
+                    s(c.plan.rtt_count),
+                    s("--warmup"),
+                    s(c.plan.rtt_warmup),
+                    s("--size"),
+                    s(c.plan.rtt_size),
+                    s("--timeout-s"),
+                    s(c.timeout.as_secs()),
+                ],
+            ]
+            .concat(),
+            format!("{} pinger ({where_})", b.system.label()),
+        )?;
+        let l: LatencyOut = ping.result(c.timeout)?;
+        pong.finish(c.timeout)?;
+        Ok(l)
+    })();
+    if let Some(saved) = saved {
+        sys::restore(b.pid, saved)?;
+    }
+    run
+}
+
+fn socketpair(c: &Ctx, cpu: Option<usize>) -> Result<LatencyOut> {
+    let mut args = vec![
+        s("raw-ping"),
+        s("--count"),
+        s(c.plan.rtt_count),
+        s("--warmup"),
+        s(c.plan.rtt_warmup),
+        s("--size"),
+        s(c.plan.rtt_size),
+    ];
+    if let Some(n) = cpu {
+        args.extend([s("--cpu"), s(n)]);
+    }
+    c.role(args, s("socketpair pinger"))?.result(c.timeout)
+}
+
+fn idle_rss(c: &Ctx, b: &Broker) -> Result<u64> {
+    let mut p = c.role(
+        vec![
+            s("idle"),
+            s("--system"),
+            s(b.system.arg()),
+            s("--at"),
+            b.at.clone(),
+            s("--clients"),
+            s(c.plan.idle_clients),
+        ],
+        format!("{} idle clients", b.system.label()),
+    )?;
+    p.ready(c.timeout)?;
+    // Let the broker finish whatever each new client started (logging,
+    // buffers) before reading its memory.
+    std::thread::sleep(Duration::from_millis(300));
+    let kib = sys::mem(b.pid)?.rss_kib;
+    p.release();
+    p.finish(c.timeout)?;
+    Ok(kib)
+}
+
+/// Runs the whole suite.
+pub fn run(opts: Options) -> Result<Results> {
+    let exe = std::env::current_exe().context("locating ncbench")?;
+    let c = Ctx {
+        exe,
+        plan: opts.plan,
+        timeout: Duration::from_secs(opts.plan.child_timeout_s),
+    };
+    let mut brokers = opts.brokers.clone();
+    brokers.sort_by_key(|b| b.system);
+    let mut r = Results {
+        when: utc_now(),
+        commit: opts.commit.clone(),
+        machine: machine(),
+        plan: opts.plan,
+        systems: brokers.iter().map(|b| b.system).collect(),
+        values: BTreeMap::new(),
+        runs: Vec::new(),
+        socketpair: BTreeMap::new(),
+    };
+    let plan = opts.plan;
+
+    for b in &brokers {
+        let m = sys::mem(b.pid)?;
+        r.set("rss_idle", b.system, m.rss_kib as f64);
+        say!(
+            "{}: idle RSS {:.1} MiB",
+            b.system.label(),
+            m.rss_kib as f64 / 1024.0
+        );
+    }
+
+    // Idle clients on the fresh brokers: after the runs their heaps keep
+    // what the runs allocated, which is not what idle clients cost.
+    for b in &brokers {
+        let kib = idle_rss(&c, b).with_context(|| {
+            format!(
+                "{} with {} idle clients",
+                b.system.label(),
+                plan.idle_clients
+            )
+        })?;
+        r.set("rss_clients", b.system, kib as f64);
+        say!(
+            "{}: RSS with {} idle clients {:.1} MiB",
+            b.system.label(),
+            plan.idle_clients,
+            kib as f64 / 1024.0
+        );
+        // The peak row is about the runs: start it afresh.
+        sys::reset_peak(b.pid)?;
+    }
+
+    let workloads = [
+        ("1to1_16", 1, 16, plan.count_16),
+        ("1to1_256", 1, 256, plan.count_256),
+        ("1to4_256", plan.fanout, 256, plan.count_fanout),
+    ];
+    for (id, subs, size, count) in workloads {
+        let mut tp: BTreeMap<System, Vec<f64>> = BTreeMap::new();
+        let mut cpu: BTreeMap<System, Vec<f64>> = BTreeMap::new();
+        for rep in 1..=plan.reps {
+            for b in &brokers {
+                let (rate, ns) = throughput(&c, b, subs, size, count).with_context(|| {
+                    format!(
+                        "{} throughput 1→{subs} {size} B, run {rep}",
+                        b.system.label()
+                    )
+                })?;
+                say!(
+                    "{:<10} 1→{subs} {size:>3} B run {rep}: {:>6.2} M deliveries/s, broker {:>4.0} ns CPU/delivery",
+                    b.system.label(),
+                    rate / 1e6,
+                    ns
+                );
+                tp.entry(b.system).or_default().push(rate);
+                cpu.entry(b.system).or_default().push(ns);
+                for (metric, value) in [(format!("tp_{id}"), rate), (format!("cpu_{id}"), ns)] {
+                    r.runs.push(Run {
+                        metric,
+                        system: b.system,
+                        rep,
+                        value,
+                    });
+                }
+            }
+        }
+        for (sys, v) in tp {
+            r.set(&format!("tp_{id}"), sys, median(&v));
+        }
+        for (sys, v) in cpu {
+            r.set(&format!("cpu_{id}"), sys, median(&v));
+        }
+    }
+
+    for (prefix, key, cpu) in [
+        ("rtt", "unpinned", None),
+        ("rtt1", "one_cpu", Some(opts.cpu)),
+    ] {
+        let raw = socketpair(&c, cpu).with_context(|| format!("socketpair round trips ({key})"))?;
+        say!(
+            "socketpair  RTT {key:<9}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+            raw.p50_ns as f64 / 1e3,
+            raw.p99_ns as f64 / 1e3,
+            raw.p999_ns as f64 / 1e3
+        );
+        r.socketpair.insert(key.into(), raw);
+        for b in &brokers {
+            let l = pingpong(&c, b, cpu)
+                .with_context(|| format!("{} ping-pong ({key})", b.system.label()))?;
+            say!(
+                "{:<10} RTT {key:<9}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs",
+                b.system.label(),
+                l.p50_ns as f64 / 1e3,
+                l.p99_ns as f64 / 1e3,
+                l.p999_ns as f64 / 1e3
+            );
+            r.set(&format!("{prefix}_p50"), b.system, l.p50_ns as f64);
+            r.set(&format!("{prefix}_p99"), b.system, l.p99_ns as f64);
+            r.set(&format!("{prefix}_p999"), b.system, l.p999_ns as f64);
+        }
+    }
+
+    for b in &brokers {
+        let m = sys::mem(b.pid)?;
+        r.set("rss_peak", b.system, m.hwm_kib as f64);
+        say!(
+            "{}: peak RSS {:.1} MiB",
+            b.system.label(),
+            m.hwm_kib as f64 / 1024.0
+        );
+    }
+    Ok(r)
+}
+
+fn first_line(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = std::process::Command::new(cmd).args(args).output().ok()?;
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    text.lines().next().map(|l| l.trim().to_string())
+}
+
+/// Facts about this machine and the programs measured.
+pub fn machine() -> Machine {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map(|(_, v)| v.trim().to_string())
+        .unwrap_or_else(|| "unknown CPU".into());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let mut versions = BTreeMap::new();
+    if let Some(v) = first_line("nats-server", &["--version"]) {
+        versions.insert(
+            "nats-server".into(),
+            v.trim_start_matches("nats-server: ").into(),
+        );
+    }
+    if let Some(v) = first_line("redis-server", &["--version"]) {
+        let v = v
+            .split_whitespace()
+            .find_map(|w| w.strip_prefix("v="))
+            .unwrap_or(&v)
+            .to_string();
+        versions.insert("redis-server".into(), v);
+    }
+    if let Some(v) = first_line("rustc", &["--version"]) {
+        versions.insert("rustc".into(), v.trim_start_matches("rustc ").into());
+    }
+    Machine {
+        nproc: std::thread::available_parallelism().map_or(0, |n| n.get()),
+        cpu_model,
+        kernel,
+        versions,
+    }
+}
+
+/// The time now as `YYYY-MM-DD HH:MM UTC`.
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(secs)
+}
+
+/// Formats seconds since the epoch as `YYYY-MM-DD HH:MM UTC` (civil
+/// calendar from the day count, as in Howard Hinnant's `civil_from_days`).
+pub fn utc(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02} UTC",
+        rem / 3600,
+        rem % 3600 / 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00 UTC");
+        assert_eq!(utc(951_782_400 + 3_660), "2000-02-29 01:01 UTC");
+        assert_eq!(utc(1_767_225_600), "2026-01-01 00:00 UTC");
+    }
+}

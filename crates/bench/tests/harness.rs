@@ -1,0 +1,182 @@
+//! Keeps the harness from rotting: every netcluster workload of the suite,
+//! in a tiny size, against an in-process daemon, through the real
+//! `ncbench` binary and its role processes; and the order/count checks
+//! fail loudly. Speed is not asserted (a timed test proves nothing on a
+//! loaded machine); only that each workload runs and reports.
+#![cfg(target_os = "linux")]
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use netcluster_testkit::TestDaemon;
+
+const CONFIG: &str = r#"{ "channels": { "bench": {} } }"#;
+
+fn ncbench(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ncbench"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run ncbench")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn tiny_suite_runs_every_netcluster_workload() {
+    let daemon = TestDaemon::start(CONFIG);
+    let out_dir = tempfile::tempdir().unwrap();
+    let doc = out_dir.path().join("PERFORMANCE.md");
+    std::fs::write(
+        &doc,
+        format!(
+            "# P\n\n{}\nold\n{}\n",
+            netcluster_bench::report::BEGIN,
+            netcluster_bench::report::END
+        ),
+    )
+    .unwrap();
+    let dir = daemon.socket_dir().to_str().unwrap().to_string();
+    // The daemon runs in this test process: its CPU time and memory are ours.
+    let pid = std::process::id().to_string();
+    let out = ncbench(&[
+        "suite",
+        "--scale",
+        "tiny",
+        "--nc-dir",
+        &dir,
+        "--nc-pid",
+        &pid,
+        "--out-dir",
+        out_dir.path().to_str().unwrap(),
+        "--doc",
+        doc.to_str().unwrap(),
+    ]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "suite failed:\n{stderr}\n{stdout}");
+
+    let json = std::fs::read_to_string(out_dir.path().join("latest.json")).unwrap();
+    let r: netcluster_bench::results::Results = serde_json::from_str(&json).unwrap();
+    use netcluster_bench::roles::System;
+    for id in [
+        "tp_1to1_16",
+        "tp_1to1_256",
+        "tp_1to4_256",
+        "cpu_1to1_16",
+        "cpu_1to4_256",
+        "rtt_p50",
+        "rtt_p999",
+        "rtt1_p50",
+        "rtt1_p99",
+        "rss_idle",
+        "rss_clients",
+        "rss_peak",
+    ] {
+        let v = r.get(id, System::Nc);
+        assert!(v.is_some_and(|v| v.is_finite() && v >= 0.0), "{id}: {v:?}");
+    }
+    for id in [
+        "tp_1to1_16",
+        "tp_1to4_256",
+        "rtt_p50",
+        "rtt1_p50",
+        "rss_idle",
+    ] {
+        assert!(r.get(id, System::Nc).unwrap() > 0.0, "{id} is zero");
+    }
+    assert_eq!(
+        r.socketpair.len(),
+        2,
+        "socketpair yardstick unpinned and one CPU"
+    );
+    assert!(r.socketpair.values().all(|l| l.samples == r.plan.rtt_count));
+    assert_eq!(r.get("tp_1to1_16", System::Nats), None);
+
+    assert!(stdout.contains("1→4 fan-out, 256 B"), "{stdout}");
+    assert!(stdout.contains("pending: network layer"), "{stdout}");
+    let svg = std::fs::read_to_string(out_dir.path().join("chart.svg")).unwrap();
+    assert!(svg.starts_with("<svg"));
+    let md = std::fs::read_to_string(&doc).unwrap();
+    assert!(
+        !md.contains("\nold\n") && md.contains("](chart.svg)"),
+        "{md}"
+    );
+
+    // The saved results render again without measuring.
+    let again = ncbench(&[
+        "report",
+        "--json",
+        out_dir.path().join("latest.json").to_str().unwrap(),
+    ]);
+    assert!(again.status.success(), "{}", text(&again.stderr));
+    assert!(text(&again.stdout).contains("1→1 throughput, 16 B"));
+}
+
+/// Starts a subscriber role and waits for its READY line.
+fn subscriber(dir: &Path, count: u64, size: usize) -> std::process::Child {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ncbench"))
+        .args(["sub", "--system", "nc", "--at", dir.to_str().unwrap()])
+        .args(["--count", &count.to_string(), "--size", &size.to_string()])
+        .args(["--timeout-s", "3"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "READY");
+    child
+}
+
+fn publish(dir: &Path, count: u64, size: usize) {
+    let out = ncbench(&[
+        "pub",
+        "--system",
+        "nc",
+        "--at",
+        dir.to_str().unwrap(),
+        "--count",
+        &count.to_string(),
+        "--size",
+        &size.to_string(),
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn subscriber_fails_loudly_on_missing_messages() {
+    let daemon = TestDaemon::start(CONFIG);
+    let sub = subscriber(daemon.socket_dir(), 100, 16);
+    publish(daemon.socket_dir(), 60, 16);
+    let out = sub.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("received 60 of 100"), "{err}");
+}
+
+#[test]
+fn subscriber_fails_loudly_on_wrong_payloads() {
+    let daemon = TestDaemon::start(CONFIG);
+    let sub = subscriber(daemon.socket_dir(), 10, 32);
+    publish(daemon.socket_dir(), 10, 16);
+    let out = sub.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("payload of 16 bytes, expected 32"), "{err}");
+}
+
+#[test]
+fn socketpair_yardstick_runs() {
+    let out = ncbench(&["raw-ping", "--count", "50", "--warmup", "5", "--size", "16"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let line = text(&out.stdout);
+    let json = line.trim().strip_prefix("RESULT ").expect("a RESULT line");
+    let l: netcluster_bench::roles::LatencyOut = serde_json::from_str(json).unwrap();
+    assert_eq!(l.samples, 50);
+    assert!(l.min_ns > 0 && l.min_ns <= l.p50_ns && l.p50_ns <= l.max_ns);
+}

@@ -330,7 +330,9 @@ impl Client {
         };
         let msg = Message::from_deliver(&b, &d, &s.channel, s.welcome().node);
         let mut removals = Vec::new();
-        connection::dispatch(&s.listeners.snapshot(), &msg, &mut removals).await;
+        let table = s.listeners.snapshot();
+        let (named, all) = table.matching(event);
+        connection::dispatch(named.iter().chain(all), &msg, &mut removals).await;
         for id in removals {
             remove_listener_id(s, id);
         }

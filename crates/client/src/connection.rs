@@ -200,40 +200,51 @@ impl Shared {
     /// buffer holds `offline_bytes`; closed, it fails.
     pub async fn send(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), String> {
         let mut encode = Some(encode);
+        // Fast path: room now, no waiter registered.
+        if self.try_put(&mut encode)? {
+            return Ok(());
+        }
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
-            {
-                let mut out = self.out();
-                if let Some(r) = &out.closed {
-                    return Err(r.clone());
-                }
-                if out.closing {
-                    return Err("the client is disconnecting".into());
-                }
-                let room = match &out.offline {
-                    Some(why) if out.buf.len() >= self.opts.offline_bytes => {
-                        return Err(format!(
-                            "reconnecting to the daemon ({why}) and the offline queue is full ({} bytes)",
-                            self.opts.offline_bytes
-                        ));
-                    }
-                    Some(_) => true,
-                    None => out.buf.len() < self.opts.max_pending,
-                };
-                if room {
-                    let was_empty = out.buf.is_empty();
-                    (encode.take().expect("called once"))(&mut out.buf);
-                    drop(out);
-                    if was_empty {
-                        self.wake.notify_one();
-                    }
-                    return Ok(());
-                }
+            if self.try_put(&mut encode)? {
+                return Ok(());
             }
             space.await;
         }
+    }
+
+    /// Appends with `encode` if there is room: `Ok(true)` when done,
+    /// `Ok(false)` when the caller must wait for room.
+    fn try_put(&self, encode: &mut Option<impl FnOnce(&mut BytesMut)>) -> Result<bool, String> {
+        let mut out = self.out();
+        if let Some(r) = &out.closed {
+            return Err(r.clone());
+        }
+        if out.closing {
+            return Err("the client is disconnecting".into());
+        }
+        let room = match &out.offline {
+            Some(why) if out.buf.len() >= self.opts.offline_bytes => {
+                return Err(format!(
+                    "reconnecting to the daemon ({why}) and the offline queue is full ({} bytes)",
+                    self.opts.offline_bytes
+                ));
+            }
+            Some(_) => true,
+            None => out.buf.len() < self.opts.max_pending,
+        };
+        if !room {
+            return Ok(false);
+        }
+        let was_empty = out.buf.is_empty();
+        (encode.take().expect("called once"))(&mut out.buf);
+        drop(out);
+        if was_empty {
+            self.wake.notify_one();
+        }
+        Ok(true)
     }
 
     /// Closes the connection for good and fails everything pending.
@@ -586,11 +597,12 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> Ended {
             off += n;
             match f {
                 Frame::Deliver(d) => {
-                    if !table.wants(d.event) {
+                    let (named, all) = table.matching(d.event);
+                    if named.is_empty() && all.is_empty() {
                         continue;
                     }
                     let msg = Message::from_deliver(&chunk, &d, &shared.channel, welcome.node);
-                    dispatch(&table, &msg, &mut removals).await;
+                    dispatch(named.iter().chain(all), &msg, &mut removals).await;
                 }
                 Frame::Response {
                     id,
@@ -655,8 +667,8 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> Ended {
 }
 
 /// Hands a message to every listener of its event.
-pub async fn dispatch(table: &crate::table::Table, msg: &Message, removals: &mut Vec<u64>) {
-    for e in table.matching(msg.event()) {
+pub async fn dispatch<'a>(entries: impl Iterator<Item = &'a crate::table::Entry>, msg: &Message, removals: &mut Vec<u64>) {
+    for e in entries {
         if !e.claim() {
             continue;
         }

@@ -5,11 +5,11 @@
 //! dispatches without holding any lock, so handlers may freely add or remove
 //! listeners; changes copy the table (they are rare, messages are not).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use netcluster_proto::frame::WILDCARD;
+use rustc_hash::FxHashMap;
 use tokio::sync::mpsc;
 
 use crate::Message;
@@ -50,18 +50,15 @@ impl Entry {
 /// Listeners by event.
 #[derive(Clone, Default)]
 pub struct Table {
-    by_event: HashMap<String, Vec<Entry>>,
+    by_event: FxHashMap<String, Vec<Entry>>,
     all: Vec<Entry>,
 }
 
 impl Table {
-    /// Listeners for `event`: those of the event, then those of `*`.
-    pub fn matching<'a>(&'a self, event: &str) -> impl Iterator<Item = &'a Entry> + 'a {
-        self.by_event
-            .get(event)
-            .into_iter()
-            .flatten()
-            .chain(self.all.iter())
+    /// Listeners for `event`: those of the event, then those of `*`
+    /// (one hash lookup).
+    pub fn matching<'a>(&'a self, event: &str) -> (&'a [Entry], &'a [Entry]) {
+        (self.by_event.get(event).map_or(&[][..], Vec::as_slice), &self.all)
     }
 
     /// True if anyone listens to `event`.

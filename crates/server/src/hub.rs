@@ -347,7 +347,7 @@ impl Hub {
                     let mut q = target.out.borrow_mut();
                     match &shared {
                         Some(p) => q.push_shared(buf, p.clone()),
-                        None => q.tail().extend_from_slice(buf),
+                        None => q.push_copy(buf),
                     }
                 }
                 Dialect::Legacy => {
@@ -357,7 +357,7 @@ impl Hub {
                             origin_string(origin.node.unwrap_or(self.node_id), origin.client);
                         legacy::encode(&mut sc.legacy, &from, &info.name, event, data, is_json);
                     }
-                    target.out.borrow_mut().tail().extend_from_slice(&sc.legacy);
+                    target.out.borrow_mut().push_copy(&sc.legacy);
                 }
             }
             bump(&target.stats.msgs_out, 1);

@@ -17,6 +17,8 @@ pub const SHARE_PAYLOAD_MIN: usize = 16 * 1024;
 /// After the queue empties, a copy buffer bigger than this is released so an
 /// idle client holds little memory.
 const KEEP_CAPACITY: usize = 256 * 1024;
+/// Size of the chunks a queue grows by.
+pub const CHUNK: usize = 64 * 1024;
 /// Most buffers handed to one `writev`.
 const MAX_IOV: usize = 64;
 
@@ -43,10 +45,33 @@ impl OutQueue {
         self.len() == 0
     }
 
-    /// The buffer small frames are appended to.
+    /// The buffer small frames are appended to. Call [`OutQueue::seal`]
+    /// after appending.
     #[inline]
     pub fn tail(&mut self) -> &mut BytesMut {
         &mut self.tail
+    }
+
+    /// Appends a copy of `frame`.
+    #[inline]
+    pub fn push_copy(&mut self, frame: &[u8]) {
+        if self.tail.capacity() - self.tail.len() < frame.len() {
+            self.tail.reserve(frame.len().max(CHUNK));
+        }
+        self.tail.extend_from_slice(frame);
+        self.seal();
+    }
+
+    /// Moves a full append buffer to the chunk list, so the queue grows in
+    /// chunks of about [`CHUNK`] bytes rather than by doubling one buffer
+    /// (a queue at its limit then holds little more than the limit).
+    #[inline]
+    pub fn seal(&mut self) {
+        if self.tail.len() >= CHUNK {
+            let full = self.tail.split().freeze();
+            self.chunks_len += full.len();
+            self.chunks.push_back(full);
+        }
     }
 
     /// Queues `head` (copied) followed by `payload` (shared, not copied).

@@ -269,7 +269,7 @@ async fn read_loop(
             if buf.capacity() - buf.len() < want.min(4096) {
                 buf.reserve(want);
             }
-            match conn.stream.try_read_buf(buf) {
+            match read_some(&conn.stream, buf) {
                 Ok(0) if holds_partial(buf, conn.dialect) => {
                     if use_shared {
                         shared.clear();
@@ -299,6 +299,29 @@ async fn read_loop(
             }
             Step::Close(code, msg) => return Err((code, msg)),
         }
+    }
+}
+
+/// Reads once into `buf`'s spare capacity. A read that does not fill the
+/// space means the socket is drained, so its readiness is cleared: the
+/// next wait then goes to epoll instead of costing a read that only says
+/// EAGAIN. (tokio's `try_io` clears readiness when the closure reports
+/// `WouldBlock`, safely against a wakeup that raced with the read.)
+fn read_some(stream: &LocalStream, buf: &mut BytesMut) -> io::Result<usize> {
+    let spare = buf.capacity() - buf.len();
+    let mut got = None;
+    let r = stream.try_io(tokio::io::Interest::READABLE, || {
+        let n = stream.try_read_buf(buf)?;
+        got = Some(n);
+        if n > 0 && n < spare {
+            Err(io::ErrorKind::WouldBlock.into())
+        } else {
+            Ok(n)
+        }
+    });
+    match got {
+        Some(n) => Ok(n),
+        None => r,
     }
 }
 

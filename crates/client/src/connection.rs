@@ -22,8 +22,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use netcluster_local::LocalStream;
 use netcluster_proto::frame::{self, ErrorCode, Frame, Status, FRAME_OVERHEAD, HEADER_LEN};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::error::ConnectError;
@@ -38,18 +38,8 @@ const READ_CHUNK: usize = 256 * 1024;
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
-#[cfg(unix)]
-type Stream = tokio::net::UnixStream;
-#[cfg(unix)]
-type ReadHalf = tokio::net::unix::OwnedReadHalf;
-#[cfg(unix)]
-type WriteHalf = tokio::net::unix::OwnedWriteHalf;
-#[cfg(not(unix))]
-type Stream = tokio::net::TcpStream;
-#[cfg(not(unix))]
-type ReadHalf = tokio::net::tcp::OwnedReadHalf;
-#[cfg(not(unix))]
-type WriteHalf = tokio::net::tcp::OwnedWriteHalf;
+/// The connection's socket, shared by its reader and writer.
+type Stream = Arc<LocalStream>;
 
 /// The reply to a request: the JSON text of the result, or the error text.
 pub type Reply = Result<Bytes, String>;
@@ -301,8 +291,8 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
 
 /// Connects and shakes hands.
 async fn dial(path: &Path, channel: &str, name: &str) -> Result<(Stream, Welcome), ConnectError> {
-    let mut stream = connect(path, channel).await?;
-    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&mut stream, name, channel))
+    let stream = connect(path, channel).await?;
+    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel))
         .await
         .map_err(|_| ConnectError::Handshake {
             path: path.into(),
@@ -321,37 +311,28 @@ async fn dial(path: &Path, channel: &str, name: &str) -> Result<(Stream, Welcome
     Ok((stream, welcome))
 }
 
-#[cfg(unix)]
 async fn connect(path: &Path, channel: &str) -> Result<Stream, ConnectError> {
-    Stream::connect(path).await.map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ConnectError::NoSuchChannel {
-            channel: channel.into(),
-            path: path.into(),
-        },
-        io::ErrorKind::ConnectionRefused => ConnectError::NotRunning {
-            channel: channel.into(),
-            path: path.into(),
-        },
-        io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied {
-            channel: channel.into(),
-            path: path.into(),
-        },
-        _ => ConnectError::Io {
-            path: path.into(),
-            source: e,
-        },
-    })
-}
-
-#[cfg(not(unix))]
-async fn connect(path: &Path, _channel: &str) -> Result<Stream, ConnectError> {
-    Err(ConnectError::Io {
-        path: path.into(),
-        source: io::Error::new(
-            io::ErrorKind::Unsupported,
-            "local channels are not supported on this platform yet",
-        ),
-    })
+    netcluster_local::connect(path)
+        .await
+        .map(Arc::new)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => ConnectError::NoSuchChannel {
+                channel: channel.into(),
+                path: path.into(),
+            },
+            io::ErrorKind::ConnectionRefused => ConnectError::NotRunning {
+                channel: channel.into(),
+                path: path.into(),
+            },
+            io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied {
+                channel: channel.into(),
+                path: path.into(),
+            },
+            _ => ConnectError::Io {
+                path: path.into(),
+                source: e,
+            },
+        })
 }
 
 enum HandshakeError {
@@ -359,11 +340,7 @@ enum HandshakeError {
     Other(String),
 }
 
-async fn handshake(
-    stream: &mut Stream,
-    name: &str,
-    channel: &str,
-) -> Result<Welcome, HandshakeError> {
+async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome, HandshakeError> {
     let other = |e: io::Error| HandshakeError::Other(e.to_string());
     let mut b = BytesMut::new();
     frame::encode_hello(&mut b, std::process::id(), name);
@@ -414,10 +391,9 @@ struct Ended {
 async fn supervise(shared: Arc<Shared>, first: Stream) {
     let mut stream = first;
     loop {
-        let (rd, wr) = stream.into_split();
         let stop = Arc::new(Notify::new());
-        let writer = tokio::spawn(writer(shared.clone(), wr, stop.clone()));
-        let ended = reader(&shared, rd).await;
+        let writer = tokio::spawn(writer(shared.clone(), stream.clone(), stop.clone()));
+        let ended = reader(&shared, &stream).await;
         stop.notify_one();
         let _ = writer.await;
         if shared.out().closing {
@@ -492,7 +468,7 @@ async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
     }
 }
 
-async fn writer(shared: Arc<Shared>, mut wr: WriteHalf, stop: Arc<Notify>) {
+async fn writer(shared: Arc<Shared>, wr: Stream, stop: Arc<Notify>) {
     let mut spare = BytesMut::new();
     loop {
         let wake = shared.wake.notified();
@@ -534,21 +510,21 @@ async fn writer(shared: Arc<Shared>, mut wr: WriteHalf, stop: Arc<Notify>) {
     }
     // Closing: everything was written; let the daemon see the end. Closing
     // here, not in the reader, lets a handler disconnect its own client.
-    let _ = wr.shutdown().await;
+    let _ = wr.shutdown_write();
     shared.close("disconnected by the application");
 }
 
-async fn reader(shared: &Arc<Shared>, mut rd: ReadHalf) -> Ended {
+async fn reader(shared: &Arc<Shared>, rd: &Stream) -> Ended {
     let closed = shared.done.notified();
     tokio::pin!(closed);
     closed.as_mut().enable();
     tokio::select! {
-        e = read_loop(shared, &mut rd) => e,
+        e = read_loop(shared, rd) => e,
         _ = closed => Ended { reason: shared.closed().unwrap_or_default(), permanent: true },
     }
 }
 
-async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> Ended {
+async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
     let welcome = shared.welcome();
     let max_body = welcome.max_message + FRAME_OVERHEAD;
     let ended = |reason: String| Ended {
@@ -667,7 +643,11 @@ async fn read_loop(shared: &Arc<Shared>, rd: &mut ReadHalf) -> Ended {
 }
 
 /// Hands a message to every listener of its event.
-pub async fn dispatch<'a>(entries: impl Iterator<Item = &'a crate::table::Entry>, msg: &Message, removals: &mut Vec<u64>) {
+pub async fn dispatch<'a>(
+    entries: impl Iterator<Item = &'a crate::table::Entry>,
+    msg: &Message,
+    removals: &mut Vec<u64>,
+) {
     for e in entries {
         if !e.claim() {
             continue;

@@ -58,7 +58,10 @@ impl Table {
     /// Listeners for `event`: those of the event, then those of `*`
     /// (one hash lookup).
     pub fn matching<'a>(&'a self, event: &str) -> (&'a [Entry], &'a [Entry]) {
-        (self.by_event.get(event).map_or(&[][..], Vec::as_slice), &self.all)
+        (
+            self.by_event.get(event).map_or(&[][..], Vec::as_slice),
+            &self.all,
+        )
     }
 
     /// True if anyone listens to `event`.

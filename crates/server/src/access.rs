@@ -5,7 +5,7 @@
 //! or the primary or a supplementary group is. Root is always allowed.
 //! Without either list the socket's file mode and group decide alone.
 
-use crate::listener::PeerInfo;
+use netcluster_local::PeerInfo;
 
 /// Checks a peer against a channel's lists; `Err` says why it was refused.
 pub fn check(channel: &str, peer: &PeerInfo, uids: &[u32], gids: &[u32]) -> Result<(), String> {

@@ -18,8 +18,8 @@ use netcluster_proto::legacy;
 use netcluster_proto::router::{ChannelId, Slot};
 use tokio::sync::Notify;
 
-use crate::listener::{LocalStream, PeerInfo};
 use crate::outq::OutQueue;
+use netcluster_local::{LocalStream, PeerInfo};
 
 /// The event telling a client it missed messages.
 pub const GAP_EVENT: &str = "nc-gap";
@@ -268,38 +268,32 @@ impl Conn {
                 _ = self.kill.notified() => break,
                 _ = self.wake.notified() => {}
             }
-            loop {
-                if self.is_closed() {
-                    break;
-                }
-                match self.flush(limit()) {
-                    Ok(true) => {
-                        self.writer_busy.set(false);
-                        break;
-                    }
-                    Ok(false) => {
-                        tokio::select! {
-                            biased;
-                            _ = self.kill.notified() => break,
-                            r = self.stream.writable() => if let Err(e) = r { return Some(e) },
-                        }
-                    }
+            // Drain the queue as the socket accepts it.
+            let drained = self.stream.write_ready(|| match self.flush(limit()) {
+                Ok(true) => Ok(()),
+                Ok(false) if self.is_closed() => Ok(()),
+                Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
+                Err(e) => Err(e),
+            });
+            tokio::select! {
+                biased;
+                _ = self.kill.notified() => break,
+                r = drained => match r {
+                    Ok(()) => self.writer_busy.set(false),
                     Err(e) => return Some(e),
-                }
+                },
             }
             if self.is_closed() {
                 break;
             }
         }
         // Closing: give the last frames (usually an error) a moment to leave.
-        let _ = tokio::time::timeout(CLOSE_FLUSH, async {
-            while let Ok(false) = self.flush(usize::MAX) {
-                if self.stream.writable().await.is_err() {
-                    break;
-                }
-            }
-        })
-        .await;
+        let last = self.stream.write_ready(|| match self.flush(usize::MAX) {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
+            Err(e) => Err(e),
+        });
+        let _ = tokio::time::timeout(CLOSE_FLUSH, last).await;
         None
     }
 
@@ -309,18 +303,4 @@ impl Conn {
         self.drained.notify_waiters();
         self.wake.notify_one();
     }
-}
-
-/// Writes all of `buf` to a stream that is not yet registered with the hub
-/// (handshake errors).
-pub async fn write_all(stream: &LocalStream, mut buf: &[u8]) -> io::Result<()> {
-    while !buf.is_empty() {
-        stream.writable().await?;
-        match stream.try_write(buf) {
-            Ok(n) => buf = &buf[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

@@ -179,7 +179,7 @@ fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
                         "channel": ch.name,
                         "clients": router.members(id).len(),
                         "propagatesto": router.targets(id).collect::<Vec<_>>(),
-                        "socket": crate::listener::channel_path(&hub.socket_dir, &ch.name),
+                        "socket": netcluster_local::channel_path(&hub.socket_dir, &ch.name),
                     })
                 })
                 .collect();

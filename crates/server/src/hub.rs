@@ -69,6 +69,22 @@ pub struct ChannelInfo {
     pub allow_gids: Rc<[u32]>,
 }
 
+/// A channel being served: its listener and the task accepting on it.
+pub struct Served {
+    /// The accept task.
+    pub task: tokio::task::AbortHandle,
+    /// The listener (also held by the task).
+    pub listener: Rc<netcluster_local::LocalListener>,
+}
+
+impl Served {
+    /// Stops accepting and removes the socket file at once.
+    pub fn close(self) {
+        self.task.abort();
+        self.listener.unlink();
+    }
+}
+
 /// Reused buffers of the message path, so routing allocates nothing.
 #[derive(Default)]
 struct Scratch {
@@ -111,7 +127,7 @@ pub struct Hub {
     pub read_buf: RefCell<BytesMut>,
     /// Accept tasks of the open channels, by name; aborting one drops its
     /// listener, which removes the socket file.
-    pub listeners: RefCell<std::collections::BTreeMap<String, tokio::task::AbortHandle>>,
+    pub listeners: RefCell<std::collections::BTreeMap<String, Served>>,
     /// When the daemon started.
     pub started: std::time::SystemTime,
     /// The network driver, when the daemon is connected to the network.

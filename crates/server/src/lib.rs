@@ -12,7 +12,6 @@ mod conn;
 mod control;
 mod hub;
 mod iface;
-pub mod listener;
 mod net;
 mod outq;
 mod server;

@@ -16,11 +16,12 @@ use netcluster_proto::frame::ErrorCode;
 use serde_json::{json, Value};
 use tokio::sync::Notify;
 
+use crate::config::GroupSpec;
 use crate::config::{resolve_socket_dir, Config, ConfigSource};
-use crate::hub::Hub;
-use crate::listener::{resolve_group, BindError, LocalListener};
+use crate::hub::{Hub, Served};
 use crate::net::{NetDriver, NetError};
 use crate::session;
+use netcluster_local::{BindError, LocalListener};
 
 /// How long a stopping daemon waits for clients' queues to drain.
 const STOP_FLUSH: Duration = Duration::from_secs(2);
@@ -199,6 +200,8 @@ fn run(
 fn spawn_accept(hub: &Rc<Hub>, name: &str, listener: LocalListener) {
     let channel: Rc<str> = name.into();
     let h = hub.clone();
+    let listener = Rc::new(listener);
+    let held = listener.clone();
     let task = tokio::task::spawn_local(async move {
         loop {
             match listener.accept().await {
@@ -218,18 +221,18 @@ fn spawn_accept(hub: &Rc<Hub>, name: &str, listener: LocalListener) {
             }
         }
     });
-    if let Some(old) = hub
-        .listeners
-        .borrow_mut()
-        .insert(name.to_string(), task.abort_handle())
-    {
-        old.abort();
+    let served = Served {
+        task: task.abort_handle(),
+        listener: held,
+    };
+    if let Some(old) = hub.listeners.borrow_mut().insert(name.to_string(), served) {
+        old.close();
     }
 }
 
 fn abort_all(hub: &Hub) {
-    for (_, h) in std::mem::take(&mut *hub.listeners.borrow_mut()) {
-        h.abort();
+    for (_, served) in std::mem::take(&mut *hub.listeners.borrow_mut()) {
+        served.close();
     }
 }
 
@@ -310,8 +313,9 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> 
         net.set_dumpnet(dumpnet);
     }
     for (name, _) in &change.removed {
-        if let Some(h) = hub.listeners.borrow_mut().remove(name) {
-            h.abort();
+        let served = hub.listeners.borrow_mut().remove(name);
+        if let Some(served) = served {
+            served.close();
         }
     }
     for (name, l) in opened {
@@ -361,7 +365,7 @@ fn network_change(old: &Config, new: &Config) -> Option<&'static str> {
 fn set_modes(hub: &Hub, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     for name in hub.listeners.borrow().keys() {
-        let path = crate::listener::channel_path(&hub.socket_dir, name);
+        let path = netcluster_local::channel_path(&hub.socket_dir, name);
         if let Err(e) = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)) {
             tracing::warn!(path = %path.display(), "cannot change socket mode: {e}");
         }
@@ -370,6 +374,14 @@ fn set_modes(hub: &Hub, mode: u32) {
 
 #[cfg(not(unix))]
 fn set_modes(_hub: &Hub, _mode: u32) {}
+
+/// The numeric id of a `socketgroup`.
+fn resolve_group(spec: &GroupSpec) -> Result<u32, BindError> {
+    match spec {
+        GroupSpec::Id(g) => Ok(*g),
+        GroupSpec::Name(n) => netcluster_local::group_id(n),
+    }
+}
 
 /// True when running as root (the seed's socket directory is then /var/run).
 pub fn is_root() -> bool {

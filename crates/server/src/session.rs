@@ -19,11 +19,11 @@ use netcluster_proto::{legacy, names};
 use tokio::time::Instant;
 
 use crate::access;
-use crate::conn::{bump, write_all, Conn, ConnInit, Dialect};
+use crate::conn::{bump, Conn, ConnInit, Dialect};
 use crate::control;
 use crate::hub::{Flow, Hub, Origin, Payload};
-use crate::listener::{LocalStream, PeerInfo};
 use crate::outq::SHARE_PAYLOAD_MIN;
+use netcluster_local::{LocalStream, PeerInfo};
 
 /// How long a new connection may take to say hello.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -57,7 +57,7 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
                 Some(b'{') => legacy::encode_error(&mut b, &channel, &message),
                 _ => frame::encode_error(&mut b, code, 0, true, &message),
             }
-            let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&stream, &b)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&b)).await;
             return;
         }
         Err(_) => {
@@ -74,7 +74,7 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
             true,
             &format!("channel {channel:?} no longer exists"),
         );
-        let _ = write_all(&stream, &b).await;
+        let _ = stream.write_all(&b).await;
         return;
     };
     let info = hub.channel_info(channel_id);
@@ -85,7 +85,7 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
             Dialect::Native => frame::encode_error(&mut b, ErrorCode::Denied, 0, true, &why),
             Dialect::Legacy => legacy::encode_error(&mut b, &channel, &why),
         }
-        let _ = tokio::time::timeout(Duration::from_secs(1), write_all(&stream, &b)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(&b)).await;
         return;
     }
     let (slot, id) = hub.reserve();
@@ -269,7 +269,7 @@ async fn read_loop(
             if buf.capacity() - buf.len() < want.min(4096) {
                 buf.reserve(want);
             }
-            match read_some(&conn.stream, buf) {
+            match conn.stream.try_read_buf(buf) {
                 Ok(0) if holds_partial(buf, conn.dialect) => {
                     if use_shared {
                         shared.clear();
@@ -299,29 +299,6 @@ async fn read_loop(
             }
             Step::Close(code, msg) => return Err((code, msg)),
         }
-    }
-}
-
-/// Reads once into `buf`'s spare capacity. A read that does not fill the
-/// space means the socket is drained, so its readiness is cleared: the
-/// next wait then goes to epoll instead of costing a read that only says
-/// EAGAIN. (tokio's `try_io` clears readiness when the closure reports
-/// `WouldBlock`, safely against a wakeup that raced with the read.)
-fn read_some(stream: &LocalStream, buf: &mut BytesMut) -> io::Result<usize> {
-    let spare = buf.capacity() - buf.len();
-    let mut got = None;
-    let r = stream.try_io(tokio::io::Interest::READABLE, || {
-        let n = stream.try_read_buf(buf)?;
-        got = Some(n);
-        if n > 0 && n < spare {
-            Err(io::ErrorKind::WouldBlock.into())
-        } else {
-            Ok(n)
-        }
-    });
-    match got {
-        Some(n) => Ok(n),
-        None => r,
     }
 }
 

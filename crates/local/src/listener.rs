@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use netcluster_proto::names;
 
-use crate::config::GroupSpec;
+use crate::LocalStream;
 
 /// Why a channel's socket could not be bound.
 #[derive(Debug, thiserror::Error)]
@@ -91,18 +91,15 @@ pub fn channel_path(dir: &Path, channel: &str) -> PathBuf {
 }
 
 #[cfg(unix)]
-pub use unix::{resolve_group, LocalListener, LocalStream};
+pub use unix::{group_id, LocalListener};
 
 #[cfg(not(unix))]
-pub use unsupported::{resolve_group, LocalListener, LocalStream};
+pub use unsupported::{group_id, LocalListener};
 
 #[cfg(unix)]
 mod unix {
     use super::*;
     use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
-
-    /// A connected local client stream.
-    pub type LocalStream = tokio::net::UnixStream;
 
     /// `sun_path` holds 108 bytes including the terminating NUL on Linux.
     const MAX_PATH: usize = 107;
@@ -193,7 +190,7 @@ mod unix {
                 },
                 Err(_) => PeerInfo::default(),
             };
-            Ok((stream, peer))
+            Ok((LocalStream::from_tokio(stream)?, peer))
         }
 
         /// The socket path.
@@ -202,14 +199,12 @@ mod unix {
         }
     }
 
-    /// The numeric id of a `socketgroup`.
-    pub fn resolve_group(spec: &GroupSpec) -> Result<u32, BindError> {
-        let name = match spec {
-            GroupSpec::Id(g) => return Ok(*g),
-            GroupSpec::Name(n) => n,
+    /// The numeric id of the group called `name`.
+    pub fn group_id(name: &str) -> Result<u32, BindError> {
+        let unknown = || BindError::UnknownGroup {
+            name: name.to_string(),
         };
-        let unknown = || BindError::UnknownGroup { name: name.clone() };
-        let cname = std::ffi::CString::new(name.as_str()).map_err(|_| unknown())?;
+        let cname = std::ffi::CString::new(name).map_err(|_| unknown())?;
         let mut buf = vec![0 as libc::c_char; 16 * 1024];
         // SAFETY: an all-zero `group` is a valid value for getgrnam_r to fill.
         let mut grp: libc::group = unsafe { std::mem::zeroed() };
@@ -231,15 +226,22 @@ mod unix {
         Ok(grp.gr_gid)
     }
 
-    impl Drop for LocalListener {
-        fn drop(&mut self) {
-            // Only remove the file if it is still ours: a newer daemon may
-            // have replaced it after we were declared stale.
+    impl LocalListener {
+        /// Removes the socket file now (new clients get "no channel"), if
+        /// it is still the one this listener created: a newer daemon may
+        /// have replaced it after this one was declared stale.
+        pub fn unlink(&self) {
             if let Ok(meta) = std::fs::symlink_metadata(&self.path) {
                 if (meta.dev(), meta.ino()) == self.ino {
                     let _ = std::fs::remove_file(&self.path);
                 }
             }
+        }
+    }
+
+    impl Drop for LocalListener {
+        fn drop(&mut self) {
+            self.unlink();
         }
     }
 }
@@ -248,21 +250,17 @@ mod unix {
 mod unsupported {
     use super::*;
 
-    /// A connected local client stream (placeholder type off Unix).
-    pub type LocalStream = tokio::net::TcpStream;
-
     /// Placeholder: binding always fails with [`BindError::Unsupported`].
     #[derive(Debug)]
     pub struct LocalListener {
         path: PathBuf,
     }
 
-    /// Group names mean nothing here; numeric ids are passed through.
-    pub fn resolve_group(spec: &GroupSpec) -> Result<u32, BindError> {
-        match spec {
-            GroupSpec::Id(g) => Ok(*g),
-            GroupSpec::Name(name) => Err(BindError::UnknownGroup { name: name.clone() }),
-        }
+    /// Group names mean nothing here.
+    pub fn group_id(name: &str) -> Result<u32, BindError> {
+        Err(BindError::UnknownGroup {
+            name: name.to_string(),
+        })
     }
 
     impl LocalListener {
@@ -291,5 +289,8 @@ mod unsupported {
         pub fn path(&self) -> &Path {
             &self.path
         }
+
+        /// Nothing to remove on this platform.
+        pub fn unlink(&self) {}
     }
 }

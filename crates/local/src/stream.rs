@@ -118,12 +118,12 @@ mod unix {
 
         /// Writes what the socket takes now, without waiting.
         pub fn try_write(&self, b: &[u8]) -> io::Result<usize> {
-            (&*self.io.get_ref()).write(b)
+            self.io.get_ref().write(b)
         }
 
         /// Writes what the socket takes now from several buffers.
         pub fn try_write_vectored(&self, iov: &[IoSlice<'_>]) -> io::Result<usize> {
-            (&*self.io.get_ref()).write_vectored(iov)
+            self.io.get_ref().write_vectored(iov)
         }
 
         /// Runs `write` until it does not report `WouldBlock`, waiting for

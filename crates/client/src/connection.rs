@@ -262,7 +262,7 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
     if tokio::runtime::Handle::try_current().is_err() {
         return Err(ConnectError::NoRuntime);
     }
-    let path = dir.join(netcluster_proto::names::socket_file_name(channel));
+    let path = netcluster_local::channel_path(dir, channel);
     let (stream, welcome) = dial(&path, channel, &opts.name).await?;
     let shared = Arc::new(Shared {
         channel: channel.into(),

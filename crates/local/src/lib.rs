@@ -2,12 +2,15 @@
 //!
 //! One stream type and one listener, the same for the daemon (which binds
 //! a listener per channel) and the client library (which connects): Unix
-//! domain sockets at `{socketdir}/netcluster-{channel}` on Unix; on other
-//! platforms every operation fails with a clear "not supported yet" until
-//! named pipes land. Framing lives in `netcluster-proto`, not here.
+//! domain sockets at `{socketdir}/netcluster-{channel}` on Unix, named
+//! pipes `\\.\pipe\netcluster-{channel}` on Windows ([`pipe`]); on other
+//! platforms every operation fails with a clear "not supported yet".
+//! Framing lives in `netcluster-proto`, not here.
 #![warn(missing_docs)]
 
 pub mod listener;
+#[cfg(windows)]
+pub mod pipe;
 pub mod stream;
 
 pub use listener::{channel_path, group_id, BindError, LocalListener, PeerInfo};
@@ -20,8 +23,15 @@ pub async fn connect(path: &std::path::Path) -> std::io::Result<LocalStream> {
     LocalStream::from_tokio(s)
 }
 
+/// Connects to the channel's pipe `path`, retrying briefly while every
+/// instance is busy.
+#[cfg(windows)]
+pub async fn connect(path: &std::path::Path) -> std::io::Result<LocalStream> {
+    pipe::connect(path).await
+}
+
 /// Connects to the channel at `path` (not supported on this platform yet).
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 pub async fn connect(_path: &std::path::Path) -> std::io::Result<LocalStream> {
     Err(std::io::Error::new(
         std::io::ErrorKind::Unsupported,

@@ -1,8 +1,8 @@
 //! The local listener: one socket per channel, behind a small platform
 //! abstraction. On Unix it is a Unix domain socket file at
-//! `{socketdir}/netcluster-{channel}`; on Windows it will be the named pipe
-//! `\\.\pipe\netcluster-{channel}` (not supported yet: binding returns a
-//! clear error there).
+//! `{socketdir}/netcluster-{channel}`; on Windows it is the named pipe
+//! `\\.\pipe\netcluster-{channel}` (see `crate::pipe`; the socket
+//! directory plays no part there).
 //!
 //! This module owns binding (with stale-socket replacement and live-daemon
 //! detection), permissions, peer credentials and removal of the socket file
@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use netcluster_proto::names;
 
+#[cfg(not(windows))]
 use crate::LocalStream;
 
 /// Why a channel's socket could not be bound.
@@ -66,6 +67,9 @@ pub enum BindError {
         /// The group name.
         name: String,
     },
+    /// `socketgroup` was given on Windows, where pipes have no group owner.
+    #[error("socketgroup cannot be used on Windows: named pipes have no group owner (socketmode \"0666\" lets every local user connect)")]
+    GroupsUnsupported,
     /// This platform has no local listener yet.
     #[error("local channels are not supported on this platform yet (channel {channel:?})")]
     Unsupported {
@@ -85,15 +89,25 @@ pub struct PeerInfo {
     pub pid: Option<i32>,
 }
 
-/// The path (or pipe name) a channel is served at.
+/// The path (or pipe name) a channel is served at: `{dir}/netcluster-{channel}`,
+/// or on Windows `\\.\pipe\netcluster-{channel}` whatever `dir` is.
 pub fn channel_path(dir: &Path, channel: &str) -> PathBuf {
+    #[cfg(windows)]
+    {
+        let _ = dir;
+        PathBuf::from(format!(r"\\.\pipe\{}", names::socket_file_name(channel)))
+    }
+    #[cfg(not(windows))]
     dir.join(names::socket_file_name(channel))
 }
 
 #[cfg(unix)]
 pub use unix::{group_id, LocalListener};
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+pub use crate::pipe::listener::{group_id, LocalListener};
+
+#[cfg(not(any(unix, windows)))]
 pub use unsupported::{group_id, LocalListener};
 
 #[cfg(unix)]
@@ -246,7 +260,7 @@ mod unix {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 mod unsupported {
     use super::*;
 

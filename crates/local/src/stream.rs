@@ -11,14 +11,19 @@
 //! that do not fill the buffer count as "drained", so the next wait goes to
 //! the kernel instead of costing a read that returns `EAGAIN`.
 
+#[cfg(not(windows))]
 use std::io::{self, IoSlice};
 
+#[cfg(not(windows))]
 use bytes::BytesMut;
 
 #[cfg(unix)]
 pub use unix::LocalStream;
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+pub use crate::pipe::stream::LocalStream;
+
+#[cfg(not(any(unix, windows)))]
 pub use unsupported::LocalStream;
 
 #[cfg(unix)]
@@ -166,7 +171,7 @@ mod unix {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(not(any(unix, windows)))]
 mod unsupported {
     use super::*;
 

@@ -372,7 +372,16 @@ fn set_modes(hub: &Hub, mode: u32) {
     }
 }
 
-#[cfg(not(unix))]
+#[cfg(windows)]
+fn set_modes(hub: &Hub, mode: u32) {
+    for (name, served) in hub.listeners.borrow().iter() {
+        if let Err(e) = served.listener.set_mode(mode) {
+            tracing::warn!(channel = %name, "cannot change the pipe's security: {e}");
+        }
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 fn set_modes(_hub: &Hub, _mode: u32) {}
 
 /// The numeric id of a `socketgroup`.

@@ -2,6 +2,7 @@
 //!
 //! Only argument parsing, config discovery, logging setup and signal
 //! handling live here; the daemon itself is `netcluster_server::Server`.
+//! On Windows, `service` installs, removes and runs it as a service.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -10,6 +11,10 @@ use anyhow::Context;
 use clap::Parser;
 use netcluster_server::config::Config;
 use netcluster_server::Server;
+
+#[cfg(windows)]
+#[path = "ncserver/service.rs"]
+mod service;
 
 /// Exit code for bad configuration or failed startup.
 const EXIT_FAILURE: u8 = 2;
@@ -20,8 +25,9 @@ const EXIT_FAILURE: u8 = 2;
 #[command(version, about, long_about = None)]
 struct Args {
     /// Config file (JSON with comments). Without it: config.json beside
-    /// this executable, then /etc/netcluster/config.json, then a built-in
-    /// default with the channels control, A and B.
+    /// this executable, then /etc/netcluster/config.json (on Windows
+    /// %ProgramData%\netcluster\config.json), then a built-in default with
+    /// the channels control, A and B.
     config: Option<PathBuf>,
 
     /// Only check FILE: print what is wrong (file:line:column) or "ok", and exit.
@@ -32,11 +38,38 @@ struct Args {
     /// RUST_LOG is used when this is absent.
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
+
+    /// Append the log to FILE instead of writing it to stderr.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+
+    /// Windows only: install ncserver as the service "netcluster" (started
+    /// at boot, running as LocalSystem) with CONFIG, or with the default
+    /// config discovery when CONFIG is omitted.
+    #[arg(
+        long,
+        value_name = "CONFIG",
+        num_args = 0..=1,
+        conflicts_with_all = ["config", "check", "uninstall_service", "run_service"]
+    )]
+    install_service: Option<Option<PathBuf>>,
+
+    /// Windows only: stop and remove the service "netcluster".
+    #[arg(long, conflicts_with_all = ["config", "check", "run_service"])]
+    uninstall_service: bool,
+
+    /// Windows only: run under the service control manager (the service's
+    /// command line, written by --install-service).
+    #[arg(long, hide = true, conflicts_with = "check")]
+    run_service: bool,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_logging(args.log.as_deref());
+    if let Err(e) = init_logging(args.log.as_deref(), args.log_file.as_deref()) {
+        eprintln!("ncserver: error: {e:#}");
+        return ExitCode::from(EXIT_FAILURE);
+    }
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -47,6 +80,9 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if args.install_service.is_some() || args.uninstall_service || args.run_service {
+        return service_command(args);
+    }
     if let Some(path) = args.check {
         let cfg = Config::load(&path)?;
         let names: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
@@ -79,7 +115,7 @@ fn find_config(arg: Option<PathBuf>) -> anyhow::Result<(Config, String)> {
     let beside = std::env::current_exe()
         .ok()
         .and_then(|p| p.parent().map(|d| d.join("config.json")));
-    let system = PathBuf::from("/etc/netcluster/config.json");
+    let system = system_config();
     for candidate in beside.iter().chain(std::iter::once(&system)) {
         if exists(candidate) {
             let cfg = Config::load(candidate)?;
@@ -92,23 +128,78 @@ fn find_config(arg: Option<PathBuf>) -> anyhow::Result<(Config, String)> {
     ))
 }
 
+/// The machine-wide config file.
+#[cfg(not(windows))]
+fn system_config() -> PathBuf {
+    PathBuf::from("/etc/netcluster/config.json")
+}
+
+/// The machine-wide config file: `%ProgramData%\netcluster\config.json`.
+#[cfg(windows)]
+fn system_config() -> PathBuf {
+    service::program_data().join("config.json")
+}
+
 fn exists(p: &Path) -> bool {
     p.metadata().map(|m| m.is_file()).unwrap_or(false)
 }
 
-fn init_logging(filter: Option<&str>) {
+fn init_logging(filter: Option<&str>, file: Option<&Path>) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
+    match file {
+        None => fmt.with_writer(std::io::stderr).init(),
+        Some(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+            }
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .with_context(|| format!("cannot open log file {}", path.display()))?;
+            fmt.with_writer(std::sync::Mutex::new(f))
+                .with_ansi(false)
+                .init();
+        }
+    }
+    Ok(())
 }
 
-/// Blocks until SIGINT or SIGTERM (Ctrl-C on Windows).
+/// `--install-service`, `--uninstall-service`, `--run-service`.
+#[cfg(windows)]
+fn service_command(args: Args) -> anyhow::Result<()> {
+    if let Some(config) = args.install_service {
+        service::install(config.as_deref(), args.log.as_deref())
+    } else if args.uninstall_service {
+        service::uninstall()
+    } else {
+        service::run(args.config)
+    }
+}
+
+/// The service flags exist only on Windows.
+#[cfg(not(windows))]
+fn service_command(args: Args) -> anyhow::Result<()> {
+    let flag = if args.install_service.is_some() {
+        "--install-service"
+    } else if args.uninstall_service {
+        "--uninstall-service"
+    } else {
+        "--run-service"
+    };
+    anyhow::bail!(
+        "{flag} works only on Windows; on this system run ncserver under your service manager (e.g. a systemd unit)"
+    )
+}
+
+/// Blocks until SIGINT or SIGTERM (on Windows: Ctrl-C, Ctrl-Break, the
+/// console closing or the system shutting down).
 fn wait_for_signal() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -124,7 +215,19 @@ fn wait_for_signal() -> anyhow::Result<()> {
                 _ = int.recv() => {}
             }
         }
-        #[cfg(not(unix))]
+        #[cfg(windows)]
+        {
+            use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
+            let (mut c, mut b) = (ctrl_c()?, ctrl_break()?);
+            let (mut close, mut shutdown) = (ctrl_close()?, ctrl_shutdown()?);
+            tokio::select! {
+                _ = c.recv() => {}
+                _ = b.recv() => {}
+                _ = close.recv() => {}
+                _ = shutdown.recv() => {}
+            }
+        }
+        #[cfg(not(any(unix, windows)))]
         tokio::signal::ctrl_c().await?;
         Ok(())
     })

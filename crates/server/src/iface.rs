@@ -17,6 +17,18 @@ pub struct Interface {
 
 /// Finds the interface named `spec`, or the one holding address `spec`.
 pub fn find(spec: &str) -> Result<Interface, String> {
+    // Interfaces cannot be listed here: an address is taken as given.
+    #[cfg(not(unix))]
+    if let Ok(addr) = spec.parse::<IpAddr>() {
+        return Ok(Interface {
+            name: spec.to_string(),
+            index: 0,
+            ipv4: match addr {
+                IpAddr::V4(v4) => Some(v4),
+                IpAddr::V6(_) => None,
+            },
+        });
+    }
     let all = list().map_err(|e| format!("cannot list network interfaces: {e}"))?;
     let by_addr: Option<IpAddr> = spec.parse().ok();
     let mut names: Vec<String> = Vec::new();

@@ -12,7 +12,7 @@ fn example(name: &str) -> std::path::PathBuf {
         .and_then(|p| p.parent())
         .unwrap()
         .join("examples");
-    let p = dir.join(name);
+    let p = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(p.exists(), "example {} is not built: run the whole package's tests (`cargo test -p netcluster` builds examples) or `cargo build --examples` first", p.display());
     p
 }

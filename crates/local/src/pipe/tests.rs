@@ -114,6 +114,18 @@ async fn a_missing_pipe_is_not_found_and_names_are_checked() {
 }
 
 #[tokio::test]
+async fn the_seeds_pipe_name_reaches_the_same_pipe() {
+    // The original Node.js clients used \\?\pipe\netcluster-{channel}.
+    let ch = channel("seed");
+    let l = bind(&ch, 0o660);
+    let seed = std::path::PathBuf::from(format!(r"\\?\pipe\netcluster-{ch}"));
+    let (server, client) = tokio::join!(l.accept(), connect(&seed));
+    let (server, _) = server.unwrap();
+    client.unwrap().write_all(b"{}\0").await.unwrap();
+    assert_eq!(read_n(&server, 3).await, b"{}\0");
+}
+
+#[tokio::test]
 async fn the_dacl_follows_socketmode() {
     let user = super::security::current_user_sid().unwrap();
     let l = bind(&channel("dacl"), 0o660);

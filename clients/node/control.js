@@ -48,6 +48,12 @@ class ControlClient {
 
   /** Connects now (otherwise the first request does). */
   connect() {
+    if (this.agent && !this.agent.connected) {
+      // The connection was lost: start afresh.
+      this.agent = null;
+      this._connecting = null;
+      this._waiters = new Map();
+    }
     if (!this._connecting) {
       const agent = new NCAgent({ socketDir: this.options.socketDir, echo: false, name: this.options.name || 'node:control' });
       agent.on('error', (err) => this._failAll(err));
@@ -71,6 +77,8 @@ class ControlClient {
     this.agent = null;
     this._connecting = null;
     this._failAll(new NetclusterError('the control client was closed', { code: 'CLOSED' }));
+    // The response listeners go with the connection (disconnect removes them).
+    this._waiters = new Map();
     if (agent) await agent.disconnect();
   }
 

@@ -150,7 +150,7 @@ class NCAgent extends EventEmitter {
       this._start(channel, (err) => {
         if (!err) cb.call(this, null);
         else if (cb.length > 0) cb.call(this, err);
-        else this._emitError(err);
+        else if (err.code !== 'DISCONNECTED') this._emitError(err);
       });
       return this;
     }
@@ -396,20 +396,26 @@ class NCAgent extends EventEmitter {
   }
 
   /**
-   * Closes the connection after what was emitted is written. Listeners stay
-   * registered (a later connect() subscribes them again). Returns a promise
-   * (and calls `cb`, if given) once the socket is closed.
+   * Closes the connection after what was emitted is written and, as the
+   * seed did, removes the listeners of bus events (those of `error`,
+   * `newListener` and `removeListener` stay). Returns a promise (and calls
+   * `cb`, if given) once the socket is closed.
    */
   disconnect(cb) {
     const socket = this._socket;
+    const open = socket && !socket.destroyed;
+    const wasConnecting = this.state === 'connecting';
+    if (open) this.state = 'closed';
+    for (const e of this.eventNames()) {
+      if (typeof e === 'string' && !LOCAL_EVENTS.has(e)) EventEmitter.prototype.removeAllListeners.call(this, e);
+    }
+    this._subs.clear();
     const p = new Promise((resolve) => {
-      if (!socket || socket.destroyed) {
+      if (!open) {
         if (this.state !== 'idle') this._teardown('disconnected');
         resolve();
         return;
       }
-      const wasConnecting = this.state === 'connecting';
-      this.state = 'closed';
       this._closedWhy = 'disconnect() was called';
       socket.once('close', () => resolve());
       if (wasConnecting && this._connectDone) {

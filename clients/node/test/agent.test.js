@@ -344,3 +344,38 @@ test('invalid names and oversized data throw at once', { timeout: 20000 }, async
   await a.sync();
   assert.deepEqual(await subscriptions(a), ['anything']);
 });
+
+test('large messages and long bursts arrive whole and in order', { timeout: 30000 }, async (t) => {
+  const a = await agent(t, 'C', { echo: false });
+  const b = await agent(t, 'C');
+  const big = { blob: 'é'.repeat(1 << 20), n: 1 };
+  const gotBig = next(b, 'big', 10000);
+  await b.sync();
+  a.emit('big', big);
+  assert.deepEqual((await gotBig).data, big);
+
+  const n = 5000;
+  const seen = [];
+  b.on('seq', (m) => seen.push(m.data));
+  await b.sync();
+  for (let i = 0; i < n; i++) a.emit('seq', i);
+  await a.sync();
+  await waitUntil(() => seen.length === n, 15000);
+  assert.deepEqual(seen, [...Array(n).keys()]);
+});
+
+test('emits made while connecting are sent, and echoed once connected', { timeout: 20000 }, async (t) => {
+  const b = await agent(t, 'C');
+  const got = next(b, 'eager');
+  await b.sync();
+  const a = netcluster.pipedclient({ socketDir: daemon.dir });
+  const echoed = next(a, 'eager');
+  const connected = a.connect('C');
+  t.after(() => a.disconnect());
+  a.emit('eager', 'before the welcome');
+  await connected;
+  const [remote, own] = await Promise.all([got, echoed]);
+  assert.equal(remote.data, 'before the welcome');
+  assert.equal(remote.emmiteruuid, a.uuid);
+  assert.equal(own.emmiteruuid, a.uuid);
+});

@@ -101,7 +101,7 @@ function connectError(err, channel, where) {
  *
  * Options: `socketDir` (default: `NETCLUSTER_SOCKET_DIR`, `/var/run` for
  * root, `XDG_RUNTIME_DIR`, `/tmp`), `echo` (default true: the agent's own
- * emits also reach its own listeners, as in the seed), `name` (shown by the
+ * emits also reach its own listeners, like the Rust client), `name` (shown by the
  * daemon's showchannel), `connectTimeout` (ms, default 10000).
  */
 class NCAgent extends EventEmitter {

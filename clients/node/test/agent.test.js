@@ -145,7 +145,7 @@ async function waitUntil(fn, ms = 5000) {
   }
 }
 
-test('own emits reach own listeners (the seed did so); echo: false turns it off', { timeout: 20000 }, async (t) => {
+test('own emits reach own listeners by default; echo: false turns it off', { timeout: 20000 }, async (t) => {
   const a = await agent(t, 'C');
   const echoed = next(a, 'self');
   a.emit('self', { me: true });

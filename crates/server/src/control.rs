@@ -216,23 +216,24 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
     };
     let usage = "showclient takes a channel and a client id: {\"channel\": \"A\", \"client\": 3}";
     let chan = chan.and_then(Value::as_str).ok_or(usage)?;
-    let id =
-        match id {
-            Some(Value::Number(n)) => n.as_u64(),
-            // "3", or the origin form "{node}:3", whose node must be this one.
-            Some(Value::String(s)) => match s.split_once(':') {
-                Some((node, id)) if u64::from_str_radix(node, 16).ok() == Some(hub.node_id) => {
-                    id.parse().ok()
-                }
-                Some((node, _)) => return Err(format!(
+    let id = match id {
+        Some(Value::Number(n)) => n.as_u64(),
+        // "3", or the origin form "{node}:3", whose node must be this one.
+        Some(Value::String(s)) => match s.split_once(':') {
+            Some((node, id)) if u64::from_str_radix(node, 16).ok() == Some(hub.node_id) => {
+                id.parse().ok()
+            }
+            Some((node, _)) => {
+                return Err(format!(
                     "client {s:?} is not on this node (this node is {:016x}; {node} is another)",
                     hub.node_id
-                )),
-                None => s.parse().ok(),
-            },
-            _ => None,
-        }
-        .ok_or(usage)?;
+                ))
+            }
+            None => s.parse().ok(),
+        },
+        _ => None,
+    }
+    .ok_or(usage)?;
     if hub.router.borrow().channel(chan).is_none() {
         return Err(unknown_channel(hub, chan));
     }

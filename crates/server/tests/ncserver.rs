@@ -339,3 +339,56 @@ fn garbage_from_one_peer_gets_an_error_and_others_keep_working() {
     });
     assert!(d.terminate().success());
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_not_buffered_forever() {
+    let sockets = tempdir();
+    let cfgdir = tempdir();
+    let p = write(
+        cfgdir.path(),
+        "c.json",
+        r#"{ "queuebytes": "64KiB", "channels": { "A": { "blockms": 200 } } }"#,
+    );
+    let mut d = Daemon::spawn(Path::new(BIN), &[p.to_str().unwrap()], sockets.path());
+    d.wait_ready();
+    let path = sockets.path().join("netcluster-A");
+    let mut greedy = UnixStream::connect(&path).unwrap();
+    let mut b = bytes::BytesMut::new();
+    netcluster_proto::frame::encode_hello(&mut b, 1, "greedy");
+    greedy.write_all(&b).unwrap();
+    // Pings whose pongs it never reads: the daemon stops reading from it
+    // once its queue holds more than queuebytes, then closes it.
+    let mut pings = bytes::BytesMut::new();
+    for t in 0..10_000 {
+        netcluster_proto::frame::encode_ping(&mut pings, true, t);
+    }
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut closed = false;
+    for _ in 0..1000 {
+        if greedy.write_all(&pings).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "the daemon kept reading from a client that never reads"
+    );
+    assert!(d.log().contains("slow consumer"), "{}", d.log());
+    // Others are served as usual.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = netcluster::Client::builder("A")
+            .socket_dir(sockets.path())
+            .connect()
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+    });
+    assert!(d.terminate().success());
+}

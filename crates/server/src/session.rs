@@ -315,7 +315,10 @@ fn wanted(buf: &BytesMut, dialect: Dialect) -> usize {
     if dialect == Dialect::Native && buf.len() >= HEADER_LEN {
         let total = HEADER_LEN + u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
         if total > buf.len() {
-            return (total - buf.len()).max(READ_CHUNK.min(64 * 1024));
+            // Grow with the data that actually arrives, not with what a
+            // header announces: a peer cannot make the daemon reserve a
+            // large frame it never sends.
+            return (total - buf.len()).clamp(64 * 1024, READ_CHUNK);
         }
     }
     READ_CHUNK

@@ -14,7 +14,6 @@ use std::time::Duration;
 use anyhow::Context;
 use netcluster::{Client, Message, Subscription};
 use serde_json::Value;
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::common::{self, Global};
@@ -103,47 +102,22 @@ fn subscription_set(events: &[String]) -> Vec<String> {
     out
 }
 
-/// Where messages come from. One event uses a [`Subscription`], which
-/// holds the daemon back when stdout is slow. Several events use one
-/// handler per event feeding a single queue: the library has no stream
-/// over several events, and separate subscriptions would lose the order
-/// between messages of different events.
-enum Source {
-    One(Subscription),
-    Many(mpsc::UnboundedReceiver<Message>),
-}
+/// Where messages come from: one [`Subscription`] over every event asked
+/// for, which keeps their order and holds the daemon back when stdout is
+/// slow (nothing queues up without bound).
+struct Source(Subscription);
 
 impl Source {
     async fn open(client: &Client, events: &[String]) -> anyhow::Result<Source> {
-        let subscribed = |e: &str| format!("cannot subscribe to {e:?}");
-        if let [event] = events {
-            let sub = client
-                .subscribe(event)
-                .await
-                .with_context(|| subscribed(event))?;
-            return Ok(Source::One(sub));
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        for event in events {
-            let tx = tx.clone();
-            client
-                .on(event, move |m| {
-                    let _ = tx.send(m.clone());
-                })
-                .await
-                .with_context(|| subscribed(event))?;
-        }
-        // Only the handlers hold senders now, so the queue ends when the
-        // connection closes and drops them.
-        drop(tx);
-        Ok(Source::Many(rx))
+        let sub = client
+            .subscribe_many(events)
+            .await
+            .with_context(|| format!("cannot subscribe to {}", events.join(", ")))?;
+        Ok(Source(sub))
     }
 
     async fn next(&mut self) -> Option<Message> {
-        match self {
-            Source::One(s) => s.recv().await,
-            Source::Many(rx) => rx.recv().await,
-        }
+        self.0.recv().await
     }
 }
 

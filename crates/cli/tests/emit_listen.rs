@@ -158,9 +158,11 @@ async fn listen_prints_only_the_named_events_as_json_lines() {
     for (i, line) in lines.iter().enumerate() {
         let v: Value = serde_json::from_str(line).unwrap();
         let keys: Vec<&str> = v.as_object().unwrap().keys().map(String::as_str).collect();
-        let mut sorted = vec!["channel", "data", "event", "origin", "seq"];
-        sorted.sort_unstable();
-        assert_eq!(keys, sorted, "{line}");
+        assert_eq!(
+            keys,
+            ["channel", "event", "data", "origin", "seq"],
+            "{line}"
+        );
         assert!(line.starts_with("{\"channel\":\"A\",\"event\":\"log\",\"data\":"));
         assert_eq!(v["data"], want_data[i], "{line}");
         assert_eq!(v["origin"], json!(origin), "{line}");

@@ -133,6 +133,18 @@ impl Client {
         })
     }
 
+    /// One receiver of the messages of several events, in daemon order.
+    pub fn subscribe_many<S: AsRef<str>>(
+        &self,
+        events: &[S],
+    ) -> Result<Subscription, SubscribeError> {
+        let inner = block(&self.rt, self.inner.subscribe_many(events))?;
+        Ok(Subscription {
+            inner,
+            rt: self.rt.clone(),
+        })
+    }
+
     /// Waits until the daemon has handled everything emitted so far.
     pub fn flush(&self) -> Result<(), FlushError> {
         block(&self.rt, self.inner.flush())

@@ -413,13 +413,39 @@ impl Client {
     /// A stream of the messages with this event (`*` = all). Dropping it
     /// unsubscribes.
     pub async fn subscribe(&self, event: &str) -> Result<Subscription, SubscribeError> {
+        self.subscribe_many(&[event]).await
+    }
+
+    /// One stream of the messages of several events, in the order the
+    /// daemon sent them (separate subscriptions would lose the order across
+    /// events). `*` among them means all events. Dropping it unsubscribes.
+    pub async fn subscribe_many<S: AsRef<str>>(
+        &self,
+        events: &[S],
+    ) -> Result<Subscription, SubscribeError> {
         let (tx, rx) = mpsc::channel(self.subscription_capacity);
-        let id = self.add_listener(event, Sink::Stream(tx), false).await?;
-        Ok(Subscription {
+        let mut sub = Subscription {
             rx,
-            id,
+            ids: Vec::with_capacity(events.len()),
             shared: self.shared.clone(),
-        })
+        };
+        let all = events
+            .iter()
+            .any(|e| e.as_ref() == netcluster_proto::frame::WILDCARD);
+        let mut names: Vec<&str> = if all {
+            vec![netcluster_proto::frame::WILDCARD]
+        } else {
+            events.iter().map(AsRef::as_ref).collect()
+        };
+        names.dedup();
+        for event in names {
+            // On error, dropping `sub` removes what was added.
+            sub.ids.push(
+                self.add_listener(event, Sink::Stream(tx.clone()), false)
+                    .await?,
+            );
+        }
+        Ok(sub)
     }
 
     /// Waits until the daemon has handled everything emitted so far (it
@@ -516,11 +542,12 @@ pub(crate) fn remove_listener_id(s: &Shared, id: u64) -> bool {
     }
 }
 
-/// A stream of messages for one event; unsubscribes when dropped.
+/// A stream of messages for one or several events; unsubscribes when
+/// dropped.
 #[derive(Debug)]
 pub struct Subscription {
     rx: mpsc::Receiver<Message>,
-    id: u64,
+    ids: Vec<u64>,
     shared: Arc<Shared>,
 }
 
@@ -545,7 +572,9 @@ impl futures_core::Stream for Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        remove_listener_id(&self.shared, self.id);
+        for &id in &self.ids {
+            remove_listener_id(&self.shared, id);
+        }
     }
 }
 

@@ -12,7 +12,8 @@ pub enum ConnectError {
     /// No socket exists for the channel.
     #[error(
         "no channel {channel:?}: nothing at {path}. Channels come from the server's config: is ncserver running \
-         with a config that lists {channel:?}, and with this socket directory (set NETCLUSTER_SOCKET_DIR to match)?"
+         with a config that lists {channel:?}, and does it use this socket directory? (The client's directory \
+         comes from its socket_dir option, else NETCLUSTER_SOCKET_DIR, else /var/run for root, $XDG_RUNTIME_DIR, /tmp.)"
     )]
     NoSuchChannel {
         /// The channel asked for.

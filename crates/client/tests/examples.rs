@@ -1,6 +1,7 @@
 //! The examples that mirror the seed's README snippets run for real.
 
 use std::io::{BufRead, BufReader};
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use netcluster_testkit::TestDaemon;
@@ -17,11 +18,11 @@ fn example(name: &str) -> std::path::PathBuf {
     p
 }
 
-#[test]
-fn seed_sender_reaches_seed_receiver_through_the_default_rules() {
-    let d = TestDaemon::builtin();
+/// Runs the receiver on B, then the sender on A (3 messages), against the
+/// daemon serving `socket_dir`; the receiver prints the first and exits.
+fn seed_sender_reaches_seed_receiver(socket_dir: &Path) {
     let mut receiver = Command::new(example("receiver"))
-        .env("NETCLUSTER_SOCKET_DIR", d.socket_dir())
+        .env("NETCLUSTER_SOCKET_DIR", socket_dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -34,7 +35,7 @@ fn seed_sender_reaches_seed_receiver_through_the_default_rules() {
 
     let status = Command::new(example("sender"))
         .arg("3")
-        .env("NETCLUSTER_SOCKET_DIR", d.socket_dir())
+        .env("NETCLUSTER_SOCKET_DIR", socket_dir)
         .status()
         .unwrap();
     assert!(status.success());
@@ -43,5 +44,65 @@ fn seed_sender_reaches_seed_receiver_through_the_default_rules() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).lines().next(),
         Some("A called:\"TESTE\"")
+    );
+}
+
+#[test]
+fn seed_sender_reaches_seed_receiver_through_the_default_rules() {
+    let d = TestDaemon::builtin();
+    seed_sender_reaches_seed_receiver(d.socket_dir());
+}
+
+#[cfg(unix)]
+#[test]
+fn seed_embedded_server_serves_the_sender_and_receiver_and_stops_on_sigterm() {
+    use netcluster_testkit::{tempdir, wait_until};
+
+    let dir = tempdir();
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        format!(
+            r#"{{
+  // The seed's config shape, with comments.
+  "socketdir": {:?},
+  "channels": {{
+    "control": {{ "propagatetochannels": false }},
+    "A": {{ "propagatetochannels": ".*" }},
+    "B": {{ "propagatetochannels": ".*" }}
+  }}
+}}"#,
+            dir.path()
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(example("embedded_server"))
+        .arg(&config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut err = BufReader::new(server.stderr.take().unwrap());
+    let mut line = String::new();
+    err.read_line(&mut line).unwrap();
+    assert!(line.contains("serving in"), "{line}");
+    for ch in ["control", "A", "B"] {
+        let sock = dir.path().join(format!("netcluster-{ch}"));
+        wait_until(10, "the embedded server's sockets", || sock.exists());
+    }
+
+    seed_sender_reaches_seed_receiver(dir.path());
+
+    let pid = libc::pid_t::try_from(server.id()).unwrap();
+    // SAFETY: kill has no memory-safety preconditions; pid is our child,
+    // which has not been waited for yet, so the id is still its own.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+    assert!(rest.contains("stopped"), "{rest}");
+    assert!(
+        !dir.path().join("netcluster-A").exists(),
+        "a graceful stop removes the sockets"
     );
 }

@@ -277,3 +277,45 @@ async fn payloads_large_and_binary_arrive_intact() {
     assert_eq!(m2.payload(), &big[..]);
     assert_eq!(m2.channel(), "A");
 }
+
+#[tokio::test]
+async fn one_subscription_over_several_events_keeps_their_order() {
+    let d = TestDaemon::start(CONFIG);
+    let rx = client(&d, "A").await;
+    let mut both = rx.subscribe_many(&["a", "b"]).await.unwrap();
+    let tx = client(&d, "A").await;
+    for i in 0..200u32 {
+        tx.emit(
+            if i % 3 == 0 {
+                "a"
+            } else if i % 3 == 1 {
+                "b"
+            } else {
+                "c"
+            },
+            &i,
+        )
+        .await
+        .unwrap();
+    }
+    tx.flush().await.unwrap();
+    let got: Vec<u32> = drain(&mut both)
+        .await
+        .iter()
+        .map(|m| m.json().unwrap())
+        .collect();
+    let want: Vec<u32> = (0..200).filter(|i| i % 3 != 2).collect();
+    assert_eq!(got, want);
+    drop(both);
+    // Dropping it unsubscribed both events at the daemon.
+    rx.flush().await.unwrap();
+    let ctl = client(&d, "control").await;
+    let me = ctl
+        .request(
+            "nc-control-showclient",
+            &serde_json::json!({"channel": "A", "client": rx.client_id()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(me["subscriptions"], serde_json::json!([]));
+}

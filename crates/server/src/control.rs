@@ -218,7 +218,19 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
     let chan = chan.and_then(Value::as_str).ok_or(usage)?;
     let id = match id {
         Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.rsplit(':').next().and_then(|s| s.parse().ok()),
+        // "3", or the origin form "{node}:3", whose node must be this one.
+        Some(Value::String(s)) => match s.split_once(':') {
+            Some((node, id)) if u64::from_str_radix(node, 16).ok() == Some(hub.node_id) => {
+                id.parse().ok()
+            }
+            Some((node, _)) => {
+                return Err(format!(
+                    "client {s:?} is not on this node (this node is {:016x}; {node} is another)",
+                    hub.node_id
+                ))
+            }
+            None => s.parse().ok(),
+        },
         _ => None,
     }
     .ok_or(usage)?;

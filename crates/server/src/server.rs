@@ -266,8 +266,13 @@ async fn shutdown(hub: &Rc<Hub>) {
 /// (refusing the whole reload if one fails), then switches the rules,
 /// closes removed channels and their clients. Clients of channels that
 /// stay keep their connections and subscriptions.
-pub(crate) fn apply_config(hub: &Rc<Hub>, new: Config) -> Result<Value, String> {
+pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, String> {
     let refused = |why: String| format!("reload refused, the old config stays: {why}");
+    // A file without `socketdir` keeps the directory in use (which may have
+    // come from the environment or the first file) rather than moving it.
+    if new.socketdir.is_none() {
+        new.socketdir = Some(hub.socket_dir.clone());
+    }
     let new_dir = resolve_socket_dir(
         new.socketdir.as_deref(),
         |k| std::env::var(k).ok(),

@@ -315,7 +315,10 @@ fn wanted(buf: &BytesMut, dialect: Dialect) -> usize {
     if dialect == Dialect::Native && buf.len() >= HEADER_LEN {
         let total = HEADER_LEN + u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
         if total > buf.len() {
-            return (total - buf.len()).max(READ_CHUNK.min(64 * 1024));
+            // Grow with the data that actually arrives, not with what a
+            // header announces: a peer cannot make the daemon reserve a
+            // large frame it never sends.
+            return (total - buf.len()).clamp(64 * 1024, READ_CHUNK);
         }
     }
     READ_CHUNK
@@ -460,8 +463,20 @@ fn handle_frame(hub: &Rc<Hub>, conn: &Rc<Conn>, f: Frame<'_>) -> Result<Flow, St
         | Frame::Error { .. }
         | Frame::Ack(_) => return Err("received a frame type that only the server sends".into()),
     }
+    Ok(replied(hub, conn))
+}
+
+/// After queuing a reply to `conn` (an ack, a pong, an answer, an error):
+/// a client that sends requests but does not read the answers must not
+/// grow its queue without bound, so past the limit its input waits for its
+/// own queue to drain, like any slow consumer.
+fn replied(hub: &Hub, conn: &Rc<Conn>) -> Flow {
     hub.touch(conn);
-    Ok(Flow::Continue)
+    if conn.out.borrow().len() > hub.queue_limit() {
+        Flow::Block(conn.clone())
+    } else {
+        Flow::Continue
+    }
 }
 
 fn process_legacy(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
@@ -487,8 +502,7 @@ fn process_legacy(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
 fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) -> Flow {
     if let Err(e) = names::check_event(event) {
         conn.queue_error(ErrorCode::BadName, 0, false, &e.to_string());
-        hub.touch(conn);
-        return Flow::Continue;
+        return replied(hub, conn);
     }
     let len = payload.as_slice().len();
     if len > hub.max_message() {
@@ -497,8 +511,7 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
             hub.max_message()
         );
         conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
-        hub.touch(conn);
-        return Flow::Continue;
+        return replied(hub, conn);
     }
     bump(&conn.stats.msgs_in, 1);
     if control::is_request(hub, conn, event) {
@@ -508,8 +521,7 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
             Err(msg) => serde_json::json!({ "error": msg }),
         };
         control::reply_event(conn, &format!("{event}-response"), &body);
-        hub.touch(conn);
-        return Flow::Continue;
+        return replied(hub, conn);
     }
     let seq = conn.next_seq();
     if let Err(msg) = hub.send_to_net(conn.channel_id, event, payload.as_slice(), conn.id, seq) {

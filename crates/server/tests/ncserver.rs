@@ -13,42 +13,9 @@ use netcluster_testkit::{tempdir, wait_until};
 
 const BIN: &str = env!("CARGO_BIN_EXE_ncserver");
 
-/// The config example of the seed's README, verbatim.
-const SEED_EXAMPLE: &str = r#"{
-  //UDP Multicast addr
-  "addr": "224.0.0.0",
-  //UDP Multicast port
-  "port": 4454,
-  //In case you want to dump whatever comes over the socket to console
-  "dumpnet": true,
-  //Tells wether this instance will connect to the network or not
-  "connecttonet": true,
-  //Tells whether you want to start control channel agent
-  "startcontrol": true,
-  //This are the channels - each is an independent local socket
-  "channels": {
-    //channel name
-    "control": {
-       //Tells to wich channels msgs should be propagated. If false none,
-       //if string, should be a Regex pointing to associated names.
-      "propagatetochannels": false,
-      //Tells if msgs should go to network also
-      "propagatetonet": false,
-      //Tell if msgs on this channel should be dumped to console
-      "dumptoconsole": false
-    },
-    "A": {
-      "propagatetochannels": ".*",
-      "propagatetonet": false,
-      "dumptoconsole": false
-    },
-    "B": {
-      "propagatetochannels": ".*",
-      "propagatetonet": false,
-      "dumptoconsole": false
-    }
-  }
-}"#;
+/// The config example of the seed's README, verbatim (also shipped as an
+/// example config).
+const SEED_EXAMPLE: &str = include_str!("../../../examples/seed-config.json");
 
 /// A running ncserver with its stderr going to a file.
 struct Daemon {
@@ -369,6 +336,59 @@ fn garbage_from_one_peer_gets_an_error_and_others_keep_working() {
                 .unwrap();
             assert_eq!(m.json::<i32>().unwrap(), want);
         }
+    });
+    assert!(d.terminate().success());
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_not_buffered_forever() {
+    let sockets = tempdir();
+    let cfgdir = tempdir();
+    let p = write(
+        cfgdir.path(),
+        "c.json",
+        r#"{ "queuebytes": "64KiB", "channels": { "A": { "blockms": 200 } } }"#,
+    );
+    let mut d = Daemon::spawn(Path::new(BIN), &[p.to_str().unwrap()], sockets.path());
+    d.wait_ready();
+    let path = sockets.path().join("netcluster-A");
+    let mut greedy = UnixStream::connect(&path).unwrap();
+    let mut b = bytes::BytesMut::new();
+    netcluster_proto::frame::encode_hello(&mut b, 1, "greedy");
+    greedy.write_all(&b).unwrap();
+    // Pings whose pongs it never reads: the daemon stops reading from it
+    // once its queue holds more than queuebytes, then closes it.
+    let mut pings = bytes::BytesMut::new();
+    for t in 0..10_000 {
+        netcluster_proto::frame::encode_ping(&mut pings, true, t);
+    }
+    greedy
+        .set_write_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut closed = false;
+    for _ in 0..1000 {
+        if greedy.write_all(&pings).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed,
+        "the daemon kept reading from a client that never reads"
+    );
+    assert!(d.log().contains("slow consumer"), "{}", d.log());
+    // Others are served as usual.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let c = netcluster::Client::builder("A")
+            .socket_dir(sockets.path())
+            .connect()
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
     });
     assert!(d.terminate().success());
 }

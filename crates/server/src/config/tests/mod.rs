@@ -13,44 +13,8 @@ use super::*;
 
 mod errors;
 
-/// The config example from the seed's README, verbatim (as indented there).
-const SEED_EXAMPLE: &str = r#"
-    {
-      //UDP Multicast addr
-      "addr": "224.0.0.0",
-      //UDP Multicast port
-      "port": 4454,
-      //In case you want to dump whatever comes over the socket to console
-      "dumpnet": true,
-      //Tells wether this instance will connect to the network or not
-      "connecttonet": true,
-      //Tells whether you want to start control channel agent
-      "startcontrol": true,
-      //This are the channels - each is an independent local socket
-      "channels": {
-        //channel name
-        "control": {
-           //Tells to wich channels msgs should be propagated. If false none,
-           //if string, should be a Regex pointing to associated names.
-          "propagatetochannels": false,
-          //Tells if msgs should go to network also
-          "propagatetonet": false,
-          //Tell if msgs on this channel should be dumped to console
-          "dumptoconsole": false
-        },
-        "A": {
-          "propagatetochannels": ".*",
-          "propagatetonet": false,
-          "dumptoconsole": false
-        },
-        "B": {
-          "propagatetochannels": ".*",
-          "propagatetonet": false,
-          "dumptoconsole": false
-        }
-      }
-    }
-"#;
+/// The config example from the seed's README, verbatim.
+const SEED_EXAMPLE: &str = include_str!("../../../../../examples/seed-config.json");
 
 /// Parses `text` as `config.json`, expecting an error; returns it rendered.
 pub(super) fn err(text: &str) -> String {

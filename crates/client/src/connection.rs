@@ -291,14 +291,30 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
 
 /// Connects and shakes hands.
 async fn dial(path: &Path, channel: &str, name: &str) -> Result<(Stream, Welcome), ConnectError> {
-    let stream = connect(path, channel).await?;
-    let welcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel))
-        .await
+    let mut attempts = 0;
+    let (stream, result) = loop {
+        let stream = connect(path, channel).await?;
+        let result =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel)).await;
+        attempts += 1;
+        match result {
+            // A very busy machine delayed our hello past the daemon's wait
+            // for seed clients: a fresh connection fixes it.
+            Ok(Err(HandshakeError::Late)) if attempts < 3 => continue,
+            r => break (stream, r),
+        }
+    };
+    let welcome = result
         .map_err(|_| ConnectError::Handshake {
             path: path.into(),
             reason: format!("no answer within {HANDSHAKE_TIMEOUT:?}"),
         })?
         .map_err(|e| match e {
+            HandshakeError::Late => ConnectError::Handshake {
+                path: path.into(),
+                reason: "the daemon took this connection for a seed (JSON) client because the hello came late"
+                    .into(),
+            },
             HandshakeError::Refused(message) => ConnectError::Refused {
                 channel: channel.into(),
                 message,
@@ -337,6 +353,8 @@ async fn connect(path: &Path, channel: &str) -> Result<Stream, ConnectError> {
 
 enum HandshakeError {
     Refused(String),
+    /// The daemon decided we were a seed client before our hello arrived.
+    Late,
     Other(String),
 }
 
@@ -348,27 +366,37 @@ async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome
     let mut buf = BytesMut::with_capacity(512);
     loop {
         match frame::decode(&buf, 64 * 1024) {
-            Ok(Some((Frame::Welcome { node, client, max_message, channel: ch, .. }, _))) => {
+            Ok(Some((
+                Frame::Welcome {
+                    node,
+                    client,
+                    max_message,
+                    channel: ch,
+                    ..
+                },
+                _,
+            ))) => {
                 if ch != channel {
                     return Err(HandshakeError::Other(format!(
                         "server says this is channel {ch:?}, expected {channel:?}"
                     )));
                 }
-                return Ok(Welcome { node, client, max_message: max_message as usize });
+                return Ok(Welcome {
+                    node,
+                    client,
+                    max_message: max_message as usize,
+                });
             }
             Ok(Some((Frame::Error { message, .. }, _))) => {
                 return Err(HandshakeError::Refused(message.to_string()))
             }
             Ok(Some((f, _))) => {
-                return Err(HandshakeError::Other(format!("unexpected first frame from server: {f:?}")))
+                return Err(HandshakeError::Other(format!(
+                    "unexpected first frame from server: {f:?}"
+                )))
             }
             Ok(None) => {}
-            Err(frame::FrameError::UnknownType(b'{')) => {
-                return Err(HandshakeError::Other(
-                    "the daemon took this connection for a seed (JSON) client because the hello came late; retry"
-                        .into(),
-                ))
-            }
+            Err(frame::FrameError::UnknownType(b'{')) => return Err(HandshakeError::Late),
             Err(e) => return Err(HandshakeError::Other(format!("bad frame from server: {e}"))),
         }
         if stream.read_buf(&mut buf).await.map_err(other)? == 0 {

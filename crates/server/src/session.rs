@@ -29,7 +29,7 @@ use netcluster_local::{LocalStream, PeerInfo};
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new connection that sends nothing for this long is taken for a seed
 /// client that only listens (native clients send their hello at once).
-const LEGACY_SILENCE: Duration = Duration::from_millis(200);
+const LEGACY_SILENCE: Duration = Duration::from_millis(500);
 /// How much is read per syscall when no frame size is known.
 const READ_CHUNK: usize = 256 * 1024;
 

@@ -227,12 +227,21 @@ impl Conn {
 
     /// Writes what the socket takes now. `Ok(true)`: queue empty.
     pub fn flush(&self, limit: usize) -> io::Result<bool> {
-        self.report_gap(limit);
         let mut written = 0;
-        let res = self
-            .out
-            .borrow_mut()
-            .write_to(&mut written, |iov| self.stream.try_write_vectored(iov));
+        let res = loop {
+            self.report_gap(limit);
+            let res = self
+                .out
+                .borrow_mut()
+                .write_to(&mut written, |iov| self.stream.try_write_vectored(iov));
+            // One write can empty a queue that was still over half the
+            // limit when the gap was last checked; with nothing more queued
+            // for the client no later flush would report it, so do it now.
+            if matches!(res, Ok(true)) && self.gap.get() > 0 {
+                continue;
+            }
+            break res;
+        };
         bump(&self.stats.bytes_out, written as u64);
         if self.waiters.get() > 0 && self.out.borrow().len() <= limit {
             self.drained.notify_waiters();

@@ -252,6 +252,16 @@ async fn read_loop(
                 Step::Close(code, msg) => return Err((code, msg)),
             }
         }
+        // Others' messages take a queue at most one message past the limit
+        // (more only while publishers already wait on it); the rest is the
+        // client's own answers (pongs, acks, control results, errors). One
+        // that does not read them is not read either until it drains.
+        if conn.out.borrow().len() > hub.queue_limit() + hub.max_message() + FRAME_OVERHEAD {
+            if !wait_drain(hub, conn, conn.clone()).await {
+                return Ok("closed by the daemon");
+            }
+            continue;
+        }
         tokio::select! {
             biased;
             _ = conn.kill.notified() => return Ok("closed by the daemon"),

@@ -129,6 +129,16 @@ impl Daemon {
 
 impl Drop for Daemon {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            let status = self.child.try_wait().ok().flatten();
+            eprintln!(
+                "--- ncserver (pid {}, exited: {status:?}) log tail:\n{}",
+                self.pid(),
+                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+            );
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

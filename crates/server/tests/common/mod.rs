@@ -6,6 +6,7 @@
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -38,7 +39,18 @@ impl Daemon {
         let cfg = files.path().join("config.json");
         std::fs::write(&cfg, config).unwrap();
         let log = files.path().join("stderr.log");
-        let child = Command::new(BIN)
+        let mut cmd = Command::new(BIN);
+        // SAFETY: prctl is async-signal-safe and touches no memory of ours.
+        // The daemon dies with the thread that started it, so a test that
+        // fails by timing out (its thread never drops the Daemon) leaves no
+        // daemon behind.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd
             .arg(&cfg)
             .env("NETCLUSTER_SOCKET_DIR", sockets.path())
             .env("RUST_LOG", "info")

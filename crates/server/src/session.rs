@@ -262,6 +262,12 @@ async fn read_loop(
             }
             continue;
         }
+        // An emptied pending buffer still holds its allocation, as large as
+        // the largest frame the client sent; let it go before waiting, so
+        // that an idle client holds no read memory.
+        if pending.is_empty() {
+            pending = BytesMut::new();
+        }
         tokio::select! {
             biased;
             _ = conn.kill.notified() => return Ok("closed by the daemon"),

@@ -1,9 +1,9 @@
 //! Abuse through real sockets against the `ncserver` binary, by
 //! connections: a thousand idle ones, clients killed with SIGKILL in the
-//! middle of a frame, and ten thousand opening and closing. A message
-//! stream running alongside loses nothing, a normal emit/listen works
-//! afterwards, and the daemon's clients, descriptors and memory come back
-//! to where they were.
+//! middle of a frame, ten thousand opening and closing, and clients that
+//! go idle after a big message. A message stream running alongside loses
+//! nothing, a normal emit/listen works afterwards, and the daemon's
+//! clients, descriptors and memory come back to where they were.
 #![cfg(unix)]
 
 mod common;
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use common::abuse::{connect, hello, run, wait_clients};
-use common::{since, Raw};
+use common::{bounded, since, Daemon, Raw};
 use netcluster_proto::frame;
 
 /// Raises this process's soft limit of open files to `want` (or the hard
@@ -229,5 +229,29 @@ fn ten_thousand_connections_opening_and_closing_leak_nothing() {
             grew >> 10
         );
         assert!(grew < 16 << 20, "RSS grew by {grew} bytes");
+    });
+}
+
+/// A client that sent a message bigger than one read keeps no buffer for
+/// it once it is handled: 20 such clients, idle, would otherwise hold
+/// 20 × 4 MiB.
+#[test]
+fn clients_idle_after_a_big_message_hold_no_read_memory() {
+    bounded(60, "idle after a big message", || {
+        let d = Daemon::start(r#"{ "maxmessage": "8MiB", "channels": { "A": {} } }"#);
+        let mut clients: Vec<Raw> = (0..20).map(|i| d.raw("A", &format!("big-{i}"))).collect();
+        let rss = d.rss();
+        let big = vec![b'7'; 4 << 20];
+        for c in &mut clients {
+            // Nobody listens: once handled, nothing needs the bytes.
+            c.publish("nobody", &big);
+            assert_eq!(c.ping(), vec![]);
+        }
+        let grew = d.rss().saturating_sub(rss);
+        eprintln!(
+            "20 idle clients after a 4 MiB message each: daemon RSS +{} MiB",
+            grew >> 20
+        );
+        assert!(grew < 40 << 20, "RSS grew by {} MiB", grew >> 20);
     });
 }

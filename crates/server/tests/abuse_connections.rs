@@ -1,14 +1,14 @@
 //! Abuse through real sockets against the `ncserver` binary, by
 //! connections: a thousand idle ones, clients killed with SIGKILL in the
 //! middle of a frame, ten thousand opening and closing, and clients that
-//! go idle after a big message. A message stream running alongside loses
+//! go idle after sending or receiving a big message. A message stream running alongside loses
 //! nothing, a normal emit/listen works afterwards, and the daemon's
 //! clients, descriptors and memory come back to where they were.
 #![cfg(unix)]
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -250,6 +250,38 @@ fn clients_idle_after_a_big_message_hold_no_read_memory() {
         let grew = d.rss().saturating_sub(rss);
         eprintln!(
             "20 idle clients after a 4 MiB message each: daemon RSS +{} MiB",
+            grew >> 20
+        );
+        assert!(grew < 40 << 20, "RSS grew by {} MiB", grew >> 20);
+    });
+}
+
+/// A seed client that was sent a big message (copied whole into its
+/// queue, as seed packets are) keeps no buffer for it once it is written.
+#[test]
+fn seed_clients_idle_after_a_big_message_hold_no_write_memory() {
+    bounded(60, "seed clients idle after a big message", || {
+        let d = Daemon::start(r#"{ "maxmessage": "8MiB", "channels": { "A": {} } }"#);
+        let mut ctl = d.control();
+        let mut seed: Vec<UnixStream> = (0..20).map(|_| connect(&d, "A")).collect();
+        wait_clients(&mut ctl, 21);
+        let rss = d.rss();
+        let mut big = vec![b'"'];
+        big.resize(4 << 20, b'7');
+        big.push(b'"');
+        let mut p = d.raw("A", "publisher");
+        p.publish("big", &big);
+        assert_eq!(p.ping(), vec![]);
+        for s in &mut seed {
+            let mut got = 0;
+            let mut chunk = vec![0u8; 1 << 20];
+            while got < big.len() + 60 {
+                got += s.read(&mut chunk).unwrap();
+            }
+        }
+        let grew = d.rss().saturating_sub(rss);
+        eprintln!(
+            "20 idle seed clients after a 4 MiB message each: daemon RSS +{} MiB",
             grew >> 20
         );
         assert!(grew < 40 << 20, "RSS grew by {} MiB", grew >> 20);

@@ -96,6 +96,8 @@ pub struct Conn {
     pub waiters: Cell<u32>,
     /// Messages dropped (policy `drop`) since the last `nc-gap` event.
     gap: Cell<u64>,
+    /// Bytes of the event names the client is subscribed to.
+    pub subscribed_bytes: Cell<usize>,
     /// Why the connection was closed, once it is.
     closed: RefCell<Option<String>>,
     wake: Notify,
@@ -139,6 +141,7 @@ impl Conn {
             touched: Cell::new(false),
             waiters: Cell::new(0),
             gap: Cell::new(0),
+            subscribed_bytes: Cell::new(0),
             closed: RefCell::new(None),
             wake: Notify::new(),
             drained: Notify::new(),

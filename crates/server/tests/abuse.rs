@@ -373,3 +373,58 @@ fn a_peer_that_never_reads_its_replies_cannot_grow_the_daemon() {
         );
     });
 }
+
+#[test]
+fn a_peer_cannot_grow_the_daemon_with_endless_subscriptions() {
+    run("endless subscriptions", 90, |d, _ctl| {
+        let before = d.peak_rss();
+        let mut r = d.raw("B", "subscriber");
+        let names = |f: u32| -> Vec<String> {
+            (0..100)
+                .map(|i| format!("{f:04}-{i:04}-{}", "x".repeat(490)))
+                .collect()
+        };
+        let subscription = |subscribe: bool, ack: u32, names: &[String]| {
+            let mut b = BytesMut::new();
+            frame::encode_subscription(&mut b, subscribe, ack, names.iter().map(String::as_str));
+            b
+        };
+        // Up to 1000 frames of 100 distinct 500-byte names (50 MB of names)
+        // until the daemon refuses.
+        let mut refused = None;
+        for f in 0..1000u32 {
+            r.send(&subscription(true, f + 1, &names(f)));
+            match r.next() {
+                Some(Got::Ack(a)) if a == f + 1 => {}
+                Some(Got::Error {
+                    code: ErrorCode::TooLarge,
+                    id,
+                    fatal: false,
+                    message,
+                }) if id == f + 1 => {
+                    refused = Some((f, message));
+                    break;
+                }
+                other => panic!("frame {f}: {other:?}"),
+            }
+        }
+        let (f, message) = refused.expect("the daemon refused some subscriptions");
+        assert_eq!(
+            message,
+            "too many subscriptions: this client's event names would pass 1048576 bytes; \
+             unsubscribe from some first"
+        );
+        // About 1 MiB of names were taken: 100 names of 500 bytes a frame.
+        assert_eq!(f, 20, "refused at frame {f}");
+        let grew = d.peak_rss().saturating_sub(before);
+        assert!(grew < 16 << 20, "peak RSS grew by {} MiB", grew >> 20);
+        // The connection goes on; unsubscribing makes room again.
+        r.send(&subscription(false, 0, &names(0)));
+        r.send(&subscription(true, 5000, &names(5000)));
+        assert_eq!(r.ping(), vec![Got::Ack(5000)]);
+        eprintln!(
+            "endless subscriptions: refused at frame {f}; peak RSS +{} MiB",
+            grew >> 20
+        );
+    });
+}

@@ -96,6 +96,8 @@ pub struct Conn {
     pub waiters: Cell<u32>,
     /// Messages dropped (policy `drop`) since the last `nc-gap` event.
     gap: Cell<u64>,
+    /// Bytes of the event names the client is subscribed to.
+    pub subscribed_bytes: Cell<usize>,
     /// Why the connection was closed, once it is.
     closed: RefCell<Option<String>>,
     wake: Notify,
@@ -139,6 +141,7 @@ impl Conn {
             touched: Cell::new(false),
             waiters: Cell::new(0),
             gap: Cell::new(0),
+            subscribed_bytes: Cell::new(0),
             closed: RefCell::new(None),
             wake: Notify::new(),
             drained: Notify::new(),
@@ -227,12 +230,21 @@ impl Conn {
 
     /// Writes what the socket takes now. `Ok(true)`: queue empty.
     pub fn flush(&self, limit: usize) -> io::Result<bool> {
-        self.report_gap(limit);
         let mut written = 0;
-        let res = self
-            .out
-            .borrow_mut()
-            .write_to(&mut written, |iov| self.stream.try_write_vectored(iov));
+        let res = loop {
+            self.report_gap(limit);
+            let res = self
+                .out
+                .borrow_mut()
+                .write_to(&mut written, |iov| self.stream.try_write_vectored(iov));
+            // One write can empty a queue that was still over half the
+            // limit when the gap was last checked; with nothing more queued
+            // for the client no later flush would report it, so do it now.
+            if matches!(res, Ok(true)) && self.gap.get() > 0 {
+                continue;
+            }
+            break res;
+        };
         bump(&self.stats.bytes_out, written as u64);
         if self.waiters.get() > 0 && self.out.borrow().len() <= limit {
             self.drained.notify_waiters();

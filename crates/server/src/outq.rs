@@ -94,7 +94,10 @@ impl OutQueue {
     ) -> io::Result<bool> {
         loop {
             if self.is_empty() {
-                if self.tail.capacity() > KEEP_CAPACITY {
+                // Written bytes are advanced past, not freed: `capacity()`
+                // only counts what lies ahead, so reclaim the space first
+                // to learn the buffer's real size.
+                if self.tail.try_reclaim(KEEP_CAPACITY + 1) {
                     self.tail = BytesMut::new();
                 }
                 return Ok(true);

@@ -32,6 +32,10 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const LEGACY_SILENCE: Duration = Duration::from_millis(500);
 /// How much is read per syscall when no frame size is known.
 const READ_CHUNK: usize = 256 * 1024;
+/// Most bytes of event names one client may be subscribed to (some 30 000
+/// names of 32 bytes), so that subscribing cannot grow the daemon without
+/// bound; a Subscribe past it is refused with an error, name by name.
+const MAX_SUBSCRIBED_BYTES: usize = 1024 * 1024;
 
 /// Result of handling a batch of input.
 enum Step {
@@ -252,6 +256,12 @@ async fn read_loop(
                 Step::Close(code, msg) => return Err((code, msg)),
             }
         }
+        // An emptied pending buffer still holds its allocation, as large as
+        // the largest frame the client sent; let it go before waiting, so
+        // that an idle client holds no read memory.
+        if pending.is_empty() {
+            pending = BytesMut::new();
+        }
         tokio::select! {
             biased;
             _ = conn.kill.notified() => return Ok("closed by the daemon"),
@@ -427,18 +437,28 @@ fn handle_frame(hub: &Rc<Hub>, conn: &Rc<Conn>, f: Frame<'_>) -> Result<Flow, St
             let mut bad = None;
             for e in events.iter() {
                 if let Err(err) = names::check_subscription(e) {
-                    bad = Some(err.to_string());
+                    bad = Some((ErrorCode::BadName, err.to_string()));
                     continue;
                 }
-                if subscribe {
-                    router.subscribe(conn.slot, e);
-                } else {
-                    router.unsubscribe(conn.slot, e);
+                let names = &conn.subscribed_bytes;
+                if subscribe && router.subscribe(conn.slot, e) {
+                    if names.get() + e.len() > MAX_SUBSCRIBED_BYTES {
+                        router.unsubscribe(conn.slot, e);
+                        let msg = format!(
+                            "too many subscriptions: this client's event names would pass \
+                             {MAX_SUBSCRIBED_BYTES} bytes; unsubscribe from some first"
+                        );
+                        bad = Some((ErrorCode::TooLarge, msg));
+                        continue;
+                    }
+                    names.set(names.get() + e.len());
+                } else if !subscribe && router.unsubscribe(conn.slot, e) {
+                    names.set(names.get().saturating_sub(e.len()));
                 }
             }
             drop(router);
             conn.with_tail(|b| match bad {
-                Some(msg) => frame::encode_error(b, ErrorCode::BadName, ack, false, &msg),
+                Some((code, msg)) => frame::encode_error(b, code, ack, false, &msg),
                 None if ack != 0 => frame::encode_ack(b, ack),
                 None => {}
             });

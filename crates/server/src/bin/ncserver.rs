@@ -96,11 +96,14 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     let (config, how) = find_config(args.config)?;
     tracing::info!("using {how}");
+    // Handlers first: a SIGTERM that comes as soon as the daemon says it
+    // serves must stop it gracefully, not kill it.
+    let signals = StopSignals::install()?;
     let server = Server::start(config).context("cannot start ncserver")?;
     tracing::info!(
         "ready. In another shell: `ncclient listen A` to print messages, `ncclient emit A greet '\"hello\"'` to send one, `ncclient` for the control REPL"
     );
-    wait_for_signal()?;
+    signals.wait()?;
     tracing::info!("signal received, stopping");
     server.stop();
     Ok(())
@@ -198,37 +201,61 @@ fn service_command(args: Args) -> anyhow::Result<()> {
     )
 }
 
-/// Blocks until SIGINT or SIGTERM (on Windows: Ctrl-C, Ctrl-Break, the
-/// console closing or the system shutting down).
-fn wait_for_signal() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(async {
+/// The stop signals (SIGINT and SIGTERM; Ctrl-C, Ctrl-Break, close and
+/// shutdown on Windows), handled from the moment they are installed.
+struct StopSignals {
+    rt: tokio::runtime::Runtime,
+    #[cfg(unix)]
+    streams: (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    #[cfg(windows)]
+    streams: (
+        tokio::signal::windows::CtrlC,
+        tokio::signal::windows::CtrlBreak,
+        tokio::signal::windows::CtrlClose,
+        tokio::signal::windows::CtrlShutdown,
+    ),
+}
+
+impl StopSignals {
+    fn install() -> anyhow::Result<StopSignals> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let _in_rt = rt.enter();
         #[cfg(unix)]
-        {
+        let streams = {
             use tokio::signal::unix::{signal, SignalKind};
-            let mut term = signal(SignalKind::terminate())?;
-            let mut int = signal(SignalKind::interrupt())?;
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
+            (
+                signal(SignalKind::terminate())?,
+                signal(SignalKind::interrupt())?,
+            )
+        };
         #[cfg(windows)]
-        {
+        let streams = {
             use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_shutdown};
-            let (mut c, mut b) = (ctrl_c()?, ctrl_break()?);
-            let (mut close, mut shutdown) = (ctrl_close()?, ctrl_shutdown()?);
+            (ctrl_c()?, ctrl_break()?, ctrl_close()?, ctrl_shutdown()?)
+        };
+        drop(_in_rt);
+        Ok(StopSignals { rt, streams })
+    }
+
+    /// Blocks until one of the signals arrives.
+    fn wait(self) -> anyhow::Result<()> {
+        let StopSignals { rt, mut streams } = self;
+        rt.block_on(async move {
+            #[cfg(unix)]
             tokio::select! {
-                _ = c.recv() => {}
-                _ = b.recv() => {}
-                _ = close.recv() => {}
-                _ = shutdown.recv() => {}
+                _ = streams.0.recv() => {}
+                _ = streams.1.recv() => {}
             }
-        }
-        #[cfg(not(any(unix, windows)))]
-        tokio::signal::ctrl_c().await?;
+            #[cfg(windows)]
+            tokio::select! {
+                _ = streams.0.recv() => {}
+                _ = streams.1.recv() => {}
+                _ = streams.2.recv() => {}
+                _ = streams.3.recv() => {}
+            }
+        });
         Ok(())
-    })
+    }
 }

@@ -240,3 +240,50 @@ async fn bad_reload_is_refused_and_the_old_config_stays() {
     assert!(err.to_string().contains("socketdir cannot change"), "{err}");
     assert!(d.socket_dir().join("netcluster-B").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn showclient_tells_why_a_client_was_disconnected_and_status_counts_it() {
+    use std::io::{Read, Write};
+    let d = TestDaemon::start(
+        r#"{ "queuebytes": "64KiB", "channels": { "A": { "slowconsumer": "disconnect" } } }"#,
+    );
+    // A raw client that subscribes to everything, reads its welcome, then
+    // never reads again.
+    let mut raw =
+        std::os::unix::net::UnixStream::connect(d.socket_dir().join("netcluster-A")).unwrap();
+    let mut b = bytes::BytesMut::new();
+    netcluster_proto::frame::encode_hello(&mut b, 1, "stuck");
+    netcluster_proto::frame::encode_subscription(&mut b, true, 1, ["*"]);
+    raw.write_all(&b).unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = raw.read(&mut buf).unwrap();
+    let Ok(Some((netcluster_proto::frame::Frame::Welcome { client: stuck, .. }, _))) =
+        netcluster_proto::frame::decode(&buf[..n], 1 << 20)
+    else {
+        panic!("no welcome")
+    };
+    let tx = client(&d, "A").await;
+    let big = vec![b'x'; 16 * 1024];
+    for _ in 0..200 {
+        tx.emit_bytes("fill", &big).await.unwrap();
+    }
+    tx.flush().await.unwrap();
+    let ctl = client(&d, "control").await;
+    let gone = ctl
+        .request("nc-control-showclient", &json!(["A", stuck]))
+        .await
+        .unwrap();
+    assert_eq!(gone["name"], "stuck");
+    assert!(
+        gone["reason"].as_str().unwrap().contains("slow consumer"),
+        "{gone}"
+    );
+    assert!(
+        gone["disconnected"].as_str().unwrap().ends_with('Z'),
+        "{gone}"
+    );
+    assert_eq!(gone["subscriptions"], json!(["*"]));
+    let st = ctl.request("nc-control-status", &()).await.unwrap();
+    assert_eq!(st["disconnects"]["slow_consumer"], 1, "{st}");
+    drop(raw);
+}

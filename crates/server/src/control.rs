@@ -135,7 +135,8 @@ fn reload(hub: &Rc<Hub>, arg: &Value) -> Result<Value, String> {
     crate::server::apply_config(hub, new)
 }
 
-fn client_json(hub: &Hub, c: &Conn) -> Value {
+/// A client as `showchannel` and `showclient` describe it.
+pub(crate) fn client_json(hub: &Hub, c: &Conn) -> Value {
     json!({
         "id": c.id,
         "origin": origin_string(hub.node_id, c.id),
@@ -241,6 +242,7 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
         .iter()
         .find(|c| &*c.channel == chan && c.id == id)
         .map(|c| client_json(hub, c))
+        .or_else(|| hub.departed(chan, id))
         .ok_or_else(|| {
             format!("no client {id} on channel {chan:?} (showchannel({chan:?}) lists them)")
         })
@@ -261,5 +263,11 @@ fn status(hub: &Hub) -> Value {
         "socketdir": hub.socket_dir,
         "channels": cfg.channels.len(),
         "clients": hub.clients().len(),
+        "disconnects": {
+            "total": hub.disconnect_counts().total,
+            "slow_consumer": hub.disconnect_counts().slow_consumer,
+            "protocol_error": hub.disconnect_counts().protocol_error,
+            "channel_removed": hub.disconnect_counts().channel_removed,
+        },
     })
 }

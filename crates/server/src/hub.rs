@@ -85,6 +85,22 @@ impl Served {
     }
 }
 
+/// How many closed clients `showclient` can still describe.
+const RECENT_DEPARTED: usize = 256;
+
+/// Counts of disconnected clients by cause.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DisconnectCounts {
+    /// Every client that left or was closed.
+    pub total: u64,
+    /// Closed by a slow-consumer policy.
+    pub slow_consumer: u64,
+    /// Closed for a protocol error or refused access.
+    pub protocol_error: u64,
+    /// Closed because a reload removed their channel.
+    pub channel_removed: u64,
+}
+
 /// Reused buffers of the message path, so routing allocates nothing.
 #[derive(Default)]
 struct Scratch {
@@ -130,6 +146,11 @@ pub struct Hub {
     pub listeners: RefCell<std::collections::BTreeMap<String, Served>>,
     /// When the daemon started.
     pub started: std::time::SystemTime,
+    /// Records of recently closed clients (channel, id, record), oldest first.
+    departed: RefCell<std::collections::VecDeque<(Rc<str>, u64, serde_json::Value)>>,
+    /// The record being made of the client being closed.
+    last_snapshot: RefCell<Option<serde_json::Value>>,
+    disconnects: RefCell<DisconnectCounts>,
     /// The network driver, when the daemon is connected to the network.
     pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
 }
@@ -153,6 +174,9 @@ impl Hub {
             listeners: RefCell::new(Default::default()),
             started: std::time::SystemTime::now(),
             net: RefCell::new(None),
+            departed: RefCell::new(Default::default()),
+            last_snapshot: RefCell::new(None),
+            disconnects: RefCell::new(DisconnectCounts::default()),
         });
         let cfg = hub.config();
         hub.router.borrow_mut().set_rules(cfg.channel_rules());
@@ -265,7 +289,10 @@ impl Hub {
         if !conn.mark_closed(reason) {
             return;
         }
+        // Snapshot (with its subscriptions) before it leaves the router.
+        let snapshot = crate::control::client_json(self, conn);
         self.router.borrow_mut().leave(conn.slot);
+        *self.last_snapshot.borrow_mut() = Some(snapshot);
         {
             let mut clients = self.clients.borrow_mut();
             if clients
@@ -277,11 +304,51 @@ impl Hub {
                 self.free_slots.borrow_mut().push(conn.slot);
             }
         }
+        let code = error.map(|(c, _)| c);
+        self.remember_departed(conn, code, reason);
         if let Some((code, msg)) = error {
             conn.queue_error(code, 0, true, msg);
         }
         tracing::info!(client = conn.id, name = %conn.name, channel = %conn.channel, reason, "client disconnected");
         conn.wake_all();
+    }
+
+    /// Keeps a bounded record of a closed client for `showclient`, and
+    /// counts why clients go.
+    fn remember_departed(&self, conn: &Conn, code: Option<ErrorCode>, reason: &str) {
+        let mut counts = self.disconnects.borrow_mut();
+        counts.total += 1;
+        match code {
+            Some(ErrorCode::SlowConsumer) => counts.slow_consumer += 1,
+            Some(ErrorCode::ChannelRemoved) => counts.channel_removed += 1,
+            Some(ErrorCode::Shutdown) | None => {}
+            Some(_) => counts.protocol_error += 1,
+        }
+        let Some(mut rec) = self.last_snapshot.borrow_mut().take() else {
+            return;
+        };
+        rec["disconnected"] = crate::timefmt::rfc3339(std::time::SystemTime::now()).into();
+        rec["reason"] = reason.into();
+        let mut departed = self.departed.borrow_mut();
+        if departed.len() == RECENT_DEPARTED {
+            departed.pop_front();
+        }
+        departed.push_back((conn.channel.clone(), conn.id, rec));
+    }
+
+    /// The record of a client that left recently, if still kept.
+    pub fn departed(&self, channel: &str, id: u64) -> Option<serde_json::Value> {
+        self.departed
+            .borrow()
+            .iter()
+            .rev()
+            .find(|(c, i, _)| &**c == channel && *i == id)
+            .map(|(_, _, r)| r.clone())
+    }
+
+    /// Why clients were disconnected, so far.
+    pub fn disconnect_counts(&self) -> DisconnectCounts {
+        *self.disconnects.borrow()
     }
 
     /// Closes, after the current batch, a connection found misbehaving

@@ -5,6 +5,8 @@ mod batching;
 mod fragments;
 mod peers;
 mod props;
+mod reliable;
+mod sealing;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

@@ -71,6 +71,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn lossy_links_deliver_in_order_once_whole_or_as_a_gap(
+        seed in any::<u64>(),
+        loss in 0.0f64..0.3,
+        dup in 0.0f64..0.1,
+        reorder in 0.0f64..0.3,
+        n in 50u64..400,
+        big_every in 3u64..20,
+        window in prop_oneof![Just(crate::net::DEFAULT_RETRANSMIT_BYTES), 0usize..20_000],
+    ) {
+        use super::reliable::{check_stream, record_carried, send_burst, warm_up};
+        let mut s = Sim::new(seed, 3, |i| {
+            let mut c = cfg(i as u64 + 1);
+            c.seed = seed ^ i as u64;
+            c.retransmit_bytes = window;
+            c
+        });
+        s.link = sim::Link { loss, dup, reorder, ..sim::Link::default() };
+        warm_up(&mut s);
+        let size = |q: u64| if q % big_every == 0 { 3000 + (q as usize * 37) % 4000 } else { 40 };
+        let fragmented: Vec<u64> = (1..=n).filter(|&q| size(q) > 1300).collect();
+        let carried = record_carried(&mut s, fragmented);
+        let (sent, _) = send_burst(&mut s, n, size);
+        s.run_for(Duration::from_secs(3));
+        for r in [1, 2] {
+            check_stream(&s, r, &sent, &carried);
+            prop_assert_eq!(s.nodes[r].net.peers().map(|p| p.held).sum::<usize>(), 0);
+        }
+    }
+}
+
 /// Encode and decode rate of 64-byte messages on one core. Run with
 /// `cargo test --release -p netcluster-proto net_throughput -- --ignored --nocapture`.
 #[test]

@@ -8,7 +8,10 @@
 //! Local messages reach it through [`NetDriver::send`]; the hub flushes it
 //! after every batch, so a batch of emits leaves in few datagrams without a
 //! timer. A full socket buffer stalls sending (the datagram is kept and
-//! retried when the socket is writable), never drops.
+//! retried when the socket is writable), never drops. Datagrams lost on the
+//! way are repaired by the state machine's NAKs; what cannot be repaired is
+//! logged and announced to local clients as an `nc-gap` event on every
+//! channel that accepts network messages (see [`GAP_CAUSE`]).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -23,6 +26,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
@@ -35,6 +39,12 @@ const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
 const RECV_BATCH: usize = 256;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
+
+/// The `cause` of the `nc-gap` events this driver raises: messages from
+/// another node were lost on the network (its data is
+/// `{"cause":"network","node":"<16 hex>","first":N,"last":M}`, N and M the
+/// sender's DATA datagram sequence numbers given up on).
+pub const GAP_CAUSE: &str = "network";
 
 /// Why the network could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +117,11 @@ impl NetDriver {
         let mut ncfg = NetConfig::new(node_id, name.clone());
         ncfg.mtu = cfg.mtu;
         ncfg.max_message = cfg.maxmessage;
+        ncfg.key = cfg.key.clone();
+        ncfg.retransmit_bytes = cfg.retransmitbytes;
+        // Spreads NAK timers between daemons; any value that differs
+        // between nodes does.
+        ncfg.seed = crate::server::random_u64() ^ node_id;
         ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
         // No batching timer: the hub flushes after every read batch.
         ncfg.flush_delay = Duration::ZERO;
@@ -121,6 +136,13 @@ impl NetDriver {
             name,
             "joined the network"
         );
+        match &cfg.key {
+            Some(k) => tracing::info!(key_id = k.id(), "network datagrams are sealed"),
+            None => tracing::warn!(
+                "no network key: datagrams are neither authenticated nor encrypted, \
+                 and anyone on the network can inject messages; set key or keyfile"
+            ),
+        }
         Ok(Rc::new(NetDriver {
             net: RefCell::new(Net::new(ncfg, now)),
             socket,
@@ -142,6 +164,30 @@ impl NetDriver {
     /// Applies the settings that may change while running.
     pub fn set_dumpnet(&self, on: bool) {
         self.dumpnet.set(on);
+    }
+
+    /// Applies a reloaded config's network settings that may change while
+    /// running: `dumpnet`, `retransmitbytes` and the key (the old key stays
+    /// accepted for the grace period).
+    pub fn reload(&self, cfg: &Config) {
+        self.set_dumpnet(cfg.dumpnet);
+        let mut net = self.net.borrow_mut();
+        net.set_retransmit_bytes(cfg.retransmitbytes);
+        if net.config().key != cfg.key {
+            let grace = net.config().key_grace;
+            net.set_key(Instant::now(), cfg.key.clone());
+            match &cfg.key {
+                Some(k) => tracing::info!(
+                    key_id = k.id(),
+                    grace_s = grace.as_secs(),
+                    "network key changed; the previous one is accepted for the grace period"
+                ),
+                None => tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "network key removed: datagrams are sent in clear from now on"
+                ),
+            }
+        }
     }
 
     /// Stops the driver task.
@@ -276,7 +322,7 @@ impl NetDriver {
                 _ = self.wake.notified(), if !stalled => {}
             }
             self.deliver(&hub).await;
-            self.report_events();
+            self.report_events(&hub);
             self.flush();
         }
     }
@@ -348,9 +394,21 @@ impl NetDriver {
         hub.fan_out(channel, &m.event, payload, origin, None)
     }
 
-    fn report_events(&self) {
-        while let Some(e) = self.net.borrow_mut().poll_event() {
+    fn report_events(&self, hub: &Rc<Hub>) {
+        loop {
+            let Some(e) = self.net.borrow_mut().poll_event() else {
+                break;
+            };
             match e {
+                NetEvent::Gap { node, first, last } => {
+                    tracing::warn!(
+                        node = format!("{node:016x}"),
+                        first,
+                        last,
+                        "messages lost on the network: datagrams {first}..={last} could not be recovered"
+                    );
+                    self.announce_gap(hub, node, first, last);
+                }
                 NetEvent::PeerUp { node, name, addr } => {
                     tracing::info!(peer = %name, node = format!("{node:016x}"), %addr, "peer up")
                 }
@@ -359,6 +417,30 @@ impl NetDriver {
                 }
             }
         }
+    }
+
+    /// Tells local clients that messages from `node` were lost: one
+    /// `nc-gap` event on every channel that accepts network messages (any
+    /// of them may have been meant for it), to its clients listening to
+    /// `nc-gap` or `*`, not propagated further.
+    fn announce_gap(&self, hub: &Rc<Hub>, node: u64, first: u64, last: u64) {
+        let body = format!(
+            r#"{{"cause":"{GAP_CAUSE}","node":"{node:016x}","first":{first},"last":{last}}}"#
+        );
+        let channels: Vec<_> = {
+            let router = hub.router.borrow();
+            router
+                .channel_names()
+                .into_iter()
+                .filter_map(|n| router.channel(n))
+                .filter(|&c| router.rules(c).from_net)
+                .collect()
+        };
+        for c in channels {
+            // A full queue is not waited for: the event is small and rare.
+            let _ = hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
+        }
+        hub.flush_touched();
     }
 
     fn wall(&self, t: Instant) -> String {
@@ -391,6 +473,10 @@ impl NetDriver {
                     "malformed": p.malformed,
                     "duplicates": p.duplicates,
                     "lost": p.lost,
+                    "gaps": p.gaps,
+                    "replayed": p.replayed,
+                    "naks_out": p.naks_out,
+                    "held": p.held,
                     "oversized": p.oversized,
                     "incomplete": p.incomplete,
                     "reported": {
@@ -406,6 +492,11 @@ impl NetDriver {
             "name": self.name,
             "group": self.group.to_string(),
             "unicast_peers": self.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "sealed": net.config().key.is_some(),
+            "rejected_by_source": net
+                .rejected_sources()
+                .map(|(a, n)| (a.to_string(), Value::from(n)))
+                .collect::<serde_json::Map<String, Value>>(),
             "peers": peers,
             "totals": {
                 "datagrams_out": s.datagrams_out,
@@ -419,6 +510,15 @@ impl NetDriver {
                 "foreign": s.foreign,
                 "duplicates": s.duplicates,
                 "lost": s.lost,
+                "gaps": s.gaps,
+                "rejected": s.rejected,
+                "replayed": s.replayed,
+                "naks_out": s.naks_out,
+                "naks_in": s.naks_in,
+                "naks_suppressed": s.naks_suppressed,
+                "retransmitted": s.retransmitted,
+                "gone_out": s.gone_out,
+                "retransmit_window_bytes": net.retransmit_window_bytes(),
                 "send_errors": self.send_errors.get(),
                 "unknown_channel": self.unknown_channel.get(),
                 "refused_by_acceptfromnet": self.refused.get(),

@@ -170,4 +170,51 @@ fn write_fuzz_corpus() {
     // The fuzz target splits its input before each magic: one file holding
     // every datagram in a row reaches reassembly.
     std::fs::write(dir.join("seed-all"), all.concat()).unwrap();
+
+    // net_sealed: a mode byte, then datagrams. Plain ones (mode 1 seals
+    // them, mode 2 seals and alters them) include NAKs and GONEs; sealed
+    // ones (mode 0) come from a node with the target's key.
+    let dir = dir.join("../net_sealed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut control = Vec::new();
+    wire::encode_nak(&mut control, 2, 1, 1, &[(1, 3), (7, 7)]);
+    wire::encode_gone(
+        &mut control,
+        2,
+        1,
+        &wire::Gone {
+            first_kept: 3,
+            last_seq: 9,
+        },
+    );
+    let plain: Vec<u8> = all
+        .iter()
+        .map(|d| {
+            // From node 2, so the target (node 1) does not ignore them.
+            let mut d = d.clone();
+            d[8..16].copy_from_slice(&2u64.to_le_bytes());
+            d
+        })
+        .flatten()
+        .chain(control)
+        .collect();
+    for mode in [1u8, 2] {
+        let mut f = vec![mode];
+        f.extend_from_slice(&plain);
+        std::fs::write(dir.join(format!("seed-mode{mode}")), f).unwrap();
+    }
+    let mut c = cfg(2);
+    c.mtu = 512;
+    c.key = Some(crate::net::Key::new([0x42; 32]));
+    let mut k = Net::new(c, t0);
+    k.handle_timeout(t0);
+    k.send(t0, &out("A", "e", b"{\"x\":1}", 1, 1)).unwrap();
+    k.send(t0, &out("A", "blob", &pattern(1500, 1), 2, 1))
+        .unwrap();
+    let sealed = drain(&mut k, t0 + MS).concat();
+    for mode in [0u8, 3] {
+        let mut f = vec![mode];
+        f.extend_from_slice(&sealed);
+        std::fs::write(dir.join(format!("seed-mode{mode}")), f).unwrap();
+    }
 }

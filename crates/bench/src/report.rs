@@ -398,7 +398,7 @@ pub fn svg(r: &Results) -> String {
     }
     let _ = writeln!(
         s,
-        r##"<text x="{left}" y="{:.0}" fill="#555">Multicast rows: pending (network layer). Bars above {cap:.0}× are cut (▲).</text>"##,
+        r##"<text x="{left}" y="{:.0}" fill="#555">Multicast rows: netcluster only (not in the chart). Bars above {cap:.0}× are cut (▲).</text>"##,
         height - 12.0
     );
     s.push_str("</svg>\n");
@@ -483,7 +483,11 @@ mod tests {
             .find(|l| l.starts_with("ping-pong RTT p50, one CPU"))
             .unwrap();
         assert!(rtt.contains("2.00×") && rtt.contains("≤ 0.7× ✘"), "{rtt}");
-        assert!(t.contains("pending: network layer"));
+        let mc = t
+            .lines()
+            .find(|l| l.starts_with("multicast between 2 netns, 64 B"))
+            .unwrap();
+        assert!(mc.contains("≥ 1 M msg/s"), "{mc}");
     }
 
     #[test]

@@ -316,8 +316,36 @@ pub fn run_one(o: &Options, v: &Variant) -> Result<(f64, f64)> {
     let mut sub = Proc::spawn(&o.exe, &sub_args, format!("{} subscriber", v.id))?;
     sub.ready(o.timeout)?;
     let mut publ = Proc::spawn(&o.exe, &common("pub", 0), format!("{} publisher", v.id))?;
-    let p: PubOut = publ.result(o.timeout)?;
-    let s: SubOut = sub.result(o.timeout)?;
+    let got = publ
+        .result::<PubOut>(o.timeout)
+        .and_then(|p| Ok((p, sub.result::<SubOut>(o.timeout)?)));
+    let (p, s) = match got {
+        Ok(x) => x,
+        Err(e) => {
+            // Say what the daemons saw: loss, NAKs, gaps, rejections.
+            let totals = |i: usize| {
+                let dir = lan.sockets(i);
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .ok()?;
+                rt.block_on(async {
+                    let c = netcluster::Client::builder("control")
+                        .socket_dir(&dir)
+                        .connect()
+                        .await
+                        .ok()?;
+                    let v: serde_json::Value = c.request("nc-control-showpeers", &()).await.ok()?;
+                    Some(v["totals"].to_string())
+                })
+            };
+            return Err(e.context(format!(
+                "sender totals: {}\nreceiver totals: {}",
+                totals(0).unwrap_or_default(),
+                totals(1).unwrap_or_default()
+            )));
+        }
+    };
     anyhow::ensure!(s.count == count, "subscriber got {} of {count}", s.count);
     let secs = s.last_ns.saturating_sub(p.start_ns).max(1) as f64 / 1e9;
     let rate = count as f64 / secs;

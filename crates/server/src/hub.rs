@@ -446,6 +446,16 @@ impl Hub {
             .map_err(|e| format!("not sent to the network: {e}"))
     }
 
+    /// The network driver, if `channel`'s messages go to the network and
+    /// too many datagrams wait to leave: its publishers should wait for
+    /// [`NetDriver::wait_room`](crate::net::NetDriver::wait_room) before
+    /// reading more (back-pressure from a slow receiver on the network).
+    pub fn net_backlog(&self, channel: ChannelId) -> Option<Rc<crate::net::NetDriver>> {
+        let net = self.net.borrow();
+        let net = net.as_ref()?;
+        (net.backlogged() && self.router.borrow().rules(channel).to_net).then(|| net.clone())
+    }
+
     /// Marks a connection as having new output to flush after this batch.
     #[inline]
     pub fn touch(&self, conn: &Rc<Conn>) {

@@ -39,6 +39,11 @@ const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
 const RECV_BATCH: usize = 256;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
+/// Publishers to the network wait while more datagrams than this are
+/// waiting to leave (flow control holds them back for a slow receiver)…
+const BACKLOG_HIGH: usize = 4096;
+/// … until no more than this are left.
+const BACKLOG_LOW: usize = 1024;
 
 /// The `cause` of the `nc-gap` events this driver raises: messages from
 /// another node were lost on the network (its data is
@@ -80,6 +85,8 @@ pub struct NetDriver {
     dumpnet: Cell<bool>,
     wake: Notify,
     stop: Notify,
+    /// Notified when the backlog of datagrams drops to `BACKLOG_LOW`.
+    room: Notify,
     stalled: RefCell<Option<Stalled>>,
     txbuf: RefCell<Vec<u8>>,
     /// Sends that failed for a reason other than a full buffer (e.g. no
@@ -152,6 +159,7 @@ impl NetDriver {
             dumpnet: Cell::new(cfg.dumpnet),
             wake: Notify::new(),
             stop: Notify::new(),
+            room: Notify::new(),
             stalled: RefCell::new(None),
             txbuf: RefCell::new(Vec::with_capacity(MAX_DATAGRAM)),
             send_errors: Cell::new(0),
@@ -217,9 +225,35 @@ impl NetDriver {
         self.net.borrow_mut().send(Instant::now(), &m)
     }
 
+    /// Whether so many datagrams wait to leave that publishers to the
+    /// network should wait ([`NetDriver::wait_room`]).
+    pub fn backlogged(&self) -> bool {
+        self.net.borrow().pending_transmits() > BACKLOG_HIGH
+    }
+
+    /// Waits until the backlog of datagrams has drained to a low mark.
+    pub async fn wait_room(&self) {
+        loop {
+            let n = self.room.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.net.borrow().pending_transmits() <= BACKLOG_LOW {
+                return;
+            }
+            n.await;
+        }
+    }
+
     /// Sends every datagram the state machine has ready, as far as the
     /// socket takes them; the driver task retries a stalled one.
     pub fn flush(&self) {
+        self.send_ready();
+        if self.net.borrow().pending_transmits() <= BACKLOG_LOW {
+            self.room.notify_waiters();
+        }
+    }
+
+    fn send_ready(&self) {
         let now = Instant::now();
         if !self.retry_stalled() {
             return;
@@ -318,8 +352,15 @@ impl NetDriver {
                     self.receive(&mut rbuf);
                 }
                 r = self.socket.writable(), if stalled => { let _ = r; }
-                _ = sleep_until(deadline) => self.net.borrow_mut().handle_timeout(Instant::now()),
+                _ = sleep_until(deadline) => {}
                 _ = self.wake.notified(), if !stalled => {}
+            }
+            // Timers are checked after every wake-up, not only when the
+            // sleep wins the select: under a steady stream of datagrams the
+            // socket is always readable, and NAKs must still go out.
+            let now = Instant::now();
+            if self.net.borrow().poll_timeout().is_some_and(|t| t <= now) {
+                self.net.borrow_mut().handle_timeout(now);
             }
             self.deliver(&hub).await;
             self.report_events(&hub);
@@ -518,6 +559,8 @@ impl NetDriver {
                 "naks_suppressed": s.naks_suppressed,
                 "retransmitted": s.retransmitted,
                 "gone_out": s.gone_out,
+                "acks_out": s.acks_out,
+                "flow_waits": s.flow_waits,
                 "retransmit_window_bytes": net.retransmit_window_bytes(),
                 "send_errors": self.send_errors.get(),
                 "unknown_channel": self.unknown_channel.get(),

@@ -252,6 +252,13 @@ async fn read_loop(
                 Step::Close(code, msg) => return Err((code, msg)),
             }
         }
+        if let Some(net) = hub.net_backlog(conn.channel_id) {
+            tokio::select! {
+                biased;
+                _ = conn.kill.notified() => return Ok("closed by the daemon"),
+                _ = net.wait_room() => {}
+            }
+        }
         tokio::select! {
             biased;
             _ = conn.kill.notified() => return Ok("closed by the daemon"),

@@ -78,6 +78,7 @@ impl Net {
             // one copy; a later NAK means that copy was lost too.
             holdoff: cfg.reorder_timeout + cfg.nak_backoff,
             tail_probe: cfg.tail_probe,
+            flow_timeout: cfg.flow_timeout,
         };
         let timing = NakTiming {
             first: cfg.reorder_timeout,
@@ -255,15 +256,26 @@ impl Net {
 
     /// Queues a heartbeat.
     fn heartbeat(&mut self, now: Instant) {
+        let blocked = self.sender.blocked().is_some();
         let hb = Heartbeat {
             name: &self.cfg.node_name,
-            last_seq: self.sender.data_seq,
+            // Held back by flow control, it leaves ahead of the DATA
+            // waiting, so it announces only what was sent.
+            last_seq: if blocked {
+                self.sender.last_sent()
+            } else {
+                self.sender.data_seq
+            },
             uptime_ms: now.saturating_duration_since(self.started).as_millis() as u64,
             messages_out: self.stats.messages_out,
             datagrams_out: self.stats.datagrams_out,
             bytes_out: self.stats.bytes_out,
         };
-        self.sender.heartbeat(&hb);
+        if blocked {
+            self.sender.heartbeat_now(&hb);
+        } else {
+            self.sender.heartbeat(&hb);
+        }
         self.sender.probe_done();
         self.stats.heartbeats_out += 1;
     }
@@ -283,6 +295,9 @@ impl Net {
         let mut gone = Vec::new();
         let mut naks = Vec::new();
         for peer in self.peers.values_mut() {
+            if peer.ack_at.is_some_and(|t| t <= now) {
+                super::input::ack(&mut self.sender, peer);
+            }
             let ranges = peer
                 .window
                 .due_naks(now, &self.timing, &mut self.rng, MAX_NAK_RANGES);
@@ -322,12 +337,20 @@ impl Net {
         }
     }
 
+    /// Counts a flow-control wait when DATA starts being held back.
+    fn note_blocked(&mut self, was: bool) {
+        if !was && self.sender.blocked().is_some() {
+            self.stats.flow_waits += 1;
+        }
+    }
+
     /// Removes a peer, delivering what it had held (the rest reported as
     /// gaps), reporting it down and remembering its windows.
     fn remove_peer(&mut self, now: Instant, node: u64, reason: DownReason) {
         let Some(mut peer) = self.peers.remove(&node) else {
             return;
         };
+        self.sender.forget(node);
         let mut sink = super::input::Sink::new(
             &mut self.messages,
             &mut self.events,
@@ -364,7 +387,9 @@ impl Net {
         t = earliest(t, self.sender.flush_at());
         t = earliest(t, self.sender.pace_at());
         t = earliest(t, self.sender.probe_at());
+        t = earliest(t, self.sender.flow_at());
         for p in self.peers.values() {
+            t = earliest(t, p.ack_at);
             t = earliest(t, Some(p.info.last_seen + self.cfg.peer_timeout));
             t = earliest(t, p.replaced_by.map(|(_, t)| t));
             t = earliest(t, p.window.nak_deadline());
@@ -380,13 +405,17 @@ impl Net {
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
         self.sender.flush_due(now);
-        let p = self.sender.pop(now, buf, self.keys.sealer())?;
+        let was = self.sender.blocked().is_some();
+        let popped = self.sender.pop(now, buf, self.keys.sealer());
+        self.note_blocked(was);
+        let p = popped?;
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += p.len as u64;
         match p.kind {
             Kind::Data if p.again => self.stats.retransmitted += 1,
             Kind::Nak => self.stats.naks_out += 1,
             Kind::Gone => self.stats.gone_out += 1,
+            Kind::Ack => self.stats.acks_out += 1,
             _ => {}
         }
         Some(Transmit { dest: Dest::All })

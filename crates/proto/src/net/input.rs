@@ -67,6 +67,7 @@ impl Net {
                 sink.drain(peer);
             }
         }
+        schedule_ack(&mut self.sender, peer, now);
         peer.refresh();
     }
 
@@ -77,6 +78,7 @@ impl Net {
             Kind::Heartbeat => wire::decode_heartbeat(body).map(Control::Heartbeat),
             Kind::Nak => wire::decode_nak(body).map(Control::Nak),
             Kind::Gone => wire::decode_gone(body).map(Control::Gone),
+            Kind::Ack => wire::decode_ack(body).map(Control::Ack),
             Kind::Data => unreachable!("DATA is handled by on_data"),
         };
         let c = match decoded {
@@ -103,6 +105,11 @@ impl Net {
                     self.stats.naks_suppressed +=
                         t.window
                             .suppress(now, nak.ranges(), &self.timing, &mut self.rng);
+                }
+            }
+            Control::Ack(a) => {
+                if a.target == self.cfg.node_id {
+                    self.sender.on_ack(h.node, a.next, now);
                 }
             }
             Control::Gone(g) => {
@@ -133,6 +140,12 @@ impl Net {
         peer.window
             .learn(hb.last_seq, now, &self.timing, &mut self.rng);
         peer.info.announced_seq = peer.info.announced_seq.max(hb.last_seq);
+        // Once DATA flowed, every heartbeat is answered with where this
+        // node is, so a sender held back by flow control (which then sends
+        // heartbeats often) hears it even if an ACK was lost.
+        if peer.acked > 0 || peer.ack_at.is_some() {
+            ack(&mut self.sender, peer);
+        }
         peer.info.reported = Reported {
             uptime_ms: hb.uptime_ms,
             messages_out: hb.messages_out,
@@ -192,6 +205,34 @@ enum Control<'a> {
     Heartbeat(Heartbeat<'a>),
     Nak(wire::Nak<'a>),
     Gone(wire::Gone),
+    Ack(wire::Ack),
+}
+
+/// A receiver acknowledges a sender after this many DATA datagrams …
+const ACK_EVERY: u64 = 64;
+/// … or this long after the first one it has not acknowledged yet.
+const ACK_DELAY: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// Queues an ACK of `peer`'s DATA received so far.
+pub(super) fn ack(sender: &mut super::send::Sender, peer: &mut Peer) {
+    if let Some(next) = peer.window.next_due() {
+        sender.ack(peer.info.node, next);
+        peer.acked = next;
+    }
+    peer.ack_at = None;
+}
+
+/// Acknowledges `peer` now if it is far enough ahead of the last ACK, or
+/// schedules an ACK shortly.
+fn schedule_ack(sender: &mut super::send::Sender, peer: &mut Peer, now: Instant) {
+    let Some(next) = peer.window.next_due() else {
+        return;
+    };
+    if next >= peer.acked + ACK_EVERY {
+        ack(sender, peer);
+    } else if next > peer.acked && peer.ack_at.is_none() {
+        peer.ack_at = Some(now + ACK_DELAY);
+    }
 }
 
 /// Updates a peer's row for a valid datagram of `len` bytes.

@@ -118,6 +118,9 @@ pub struct NetConfig {
     /// Bytes of recently sent DATA datagrams kept to answer NAKs; 0 keeps
     /// none (every NAK is answered "gone").
     pub retransmit_bytes: usize,
+    /// Flow control: a receiver that has acknowledged nothing for this long
+    /// no longer holds the sender back (it will see a gap instead).
+    pub flow_timeout: Duration,
     /// After the last DATA datagram of a burst, a heartbeat follows after
     /// this long, so receivers notice tail loss without waiting for the
     /// next regular heartbeat. Zero: no such heartbeat.
@@ -156,6 +159,7 @@ impl NetConfig {
             max_held: DEFAULT_MAX_HELD,
             retransmit_bytes: DEFAULT_RETRANSMIT_BYTES,
             tail_probe: Duration::from_millis(5),
+            flow_timeout: Duration::from_millis(500),
             key: None,
             key_grace: DEFAULT_KEY_GRACE,
             seed: node_id,
@@ -401,6 +405,10 @@ pub struct NetStats {
     pub retransmitted: u64,
     /// GONE datagrams sent.
     pub gone_out: u64,
+    /// ACK datagrams sent.
+    pub acks_out: u64,
+    /// Times DATA was held back until the slowest receiver caught up.
+    pub flow_waits: u64,
     /// Fragmented messages refused: larger than `max_message` or than
     /// `reassembly_bytes`.
     pub oversized: u64,

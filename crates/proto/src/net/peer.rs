@@ -113,9 +113,13 @@ pub(crate) struct Peer {
     /// A fresh node with this peer's name and address appeared: its id, and
     /// when this peer is retired unless heard from again.
     pub(crate) replaced_by: Option<(u64, Instant)>,
-    /// Replay windows of its HEARTBEAT, NAK and GONE sequence numbers (its
+    /// Replay windows of its HEARTBEAT, NAK, GONE and ACK sequence numbers (its
     /// DATA datagrams are checked by the receive window).
-    pub(crate) replay: [Replay; 3],
+    pub(crate) replay: [Replay; 4],
+    /// The next DATA sequence number last acknowledged to it.
+    pub(crate) acked: u64,
+    /// When an acknowledgement is due, if one is.
+    pub(crate) ack_at: Option<Instant>,
 }
 
 /// What is remembered of a peer after it was removed, so that its old
@@ -123,7 +127,7 @@ pub(crate) struct Peer {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tomb {
     pub(crate) next: Option<u64>,
-    pub(crate) replay: [Replay; 3],
+    pub(crate) replay: [Replay; 4],
 }
 
 /// Bits of a replay window: how far behind the highest sequence number a
@@ -175,6 +179,7 @@ pub(crate) fn replay_slot(kind: Kind) -> usize {
         Kind::Heartbeat | Kind::Data => 0,
         Kind::Nak => 1,
         Kind::Gone => 2,
+        Kind::Ack => 3,
     }
 }
 
@@ -186,6 +191,8 @@ impl Peer {
             reasm: Reassembly::default(),
             replaced_by: None,
             replay: Default::default(),
+            acked: 0,
+            ack_at: None,
         }
     }
 

@@ -29,6 +29,9 @@ const MIN_RECORD: usize = 2;
 const MIN_FRAGMENT_FILL: usize = 64;
 /// Spare datagram buffers kept for reuse.
 const POOL_MAX: usize = 64;
+/// Flow control lets at least this many DATA datagrams ahead of the
+/// slowest receiver, however small the retransmit window.
+const MIN_AHEAD: usize = 16;
 
 /// The fields of the last MSG record in the open batch, which the next
 /// record may imply. Names are ranges into the batch buffer.
@@ -45,6 +48,10 @@ struct Prev {
 enum Control {
     /// An encoded NAK.
     Nak(Vec<u8>),
+    /// An encoded ACK.
+    Ack(Vec<u8>),
+    /// An encoded heartbeat that must not wait behind held-back DATA.
+    Heartbeat(Vec<u8>),
     /// A GONE, encoded when it leaves so it tells the window then.
     Gone,
 }
@@ -131,6 +138,17 @@ pub(crate) struct Sender {
     pool: Vec<Vec<u8>>,
     scratch: Vec<u8>,
     pacer: Pacer,
+    /// Receivers' progress, for flow control: node id, next DATA seq it
+    /// expects, when that last moved.
+    flow: Vec<(u64, u64, Instant)>,
+    /// Most DATA datagrams sent ahead of the slowest live receiver; `None`
+    /// without a retransmit window (then nothing could repair the loss
+    /// flow control avoids, and nothing is held back).
+    max_ahead: Option<u64>,
+    flow_timeout: Duration,
+    /// Since when DATA is held back by flow control.
+    blocked: Option<Instant>,
+    ack_seq: u64,
 }
 
 /// Sender settings besides batching.
@@ -139,6 +157,9 @@ pub(crate) struct SendOpts {
     pub(crate) retransmit_bytes: usize,
     pub(crate) holdoff: Duration,
     pub(crate) tail_probe: Duration,
+    /// A receiver that has not acknowledged for this long no longer holds
+    /// the sender back.
+    pub(crate) flow_timeout: Duration,
 }
 
 impl Sender {
@@ -178,7 +199,83 @@ impl Sender {
             pool: Vec::new(),
             scratch: Vec::new(),
             pacer,
+            flow: Vec::new(),
+            max_ahead: (opts.retransmit_bytes > 0)
+                .then(|| (opts.retransmit_bytes / mtu).max(MIN_AHEAD) as u64),
+            flow_timeout: opts.flow_timeout,
+            blocked: None,
+            ack_seq: 0,
         }
+    }
+
+    /// A receiver acknowledged every DATA datagram below `next`.
+    pub(crate) fn on_ack(&mut self, node: u64, next: u64, now: Instant) {
+        match self.flow.iter_mut().find(|f| f.0 == node) {
+            // Only progress counts: a receiver that answers but does not
+            // get further stops holding the sender back after the timeout.
+            Some(f) if next > f.1 => {
+                f.1 = next;
+                f.2 = now;
+            }
+            Some(_) => {}
+            None => self.flow.push((node, next, now)),
+        }
+    }
+
+    /// Forgets a receiver (it went down).
+    pub(crate) fn forget(&mut self, node: u64) {
+        self.flow.retain(|f| f.0 != node);
+    }
+
+    /// Whether DATA `seq` must wait for the slowest live receiver: it would
+    /// push a datagram that receiver still needs out of the window.
+    fn flow_blocks(&self, now: Instant, seq: u64) -> bool {
+        let Some(max) = self.max_ahead else {
+            return false;
+        };
+        self.flow
+            .iter()
+            .filter(|f| now < f.2 + self.flow_timeout)
+            .any(|f| seq >= f.1.saturating_add(max))
+    }
+
+    /// Since when DATA is held back by flow control, if it is.
+    pub(crate) fn blocked(&self) -> Option<Instant> {
+        self.blocked
+    }
+
+    /// When a receiver holding DATA back stops counting, while it does.
+    pub(crate) fn flow_at(&self) -> Option<Instant> {
+        self.blocked?;
+        let max = self.max_ahead?;
+        self.flow
+            .iter()
+            .filter(|f| self.retx.next >= f.1.saturating_add(max))
+            .map(|f| f.2 + self.flow_timeout)
+            .min()
+    }
+
+    /// The last DATA sequence number sent (0: none).
+    pub(crate) fn last_sent(&self) -> u64 {
+        self.retx.next - 1
+    }
+
+    /// Queues an ACK telling `target` that every DATA datagram below
+    /// `next` arrived.
+    pub(crate) fn ack(&mut self, target: u64, next: u64) {
+        self.ack_seq += 1;
+        let mut b = self.buffer();
+        wire::encode_ack(&mut b, self.node, self.ack_seq, &wire::Ack { target, next });
+        self.control.push_back(Control::Ack(b));
+    }
+
+    /// Queues a heartbeat ahead of DATA (while flow control holds DATA
+    /// back; its last seq must then be the last one sent).
+    pub(crate) fn heartbeat_now(&mut self, hb: &Heartbeat<'_>) {
+        self.heartbeat_seq += 1;
+        let mut b = self.buffer();
+        wire::encode_heartbeat(&mut b, self.node, self.heartbeat_seq, hb);
+        self.control.push_back(Control::Heartbeat(b));
     }
 
     /// Datagrams waiting for `poll_transmit`: closed DATA, heartbeats,
@@ -287,7 +384,7 @@ impl Sender {
     fn next_len(&self) -> Option<usize> {
         if let Some(c) = self.control.front() {
             return Some(match c {
-                Control::Nak(b) => b.len(),
+                Control::Nak(b) | Control::Ack(b) | Control::Heartbeat(b) => b.len(),
                 Control::Gone => HEADER_LEN + 2 * crate::varint::MAX_LEN,
             });
         }
@@ -509,6 +606,16 @@ impl Sender {
                     self.recycle(b);
                     Kind::Nak
                 }
+                Control::Ack(b) => {
+                    emit(&b, buf);
+                    self.recycle(b);
+                    Kind::Ack
+                }
+                Control::Heartbeat(b) => {
+                    emit(&b, buf);
+                    self.recycle(b);
+                    Kind::Heartbeat
+                }
                 Control::Gone => {
                     self.gone_queued = false;
                     self.gone_seq += 1;
@@ -539,9 +646,22 @@ impl Sender {
                 again: true,
             });
         }
+        if self
+            .ready
+            .front()
+            .is_some_and(|d| d[6] == kind::DATA && self.flow_blocks(now, self.retx.next))
+        {
+            self.blocked.get_or_insert(now);
+            // Heartbeats while held back make receivers acknowledge again.
+            if self.probe_at.is_none() {
+                self.probe_at = Some(now + self.tail_probe.max(Duration::from_millis(1)));
+            }
+            return None;
+        }
         let d = self.ready.pop_front()?;
         emit(&d, buf);
         if d[6] == kind::DATA {
+            self.blocked = None;
             if !self.tail_probe.is_zero() {
                 self.probe_at = Some(now + self.tail_probe);
             }

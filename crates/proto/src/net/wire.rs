@@ -1,5 +1,5 @@
 //! Byte layout of network datagrams: the fixed header, the records of a DATA
-//! datagram, the HEARTBEAT, NAK and GONE bodies; their encoders and their
+//! datagram, the HEARTBEAT, NAK, GONE and ACK bodies; their encoders and their
 //! decoders. Sealing (the AEAD around the body) lives in `seal`.
 //!
 //! This module owns every byte that crosses the network (documented in
@@ -49,6 +49,8 @@ pub mod kind {
     pub const NAK: u8 = 3;
     /// A sender's answer that DATA datagrams are no longer available.
     pub const GONE: u8 = 4;
+    /// A receiver's progress: the next DATA sequence number it expects.
+    pub const ACK: u8 = 5;
 }
 
 /// Record tag bits of a DATA body.
@@ -82,6 +84,8 @@ pub enum Kind {
     Nak,
     /// Data no longer available.
     Gone,
+    /// A receiver's progress.
+    Ack,
 }
 
 impl Kind {
@@ -92,6 +96,7 @@ impl Kind {
             Kind::Heartbeat => kind::HEARTBEAT,
             Kind::Nak => kind::NAK,
             Kind::Gone => kind::GONE,
+            Kind::Ack => kind::ACK,
         }
     }
 }
@@ -132,6 +137,8 @@ pub enum Body<'a> {
     Nak(Nak<'a>),
     /// A GONE announcement.
     Gone(Gone),
+    /// An ACK.
+    Ack(Ack),
     /// A sealed body (ciphertext and tag), not decoded without the key.
     Sealed(&'a [u8]),
 }
@@ -196,6 +203,16 @@ impl Iterator for NakRanges<'_> {
         // Validated by decode_nak, so errors cannot happen here.
         self.read().ok()
     }
+}
+
+/// An ACK body: how far a receiver has got in one sender's DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The sender whose DATA this is about.
+    pub target: u64,
+    /// The next DATA sequence number the receiver expects: every one below
+    /// has been applied or given up on.
+    pub next: u64,
 }
 
 /// A GONE body: the sender's retransmit window.
@@ -432,6 +449,7 @@ pub fn decode_header(data: &[u8]) -> Result<(Header, &[u8]), WireError> {
         kind::HEARTBEAT => Kind::Heartbeat,
         kind::NAK => Kind::Nak,
         kind::GONE => Kind::Gone,
+        kind::ACK => Kind::Ack,
         k => return Err(WireError::UnknownKind(k)),
     };
     let sealed = fl & flags::SEALED != 0;
@@ -486,6 +504,7 @@ pub fn decode_datagram(data: &[u8]) -> Result<Datagram<'_>, WireError> {
         Kind::Heartbeat => Body::Heartbeat(decode_heartbeat(body)?),
         Kind::Nak => Body::Nak(decode_nak(body)?),
         Kind::Gone => Body::Gone(decode_gone(body)?),
+        Kind::Ack => Body::Ack(decode_ack(body)?),
     };
     Ok(Datagram { header, body })
 }
@@ -512,6 +531,16 @@ pub fn decode_nak(body: &[u8]) -> Result<Nak<'_>, WireError> {
         target,
         count: count as usize,
         ranges,
+    })
+}
+
+/// Decodes an ACK body. Bytes after the known fields are ignored.
+pub fn decode_ack(body: &[u8]) -> Result<Ack, WireError> {
+    let mut r = Reader { rest: body };
+    let target = u64::from_le_bytes(r.take(8, "ack target")?.try_into().expect("8 bytes"));
+    Ok(Ack {
+        target,
+        next: r.varint("ack next")?,
     })
 }
 

@@ -189,13 +189,12 @@ fn write_fuzz_corpus() {
     );
     let plain: Vec<u8> = all
         .iter()
-        .map(|d| {
+        .flat_map(|d| {
             // From node 2, so the target (node 1) does not ignore them.
             let mut d = d.clone();
             d[8..16].copy_from_slice(&2u64.to_le_bytes());
             d
         })
-        .flatten()
         .chain(control)
         .collect();
     for mode in [1u8, 2] {

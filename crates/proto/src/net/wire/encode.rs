@@ -8,7 +8,8 @@ use bytes::BufMut;
 use crate::varint;
 
 use super::{
-    tag, Gone, Header, Heartbeat, Kind, HEADER_LEN, MAGIC, MAX_NAK_RANGES, MAX_NODE_NAME, VERSION,
+    tag, Ack, Gone, Header, Heartbeat, Kind, HEADER_LEN, MAGIC, MAX_NAK_RANGES, MAX_NODE_NAME,
+    VERSION,
 };
 use crate::net::OutMessage;
 
@@ -55,6 +56,13 @@ pub fn encode_nak(out: &mut Vec<u8>, node: u64, seq: u64, target: u64, ranges: &
         varint::put(out, last - first);
         prev = last + 1;
     }
+}
+
+/// Appends a whole ACK datagram.
+pub fn encode_ack(out: &mut Vec<u8>, node: u64, seq: u64, a: &Ack) {
+    put_plain_header(out, Kind::Ack, node, seq);
+    out.extend_from_slice(&a.target.to_le_bytes());
+    varint::put(out, a.next);
 }
 
 /// Appends a whole GONE datagram.

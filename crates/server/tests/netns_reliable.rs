@@ -91,20 +91,38 @@ async fn next(sub: &mut Subscription, secs: u64) -> Option<netcluster::Message> 
 }
 
 /// Receives exactly `n` messages numbered 0..n in order, then nothing more.
-async fn expect_sequence(sub: &mut Subscription, n: u64, what: &str) {
+async fn check_sequence(sub: &mut Subscription, n: u64, what: &str) -> Result<(), String> {
     for i in 0..n {
         let m = next(sub, 10)
             .await
-            .unwrap_or_else(|| panic!("{what}: message {i} of {n} missing"));
-        assert_eq!(m.event(), "n", "{what}: unexpected event {m:?}");
-        assert_eq!(
-            m.json::<u64>().unwrap(),
-            i,
-            "{what}: out of order or duplicated"
-        );
+            .ok_or_else(|| format!("{what}: message {i} of {n} missing"))?;
+        if m.event() != "n" {
+            return Err(format!("{what}: unexpected event {m:?}"));
+        }
+        let got = m.json::<u64>().unwrap();
+        if got != i {
+            return Err(format!(
+                "{what}: out of order or duplicated: got {got}, expected {i}"
+            ));
+        }
     }
-    if let Some(m) = next(sub, 1).await {
-        panic!("{what}: unexpected extra message {m:?}");
+    match next(sub, 1).await {
+        Some(m) => Err(format!("{what}: unexpected extra message {m:?}")),
+        None => Ok(()),
+    }
+}
+
+async fn expect_sequence(sub: &mut Subscription, n: u64, what: &str) {
+    if let Err(e) = check_sequence(sub, n, what).await {
+        panic!("{e}");
+    }
+}
+
+/// Like `expect_sequence`, with the receiving daemon's `showpeers()` in
+/// the failure message.
+async fn expect_sequence_at(sub: &mut Subscription, n: u64, what: &str, dir: &Path) {
+    if let Err(e) = check_sequence(sub, n, what).await {
+        panic!("{e}\nshowpeers: {}", peers(dir).await);
     }
 }
 
@@ -131,8 +149,8 @@ fn ten_percent_loss_twenty_thousand_messages_arrive_complete_in_order_once() {
             tx.emit("n", &i).await.unwrap();
         }
         tx.flush().await.unwrap();
-        expect_sequence(&mut s1, N, "host 1").await;
-        expect_sequence(&mut s2, N, "host 2").await;
+        expect_sequence_at(&mut s1, N, "host 1", dirs[1]).await;
+        expect_sequence_at(&mut s2, N, "host 2", dirs[2]).await;
         assert!(next(&mut g1, 1).await.is_none(), "a gap was reported");
         let sender = peers(dirs[0]).await;
         assert!(

@@ -106,8 +106,9 @@ pub struct NetConfig {
     /// receiver's NAK usually goes out first and the others, hearing it,
     /// do not send theirs.
     pub nak_backoff: Duration,
-    /// Wait after a NAK round (ours or one heard from another receiver)
-    /// before asking again; a random part up to a quarter is added.
+    /// Wait after the first NAK round (ours or one heard from another
+    /// receiver) before asking again; it doubles every round, up to 20
+    /// times this, and a random part up to a quarter is added.
     pub nak_interval: Duration,
     /// NAK rounds per missing datagram before the receiver gives up on it
     /// and reports the gap.
@@ -159,7 +160,7 @@ impl NetConfig {
             max_held: DEFAULT_MAX_HELD,
             retransmit_bytes: DEFAULT_RETRANSMIT_BYTES,
             tail_probe: Duration::from_millis(5),
-            flow_timeout: Duration::from_millis(500),
+            flow_timeout: Duration::from_secs(1),
             key: None,
             key_grace: DEFAULT_KEY_GRACE,
             seed: node_id,

@@ -81,6 +81,24 @@ pub(crate) struct NakTiming {
     pub(crate) rounds: u32,
 }
 
+/// The wait between NAK rounds doubles each round up to this many times
+/// `nak_interval`, so that a sender stalled for a moment (a busy machine)
+/// is not given up on after a hundred milliseconds.
+const NAK_BACKOFF_CAP: u32 = 20;
+
+impl NakTiming {
+    /// Wait after round `rounds` (1, 2, …): `interval` doubled per round,
+    /// capped, plus up to a quarter at random.
+    fn after(&self, rounds: u32, rng: &mut XorShift) -> Duration {
+        let factor = 1u32
+            .checked_shl(rounds.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(NAK_BACKOFF_CAP);
+        let d = self.interval * factor;
+        d + rng.up_to(d / 4)
+    }
+}
+
 /// The per-peer ordering and repair window.
 ///
 /// Every sequence number from `next` to `known` is either held (arrived
@@ -297,7 +315,7 @@ impl Window {
                     ranges.push((q, q));
                 }
                 m.rounds += 1;
-                m.due = now + t.interval + rng.up_to(t.interval / 4);
+                m.due = now + t.after(m.rounds, rng);
             }
             earliest = Some(earliest.map_or(m.due, |e| e.min(m.due)));
         }
@@ -326,7 +344,7 @@ impl Window {
                     continue;
                 }
                 m.rounds += 1;
-                m.due = m.due.max(now + t.interval + rng.up_to(t.interval / 4));
+                m.due = m.due.max(now + t.after(m.rounds, rng));
                 spared += 1;
             }
         }

@@ -1,5 +1,7 @@
 //! Fragmentation and reassembly, through the simulator.
 
+use std::time::Duration;
+
 use super::*;
 use crate::net::sim::Link;
 use crate::net::wire::{put_frag_head, put_header, Header, Kind, HEADER_LEN};
@@ -149,7 +151,8 @@ fn a_lost_fragment_is_given_up_when_the_stream_moves_on() {
     s.send(0, "A", "e", b"after", 1, 2);
     // The fragment never gets through, not even when NAKed: after the last
     // NAK round the receiver gives up on it and moves on.
-    s.run_for(500 * MS);
+    // Rounds back off: 10, 20, 40, 80, 160, then 200 ms (about 2 s).
+    s.run_for(Duration::from_millis(2500));
     assert_eq!(ids(&s.nodes[1].inbox), vec![(1, 2)]);
     let peer = s.nodes[1].net.peers().next().unwrap();
     assert_eq!(

@@ -334,3 +334,59 @@ fn unrecoverable_loss_reaches_clients_as_nc_gap() {
         assert_eq!(p["totals"]["gaps"].as_u64().unwrap(), gaps, "{p}");
     });
 }
+
+/// `reloadconfig()`: the daemon reads its config file again.
+async fn reload(dir: &Path) -> Value {
+    client(dir, "control")
+        .await
+        .request("nc-control-reloadconfig", &Value::Null)
+        .await
+        .expect("reload")
+}
+
+#[test]
+fn a_reloaded_keyfile_changes_the_key_with_a_grace_period() {
+    let Some(mut lan) = Lan::new(2) else { return };
+    let keys = netcluster_testkit::tempdir();
+    let file = |i: usize| keys.path().join(format!("h{i}.key"));
+    for i in 0..2 {
+        std::fs::write(file(i), format!("{KEY_A}\n")).unwrap();
+        let cfg = config(
+            &format!("h{i}"),
+            &format!(r#""keyfile": "{}","#, file(i).display()),
+        );
+        lan.start_daemon(i, Path::new(BIN), &cfg);
+    }
+    rt().block_on(async {
+        let dirs: Vec<&Path> = lan.hosts.iter().map(|h| h.dir()).collect();
+        wait_peers(&dirs, 1).await;
+        let r1 = client(dirs[1], "A").await;
+        let mut s1 = r1.subscribe("n").await.unwrap();
+        let tx = client(dirs[0], "A").await;
+        tx.emit("n", &0u64).await.unwrap();
+        // Host 0 moves to key B first; host 1 a moment later.
+        std::fs::write(file(0), format!("{KEY_B}\n")).unwrap();
+        std::fs::write(file(1), format!("{KEY_B}\n")).unwrap();
+        reload(dirs[0]).await;
+        tx.emit("n", &1u64).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        reload(dirs[1]).await;
+        tx.emit("n", &2u64).await.unwrap();
+        expect_sequence_at(&mut s1, 3, "host 1", dirs[1]).await;
+        let shown: Value = client(dirs[0], "control")
+            .await
+            .request("nc-control-showconfig", &())
+            .await
+            .unwrap();
+        let text = shown.to_string();
+        assert!(!text.contains(KEY_A) && !text.contains(KEY_B), "{text}");
+        assert_eq!(shown["keyfile"], file(0).display().to_string());
+        let p = peers(dirs[1]).await;
+        assert_eq!(p["totals"]["gaps"], 0, "{p}");
+        // Before its reload, host 1 refused what host 0 sealed with key B
+        // (message 1 came back by NAK); host 0 kept accepting key A.
+        assert!(p["totals"]["rejected"].as_u64().unwrap() > 0, "{p}");
+        let p0 = peers(dirs[0]).await;
+        assert_eq!(p0["totals"]["rejected"], 0, "{p0}");
+    });
+}

@@ -87,6 +87,8 @@ pub struct NetDriver {
     stop: Notify,
     /// Notified when the backlog of datagrams drops to `BACKLOG_LOW`.
     room: Notify,
+    /// The time of the last flush, for `send`.
+    now: Cell<Instant>,
     stalled: RefCell<Option<Stalled>>,
     txbuf: RefCell<Vec<u8>>,
     /// Sends that failed for a reason other than a full buffer (e.g. no
@@ -160,6 +162,7 @@ impl NetDriver {
             wake: Notify::new(),
             stop: Notify::new(),
             room: Notify::new(),
+            now: Cell::new(now),
             stalled: RefCell::new(None),
             txbuf: RefCell::new(Vec::with_capacity(MAX_DATAGRAM)),
             send_errors: Cell::new(0),
@@ -222,7 +225,10 @@ impl NetDriver {
             client,
             seq,
         };
-        self.net.borrow_mut().send(Instant::now(), &m)
+        // The batch timer is zero here (the hub flushes after each read
+        // batch), so the time of the last flush is as good as reading the
+        // clock for every message.
+        self.net.borrow_mut().send(self.now.get(), &m)
     }
 
     /// Whether so many datagrams wait to leave that publishers to the
@@ -255,6 +261,7 @@ impl NetDriver {
 
     fn send_ready(&self) {
         let now = Instant::now();
+        self.now.set(now);
         if !self.retry_stalled() {
             return;
         }
@@ -370,9 +377,11 @@ impl NetDriver {
 
     fn receive(&self, rbuf: &mut [u8]) {
         let mut net = self.net.borrow_mut();
+        // One clock reading per batch: the timers it feeds are milliseconds.
+        let now = Instant::now();
         for _ in 0..RECV_BATCH {
             match self.socket.try_recv_from(rbuf) {
-                Ok((n, from)) => net.handle_datagram(Instant::now(), from, &rbuf[..n]),
+                Ok((n, from)) => net.handle_datagram(now, from, &rbuf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here; not fatal.

@@ -10,6 +10,10 @@
 # Bounded in time: every workload has a fixed message count and each role
 # process a deadline (ncbench), and the whole suite runs under `timeout`.
 #
+# The multicast rows run two more ncserver daemons in two network
+# namespaces (needs root, iproute2 and nftables; installed with apt if
+# missing, skipped with a message when not root).
+#
 # Usage: bench/run.sh            (as root on a fresh checkout)
 #   NCBENCH_SCALE=tiny bench/run.sh   a quick check of the harness
 #   NCBENCH_REPS=N                    repetitions of each throughput run
@@ -17,7 +21,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-SUITE_TIMEOUT=${NCBENCH_TIMEOUT:-480}
+SUITE_TIMEOUT=${NCBENCH_TIMEOUT:-720}
 SCALE=${NCBENCH_SCALE:-full}
 
 log() { echo "run.sh: $*" >&2; }
@@ -26,6 +30,10 @@ log() { echo "run.sh: $*" >&2; }
 missing=()
 command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || missing+=(nats-server)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+if [ "$(id -u)" = 0 ]; then
+  command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+  command -v nft >/dev/null 2>&1 || missing+=(nftables)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing ${missing[*]} with apt"
   export DEBIAN_FRONTEND=noninteractive
@@ -49,13 +57,22 @@ NCBENCH=$ROOT/target/release/ncbench
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 TMP=$(mktemp -d /tmp/ncbench.XXXXXX)
 PIDS=()
+# The multicast rows create two network namespaces named after this
+# prefix (and remove them); if the suite is killed, cleanup removes them.
+export NCBENCH_NETNS_PREFIX="ncbench$$"
 cleanup() {
-  local pid
+  local pid ns
   for pid in "${PIDS[@]}"; do
     kill "$pid" 2>/dev/null || true
   done
   for pid in "${PIDS[@]}"; do
     wait "$pid" 2>/dev/null || true
+  done
+  for ns in "${NCBENCH_NETNS_PREFIX}a" "${NCBENCH_NETNS_PREFIX}b"; do
+    if ip netns list 2>/dev/null | grep -q "^$ns\b"; then
+      ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null || true
+      ip netns del "$ns" 2>/dev/null || true
+    fi
   done
   rm -rf "$TMP"
 }
@@ -97,7 +114,7 @@ args=(suite --scale "$SCALE"
   --nc-dir "$TMP/nc" --nc-pid "$NC_PID"
   --nats-addr "127.0.0.1:$NATS_PORT" --nats-pid "$NATS_PID"
   --redis-socket "$TMP/redis.sock" --redis-pid "$REDIS_PID"
-  --commit "$COMMIT")
+  --commit "$COMMIT" --ncserver "$NCSERVER")
 [ -n "${NCBENCH_REPS:-}" ] && args+=(--reps "$NCBENCH_REPS")
 if [ "$SCALE" = full ]; then
   args+=(--out-dir "$ROOT/docs/bench" --doc "$ROOT/docs/PERFORMANCE.md")

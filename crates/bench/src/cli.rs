@@ -127,6 +127,22 @@ enum Cmd {
         #[arg(long)]
         size: usize,
     },
+    /// Only the multicast rows (two ncserver daemons in network
+    /// namespaces; needs root): prints each run.
+    Mcast {
+        /// The ncserver binary.
+        #[arg(long)]
+        ncserver: PathBuf,
+        /// `full` or `tiny` sizes.
+        #[arg(long, default_value = "full")]
+        scale: String,
+        /// Only the rows whose id contains this (e.g. `64k`, `key`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Repetitions of each row.
+        #[arg(long, default_value_t = 1)]
+        reps: u32,
+    },
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
     /// Wait until a TCP address or a Unix socket accepts connections.
@@ -176,6 +192,9 @@ struct SuiteArgs {
     /// Document whose generated section is replaced (docs/PERFORMANCE.md).
     #[arg(long)]
     doc: Option<PathBuf>,
+    /// The ncserver binary, for the multicast rows (needs root).
+    #[arg(long)]
+    ncserver: Option<PathBuf>,
 }
 
 /// Runs `ncbench` with the process arguments.
@@ -281,6 +300,39 @@ fn run(cmd: Cmd) -> Result<()> {
             say_result(&roles::raw_pinger(&exe, count, warmup, size)?)
         }
         Cmd::RawPong { count, size } => roles::raw_ponger(count, size),
+        Cmd::Mcast {
+            ncserver,
+            scale,
+            only,
+            reps,
+        } => {
+            let plan = plan_for(&scale)?;
+            if let Some(why) = crate::mcast::unavailable() {
+                bail!("cannot run the multicast rows: {why}");
+            }
+            let o = crate::mcast::Options {
+                ncserver,
+                exe: std::env::current_exe()?,
+                count_small: plan.mcast_small,
+                count_large: plan.mcast_large,
+                timeout: Duration::from_secs(plan.child_timeout_s),
+            };
+            for v in crate::mcast::VARIANTS {
+                if only.as_deref().is_some_and(|o| !v.id.contains(o)) {
+                    continue;
+                }
+                for rep in 1..=reps.max(1) {
+                    let (msgs, bytes) = crate::mcast::run_one(&o, v)?;
+                    println!(
+                        "{:<15} run {rep}: {:>6.3} M msg/s, {:>8.1} MB/s",
+                        v.id,
+                        msgs / 1e6,
+                        bytes / 1e6
+                    );
+                }
+            }
+            Ok(())
+        }
         Cmd::FreePort => {
             let l = TcpListener::bind("127.0.0.1:0")?;
             println!("{}", l.local_addr()?.port());
@@ -310,12 +362,16 @@ fn run(cmd: Cmd) -> Result<()> {
     }
 }
 
-fn run_suite(a: SuiteArgs) -> Result<()> {
-    let mut plan = match a.scale.as_str() {
+fn plan_for(scale: &str) -> Result<Plan> {
+    Ok(match scale {
         "full" => Plan::full(),
         "tiny" => Plan::tiny(),
         other => bail!("unknown --scale {other:?}: full or tiny"),
-    };
+    })
+}
+
+fn run_suite(a: SuiteArgs) -> Result<()> {
+    let mut plan = plan_for(&a.scale)?;
     if let Some(r) = a.reps {
         plan.reps = r.max(1);
     }
@@ -349,6 +405,7 @@ fn run_suite(a: SuiteArgs) -> Result<()> {
         plan,
         commit: a.commit,
         cpu: a.cpu,
+        ncserver: a.ncserver,
     })?;
     publish(&r, a.out_dir.as_deref(), a.doc.as_deref())
 }

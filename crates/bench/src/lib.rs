@@ -5,7 +5,8 @@
 //! `pong`, `idle`, `raw-ping`, `raw-pong`) are the same executable in
 //! separate processes, so publisher, subscribers and broker never share a
 //! process. netcluster is driven through its public client library, NATS
-//! and Redis through small hand-written clients with batched writes. See
+//! and Redis through small hand-written clients with batched writes; the
+//! multicast rows run two daemons in network namespaces (`mcast`). See
 //! `docs/PERFORMANCE.md` for the method and `bench/run.sh` for the run.
 //!
 //! Linux only: it reads `/proc` and sets CPU affinity.
@@ -13,6 +14,7 @@
 
 pub mod child;
 pub mod cli;
+pub mod mcast;
 pub mod nats;
 pub mod nc;
 pub mod payload;

@@ -17,6 +17,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::child::Proc;
+use crate::mcast;
 use crate::results::{median, Machine, Plan, Results, Run};
 use crate::roles::{LatencyOut, PubOut, SubOut, System};
 use crate::sys;
@@ -44,6 +45,9 @@ pub struct Options {
     pub commit: Option<String>,
     /// The CPU every process shares in the one-CPU runs.
     pub cpu: usize,
+    /// `ncserver`, for the multicast rows (two daemons in network
+    /// namespaces; skipped without it or without root).
+    pub ncserver: Option<PathBuf>,
 }
 
 struct Ctx {
@@ -351,7 +355,52 @@ pub fn run(opts: Options) -> Result<Results> {
             m.hwm_kib as f64 / 1024.0
         );
     }
+
+    match (&opts.ncserver, mcast::unavailable()) {
+        (None, _) => say!("multicast rows skipped: no --ncserver given"),
+        (Some(_), Some(why)) => say!("multicast rows skipped: {why}"),
+        (Some(ncserver), None) => {
+            let o = mcast::Options {
+                ncserver: ncserver.clone(),
+                exe: c.exe.clone(),
+                count_small: plan.mcast_small,
+                count_large: plan.mcast_large,
+                timeout: c.timeout,
+            };
+            multicast(&o, plan.reps.min(MCAST_REPS), &mut r)?;
+        }
+    }
     Ok(r)
+}
+
+/// Repetitions of each multicast row (each starts two daemons).
+const MCAST_REPS: u32 = 3;
+
+/// Runs the multicast rows `reps` times each; the table shows the median.
+pub fn multicast(o: &mcast::Options, reps: u32, r: &mut Results) -> Result<()> {
+    for v in mcast::VARIANTS {
+        let mut values = Vec::new();
+        for rep in 1..=reps {
+            let (msgs, bytes) =
+                mcast::run_one(o, v).with_context(|| format!("multicast {}, run {rep}", v.id))?;
+            say!(
+                "multicast {:<15} run {rep}: {:>6.2} M msg/s, {:>7.1} MB/s",
+                v.id,
+                msgs / 1e6,
+                bytes / 1e6
+            );
+            let value = if v.size > 1024 { bytes } else { msgs };
+            values.push(value);
+            r.runs.push(Run {
+                metric: v.id.into(),
+                system: System::Nc,
+                rep,
+                value,
+            });
+        }
+        r.set(v.id, System::Nc, median(&values));
+    }
+    Ok(())
 }
 
 fn first_line(cmd: &str, args: &[&str]) -> Option<String> {

@@ -368,6 +368,31 @@ impl Hub {
         origin: Origin,
         exclude: Option<Slot>,
     ) -> Flow {
+        self.fan_out_to(channel, event, payload, origin, exclude, true)
+    }
+
+    /// Delivers a message to `channel`'s own subscribers only, without
+    /// its propagation rule (events the daemon raises per channel, such
+    /// as `nc-gap` for network loss, so no client gets one twice).
+    pub fn fan_out_own(&self, channel: ChannelId, event: &str, payload: &[u8]) -> Flow {
+        let origin = Origin {
+            node: None,
+            client: 0,
+            seq: 0,
+        };
+        let payload = Payload::Borrowed(payload);
+        self.fan_out_to(channel, event, payload, origin, None, false)
+    }
+
+    fn fan_out_to(
+        &self,
+        channel: ChannelId,
+        event: &str,
+        payload: Payload<'_>,
+        origin: Origin,
+        exclude: Option<Slot>,
+        propagate: bool,
+    ) -> Flow {
         let infos = self.channels.borrow();
         let info = infos[channel.index()].as_ref().expect("live channel");
         if info.dump {
@@ -379,7 +404,7 @@ impl Hub {
         let mut sc = self.scratch.borrow_mut();
         let sc = &mut *sc;
         sc.recipients.clear();
-        router.route(channel, event, exclude, true, &mut sc.recipients);
+        router.route(channel, event, exclude, propagate, &mut sc.recipients);
         if sc.recipients.is_empty() {
             return Flow::Continue;
         }
@@ -486,6 +511,16 @@ impl Hub {
             .clone();
         net.send(&name, event, payload, client, seq)
             .map_err(|e| format!("not sent to the network: {e}"))
+    }
+
+    /// The network driver, if `channel`'s messages go to the network and
+    /// too many datagrams wait to leave: its publishers should wait for
+    /// [`NetDriver::wait_room`](crate::net::NetDriver::wait_room) before
+    /// reading more (back-pressure from a slow receiver on the network).
+    pub fn net_backlog(&self, channel: ChannelId) -> Option<Rc<crate::net::NetDriver>> {
+        let net = self.net.borrow();
+        let net = net.as_ref()?;
+        (net.backlogged() && self.router.borrow().rules(channel).to_net).then(|| net.clone())
     }
 
     /// Marks a connection as having new output to flush after this batch.

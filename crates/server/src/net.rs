@@ -8,7 +8,10 @@
 //! Local messages reach it through [`NetDriver::send`]; the hub flushes it
 //! after every batch, so a batch of emits leaves in few datagrams without a
 //! timer. A full socket buffer stalls sending (the datagram is kept and
-//! retried when the socket is writable), never drops.
+//! retried when the socket is writable), never drops. Datagrams lost on the
+//! way are repaired by the state machine's NAKs; what cannot be repaired is
+//! logged and announced to local clients as an `nc-gap` event on every
+//! channel that accepts network messages (see [`GAP_CAUSE`]).
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -23,6 +26,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
@@ -35,6 +39,17 @@ const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
 const RECV_BATCH: usize = 256;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
+/// Publishers to the network wait while more datagrams than this are
+/// waiting to leave (flow control holds them back for a slow receiver)…
+const BACKLOG_HIGH: usize = 4096;
+/// … until no more than this are left.
+const BACKLOG_LOW: usize = 1024;
+
+/// The `cause` of the `nc-gap` events this driver raises: messages from
+/// another node were lost on the network (its data is
+/// `{"cause":"network","node":"<16 hex>","first":N,"last":M}`, N and M the
+/// sender's DATA datagram sequence numbers given up on).
+pub const GAP_CAUSE: &str = "network";
 
 /// Why the network could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +85,10 @@ pub struct NetDriver {
     dumpnet: Cell<bool>,
     wake: Notify,
     stop: Notify,
+    /// Notified when the backlog of datagrams drops to `BACKLOG_LOW`.
+    room: Notify,
+    /// The time of the last flush, for `send`.
+    now: Cell<Instant>,
     stalled: RefCell<Option<Stalled>>,
     txbuf: RefCell<Vec<u8>>,
     /// Sends that failed for a reason other than a full buffer (e.g. no
@@ -107,6 +126,11 @@ impl NetDriver {
         let mut ncfg = NetConfig::new(node_id, name.clone());
         ncfg.mtu = cfg.mtu;
         ncfg.max_message = cfg.maxmessage;
+        ncfg.key = cfg.key.clone();
+        ncfg.retransmit_bytes = cfg.retransmitbytes;
+        // Spreads NAK timers between daemons; any value that differs
+        // between nodes does.
+        ncfg.seed = crate::server::random_u64() ^ node_id;
         ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
         // No batching timer: the hub flushes after every read batch.
         ncfg.flush_delay = Duration::ZERO;
@@ -121,6 +145,13 @@ impl NetDriver {
             name,
             "joined the network"
         );
+        match &cfg.key {
+            Some(k) => tracing::info!(key_id = k.id(), "network datagrams are sealed"),
+            None => tracing::warn!(
+                "no network key: datagrams are neither authenticated nor encrypted, \
+                 and anyone on the network can inject messages; set key or keyfile"
+            ),
+        }
         Ok(Rc::new(NetDriver {
             net: RefCell::new(Net::new(ncfg, now)),
             socket,
@@ -130,6 +161,8 @@ impl NetDriver {
             dumpnet: Cell::new(cfg.dumpnet),
             wake: Notify::new(),
             stop: Notify::new(),
+            room: Notify::new(),
+            now: Cell::new(now),
             stalled: RefCell::new(None),
             txbuf: RefCell::new(Vec::with_capacity(MAX_DATAGRAM)),
             send_errors: Cell::new(0),
@@ -142,6 +175,30 @@ impl NetDriver {
     /// Applies the settings that may change while running.
     pub fn set_dumpnet(&self, on: bool) {
         self.dumpnet.set(on);
+    }
+
+    /// Applies a reloaded config's network settings that may change while
+    /// running: `dumpnet`, `retransmitbytes` and the key (the old key stays
+    /// accepted for the grace period).
+    pub fn reload(&self, cfg: &Config) {
+        self.set_dumpnet(cfg.dumpnet);
+        let mut net = self.net.borrow_mut();
+        net.set_retransmit_bytes(cfg.retransmitbytes);
+        if net.config().key != cfg.key {
+            let grace = net.config().key_grace;
+            net.set_key(Instant::now(), cfg.key.clone());
+            match &cfg.key {
+                Some(k) => tracing::info!(
+                    key_id = k.id(),
+                    grace_s = grace.as_secs(),
+                    "network key changed; the previous one is accepted for the grace period"
+                ),
+                None => tracing::warn!(
+                    grace_s = grace.as_secs(),
+                    "network key removed: datagrams are sent in clear from now on"
+                ),
+            }
+        }
     }
 
     /// Stops the driver task.
@@ -168,13 +225,43 @@ impl NetDriver {
             client,
             seq,
         };
-        self.net.borrow_mut().send(Instant::now(), &m)
+        // The batch timer is zero here (the hub flushes after each read
+        // batch), so the time of the last flush is as good as reading the
+        // clock for every message.
+        self.net.borrow_mut().send(self.now.get(), &m)
+    }
+
+    /// Whether so many datagrams wait to leave that publishers to the
+    /// network should wait ([`NetDriver::wait_room`]).
+    pub fn backlogged(&self) -> bool {
+        self.net.borrow().pending_transmits() > BACKLOG_HIGH
+    }
+
+    /// Waits until the backlog of datagrams has drained to a low mark.
+    pub async fn wait_room(&self) {
+        loop {
+            let n = self.room.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.net.borrow().pending_transmits() <= BACKLOG_LOW {
+                return;
+            }
+            n.await;
+        }
     }
 
     /// Sends every datagram the state machine has ready, as far as the
     /// socket takes them; the driver task retries a stalled one.
     pub fn flush(&self) {
+        self.send_ready();
+        if self.net.borrow().pending_transmits() <= BACKLOG_LOW {
+            self.room.notify_waiters();
+        }
+    }
+
+    fn send_ready(&self) {
         let now = Instant::now();
+        self.now.set(now);
         if !self.retry_stalled() {
             return;
         }
@@ -272,20 +359,29 @@ impl NetDriver {
                     self.receive(&mut rbuf);
                 }
                 r = self.socket.writable(), if stalled => { let _ = r; }
-                _ = sleep_until(deadline) => self.net.borrow_mut().handle_timeout(Instant::now()),
+                _ = sleep_until(deadline) => {}
                 _ = self.wake.notified(), if !stalled => {}
             }
+            // Timers are checked after every wake-up, not only when the
+            // sleep wins the select: under a steady stream of datagrams the
+            // socket is always readable, and NAKs must still go out.
+            let now = Instant::now();
+            if self.net.borrow().poll_timeout().is_some_and(|t| t <= now) {
+                self.net.borrow_mut().handle_timeout(now);
+            }
             self.deliver(&hub).await;
-            self.report_events();
+            self.report_events(&hub);
             self.flush();
         }
     }
 
     fn receive(&self, rbuf: &mut [u8]) {
         let mut net = self.net.borrow_mut();
+        // One clock reading per batch: the timers it feeds are milliseconds.
+        let now = Instant::now();
         for _ in 0..RECV_BATCH {
             match self.socket.try_recv_from(rbuf) {
-                Ok((n, from)) => net.handle_datagram(Instant::now(), from, &rbuf[..n]),
+                Ok((n, from)) => net.handle_datagram(now, from, &rbuf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) => {
                     // ICMP errors from earlier sends surface here; not fatal.
@@ -348,9 +444,21 @@ impl NetDriver {
         hub.fan_out(channel, &m.event, payload, origin, None)
     }
 
-    fn report_events(&self) {
-        while let Some(e) = self.net.borrow_mut().poll_event() {
+    fn report_events(&self, hub: &Rc<Hub>) {
+        loop {
+            let Some(e) = self.net.borrow_mut().poll_event() else {
+                break;
+            };
             match e {
+                NetEvent::Gap { node, first, last } => {
+                    tracing::warn!(
+                        node = format!("{node:016x}"),
+                        first,
+                        last,
+                        "messages lost on the network: datagrams {first}..={last} could not be recovered"
+                    );
+                    self.announce_gap(hub, node, first, last);
+                }
                 NetEvent::PeerUp { node, name, addr } => {
                     tracing::info!(peer = %name, node = format!("{node:016x}"), %addr, "peer up")
                 }
@@ -359,6 +467,30 @@ impl NetDriver {
                 }
             }
         }
+    }
+
+    /// Tells local clients that messages from `node` were lost: one
+    /// `nc-gap` event on every channel that accepts network messages (any
+    /// of them may have been meant for it), to its clients listening to
+    /// `nc-gap` or `*`, not propagated further.
+    fn announce_gap(&self, hub: &Rc<Hub>, node: u64, first: u64, last: u64) {
+        let body = format!(
+            r#"{{"cause":"{GAP_CAUSE}","node":"{node:016x}","first":{first},"last":{last}}}"#
+        );
+        let channels: Vec<_> = {
+            let router = hub.router.borrow();
+            router
+                .channel_names()
+                .into_iter()
+                .filter_map(|n| router.channel(n))
+                .filter(|&c| router.rules(c).from_net)
+                .collect()
+        };
+        for c in channels {
+            // A full queue is not waited for: the event is small and rare.
+            let _ = hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
+        }
+        hub.flush_touched();
     }
 
     fn wall(&self, t: Instant) -> String {
@@ -391,6 +523,10 @@ impl NetDriver {
                     "malformed": p.malformed,
                     "duplicates": p.duplicates,
                     "lost": p.lost,
+                    "gaps": p.gaps,
+                    "replayed": p.replayed,
+                    "naks_out": p.naks_out,
+                    "held": p.held,
                     "oversized": p.oversized,
                     "incomplete": p.incomplete,
                     "reported": {
@@ -406,6 +542,11 @@ impl NetDriver {
             "name": self.name,
             "group": self.group.to_string(),
             "unicast_peers": self.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+            "sealed": net.config().key.is_some(),
+            "rejected_by_source": net
+                .rejected_sources()
+                .map(|(a, n)| (a.to_string(), Value::from(n)))
+                .collect::<serde_json::Map<String, Value>>(),
             "peers": peers,
             "totals": {
                 "datagrams_out": s.datagrams_out,
@@ -419,6 +560,17 @@ impl NetDriver {
                 "foreign": s.foreign,
                 "duplicates": s.duplicates,
                 "lost": s.lost,
+                "gaps": s.gaps,
+                "rejected": s.rejected,
+                "replayed": s.replayed,
+                "naks_out": s.naks_out,
+                "naks_in": s.naks_in,
+                "naks_suppressed": s.naks_suppressed,
+                "retransmitted": s.retransmitted,
+                "gone_out": s.gone_out,
+                "acks_out": s.acks_out,
+                "flow_waits": s.flow_waits,
+                "retransmit_window_bytes": net.retransmit_window_bytes(),
                 "send_errors": self.send_errors.get(),
                 "unknown_channel": self.unknown_channel.get(),
                 "refused_by_acceptfromnet": self.refused.get(),

@@ -312,10 +312,9 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         ConfigSource::BuiltIn => "built-in default".into(),
         ConfigSource::Inline => "reload request".into(),
     };
-    let dumpnet = new.dumpnet;
     let change = hub.set_config(new);
     if let Some(net) = hub.net.borrow().as_ref() {
-        net.set_dumpnet(dumpnet);
+        net.reload(&hub.config());
     }
     for (name, _) in &change.removed {
         let served = hub.listeners.borrow_mut().remove(name);

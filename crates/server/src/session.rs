@@ -262,6 +262,15 @@ async fn read_loop(
         if pending.is_empty() {
             pending = BytesMut::new();
         }
+        // The network is behind (its receivers acknowledge too slowly):
+        // stop taking messages for it until it has room.
+        if let Some(net) = hub.net_backlog(conn.channel_id) {
+            tokio::select! {
+                biased;
+                _ = conn.kill.notified() => return Ok("closed by the daemon"),
+                _ = net.wait_room() => {}
+            }
+        }
         tokio::select! {
             biased;
             _ = conn.kill.notified() => return Ok("closed by the daemon"),

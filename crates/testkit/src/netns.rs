@@ -162,6 +162,27 @@ impl Lan {
             .expect("run ip netns exec")
     }
 
+    /// Runs `f` on a thread whose network namespace is host `i`'s, and
+    /// returns its result: sockets it opens live on that host (to capture
+    /// or inject datagrams like another machine on the LAN would).
+    #[cfg(target_os = "linux")]
+    pub fn run_in<T: Send>(&self, i: usize, f: impl FnOnce() -> T + Send) -> T {
+        let path = format!("/var/run/netns/{}", self.hosts[i].ns);
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                use std::os::fd::AsRawFd;
+                let ns = std::fs::File::open(&path).expect("open the namespace");
+                // SAFETY: setns with a valid namespace fd; it changes the
+                // network namespace of this thread only.
+                let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
+                assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+                f()
+            })
+            .join()
+            .expect("thread in the namespace panicked")
+        })
+    }
+
     /// Removes host `i`'s multicast route: multicast sends then fail there.
     pub fn remove_multicast_route(&self, i: usize) {
         ip(&[
@@ -179,9 +200,11 @@ impl Lan {
     /// Drops one in `modulo` UDP datagrams on host `i`'s `hook` ("input"
     /// or "output") with nftables (`numgen random mod N 0 drop`).
     pub fn drop_udp(&self, i: usize, hook: &str, modulo: u32) {
+        // One statement per line: nft refuses `drop; }` on one line.
         let rules = format!(
-            "table inet ncloss {{ chain {hook} {{ type filter hook {hook} priority 0; policy accept; \
-             meta l4proto udp numgen random mod {modulo} 0 drop; }} }}"
+            "table inet ncloss {{\n  chain {hook} {{\n    \
+             type filter hook {hook} priority 0; policy accept;\n    \
+             meta l4proto udp numgen random mod {modulo} 0 drop\n  }}\n}}\n"
         );
         let path = self.workdir.path().join(format!("nft-{i}-{hook}.conf"));
         std::fs::write(&path, rules).expect("write nft rules");

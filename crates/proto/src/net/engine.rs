@@ -1,54 +1,59 @@
 //! [`Net`], the state machine a driver feeds with datagrams and time.
 //!
 //! This module owns the glue and the rules between the parts: validation of
-//! what `send` accepts, the life of peers (created on their first valid
-//! datagram, up on their first heartbeat, down on silence or restart), the
-//! heartbeat timer, applying decoded records in order, the counters, and the
-//! single next deadline a driver arms its timer on.
+//! what `send` accepts, authentication of what arrives (before anything
+//! else looks at it), the life of peers (created on their first valid
+//! datagram, up on their first heartbeat, down on silence or restart,
+//! remembered for a while after), the heartbeat and NAK timers, answering
+//! NAKs, the counters, and the single next deadline a driver arms its timer
+//! on. What is done with a peer's authenticated datagrams is in `input`.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use crate::frame::{truncate_str, MAX_EVENT_LEN};
 use crate::names::MAX_CHANNEL_LEN;
 
-use super::peer::{Peer, PeerInfo, Reported};
-use super::recv::{self, Admit, FragOutcome, Limits, Staged};
-use super::send::{Pacer, Sender};
-use super::wire::{self, Header, Heartbeat, Kind, WireError, HEADER_LEN, MAX_NODE_NAME};
+use super::peer::{Peer, PeerInfo, Tomb};
+use super::recv::{Limits, NakTiming, Staged};
+use super::rng::XorShift;
+use super::seal::{Key, Keyring};
+use super::send::{Pacer, SendOpts, Sender};
+use super::wire::{self, Heartbeat, Kind, WireError, MAX_NAK_RANGES, MAX_NODE_NAME};
 use super::{
     earliest, Dest, DownReason, InMessage, NetConfig, NetEvent, NetStats, OutMessage, SendError,
-    Transmit, MAX_HELD_DATAGRAMS, MAX_MTU, MAX_PEERS, MIN_MTU,
+    Transmit, MAX_MTU, MAX_PEERS, MAX_REJECT_SOURCES, MIN_MTU,
 };
+
+/// Removed peers remembered (their replay windows), oldest forgotten first.
+const MAX_TOMBS: usize = 4096;
 
 /// The network state machine of one daemon run. See the [module](super)
 /// docs for how to drive it.
 #[derive(Debug)]
 pub struct Net {
-    cfg: NetConfig,
+    pub(super) cfg: NetConfig,
     started: Instant,
     next_heartbeat: Instant,
-    sender: Sender,
-    peers: FxHashMap<u64, Peer>,
-    messages: VecDeque<InMessage>,
-    events: VecDeque<NetEvent>,
-    stats: NetStats,
+    pub(super) sender: Sender,
+    pub(super) peers: FxHashMap<u64, Peer>,
+    pub(super) tombs: FxHashMap<u64, Tomb>,
+    tomb_order: VecDeque<u64>,
+    pub(super) messages: VecDeque<InMessage>,
+    pub(super) events: VecDeque<NetEvent>,
+    pub(super) stats: NetStats,
     /// Records of the datagram being decoded, reused between datagrams.
-    staging: Vec<Staged>,
-    limits: Limits,
-}
-
-/// Where decoded messages and counters go while a peer is borrowed.
-struct Sink<'a> {
-    messages: &'a mut VecDeque<InMessage>,
-    stats: &'a mut NetStats,
-    limits: Limits,
-    max_message: usize,
-    now: Instant,
+    pub(super) staging: Vec<Staged>,
+    pub(super) limits: Limits,
+    pub(super) timing: NakTiming,
+    pub(super) rng: XorShift,
+    keys: Keyring,
+    /// Opened (decrypted) non-DATA datagrams, reused.
+    open_buf: Vec<u8>,
+    rejected_from: BTreeMap<SocketAddr, u64>,
 }
 
 impl Net {
@@ -60,29 +65,71 @@ impl Net {
         cfg.peer_timeout = cfg
             .peer_timeout
             .max(cfg.heartbeat_interval + Duration::from_millis(1));
+        cfg.nak_rounds = cfg.nak_rounds.max(1);
         cfg.node_name = truncate_str(&cfg.node_name, MAX_NODE_NAME).to_owned();
         let limits = Limits {
             max_total: (cfg.max_message + wire::MAX_MSG_HEAD) as u64,
             budget: cfg.reassembly_bytes,
         };
         let pacer = Pacer::new(cfg.pace_rate, cfg.pace_burst, now);
+        let opts = SendOpts {
+            retransmit_bytes: cfg.retransmit_bytes,
+            // Receivers that NAK the same datagram within their backoff get
+            // one copy; a later NAK means that copy was lost too.
+            holdoff: cfg.reorder_timeout + cfg.nak_backoff,
+            tail_probe: cfg.tail_probe,
+            flow_timeout: cfg.flow_timeout,
+        };
+        let timing = NakTiming {
+            first: cfg.reorder_timeout,
+            backoff: cfg.nak_backoff,
+            interval: cfg.nak_interval,
+            rounds: cfg.nak_rounds,
+        };
         Net {
-            sender: Sender::new(cfg.node_id, cfg.mtu, cfg.flush_delay, pacer),
+            sender: Sender::new(cfg.node_id, cfg.mtu, cfg.flush_delay, pacer, opts),
+            keys: Keyring::new(cfg.key.as_ref()),
+            rng: XorShift::new(cfg.seed),
             cfg,
             started: now,
             next_heartbeat: now,
             peers: FxHashMap::default(),
+            tombs: FxHashMap::default(),
+            tomb_order: VecDeque::new(),
             messages: VecDeque::new(),
             events: VecDeque::new(),
             stats: NetStats::default(),
             staging: Vec::new(),
             limits,
+            timing,
+            open_buf: Vec::new(),
+            rejected_from: BTreeMap::new(),
         }
     }
 
     /// The configuration in force (after clamping).
     pub fn config(&self) -> &NetConfig {
         &self.cfg
+    }
+
+    /// Changes the key (a config reload): datagrams are sealed with `key`
+    /// from now on (plain if `None`), and the previous key (or plain
+    /// datagrams) is still accepted for `key_grace`. Setting the key in
+    /// force again changes nothing.
+    pub fn set_key(&mut self, now: Instant, key: Option<Key>) {
+        self.keys.rotate(key.as_ref(), now + self.cfg.key_grace);
+        self.cfg.key = key;
+    }
+
+    /// Changes the retransmit window's size (a config reload).
+    pub fn set_retransmit_bytes(&mut self, bytes: usize) {
+        self.cfg.retransmit_bytes = bytes;
+        self.sender.set_retransmit_bytes(bytes);
+    }
+
+    /// Bytes of sent datagrams currently kept for retransmission.
+    pub fn retransmit_window_bytes(&self) -> usize {
+        self.sender.retransmit_bytes()
     }
 
     /// Queues a message for the network: into the open batch, or into
@@ -110,132 +157,84 @@ impl Net {
 
     /// Takes in one received datagram. Never fails: what is not valid is
     /// dropped and counted (see [`NetStats`] and [`PeerInfo::malformed`]).
+    /// A datagram that fails authentication changes nothing but counters:
+    /// no peer is created or refreshed by it.
     pub fn handle_datagram(&mut self, now: Instant, from: SocketAddr, data: &[u8]) {
         self.stats.bytes_in += data.len() as u64;
-        let (h, body) = match wire::decode_header(data) {
-            Ok(v) => v,
+        let h = match wire::decode_header(data) {
+            Ok((h, _)) => h,
             Err(e) => return self.refuse(None, from, e),
         };
         if h.node == self.cfg.node_id {
             self.stats.own_ignored += 1;
             return;
         }
-        if !self.peers.contains_key(&h.node) && self.peers.len() >= MAX_PEERS {
-            self.stats.peers_refused += 1;
-            return;
+        let sealed = h.flags & wire::flags::SEALED != 0;
+        if !sealed && !self.keys.accepts_plain(now) {
+            return self.reject(from, WireError::NotSealed);
         }
-        match h.kind {
-            Kind::Heartbeat => match wire::decode_heartbeat(body) {
-                Ok(hb) => self.on_heartbeat(now, from, &h, &hb, data.len()),
-                Err(e) => self.refuse(Some(h.node), from, e),
-            },
-            Kind::Data => self.on_data(now, from, &h, data),
+        if h.kind == Kind::Data {
+            let buf = if sealed {
+                // Opened into its own buffer: the messages share it.
+                let mut v = Vec::with_capacity(data.len());
+                if let Err(e) = self.keys.open(now, data, &mut v) {
+                    return self.reject(from, e);
+                }
+                bytes::Bytes::from(v)
+            } else {
+                bytes::Bytes::copy_from_slice(data)
+            };
+            if self.table_full(h.node) {
+                return;
+            }
+            return self.on_data(now, from, &h, buf);
         }
+        let mut buf = std::mem::take(&mut self.open_buf);
+        let plain: &[u8] = if sealed {
+            if let Err(e) = self.keys.open(now, data, &mut buf) {
+                self.open_buf = buf;
+                return self.reject(from, e);
+            }
+            &buf
+        } else {
+            data
+        };
+        if !self.table_full(h.node) {
+            self.on_control(now, from, &h, plain);
+        }
+        self.open_buf = buf;
     }
 
-    fn on_data(&mut self, now: Instant, from: SocketAddr, h: &Header, data: &[u8]) {
-        let admit = self
-            .peers
-            .get(&h.node)
-            .map_or(Admit::Now, |p| p.window.admit(h.seq));
-        if admit != Admit::Duplicate {
-            // One copy per datagram; every message shares it.
-            let buf = Bytes::copy_from_slice(data);
-            if let Err(e) = recv::stage(h.node, &buf, &buf[HEADER_LEN..], &mut self.staging) {
-                return self.refuse(Some(h.node), from, e);
-            }
-        }
-        self.stats.datagrams_in += 1;
-        let peer = self
-            .peers
-            .entry(h.node)
-            .or_insert_with(|| Peer::new(h.node, from, now));
-        seen(peer, now, from, data.len());
-        let mut sink = Sink {
-            messages: &mut self.messages,
-            stats: &mut self.stats,
-            limits: self.limits,
-            max_message: self.cfg.max_message,
-            now,
-        };
-        match admit {
-            Admit::Duplicate => {
-                peer.info.duplicates += 1;
-                sink.stats.duplicates += 1;
-            }
-            Admit::Now => {
-                peer.window.begin(h.seq);
-                sink.apply(peer, self.staging.drain(..));
-                peer.window.advance();
-                sink.drain_held(peer);
-            }
-            Admit::Hold => {
-                peer.window
-                    .hold(h.seq, now, std::mem::take(&mut self.staging));
-                if peer.window.held() > MAX_HELD_DATAGRAMS {
-                    sink.skip_gap(peer);
-                }
-            }
-        }
-        peer.refresh();
+    /// True (and counted) if `node` is new and the peer table is full.
+    fn table_full(&mut self, node: u64) -> bool {
+        let full = !self.peers.contains_key(&node) && self.peers.len() >= MAX_PEERS;
+        self.stats.peers_refused += full as u64;
+        full
     }
 
-    fn on_heartbeat(
-        &mut self,
-        now: Instant,
-        from: SocketAddr,
-        h: &Header,
-        hb: &Heartbeat<'_>,
-        len: usize,
-    ) {
-        self.stats.datagrams_in += 1;
-        let peer = self
-            .peers
-            .entry(h.node)
-            .or_insert_with(|| Peer::new(h.node, from, now));
-        seen(peer, now, from, len);
-        peer.window.start_after(hb.last_seq);
-        peer.info.announced_seq = peer.info.announced_seq.max(hb.last_seq);
-        peer.info.reported = Reported {
-            uptime_ms: hb.uptime_ms,
-            messages_out: hb.messages_out,
-            datagrams_out: hb.datagrams_out,
-            bytes_out: hb.bytes_out,
-        };
-        if peer.info.up {
-            if peer.info.name != hb.name {
-                peer.info.name = hb.name.to_owned();
+    /// Counts a datagram that failed authentication, by source address.
+    fn reject(&mut self, from: SocketAddr, e: WireError) {
+        self.stats.rejected += 1;
+        let n = self.rejected_from.len();
+        match self.rejected_from.get_mut(&from) {
+            Some(c) => *c += 1,
+            None if n < MAX_REJECT_SOURCES => {
+                self.rejected_from.insert(from, 1);
             }
-            return;
+            None => {}
         }
-        peer.info.up = true;
-        peer.info.name = hb.name.to_owned();
-        // A freshly started node with the same name and address is probably
-        // the old run restarted. The old entry is retired if it then misses
-        // its next heartbeat; if it is heard again, the two are distinct
-        // daemons sharing a name and an address, and both stay.
-        if u128::from(hb.uptime_ms) < self.cfg.peer_timeout.as_millis() {
-            let grace = self.cfg.heartbeat_interval + self.cfg.heartbeat_interval / 2;
-            for p in self.peers.values_mut() {
-                if p.info.node != h.node
-                    && p.info.up
-                    && p.info.name == hb.name
-                    && p.info.addr == from
-                {
-                    p.replaced_by = Some((h.node, now + grace));
-                }
-            }
-        }
-        self.events.push_back(NetEvent::PeerUp {
-            node: h.node,
-            name: hb.name.to_owned(),
-            addr: from,
-        });
+        self.stats.last_error = Some((from, e));
+    }
+
+    /// Datagrams that failed authentication, by source address (at most
+    /// [`MAX_REJECT_SOURCES`] addresses; the totals count all).
+    pub fn rejected_sources(&self) -> impl Iterator<Item = (SocketAddr, u64)> + '_ {
+        self.rejected_from.iter().map(|(a, n)| (*a, *n))
     }
 
     /// Counts a dropped datagram against the peer it came from: by node id
     /// when the header was readable, else by source address.
-    fn refuse(&mut self, node: Option<u64>, from: SocketAddr, e: WireError) {
+    pub(super) fn refuse(&mut self, node: Option<u64>, from: SocketAddr, e: WireError) {
         if matches!(e, WireError::BadMagic | WireError::BadVersion(_)) {
             self.stats.foreign += 1;
         } else {
@@ -255,40 +254,66 @@ impl Net {
         self.stats.last_error = Some((from, e));
     }
 
-    /// Fires what is due at `now`: heartbeat, batch flush, gap give-ups,
-    /// reassembly expiry and peer timeouts. Calling it early is harmless.
+    /// Queues a heartbeat.
+    fn heartbeat(&mut self, now: Instant) {
+        let blocked = self.sender.blocked().is_some();
+        let hb = Heartbeat {
+            name: &self.cfg.node_name,
+            // Held back by flow control, it leaves ahead of the DATA
+            // waiting, so it announces only what was sent.
+            last_seq: if blocked {
+                self.sender.last_sent()
+            } else {
+                self.sender.data_seq
+            },
+            uptime_ms: now.saturating_duration_since(self.started).as_millis() as u64,
+            messages_out: self.stats.messages_out,
+            datagrams_out: self.stats.datagrams_out,
+            bytes_out: self.stats.bytes_out,
+        };
+        if blocked {
+            self.sender.heartbeat_now(&hb);
+        } else {
+            self.sender.heartbeat(&hb);
+        }
+        self.sender.probe_done();
+        self.stats.heartbeats_out += 1;
+    }
+
+    /// Fires what is due at `now`: heartbeat (regular, or the probe after
+    /// a burst), batch flush, NAK rounds, gaps given up on, reassembly
+    /// expiry and peer timeouts. Calling it early is harmless.
     pub fn handle_timeout(&mut self, now: Instant) {
         // Close a due batch first, so the heartbeat follows it and counts it.
         self.sender.flush_due(now);
         if now >= self.next_heartbeat {
-            let hb = Heartbeat {
-                name: &self.cfg.node_name,
-                last_seq: self.sender.data_seq,
-                uptime_ms: now.saturating_duration_since(self.started).as_millis() as u64,
-                messages_out: self.stats.messages_out,
-                datagrams_out: self.stats.datagrams_out,
-                bytes_out: self.stats.bytes_out,
-            };
-            self.sender.heartbeat(&hb);
-            self.stats.heartbeats_out += 1;
+            self.heartbeat(now);
             self.next_heartbeat = now + self.cfg.heartbeat_interval;
+        } else if self.sender.probe_at().is_some_and(|t| t <= now) {
+            self.heartbeat(now);
         }
-        let mut sink = Sink {
-            messages: &mut self.messages,
-            stats: &mut self.stats,
-            limits: self.limits,
-            max_message: self.cfg.max_message,
-            now,
-        };
         let mut gone = Vec::new();
+        let mut naks = Vec::new();
         for peer in self.peers.values_mut() {
-            while peer
-                .window
-                .deadline(self.cfg.reorder_timeout)
-                .is_some_and(|t| t <= now)
-            {
-                sink.skip_gap(peer);
+            if peer.ack_at.is_some_and(|t| t <= now) {
+                super::input::ack(&mut self.sender, peer);
             }
+            let ranges = peer
+                .window
+                .due_naks(now, &self.timing, &mut self.rng, MAX_NAK_RANGES);
+            if !ranges.is_empty() {
+                peer.info.naks_out += 1;
+                naks.push((peer.info.node, ranges));
+            }
+            let mut sink = super::input::Sink::new(
+                &mut self.messages,
+                &mut self.events,
+                &mut self.stats,
+                self.limits,
+                self.cfg.max_message,
+                now,
+            );
+            sink.drain(peer);
             if peer
                 .reasm
                 .deadline(self.cfg.reassembly_timeout)
@@ -304,29 +329,48 @@ impl Net {
             }
             peer.refresh();
         }
+        for (node, ranges) in naks {
+            self.sender.nak(node, &ranges);
+        }
         for (node, reason) in gone {
             self.remove_peer(now, node, reason);
         }
     }
 
-    /// Removes a peer, delivering what it had held and reporting it down.
+    /// Counts a flow-control wait when DATA starts being held back.
+    fn note_blocked(&mut self, was: bool) {
+        if !was && self.sender.blocked().is_some() {
+            self.stats.flow_waits += 1;
+        }
+    }
+
+    /// Removes a peer, delivering what it had held (the rest reported as
+    /// gaps), reporting it down and remembering its windows.
     fn remove_peer(&mut self, now: Instant, node: u64, reason: DownReason) {
         let Some(mut peer) = self.peers.remove(&node) else {
             return;
         };
-        let mut sink = Sink {
-            messages: &mut self.messages,
-            stats: &mut self.stats,
-            limits: self.limits,
-            max_message: self.cfg.max_message,
+        self.sender.forget(node);
+        let mut sink = super::input::Sink::new(
+            &mut self.messages,
+            &mut self.events,
+            &mut self.stats,
+            self.limits,
+            self.cfg.max_message,
             now,
-        };
-        while peer.window.held() > 0 {
-            sink.skip_gap(&mut peer);
-        }
+        );
+        peer.window.give_up_all();
+        sink.drain(&mut peer);
         if peer.reasm.abandon() {
             sink.incomplete(&mut peer);
         }
+        if self.tomb_order.len() >= MAX_TOMBS {
+            if let Some(old) = self.tomb_order.pop_front() {
+                self.tombs.remove(&old);
+            }
+        }
+        self.tombs.insert(node, peer.tomb());
+        self.tomb_order.push_back(node);
         if peer.info.up {
             self.events.push_back(NetEvent::PeerDown {
                 node,
@@ -342,25 +386,38 @@ impl Net {
         let mut t = Some(self.next_heartbeat);
         t = earliest(t, self.sender.flush_at());
         t = earliest(t, self.sender.pace_at());
+        t = earliest(t, self.sender.probe_at());
+        t = earliest(t, self.sender.flow_at());
         for p in self.peers.values() {
+            t = earliest(t, p.ack_at);
             t = earliest(t, Some(p.info.last_seen + self.cfg.peer_timeout));
             t = earliest(t, p.replaced_by.map(|(_, t)| t));
-            t = earliest(t, p.window.deadline(self.cfg.reorder_timeout));
+            t = earliest(t, p.window.nak_deadline());
             t = earliest(t, p.reasm.deadline(self.cfg.reassembly_timeout));
         }
         t
     }
 
-    /// Writes the next datagram to send into `buf` (cleared first; its
-    /// allocation may be swapped for one of ours, so keep reusing it).
-    /// Closes the open batch if its delay has passed or is zero. `None`:
-    /// nothing to send now (pacing may hold datagrams until `poll_timeout`).
+    /// Writes the next datagram to send into `buf` (cleared first), sealed
+    /// when a key is set. Closes the open batch if its delay has passed or
+    /// is zero. `None`: nothing to send now (pacing may hold datagrams
+    /// until `poll_timeout`).
     pub fn poll_transmit(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<Transmit> {
         buf.clear();
         self.sender.flush_due(now);
-        let len = self.sender.pop(now, buf)?;
+        let was = self.sender.blocked().is_some();
+        let popped = self.sender.pop(now, buf, self.keys.sealer());
+        self.note_blocked(was);
+        let p = popped?;
         self.stats.datagrams_out += 1;
-        self.stats.bytes_out += len as u64;
+        self.stats.bytes_out += p.len as u64;
+        match p.kind {
+            Kind::Data if p.again => self.stats.retransmitted += 1,
+            Kind::Nak => self.stats.naks_out += 1,
+            Kind::Gone => self.stats.gone_out += 1,
+            Kind::Ack => self.stats.acks_out += 1,
+            _ => {}
+        }
         Some(Transmit { dest: Dest::All })
     }
 
@@ -384,9 +441,9 @@ impl Net {
         &self.stats
     }
 
-    /// Datagrams closed and waiting to be sent (the open batch is not
-    /// counted). A driver that cannot send stops calling `send` when this
-    /// grows, so back-pressure reaches the local clients.
+    /// Datagrams waiting to be sent (the open batch is not counted). A
+    /// driver that cannot send stops calling `send` when this grows, so
+    /// back-pressure reaches the local clients.
     pub fn pending_transmits(&self) -> usize {
         self.sender.pending()
     }
@@ -394,90 +451,5 @@ impl Net {
     /// Messages decoded and not yet taken by `poll_message`.
     pub fn pending_messages(&self) -> usize {
         self.messages.len()
-    }
-}
-
-/// Updates a peer's row for a valid datagram of `len` bytes.
-fn seen(peer: &mut Peer, now: Instant, from: SocketAddr, len: usize) {
-    peer.replaced_by = None;
-    peer.info.last_seen = now;
-    peer.info.addr = from;
-    peer.info.datagrams_in += 1;
-    peer.info.bytes_in += len as u64;
-}
-
-impl Sink<'_> {
-    /// Applies in-order records of `peer`.
-    fn apply(&mut self, peer: &mut Peer, items: impl Iterator<Item = Staged>) {
-        for item in items {
-            match item {
-                Staged::Msg(m) => {
-                    if peer.reasm.abandon() {
-                        self.incomplete(peer);
-                    }
-                    self.deliver(peer, m);
-                }
-                Staged::Frag(piece) => {
-                    if peer.reasm.partial_id().is_some_and(|id| id != piece.msg_id) {
-                        peer.reasm.abandon();
-                        self.incomplete(peer);
-                    }
-                    match peer.reasm.push(piece, self.now, self.limits) {
-                        FragOutcome::Stored | FragOutcome::Duplicate | FragOutcome::Refused => {}
-                        FragOutcome::Complete(body) => match wire::decode_message(&body) {
-                            Ok(m) => {
-                                let m = recv::to_message(peer.info.node, &body, &m);
-                                self.deliver(peer, m);
-                            }
-                            Err(e) => self.bad_message(peer, e),
-                        },
-                        FragOutcome::Oversized => {
-                            peer.info.oversized += 1;
-                            self.stats.oversized += 1;
-                        }
-                        FragOutcome::Inconsistent => self
-                            .bad_message(peer, WireError::BadFragment("fragments do not add up")),
-                    }
-                }
-            }
-        }
-    }
-
-    fn deliver(&mut self, peer: &mut Peer, m: InMessage) {
-        if m.payload.len() > self.max_message {
-            peer.info.oversized += 1;
-            self.stats.oversized += 1;
-            return;
-        }
-        peer.info.messages_in += 1;
-        peer.info.payload_bytes_in += m.payload.len() as u64;
-        self.stats.messages_in += 1;
-        self.messages.push_back(m);
-    }
-
-    fn incomplete(&mut self, peer: &mut Peer) {
-        peer.info.incomplete += 1;
-        self.stats.incomplete += 1;
-    }
-
-    fn bad_message(&mut self, peer: &mut Peer, e: WireError) {
-        peer.info.malformed += 1;
-        self.stats.malformed += 1;
-        self.stats.last_error = Some((peer.info.addr, e));
-    }
-
-    /// Applies held datagrams that have become due.
-    fn drain_held(&mut self, peer: &mut Peer) {
-        while let Some(items) = peer.window.take_next() {
-            self.apply(peer, items.into_iter());
-        }
-    }
-
-    /// Gives up on the oldest gap and applies what follows it.
-    fn skip_gap(&mut self, peer: &mut Peer) {
-        let lost = peer.window.skip_gap();
-        peer.info.lost += lost;
-        self.stats.lost += lost;
-        self.drain_held(peer);
     }
 }

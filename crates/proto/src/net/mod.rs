@@ -2,9 +2,10 @@
 //! UDP multicast (and unicast peers), without the UDP.
 //!
 //! This module owns what one daemon says to and hears from the others:
-//! datagram layout ([`wire`]), batching and fragmentation of outgoing
-//! messages, in-order reassembly of incoming ones, the peer table and the
-//! heartbeat and timeout timers. It follows quinn-proto's sans-IO shape:
+//! datagram layout ([`wire`]), sealing with a pre-shared key ([`seal`]),
+//! batching and fragmentation of outgoing messages, in-order reassembly of
+//! incoming ones, reliability (NAKs, retransmission from a bounded window,
+//! visible gaps), the peer table and the heartbeat and timeout timers. It follows quinn-proto's sans-IO shape:
 //! inputs are [`Net::send`], [`Net::handle_datagram`] and
 //! [`Net::handle_timeout`], each given the current time; outputs are pulled
 //! with [`Net::poll_transmit`], [`Net::poll_message`], [`Net::poll_event`]
@@ -18,8 +19,11 @@
 //! `poll_timeout`.
 
 mod engine;
+mod input;
 mod peer;
 mod recv;
+mod rng;
+pub mod seal;
 mod send;
 pub mod wire;
 
@@ -36,6 +40,7 @@ use bytes::Bytes;
 
 pub use engine::Net;
 pub use peer::PeerInfo;
+pub use seal::{Key, KeyError};
 pub use wire::WireError;
 
 /// Default datagram budget: 1400 bytes of UDP payload. With 40 bytes of IPv6
@@ -53,9 +58,19 @@ pub const DEFAULT_REASSEMBLY_BYTES: usize = 64 << 20;
 /// Most peers tracked at once; datagrams from further node ids are dropped,
 /// so spoofed node ids cannot grow the table without bound.
 pub const MAX_PEERS: usize = 1024;
-/// Most out-of-order datagrams held per peer while waiting for a gap to
-/// fill; one more makes the receiver give up on the oldest gap at once.
-pub const MAX_HELD_DATAGRAMS: usize = 256;
+/// Default of [`NetConfig::max_held`].
+pub const DEFAULT_MAX_HELD: usize = 8192;
+/// Default retransmit window (8 MiB of datagrams).
+pub const DEFAULT_RETRANSMIT_BYTES: usize = 8 << 20;
+/// Default time an old key is still accepted after a key change.
+pub const DEFAULT_KEY_GRACE: Duration = Duration::from_secs(10);
+/// Most DATA sequence numbers a receiver tracks ahead of the next one due;
+/// a datagram or announcement further ahead makes it give up on the
+/// oldest ones at once (a peer heard again after a long partition).
+pub const MAX_TRACKED: u64 = 1 << 16;
+/// Most source addresses whose rejected datagrams are counted one by one
+/// (the totals count all).
+pub const MAX_REJECT_SOURCES: usize = 256;
 
 /// Settings of a [`Net`]. Build with [`NetConfig::new`] and adjust fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,9 +99,40 @@ pub struct NetConfig {
     /// Reassembly memory per peer; a message whose fragments announce more
     /// is dropped and counted.
     pub reassembly_bytes: usize,
-    /// How long a datagram that arrived ahead of a missing one is held
-    /// before the receiver gives up on the gap (and counts it lost).
+    /// How long a missing DATA datagram is waited for before it is NAKed
+    /// for the first time (a reordered datagram usually arrives meanwhile).
     pub reorder_timeout: Duration,
+    /// Plus a random part up to this, different per receiver, so that one
+    /// receiver's NAK usually goes out first and the others, hearing it,
+    /// do not send theirs.
+    pub nak_backoff: Duration,
+    /// Wait after the first NAK round (ours or one heard from another
+    /// receiver) before asking again; it doubles every round, up to 20
+    /// times this, and a random part up to a quarter is added.
+    pub nak_interval: Duration,
+    /// NAK rounds per missing datagram before the receiver gives up on it
+    /// and reports the gap.
+    pub nak_rounds: u32,
+    /// Most DATA datagrams held per peer while an earlier one is missing;
+    /// one more makes the receiver give up on the oldest gap at once.
+    pub max_held: usize,
+    /// Bytes of recently sent DATA datagrams kept to answer NAKs; 0 keeps
+    /// none (every NAK is answered "gone").
+    pub retransmit_bytes: usize,
+    /// Flow control: a receiver that has acknowledged nothing for this long
+    /// no longer holds the sender back (it will see a gap instead).
+    pub flow_timeout: Duration,
+    /// After the last DATA datagram of a burst, a heartbeat follows after
+    /// this long, so receivers notice tail loss without waiting for the
+    /// next regular heartbeat. Zero: no such heartbeat.
+    pub tail_probe: Duration,
+    /// The pre-shared key sealing every datagram; `None`: plain datagrams.
+    pub key: Option<Key>,
+    /// After a key change ([`Net::set_key`]), how long the old key (or
+    /// plain datagrams) is still accepted.
+    pub key_grace: Duration,
+    /// Seed of the random NAK timers (give each node a different one).
+    pub seed: u64,
     /// Pacing: bytes per second that `poll_transmit` lets out, 0 = no limit.
     pub pace_rate: u64,
     /// Pacing: bytes that may leave at once after an idle period.
@@ -107,7 +153,17 @@ impl NetConfig {
             peer_timeout: heartbeat_interval * 3 + Duration::from_millis(500),
             reassembly_timeout: Duration::from_secs(5),
             reassembly_bytes: DEFAULT_REASSEMBLY_BYTES,
-            reorder_timeout: Duration::from_millis(50),
+            reorder_timeout: Duration::from_millis(1),
+            nak_backoff: Duration::from_millis(3),
+            nak_interval: Duration::from_millis(10),
+            nak_rounds: 12,
+            max_held: DEFAULT_MAX_HELD,
+            retransmit_bytes: DEFAULT_RETRANSMIT_BYTES,
+            tail_probe: Duration::from_millis(5),
+            flow_timeout: Duration::from_secs(1),
+            key: None,
+            key_grace: DEFAULT_KEY_GRACE,
+            seed: node_id,
             pace_rate: 0,
             pace_burst: 256 << 10,
         }
@@ -128,6 +184,9 @@ impl NetConfig {
         }
         if self.peer_timeout <= self.heartbeat_interval {
             return Err(NetConfigError::PeerTimeout);
+        }
+        if self.nak_rounds == 0 {
+            return Err(NetConfigError::NakRounds);
         }
         if self.reassembly_bytes < self.max_message {
             return Err(NetConfigError::ReassemblyBytes {
@@ -159,6 +218,9 @@ pub enum NetConfigError {
     /// The peer timeout would declare live peers down between heartbeats.
     #[error("the peer timeout must be longer than the heartbeat interval")]
     PeerTimeout,
+    /// No NAK round is allowed.
+    #[error("nak_rounds must be at least 1")]
+    NakRounds,
     /// Reassembly memory cannot hold one largest message.
     #[error("reassembly memory ({reassembly_bytes} bytes) is smaller than the largest message ({max_message} bytes)")]
     ReassemblyBytes {
@@ -248,6 +310,19 @@ pub enum NetEvent {
         /// Why it is considered gone.
         reason: DownReason,
     },
+    /// DATA datagrams of a node were given up on: the sender no longer
+    /// had them, NAKs went unanswered, or the receiver could hold no more
+    /// behind them. The messages they carried are lost; no part of them
+    /// was delivered. Reported when delivery reaches the gap, so it sits
+    /// in order between the messages before and after it.
+    Gap {
+        /// The sending node.
+        node: u64,
+        /// First missing DATA sequence number.
+        first: u64,
+        /// Last missing DATA sequence number (inclusive).
+        last: u64,
+    },
 }
 
 /// Why a peer was declared down.
@@ -270,7 +345,9 @@ pub enum DownReason {
 pub enum Dest {
     /// The multicast group and every configured unicast peer.
     All,
-    /// One address (reserved for NAKs and retransmissions).
+    /// One address (not used by this version's state machine, which
+    /// multicasts NAKs so that receivers suppress each other's, and
+    /// retransmissions so that one repairs every receiver that missed it).
     To(SocketAddr),
 }
 
@@ -311,6 +388,28 @@ pub struct NetStats {
     pub duplicates: u64,
     /// DATA sequence numbers never received (gaps given up on).
     pub lost: u64,
+    /// Gaps reported ([`NetEvent::Gap`]).
+    pub gaps: u64,
+    /// Datagrams that failed authentication (wrong or no key, altered
+    /// bytes, or plain while a key is required), dropped.
+    pub rejected: u64,
+    /// HEARTBEAT, NAK and GONE datagrams seen before (replays), dropped.
+    /// Repeated DATA datagrams count as `duplicates`.
+    pub replayed: u64,
+    /// NAK datagrams sent.
+    pub naks_out: u64,
+    /// NAK datagrams received asking this node.
+    pub naks_in: u64,
+    /// NAK rounds not sent because another receiver's NAK was heard first.
+    pub naks_suppressed: u64,
+    /// DATA datagrams sent again after a NAK.
+    pub retransmitted: u64,
+    /// GONE datagrams sent.
+    pub gone_out: u64,
+    /// ACK datagrams sent.
+    pub acks_out: u64,
+    /// Times DATA was held back until the slowest receiver caught up.
+    pub flow_waits: u64,
     /// Fragmented messages refused: larger than `max_message` or than
     /// `reassembly_bytes`.
     pub oversized: u64,

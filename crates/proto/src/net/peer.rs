@@ -10,6 +10,7 @@ use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::recv::{Reassembly, Window};
+use super::wire::Kind;
 
 /// What is known about one peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,6 +42,12 @@ pub struct PeerInfo {
     pub duplicates: u64,
     /// DATA sequence numbers given up on.
     pub lost: u64,
+    /// Gaps reported (runs of DATA sequence numbers given up on).
+    pub gaps: u64,
+    /// HEARTBEAT, NAK and GONE datagrams from it seen before, dropped.
+    pub replayed: u64,
+    /// NAK datagrams this node sent asking it to retransmit.
+    pub naks_out: u64,
     /// Fragmented messages refused for their size.
     pub oversized: u64,
     /// Fragmented messages abandoned incomplete.
@@ -84,6 +91,9 @@ impl PeerInfo {
             malformed: 0,
             duplicates: 0,
             lost: 0,
+            gaps: 0,
+            replayed: 0,
+            naks_out: 0,
             oversized: 0,
             incomplete: 0,
             reassembly_bytes: 0,
@@ -103,6 +113,74 @@ pub(crate) struct Peer {
     /// A fresh node with this peer's name and address appeared: its id, and
     /// when this peer is retired unless heard from again.
     pub(crate) replaced_by: Option<(u64, Instant)>,
+    /// Replay windows of its HEARTBEAT, NAK, GONE and ACK sequence numbers (its
+    /// DATA datagrams are checked by the receive window).
+    pub(crate) replay: [Replay; 4],
+    /// The next DATA sequence number last acknowledged to it.
+    pub(crate) acked: u64,
+    /// When an acknowledgement is due, if one is.
+    pub(crate) ack_at: Option<Instant>,
+}
+
+/// What is remembered of a peer after it was removed, so that its old
+/// datagrams replayed later are still recognised as seen.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tomb {
+    pub(crate) next: Option<u64>,
+    pub(crate) replay: [Replay; 4],
+}
+
+/// Bits of a replay window: how far behind the highest sequence number a
+/// datagram may arrive and still be told apart from a repeat.
+const REPLAY_BITS: u64 = 128;
+
+/// A sliding replay window over one kind's sequence numbers: the highest
+/// seen and one bit for each of the 127 before it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Replay {
+    top: u64,
+    seen: u128,
+}
+
+impl Replay {
+    /// Records `seq`; false if it was seen before or is too old to tell.
+    pub(crate) fn check(&mut self, seq: u64) -> bool {
+        if seq > self.top || (self.top == 0 && self.seen == 0) {
+            let shift = seq - self.top;
+            self.seen = if shift >= REPLAY_BITS {
+                0
+            } else {
+                self.seen << shift
+            } | 1;
+            self.top = seq;
+            return true;
+        }
+        let back = self.top - seq;
+        if back >= REPLAY_BITS || self.seen & (1 << back) != 0 {
+            return false;
+        }
+        self.seen |= 1 << back;
+        true
+    }
+
+    /// The window of a removed peer: everything up to the highest seen
+    /// counts as seen.
+    fn closed(self) -> Replay {
+        Replay {
+            top: self.top,
+            seen: u128::MAX,
+        }
+    }
+}
+
+/// Index of a kind's replay window.
+pub(crate) fn replay_slot(kind: Kind) -> usize {
+    match kind {
+        Kind::Heartbeat | Kind::Data => 0,
+        Kind::Nak => 1,
+        Kind::Gone => 2,
+        Kind::Ack => 3,
+    }
 }
 
 impl Peer {
@@ -112,6 +190,28 @@ impl Peer {
             window: Window::default(),
             reasm: Reassembly::default(),
             replaced_by: None,
+            replay: Default::default(),
+            acked: 0,
+            ack_at: None,
+        }
+    }
+
+    /// A peer heard again after it was removed: its windows continue
+    /// where they were.
+    pub(crate) fn revive(node: u64, addr: SocketAddr, now: Instant, t: &Tomb) -> Self {
+        let mut p = Peer::new(node, addr, now);
+        if let Some(n) = t.next {
+            p.window.start_after(n - 1);
+        }
+        p.replay = t.replay.map(Replay::closed);
+        p
+    }
+
+    /// What to remember of it once removed.
+    pub(crate) fn tomb(&self) -> Tomb {
+        Tomb {
+            next: self.window.next_due(),
+            replay: self.replay,
         }
     }
 

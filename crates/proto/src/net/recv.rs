@@ -8,15 +8,17 @@
 //! puts the fragments of one message in consecutive records, a partial
 //! message that is followed by any other record can never complete: it is
 //! abandoned at once, so one partial per peer is all the memory needed.
-//! Issue 7 will add NAKs where this window now only waits and gives up.
+//! The window also tracks which datagrams are missing and when each is due
+//! for a NAK; the engine sends the NAKs and feeds back GONE answers.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use super::rng::XorShift;
 use super::wire;
-use super::{ByteStr, InMessage};
+use super::{ByteStr, InMessage, MAX_TRACKED};
 
 /// A decoded record waiting to be applied in sequence order; owns slices of
 /// the received datagram.
@@ -50,20 +52,73 @@ pub(crate) enum Admit {
     Duplicate,
 }
 
-/// A datagram held until the gap before it fills or is given up on.
-#[derive(Debug)]
-struct Held {
-    arrived: Instant,
-    items: Vec<Staged>,
+/// A missing DATA datagram and its NAK schedule.
+#[derive(Debug, Clone, Copy)]
+struct Miss {
+    /// NAK rounds so far (ours and those heard from other receivers).
+    rounds: u32,
+    /// When the next NAK round is due.
+    due: Instant,
+    /// Given up on: skipped when delivery reaches it.
+    lost: bool,
 }
 
-/// The per-peer ordering window.
+/// What delivery does next, from [`Window::take_next`].
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// Apply this datagram's records.
+    Apply(Vec<Staged>),
+    /// These sequence numbers are lost (inclusive range).
+    Lost(u64, u64),
+}
+
+/// NAK timing, from the config.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct NakTiming {
+    pub(crate) first: Duration,
+    pub(crate) backoff: Duration,
+    pub(crate) interval: Duration,
+    pub(crate) rounds: u32,
+}
+
+/// The wait between NAK rounds doubles each round up to this many times
+/// `nak_interval`, so that a sender stalled for a moment (a busy machine)
+/// is not given up on after a hundred milliseconds.
+const NAK_BACKOFF_CAP: u32 = 20;
+
+impl NakTiming {
+    /// Wait after round `rounds` (1, 2, …): `interval` doubled per round,
+    /// capped, plus up to a quarter at random.
+    fn after(&self, rounds: u32, rng: &mut XorShift) -> Duration {
+        let factor = 1u32
+            .checked_shl(rounds.saturating_sub(1))
+            .unwrap_or(u32::MAX)
+            .min(NAK_BACKOFF_CAP);
+        let d = self.interval * factor;
+        d + rng.up_to(d / 4)
+    }
+}
+
+/// The per-peer ordering and repair window.
+///
+/// Every sequence number from `next` to `known` is either held (arrived
+/// early) or missing (with a NAK schedule); nothing beyond `known` is
+/// expected yet. Sequence numbers below `floor` that are not held are given
+/// up on. Delivery takes held datagrams in order and skips given-up runs,
+/// reporting them as lost.
 #[derive(Debug, Default)]
 pub(crate) struct Window {
     /// The sequence number due next; `None` until the first datagram or
     /// heartbeat tells where this peer's stream is.
     next: Option<u64>,
-    held: BTreeMap<u64, Held>,
+    /// Highest sequence number known to exist (0: none).
+    known: u64,
+    held: BTreeMap<u64, Vec<Staged>>,
+    missing: BTreeMap<u64, Miss>,
+    floor: u64,
+    /// No missing datagram is due before this (a lower bound: it may be
+    /// early after a missing one arrived, which only costs a scan).
+    nak_due: Option<Instant>,
 }
 
 impl Window {
@@ -72,7 +127,13 @@ impl Window {
     pub(crate) fn start_after(&mut self, last_seq: u64) {
         if self.next.is_none() {
             self.next = Some(last_seq.saturating_add(1));
+            self.known = last_seq;
         }
+    }
+
+    /// The sequence number due next, if started.
+    pub(crate) fn next_due(&self) -> Option<u64> {
+        self.next
     }
 
     /// Classifies an arriving DATA datagram (changes nothing).
@@ -80,7 +141,7 @@ impl Window {
         let Some(next) = self.next else {
             return Admit::Now;
         };
-        if seq < next || self.held.contains_key(&seq) {
+        if seq < next || seq < self.floor || self.held.contains_key(&seq) {
             Admit::Duplicate
         } else if seq == next {
             Admit::Now
@@ -92,25 +153,60 @@ impl Window {
     /// Starts the window at `seq` if it has not started yet (the first
     /// datagram heard from a peer whose heartbeat was not heard yet).
     pub(crate) fn begin(&mut self, seq: u64) {
-        self.next.get_or_insert(seq);
-    }
-
-    /// Records that the due datagram was applied.
-    pub(crate) fn advance(&mut self) {
-        if let Some(n) = &mut self.next {
-            *n = n.saturating_add(1);
+        if self.next.is_none() {
+            self.next = Some(seq);
+            self.known = seq.saturating_sub(1);
         }
     }
 
+    /// Records that the due datagram (`seq`, admitted `Now`) was applied.
+    pub(crate) fn advance(&mut self, seq: u64) {
+        self.missing.remove(&seq);
+        self.known = self.known.max(seq);
+        self.next = Some(seq.saturating_add(1));
+    }
+
+    /// Learns that every sequence number up to `upto` exists: those not
+    /// seen yet become missing, first NAKed after `t.first` plus a random
+    /// part of `t.backoff`. Far ahead of `next`, the oldest are given up.
+    pub(crate) fn learn(&mut self, upto: u64, now: Instant, t: &NakTiming, rng: &mut XorShift) {
+        let Some(next) = self.next else {
+            return;
+        };
+        if upto <= self.known {
+            return;
+        }
+        if upto - next >= MAX_TRACKED {
+            self.give_up_below(upto - MAX_TRACKED + 1);
+        }
+        let from = (self.known + 1).max(self.floor);
+        for q in from..=upto {
+            let due = now + t.first + rng.up_to(t.backoff);
+            self.missing.insert(
+                q,
+                Miss {
+                    rounds: 0,
+                    due,
+                    lost: false,
+                },
+            );
+            self.nak_due = Some(self.nak_due.map_or(due, |d| d.min(due)));
+        }
+        self.known = upto;
+    }
+
     /// Holds an early datagram's records.
-    pub(crate) fn hold(&mut self, seq: u64, now: Instant, items: Vec<Staged>) {
-        self.held.insert(
-            seq,
-            Held {
-                arrived: now,
-                items,
-            },
-        );
+    pub(crate) fn hold(
+        &mut self,
+        seq: u64,
+        items: Vec<Staged>,
+        now: Instant,
+        t: &NakTiming,
+        rng: &mut XorShift,
+    ) {
+        self.learn(seq, now, t, rng);
+        self.missing.remove(&seq);
+        self.held.insert(seq, items);
     }
 
     /// Number of held datagrams.
@@ -118,31 +214,141 @@ impl Window {
         self.held.len()
     }
 
-    /// Takes the held datagram that is due next, if any, and advances.
-    pub(crate) fn take_next(&mut self) -> Option<Vec<Staged>> {
+    /// The next step of in-order delivery, if any can be taken.
+    pub(crate) fn take_next(&mut self) -> Option<Step> {
         let n = self.next?;
-        let h = self.held.remove(&n)?;
-        self.advance();
-        Some(h.items)
-    }
-
-    /// Gives up on the gap before the first held datagram: returns how many
-    /// sequence numbers were skipped (0 if nothing is held).
-    pub(crate) fn skip_gap(&mut self) -> u64 {
-        let (Some(next), Some((&first, _))) = (self.next, self.held.first_key_value()) else {
-            return 0;
+        if let Some(items) = self.held.remove(&n) {
+            self.advance(n);
+            return Some(Step::Apply(items));
+        }
+        let end = if n < self.floor {
+            // Everything below the floor that is not held is lost.
+            let limit = self
+                .held
+                .keys()
+                .next()
+                .map_or(self.floor, |&h| h.min(self.floor));
+            limit - 1
+        } else if self.missing.get(&n).is_some_and(|m| m.lost) {
+            let mut e = n;
+            while self.missing.get(&(e + 1)).is_some_and(|m| m.lost) {
+                e += 1;
+            }
+            e
+        } else {
+            return None;
         };
-        self.next = Some(first);
-        first - next
+        let keys: Vec<u64> = self.missing.range(n..=end).map(|(&k, _)| k).collect();
+        for k in keys {
+            self.missing.remove(&k);
+        }
+        self.known = self.known.max(end);
+        self.next = Some(end + 1);
+        Some(Step::Lost(n, end))
     }
 
-    /// When the oldest held datagram has waited `timeout`.
-    pub(crate) fn deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.held
-            .values()
-            .map(|h| h.arrived)
-            .min()
-            .map(|t| t + timeout)
+    /// Gives up on everything below `f` that has not arrived.
+    pub(crate) fn give_up_below(&mut self, f: u64) {
+        if self.next.is_some_and(|n| n < f) {
+            self.floor = self.floor.max(f);
+        }
+    }
+
+    /// Gives up on what is known missing below `f` (the sender no longer
+    /// has it); sequence numbers not known yet are left alone, since they
+    /// may still be on their way.
+    pub(crate) fn give_up_known_below(&mut self, f: u64) {
+        self.give_up_below(f.min(self.known.saturating_add(1)));
+    }
+
+    /// Gives up on the gap before the first held datagram (the receiver
+    /// holds too many).
+    pub(crate) fn give_up_oldest_gap(&mut self) {
+        if let Some(&first) = self.held.keys().next() {
+            self.give_up_below(first);
+        }
+    }
+
+    /// Gives up on everything not yet arrived (the peer is gone).
+    pub(crate) fn give_up_all(&mut self) {
+        self.give_up_below(self.known.saturating_add(1));
+    }
+
+    /// When the next NAK round may be due.
+    pub(crate) fn nak_deadline(&self) -> Option<Instant> {
+        self.nak_due
+    }
+
+    /// Takes the NAK round due at `now`: the missing sequence numbers due
+    /// (as ascending, non-adjacent ranges, at most `max_ranges`); those
+    /// past their last round are given up on instead.
+    pub(crate) fn due_naks(
+        &mut self,
+        now: Instant,
+        t: &NakTiming,
+        rng: &mut XorShift,
+        max_ranges: usize,
+    ) -> Vec<(u64, u64)> {
+        let mut ranges: Vec<(u64, u64)> = Vec::new();
+        if !matches!(self.nak_due, Some(d) if d <= now) {
+            return ranges;
+        }
+        let mut earliest: Option<Instant> = None;
+        let floor = self.floor;
+        for (&q, m) in self.missing.range_mut(floor..) {
+            if m.lost {
+                continue;
+            }
+            if m.due <= now {
+                if m.rounds >= t.rounds {
+                    m.lost = true;
+                    continue;
+                }
+                let extends = ranges.last().is_some_and(|r| r.1 + 1 == q);
+                if extends {
+                    ranges.last_mut().expect("checked").1 = q;
+                } else if ranges.len() == max_ranges {
+                    // No room in this NAK: due again at once.
+                    earliest = Some(now);
+                    continue;
+                } else {
+                    ranges.push((q, q));
+                }
+                m.rounds += 1;
+                m.due = now + t.after(m.rounds, rng);
+            }
+            earliest = Some(earliest.map_or(m.due, |e| e.min(m.due)));
+        }
+        self.nak_due = earliest;
+        ranges
+    }
+
+    /// Another receiver NAKed these ranges of this peer: the missing ones
+    /// among them count a round, as if this receiver had sent the NAK.
+    /// Returns how many rounds this spared.
+    pub(crate) fn suppress(
+        &mut self,
+        now: Instant,
+        ranges: impl Iterator<Item = (u64, u64)>,
+        t: &NakTiming,
+        rng: &mut XorShift,
+    ) -> u64 {
+        let mut spared = 0;
+        for (a, b) in ranges {
+            let a = a.max(self.floor);
+            if a > b {
+                continue;
+            }
+            for (_, m) in self.missing.range_mut(a..=b) {
+                if m.lost || m.rounds >= t.rounds {
+                    continue;
+                }
+                m.rounds += 1;
+                m.due = m.due.max(now + t.after(m.rounds, rng));
+                spared += 1;
+            }
+        }
+        spared
     }
 }
 
@@ -169,6 +375,9 @@ pub(crate) enum FragOutcome {
     Oversized,
     /// Another fragment of a message already refused.
     Refused,
+    /// A fragment after the first of a message whose start was lost (the
+    /// first such fragment of a message; later ones are `Refused`).
+    Orphan,
     /// The fragment contradicts the partial message (numbers differ, or
     /// all fragments came but the bytes do not add up); both dropped.
     Inconsistent,
@@ -217,6 +426,18 @@ impl Reassembly {
         self.partial.take().is_some()
     }
 
+    /// Drops the partial message because a gap interrupts it; its further
+    /// fragments are then dropped silently. True if there was one.
+    pub(crate) fn abandon_for_gap(&mut self) -> bool {
+        match self.partial.take() {
+            Some(p) => {
+                self.refused = Some(p.msg_id);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// When the partial message expires.
     pub(crate) fn deadline(&self, timeout: Duration) -> Option<Instant> {
         self.partial.as_ref().map(|p| p.last + timeout)
@@ -237,6 +458,12 @@ impl Reassembly {
                     return FragOutcome::Inconsistent;
                 }
                 q
+            }
+            None if p.index != 0 => {
+                // Fragments are applied in order, so a message's first
+                // fragment comes first: without it, the start was lost.
+                self.refused = Some(p.msg_id);
+                return FragOutcome::Orphan;
             }
             None => {
                 let words = p.count.div_ceil(64) as usize;

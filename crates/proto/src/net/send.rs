@@ -4,17 +4,21 @@
 //! decision to close it (full, or its first message has waited
 //! `flush_delay`), fragmentation of messages that do not fit one datagram,
 //! the numbering of datagrams and fragmented messages, the queue of closed
-//! datagrams with its buffer pool, and pacing. Messages leave in the order
-//! they were given: a fragmented message takes consecutive datagrams, the
-//! first possibly shared with the messages before it, the last with those
-//! after it.
+//! datagrams with its buffer pool, the retransmit window that answers NAKs,
+//! the queue of control datagrams (NAK, GONE), sealing on the way out, and
+//! pacing. Messages leave in the order they were given: a fragmented
+//! message takes consecutive datagrams, the first possibly shared with the
+//! messages before it, the last with those after it. Datagrams are kept
+//! plain until they leave, so a retransmission is sealed with the key in
+//! force when it is sent.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use crate::varint;
 
-use super::wire::{self, tag, Header, Heartbeat, Kind, HEADER_LEN};
+use super::seal::Sealer;
+use super::wire::{self, kind, tag, Gone, Header, Heartbeat, Kind, HEADER_LEN, TAG_LEN};
 use super::OutMessage;
 
 /// Smallest record (tag and a zero payload length, every field implied):
@@ -25,6 +29,9 @@ const MIN_RECORD: usize = 2;
 const MIN_FRAGMENT_FILL: usize = 64;
 /// Spare datagram buffers kept for reuse.
 const POOL_MAX: usize = 64;
+/// Flow control lets at least this many DATA datagrams ahead of the
+/// slowest receiver, however small the retransmit window.
+const MIN_AHEAD: usize = 16;
 
 /// The fields of the last MSG record in the open batch, which the next
 /// record may imply. Names are ranges into the batch buffer.
@@ -36,15 +43,79 @@ struct Prev {
     seq: Option<u64>,
 }
 
-/// Batching, fragmentation and the queue of datagrams to send.
+/// A control datagram waiting to leave ahead of data.
+#[derive(Debug)]
+enum Control {
+    /// An encoded NAK.
+    Nak(Vec<u8>),
+    /// An encoded ACK.
+    Ack(Vec<u8>),
+    /// An encoded heartbeat that must not wait behind held-back DATA.
+    Heartbeat(Vec<u8>),
+    /// A GONE, encoded when it leaves so it tells the window then.
+    Gone,
+}
+
+/// A DATA datagram kept for retransmission.
+#[derive(Debug)]
+struct Kept {
+    /// The plain datagram.
+    data: Vec<u8>,
+    /// When it was last sent again, if it was.
+    resent: Option<Instant>,
+    /// Waiting in the resend queue.
+    queued: bool,
+}
+
+/// The retransmit window: the most recent DATA datagrams sent, up to
+/// `limit` bytes, consecutive and ending with the last one sent.
+#[derive(Debug)]
+struct Retx {
+    kept: VecDeque<Kept>,
+    /// The sequence number after the last DATA datagram sent.
+    next: u64,
+    bytes: usize,
+    limit: usize,
+}
+
+impl Retx {
+    /// Sequence number of the oldest datagram kept (`next` if none).
+    fn first(&self) -> u64 {
+        self.next - self.kept.len() as u64
+    }
+
+    fn get_mut(&mut self, seq: u64) -> Option<&mut Kept> {
+        let first = self.first();
+        if seq < first {
+            return None;
+        }
+        self.kept.get_mut((seq - first) as usize)
+    }
+}
+
+/// What [`Sender::pop`] handed out.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Popped {
+    /// Bytes written.
+    pub(crate) len: usize,
+    /// The datagram's kind.
+    pub(crate) kind: Kind,
+    /// A DATA datagram sent again.
+    pub(crate) again: bool,
+}
+
+/// Batching, fragmentation and the queues of datagrams to send.
 #[derive(Debug)]
 pub(crate) struct Sender {
     node: u64,
+    /// Datagram budget for records: the mtu less room for a seal's tag.
     mtu: usize,
     flush_delay: Duration,
     /// Last DATA sequence number given out (0: none yet).
     pub(crate) data_seq: u64,
     heartbeat_seq: u64,
+    nak_seq: u64,
+    gone_seq: u64,
     msg_id: u64,
     /// The open batch; empty, or a header's room followed by records.
     cur: Vec<u8>,
@@ -53,32 +124,249 @@ pub(crate) struct Sender {
     /// Explicit head of a message being fragmented.
     head: Vec<u8>,
     ready: VecDeque<Vec<u8>>,
+    control: VecDeque<Control>,
+    gone_queued: bool,
+    /// Sequence numbers to send again, oldest NAKed first.
+    resend: VecDeque<u64>,
+    retx: Retx,
+    /// A datagram sent again within this long is not sent again for
+    /// another NAK (the receivers that NAKed together get one copy).
+    holdoff: Duration,
+    tail_probe: Duration,
+    /// When a heartbeat should follow the last DATA datagram sent.
+    probe_at: Option<Instant>,
     pool: Vec<Vec<u8>>,
+    scratch: Vec<u8>,
     pacer: Pacer,
+    /// Receivers' progress, for flow control: node id, next DATA seq it
+    /// expects, when that last moved.
+    flow: Vec<(u64, u64, Instant)>,
+    /// Most DATA datagrams sent ahead of the slowest live receiver; `None`
+    /// without a retransmit window (then nothing could repair the loss
+    /// flow control avoids, and nothing is held back).
+    max_ahead: Option<u64>,
+    flow_timeout: Duration,
+    /// Since when DATA is held back by flow control.
+    blocked: Option<Instant>,
+    ack_seq: u64,
+}
+
+/// Sender settings besides batching.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SendOpts {
+    pub(crate) retransmit_bytes: usize,
+    pub(crate) holdoff: Duration,
+    pub(crate) tail_probe: Duration,
+    /// A receiver that has not acknowledged for this long no longer holds
+    /// the sender back.
+    pub(crate) flow_timeout: Duration,
 }
 
 impl Sender {
-    pub(crate) fn new(node: u64, mtu: usize, flush_delay: Duration, pacer: Pacer) -> Self {
+    pub(crate) fn new(
+        node: u64,
+        mtu: usize,
+        flush_delay: Duration,
+        pacer: Pacer,
+        opts: SendOpts,
+    ) -> Self {
         Sender {
             node,
-            mtu,
+            mtu: mtu - TAG_LEN,
             flush_delay,
             data_seq: 0,
             heartbeat_seq: 0,
+            nak_seq: 0,
+            gone_seq: 0,
             msg_id: 0,
             cur: Vec::with_capacity(mtu),
             cur_since: None,
             prev: Prev::default(),
             head: Vec::new(),
             ready: VecDeque::new(),
+            control: VecDeque::new(),
+            gone_queued: false,
+            resend: VecDeque::new(),
+            retx: Retx {
+                kept: VecDeque::new(),
+                next: 1,
+                bytes: 0,
+                limit: opts.retransmit_bytes,
+            },
+            holdoff: opts.holdoff,
+            tail_probe: opts.tail_probe,
+            probe_at: None,
             pool: Vec::new(),
+            scratch: Vec::new(),
             pacer,
+            flow: Vec::new(),
+            max_ahead: (opts.retransmit_bytes > 0)
+                .then(|| (opts.retransmit_bytes / mtu).max(MIN_AHEAD) as u64),
+            flow_timeout: opts.flow_timeout,
+            blocked: None,
+            ack_seq: 0,
         }
     }
 
-    /// Closed datagrams waiting for `poll_transmit`.
+    /// A receiver acknowledged every DATA datagram below `next`.
+    pub(crate) fn on_ack(&mut self, node: u64, next: u64, now: Instant) {
+        match self.flow.iter_mut().find(|f| f.0 == node) {
+            // Only progress counts: a receiver that answers but does not
+            // get further stops holding the sender back after the timeout.
+            Some(f) if next > f.1 => {
+                f.1 = next;
+                f.2 = now;
+            }
+            Some(_) => {}
+            None => self.flow.push((node, next, now)),
+        }
+    }
+
+    /// Forgets a receiver (it went down).
+    pub(crate) fn forget(&mut self, node: u64) {
+        self.flow.retain(|f| f.0 != node);
+    }
+
+    /// Whether DATA `seq` must wait for the slowest live receiver: it would
+    /// push a datagram that receiver still needs out of the window.
+    fn flow_blocks(&self, now: Instant, seq: u64) -> bool {
+        let Some(max) = self.max_ahead else {
+            return false;
+        };
+        self.flow
+            .iter()
+            .filter(|f| now < f.2 + self.flow_timeout)
+            .any(|f| seq >= f.1.saturating_add(max))
+    }
+
+    /// Since when DATA is held back by flow control, if it is.
+    pub(crate) fn blocked(&self) -> Option<Instant> {
+        self.blocked
+    }
+
+    /// When a receiver holding DATA back stops counting, while it does.
+    pub(crate) fn flow_at(&self) -> Option<Instant> {
+        self.blocked?;
+        let max = self.max_ahead?;
+        self.flow
+            .iter()
+            .filter(|f| self.retx.next >= f.1.saturating_add(max))
+            .map(|f| f.2 + self.flow_timeout)
+            .min()
+    }
+
+    /// The last DATA sequence number sent (0: none).
+    pub(crate) fn last_sent(&self) -> u64 {
+        self.retx.next - 1
+    }
+
+    /// Queues an ACK telling `target` that every DATA datagram below
+    /// `next` arrived.
+    pub(crate) fn ack(&mut self, target: u64, next: u64) {
+        self.ack_seq += 1;
+        let mut b = self.buffer();
+        wire::encode_ack(&mut b, self.node, self.ack_seq, &wire::Ack { target, next });
+        self.control.push_back(Control::Ack(b));
+    }
+
+    /// Queues a heartbeat ahead of DATA (while flow control holds DATA
+    /// back; its last seq must then be the last one sent).
+    pub(crate) fn heartbeat_now(&mut self, hb: &Heartbeat<'_>) {
+        self.heartbeat_seq += 1;
+        let mut b = self.buffer();
+        wire::encode_heartbeat(&mut b, self.node, self.heartbeat_seq, hb);
+        self.control.push_back(Control::Heartbeat(b));
+    }
+
+    /// Datagrams waiting for `poll_transmit`: closed DATA, heartbeats,
+    /// control datagrams and retransmissions.
     pub(crate) fn pending(&self) -> usize {
-        self.ready.len()
+        self.ready.len() + self.control.len() + self.resend.len()
+    }
+
+    /// Changes the retransmit window's size, dropping the oldest
+    /// datagrams if it shrinks.
+    pub(crate) fn set_retransmit_bytes(&mut self, limit: usize) {
+        self.retx.limit = limit;
+        self.evict();
+    }
+
+    /// Bytes of datagrams in the retransmit window.
+    pub(crate) fn retransmit_bytes(&self) -> usize {
+        self.retx.bytes
+    }
+
+    /// When a tail-probe heartbeat is due, if one is.
+    pub(crate) fn probe_at(&self) -> Option<Instant> {
+        self.probe_at
+    }
+
+    /// Forgets the pending tail probe (a heartbeat is being queued).
+    pub(crate) fn probe_done(&mut self) {
+        self.probe_at = None;
+    }
+
+    fn evict(&mut self) {
+        while self.retx.bytes > self.retx.limit {
+            let Some(k) = self.retx.kept.pop_front() else {
+                break;
+            };
+            self.retx.bytes -= k.data.len();
+            self.recycle(k.data);
+        }
+    }
+
+    fn recycle(&mut self, mut d: Vec<u8>) {
+        if self.pool.len() < POOL_MAX {
+            d.clear();
+            self.pool.push(d);
+        }
+    }
+
+    /// Queues a NAK asking `target` for `ranges`.
+    pub(crate) fn nak(&mut self, target: u64, ranges: &[(u64, u64)]) {
+        self.nak_seq += 1;
+        let mut b = self.buffer();
+        wire::encode_nak(&mut b, self.node, self.nak_seq, target, ranges);
+        self.control.push_back(Control::Nak(b));
+    }
+
+    /// Answers a NAK for `ranges`: queues each datagram still kept (unless
+    /// it was sent within the hold-off or is queued already), and a GONE
+    /// if some are no longer kept. Returns how many were queued.
+    pub(crate) fn on_nak(&mut self, now: Instant, ranges: impl Iterator<Item = (u64, u64)>) -> u64 {
+        let first = self.retx.first();
+        let last = self.retx.next - 1;
+        let mut gone = false;
+        let mut queued = 0;
+        for (a, b) in ranges {
+            let b = b.min(last);
+            if a > b {
+                continue;
+            }
+            if a < first {
+                gone = true;
+            }
+            for q in a.max(first)..=b {
+                let holdoff = self.holdoff;
+                let Some(k) = self.retx.get_mut(q) else {
+                    break;
+                };
+                let recent = k
+                    .resent
+                    .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
+                if !k.queued && !recent {
+                    k.queued = true;
+                    self.resend.push_back(q);
+                    queued += 1;
+                }
+            }
+        }
+        if gone && !self.gone_queued {
+            self.gone_queued = true;
+            self.control.push_back(Control::Gone);
+        }
+        queued
     }
 
     /// When the open batch must be closed, if there is one.
@@ -88,8 +376,29 @@ impl Sender {
 
     /// When pacing next lets a queued datagram out, if it holds one back.
     pub(crate) fn pace_at(&self) -> Option<Instant> {
-        let len = self.ready.front()?.len();
-        self.pacer.ready_at(len)
+        let len = self.next_len()?;
+        self.pacer.ready_at(len + TAG_LEN)
+    }
+
+    /// Length of the next datagram to leave (before sealing), if any.
+    fn next_len(&self) -> Option<usize> {
+        if let Some(c) = self.control.front() {
+            return Some(match c {
+                Control::Nak(b) | Control::Ack(b) | Control::Heartbeat(b) => b.len(),
+                Control::Gone => HEADER_LEN + 2 * crate::varint::MAX_LEN,
+            });
+        }
+        let kept = self
+            .resend
+            .iter()
+            .find_map(|&q| {
+                let first = self.retx.first();
+                (q >= first)
+                    .then(|| self.retx.kept.get((q - first) as usize))
+                    .flatten()
+            })
+            .map(|k| k.data.len());
+        kept.or_else(|| self.ready.front().map(Vec::len))
     }
 
     /// Appends a message; returns true if it was fragmented.
@@ -262,21 +571,120 @@ impl Sender {
         self.ready.push_back(b);
     }
 
-    /// Hands the next datagram out by swapping it with `buf`, whose old
-    /// allocation is kept for reuse; `None` if nothing is queued or pacing
+    /// Writes the next datagram into `buf` (cleared first), sealed if a
+    /// sealer is given: control datagrams first, then retransmissions, then
+    /// DATA and heartbeats in order. `None` if nothing is queued or pacing
     /// holds it back.
-    pub(crate) fn pop(&mut self, now: Instant, buf: &mut Vec<u8>) -> Option<usize> {
-        let len = self.ready.front()?.len();
-        if !self.pacer.take(now, len) {
+    pub(crate) fn pop(
+        &mut self,
+        now: Instant,
+        buf: &mut Vec<u8>,
+        sealer: Option<&Sealer>,
+    ) -> Option<Popped> {
+        buf.clear();
+        // Drop retransmissions whose datagram left the window meanwhile
+        // (the receiver's next NAK gets a GONE).
+        while let Some(&q) = self.resend.front() {
+            if self.retx.get_mut(q).is_some() {
+                break;
+            }
+            self.resend.pop_front();
+        }
+        let len = self.next_len()?;
+        let tag = if sealer.is_some() { TAG_LEN } else { 0 };
+        if !self.pacer.take(now, len + tag) {
             return None;
         }
-        let mut d = self.ready.pop_front()?;
-        std::mem::swap(buf, &mut d);
-        d.clear();
-        if self.pool.len() < POOL_MAX {
-            self.pool.push(d);
+        let emit = |src: &[u8], buf: &mut Vec<u8>| match sealer {
+            Some(s) => s.seal(src, buf),
+            None => buf.extend_from_slice(src),
+        };
+        if let Some(c) = self.control.pop_front() {
+            let kind = match c {
+                Control::Nak(b) => {
+                    emit(&b, buf);
+                    self.recycle(b);
+                    Kind::Nak
+                }
+                Control::Ack(b) => {
+                    emit(&b, buf);
+                    self.recycle(b);
+                    Kind::Ack
+                }
+                Control::Heartbeat(b) => {
+                    emit(&b, buf);
+                    self.recycle(b);
+                    Kind::Heartbeat
+                }
+                Control::Gone => {
+                    self.gone_queued = false;
+                    self.gone_seq += 1;
+                    let g = Gone {
+                        first_kept: self.retx.first(),
+                        last_seq: self.retx.next - 1,
+                    };
+                    self.scratch.clear();
+                    wire::encode_gone(&mut self.scratch, self.node, self.gone_seq, &g);
+                    emit(&self.scratch, buf);
+                    Kind::Gone
+                }
+            };
+            return Some(Popped {
+                len: buf.len(),
+                kind,
+                again: false,
+            });
         }
-        Some(len)
+        if let Some(q) = self.resend.pop_front() {
+            let k = self.retx.get_mut(q).expect("checked above");
+            k.queued = false;
+            k.resent = Some(now);
+            emit(&k.data, buf);
+            return Some(Popped {
+                len: buf.len(),
+                kind: Kind::Data,
+                again: true,
+            });
+        }
+        if self
+            .ready
+            .front()
+            .is_some_and(|d| d[6] == kind::DATA && self.flow_blocks(now, self.retx.next))
+        {
+            self.blocked.get_or_insert(now);
+            // Heartbeats while held back make receivers acknowledge again.
+            if self.probe_at.is_none() {
+                self.probe_at = Some(now + self.tail_probe.max(Duration::from_millis(1)));
+            }
+            return None;
+        }
+        let d = self.ready.pop_front()?;
+        emit(&d, buf);
+        if d[6] == kind::DATA {
+            self.blocked = None;
+            if !self.tail_probe.is_zero() {
+                self.probe_at = Some(now + self.tail_probe);
+            }
+            self.retx.next += 1;
+            self.retx.bytes += d.len();
+            self.retx.kept.push_back(Kept {
+                data: d,
+                resent: None,
+                queued: false,
+            });
+            self.evict();
+            return Some(Popped {
+                len: buf.len(),
+                kind: Kind::Data,
+                again: false,
+            });
+        }
+        self.recycle(d);
+        Some(Popped {
+            len: buf.len(),
+            kind: Kind::Heartbeat,
+            again: false,
+        })
     }
 
     fn buffer(&mut self) -> Vec<u8> {

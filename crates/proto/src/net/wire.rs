@@ -1,5 +1,6 @@
 //! Byte layout of network datagrams: the fixed header, the records of a DATA
-//! datagram, the HEARTBEAT body; their encoders and their decoders.
+//! datagram, the HEARTBEAT, NAK, GONE and ACK bodies; their encoders and their
+//! decoders. Sealing (the AEAD around the body) lives in `seal`.
 //!
 //! This module owns every byte that crosses the network (documented in
 //! `docs/NET-DATAGRAMS.md`) and nothing else: no state, no time. The
@@ -18,8 +19,12 @@ pub const MAGIC: [u8; 4] = *b"NCDG";
 pub const VERSION: u8 = 1;
 /// Bytes of the fixed header.
 pub const HEADER_LEN: usize = 24;
-/// Bytes of the AEAD tag that a sealed datagram will end with (reserved).
+/// Bytes of the AEAD tag that a sealed datagram ends with. The sender
+/// always leaves this much room under the `mtu`, sealed or not, so a key
+/// set by a reload never pushes a datagram over the budget.
 pub const TAG_LEN: usize = 16;
+/// Most ranges in one NAK.
+pub const MAX_NAK_RANGES: usize = 64;
 /// Longest node name in a heartbeat (one-byte length).
 pub const MAX_NODE_NAME: usize = 255;
 /// Most bytes a message record's head can take besides the payload:
@@ -28,7 +33,7 @@ pub const MAX_MSG_HEAD: usize = 2 + MAX_CHANNEL_LEN + 2 + MAX_EVENT_LEN + 3 * va
 
 /// Header flag bits.
 pub mod flags {
-    /// The body is AEAD ciphertext followed by a tag (issue 7; refused now).
+    /// The body is AEAD ciphertext followed by a [`TAG_LEN`](super::TAG_LEN)-byte tag.
     pub const SEALED: u8 = 0x01;
     /// Bits a version-1 sender must leave clear.
     pub const RESERVED: u8 = !SEALED;
@@ -40,10 +45,12 @@ pub mod kind {
     pub const DATA: u8 = 1;
     /// Liveness, name and counters.
     pub const HEARTBEAT: u8 = 2;
-    /// Reserved: negative acknowledgement (issue 7).
+    /// Negative acknowledgement: DATA sequence numbers a receiver misses.
     pub const NAK: u8 = 3;
-    /// Reserved for a future kind (e.g. a sender's "no longer available").
-    pub const RESERVED_4: u8 = 4;
+    /// A sender's answer that DATA datagrams are no longer available.
+    pub const GONE: u8 = 4;
+    /// A receiver's progress: the next DATA sequence number it expects.
+    pub const ACK: u8 = 5;
 }
 
 /// Record tag bits of a DATA body.
@@ -73,6 +80,12 @@ pub enum Kind {
     Data,
     /// A heartbeat.
     Heartbeat,
+    /// A negative acknowledgement.
+    Nak,
+    /// Data no longer available.
+    Gone,
+    /// A receiver's progress.
+    Ack,
 }
 
 impl Kind {
@@ -81,6 +94,9 @@ impl Kind {
         match self {
             Kind::Data => kind::DATA,
             Kind::Heartbeat => kind::HEARTBEAT,
+            Kind::Nak => kind::NAK,
+            Kind::Gone => kind::GONE,
+            Kind::Ack => kind::ACK,
         }
     }
 }
@@ -90,7 +106,7 @@ impl Kind {
 pub struct Header {
     /// What the body holds.
     pub kind: Kind,
-    /// Flag bits (see [`flags`]); 0 in this version.
+    /// Flag bits (see [`flags`]).
     pub flags: u8,
     /// Key id of a sealed datagram; 0 when not sealed.
     pub key_id: u8,
@@ -117,6 +133,96 @@ pub enum Body<'a> {
     Data(Records<'a>),
     /// A heartbeat.
     Heartbeat(Heartbeat<'a>),
+    /// A NAK.
+    Nak(Nak<'a>),
+    /// A GONE announcement.
+    Gone(Gone),
+    /// An ACK.
+    Ack(Ack),
+    /// A sealed body (ciphertext and tag), not decoded without the key.
+    Sealed(&'a [u8]),
+}
+
+/// A NAK body: the DATA datagrams of `target` that the sender misses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Nak<'a> {
+    /// The node asked to retransmit.
+    pub target: u64,
+    count: usize,
+    ranges: &'a [u8],
+}
+
+impl<'a> Nak<'a> {
+    /// The missing ranges `(first, last)`, inclusive, ascending and
+    /// disjoint (validated by the decoder).
+    pub fn ranges(&self) -> NakRanges<'a> {
+        NakRanges {
+            r: Reader { rest: self.ranges },
+            left: self.count,
+            prev: 0,
+        }
+    }
+}
+
+/// Iterator over the ranges of a [`Nak`].
+#[derive(Debug, Clone)]
+pub struct NakRanges<'a> {
+    r: Reader<'a>,
+    left: usize,
+    prev: u64,
+}
+
+impl NakRanges<'_> {
+    fn read(&mut self) -> Result<(u64, u64), WireError> {
+        // Each range is its distance from the previous range's end (or
+        // from 0), then its length minus one: small numbers stay small.
+        let gap = self.r.varint("nak range")?;
+        let span = self.r.varint("nak range")?;
+        let first = self
+            .prev
+            .checked_add(gap)
+            .filter(|&f| f > self.prev)
+            .ok_or(WireError::BadNak("ranges must ascend from 1"))?;
+        let last = first
+            .checked_add(span)
+            .ok_or(WireError::BadNak("range overflows"))?;
+        self.prev = last
+            .checked_add(1)
+            .ok_or(WireError::BadNak("range overflows"))?;
+        Ok((first, last))
+    }
+}
+
+impl Iterator for NakRanges<'_> {
+    type Item = (u64, u64);
+    fn next(&mut self) -> Option<(u64, u64)> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        // Validated by decode_nak, so errors cannot happen here.
+        self.read().ok()
+    }
+}
+
+/// An ACK body: how far a receiver has got in one sender's DATA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    /// The sender whose DATA this is about.
+    pub target: u64,
+    /// The next DATA sequence number the receiver expects: every one below
+    /// has been applied or given up on.
+    pub next: u64,
+}
+
+/// A GONE body: the sender's retransmit window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Gone {
+    /// The oldest DATA sequence number it can still retransmit; every one
+    /// below is gone.
+    pub first_kept: u64,
+    /// The last DATA sequence number it has sent.
+    pub last_seq: u64,
 }
 
 /// A HEARTBEAT body.
@@ -200,12 +306,21 @@ pub enum WireError {
     /// The datagram is sealed and this node has no key.
     #[error("sealed datagram, but this node has no key")]
     Sealed,
+    /// The datagram is not sealed and this node requires a key.
+    #[error("datagram not sealed, but this node requires a key")]
+    NotSealed,
+    /// Sealed with a key this node does not have.
+    #[error("sealed with an unknown key (id {0})")]
+    UnknownKey(u8),
+    /// The authentication tag does not match: wrong key or altered bytes.
+    #[error("authentication failed (wrong key or altered datagram)")]
+    Unauthentic,
+    /// A NAK body is inconsistent.
+    #[error("bad NAK: {0}")]
+    BadNak(&'static str),
     /// A key id is set on a datagram that is not sealed.
     #[error("key id {0} on a datagram that is not sealed")]
     BadKeyId(u8),
-    /// A kind this version knows of but does not handle.
-    #[error("datagram kind {0} is reserved and not handled by this version")]
-    ReservedKind(u8),
     /// A kind byte with no meaning.
     #[error("unknown datagram kind {0}")]
     UnknownKind(u8),
@@ -329,17 +444,23 @@ pub fn decode_header(data: &[u8]) -> Result<(Header, &[u8]), WireError> {
     if fl & flags::RESERVED != 0 {
         return Err(WireError::ReservedFlags(fl & flags::RESERVED));
     }
-    if fl & flags::SEALED != 0 {
-        return Err(WireError::Sealed);
-    }
     let kind = match h[6] {
         kind::DATA => Kind::Data,
         kind::HEARTBEAT => Kind::Heartbeat,
-        k @ (kind::NAK | kind::RESERVED_4) => return Err(WireError::ReservedKind(k)),
+        kind::NAK => Kind::Nak,
+        kind::GONE => Kind::Gone,
+        kind::ACK => Kind::Ack,
         k => return Err(WireError::UnknownKind(k)),
     };
-    if h[7] != 0 {
+    let sealed = fl & flags::SEALED != 0;
+    // A sealed datagram names its key (1..=255); a plain one has none.
+    if sealed == (h[7] == 0) {
         return Err(WireError::BadKeyId(h[7]));
+    }
+    if sealed && body.len() < TAG_LEN {
+        return Err(WireError::Truncated {
+            what: "authentication tag",
+        });
     }
     let node = u64::from_le_bytes(h[8..16].try_into().expect("8 bytes"));
     let seq = u64::from_le_bytes(h[16..24].try_into().expect("8 bytes"));
@@ -362,6 +483,12 @@ pub fn decode_header(data: &[u8]) -> Result<(Header, &[u8]), WireError> {
 /// either accepted whole or refused whole.
 pub fn decode_datagram(data: &[u8]) -> Result<Datagram<'_>, WireError> {
     let (header, body) = decode_header(data)?;
+    if header.flags & flags::SEALED != 0 {
+        return Ok(Datagram {
+            header,
+            body: Body::Sealed(body),
+        });
+    }
     let body = match header.kind {
         Kind::Data => {
             let mut n = 0usize;
@@ -375,8 +502,55 @@ pub fn decode_datagram(data: &[u8]) -> Result<Datagram<'_>, WireError> {
             Body::Data(Records(RecordReader::new(body)))
         }
         Kind::Heartbeat => Body::Heartbeat(decode_heartbeat(body)?),
+        Kind::Nak => Body::Nak(decode_nak(body)?),
+        Kind::Gone => Body::Gone(decode_gone(body)?),
+        Kind::Ack => Body::Ack(decode_ack(body)?),
     };
     Ok(Datagram { header, body })
+}
+
+/// Decodes a NAK body, checking every range. Bytes after the ranges are
+/// ignored, so a later version may append fields.
+pub fn decode_nak(body: &[u8]) -> Result<Nak<'_>, WireError> {
+    let mut r = Reader { rest: body };
+    let target = u64::from_le_bytes(r.take(8, "nak target")?.try_into().expect("8 bytes"));
+    let count = r.varint("nak count")?;
+    if count == 0 || count > MAX_NAK_RANGES as u64 {
+        return Err(WireError::BadNak("range count out of 1..=64"));
+    }
+    let ranges = r.rest;
+    let mut it = NakRanges {
+        r: Reader { rest: ranges },
+        left: count as usize,
+        prev: 0,
+    };
+    for _ in 0..count {
+        it.read()?;
+    }
+    Ok(Nak {
+        target,
+        count: count as usize,
+        ranges,
+    })
+}
+
+/// Decodes an ACK body. Bytes after the known fields are ignored.
+pub fn decode_ack(body: &[u8]) -> Result<Ack, WireError> {
+    let mut r = Reader { rest: body };
+    let target = u64::from_le_bytes(r.take(8, "ack target")?.try_into().expect("8 bytes"));
+    Ok(Ack {
+        target,
+        next: r.varint("ack next")?,
+    })
+}
+
+/// Decodes a GONE body. Bytes after the known fields are ignored.
+pub fn decode_gone(body: &[u8]) -> Result<Gone, WireError> {
+    let mut r = Reader { rest: body };
+    Ok(Gone {
+        first_kept: r.varint("first kept")?,
+        last_seq: r.varint("last sequence")?,
+    })
 }
 
 /// Decodes a HEARTBEAT body. Bytes after the known fields are ignored, so a

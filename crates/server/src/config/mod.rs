@@ -40,6 +40,10 @@ pub const DEFAULT_LOOPBACK: bool = false;
 /// Default `mtu`: datagram budget in bytes of UDP payload, safe without IP
 /// fragmentation on Ethernet.
 pub const DEFAULT_MTU: usize = netcluster_proto::net::DEFAULT_MTU;
+/// Default `retransmitbytes`: sent datagrams kept to answer NAKs.
+pub const DEFAULT_RETRANSMITBYTES: usize = netcluster_proto::net::DEFAULT_RETRANSMIT_BYTES;
+/// Largest accepted `retransmitbytes`.
+pub const MAX_RETRANSMITBYTES: u64 = 1024 * 1024 * 1024;
 /// Default `acceptfromnet` of a channel.
 pub const DEFAULT_ACCEPTFROMNET: bool = true;
 /// Default of `startcontrol`: answer control requests.
@@ -128,6 +132,13 @@ pub struct Config {
     pub peers: Vec<String>,
     /// `mtu`: largest datagram, in bytes of UDP payload.
     pub mtu: usize,
+    /// `key` or `keyfile`: the pre-shared key sealing every datagram;
+    /// `None` = plain datagrams. Never shown by `showconfig`.
+    pub key: Option<netcluster_proto::net::Key>,
+    /// Where `key` came from (for `showconfig`, which shows this instead).
+    pub keysource: Option<KeySource>,
+    /// `retransmitbytes`: bytes of sent datagrams kept to answer NAKs.
+    pub retransmitbytes: usize,
     /// `startcontrol`: answer control requests on the control channel.
     pub startcontrol: bool,
     /// `socketdir`: directory of the channel sockets, if configured; see
@@ -144,6 +155,15 @@ pub struct Config {
     /// `channels`, in file order; the control channel is always present
     /// (first, when the file did not name it).
     pub channels: Vec<ChannelConfig>,
+}
+
+/// Where the network key was configured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeySource {
+    /// `key`: in the config itself.
+    Inline,
+    /// `keyfile`: read from this file (as resolved).
+    File(PathBuf),
 }
 
 /// One channel's settings (`channels.{name}`).
@@ -365,6 +385,9 @@ impl Config {
             nodename: None,
             peers: Vec::new(),
             mtu: DEFAULT_MTU,
+            key: None,
+            keysource: None,
+            retransmitbytes: DEFAULT_RETRANSMITBYTES,
             startcontrol: DEFAULT_STARTCONTROL,
             socketdir: None,
             socketmode: DEFAULT_SOCKETMODE,
@@ -459,6 +482,15 @@ impl Config {
         }
         m.insert("peers".into(), self.peers.clone().into());
         m.insert("mtu".into(), self.mtu.into());
+        // The key itself is never shown: only that one is set, or its file.
+        match &self.keysource {
+            Some(KeySource::Inline) => m.insert("key".into(), "(set)".into()),
+            Some(KeySource::File(p)) => {
+                m.insert("keyfile".into(), p.to_string_lossy().into_owned().into())
+            }
+            None => None,
+        };
+        m.insert("retransmitbytes".into(), self.retransmitbytes.into());
         m.insert("startcontrol".into(), self.startcontrol.into());
         if let Some(dir) = &self.socketdir {
             m.insert(

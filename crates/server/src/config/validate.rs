@@ -13,8 +13,10 @@ use netcluster_proto::net::{MAX_MTU, MIN_MTU};
 
 use super::jsonc::{join_key, Kind, Member, Node, Pos};
 use super::values::{self, edit_distance};
+use super::MAX_RETRANSMITBYTES;
 use super::{ChannelConfig, Config, CONTROL_CHANNEL};
 use super::{MAX_BLOCKMS, MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
+use std::path::Path;
 
 /// A located problem, turned into a `Diagnostic` once the file name is added.
 #[derive(Debug)]
@@ -106,6 +108,37 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         },
     },
     Key {
+        name: "key",
+        apply: |c, v, k| {
+            exclusive_key(c, v, k)?;
+            values::key(v, k).map(|x| {
+                c.key = Some(x);
+                c.keysource = Some(super::KeySource::Inline);
+            })
+        },
+    },
+    Key {
+        name: "keyfile",
+        apply: |c, v, k| {
+            exclusive_key(c, v, k)?;
+            let base = match &c.source {
+                super::ConfigSource::File(p) => p.parent().map(Path::to_path_buf),
+                _ => None,
+            };
+            values::keyfile(v, k, base.as_deref()).map(|(key, path)| {
+                c.key = Some(key);
+                c.keysource = Some(super::KeySource::File(path));
+            })
+        },
+    },
+    Key {
+        name: "retransmitbytes",
+        apply: |c, v, k| {
+            values::size(v, k, "retransmitbytes", 0, MAX_RETRANSMITBYTES)
+                .map(|x| c.retransmitbytes = x)
+        },
+    },
+    Key {
         name: "startcontrol",
         apply: |c, v, k| values::boolean(v, k).map(|x| c.startcontrol = x),
     },
@@ -176,6 +209,14 @@ pub(super) const CHANNEL_KEYS: &[Key<ChannelConfig>] = &[
         apply: |c, v, k| values::id_list(v, k).map(|x| c.allowgids = x),
     },
 ];
+
+/// `key` and `keyfile` exclude each other: the second one is the error.
+fn exclusive_key(c: &Config, v: &Node, path: &str) -> Result<(), Problem> {
+    if c.keysource.is_some() {
+        return Err(Problem::at(v, path, "give either key or keyfile, not both"));
+    }
+    Ok(())
+}
 
 /// Reads the whole document into `config`, which holds the defaults.
 pub(super) fn apply(config: &mut Config, root: &Node) -> Result<(), Problem> {

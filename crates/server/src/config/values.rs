@@ -258,6 +258,44 @@ pub(super) fn nonempty_string(v: &Node, path: &str, name: &str) -> Result<String
     Ok(s.to_string())
 }
 
+/// `key`: 64 hexadecimal digits (32 bytes).
+pub(super) fn key(v: &Node, path: &str) -> Result<netcluster_proto::net::Key, Problem> {
+    let s = string(v, path)?;
+    // The message never quotes the value: it is a secret.
+    netcluster_proto::net::Key::from_hex(s).map_err(|e| Problem::at(v, path, e.to_string()))
+}
+
+/// `keyfile`: a file holding the key as 64 hexadecimal digits (spaces and
+/// a final newline allowed). A relative path is relative to the config
+/// file's directory (`base`), or the working directory without one.
+/// Returns the key and the path as resolved.
+pub(super) fn keyfile(
+    v: &Node,
+    path: &str,
+    base: Option<&std::path::Path>,
+) -> Result<(netcluster_proto::net::Key, PathBuf), Problem> {
+    let name = nonempty_string(v, path, "keyfile")?;
+    let file = match base {
+        Some(b) if std::path::Path::new(&name).is_relative() => b.join(&name),
+        _ => PathBuf::from(&name),
+    };
+    let text = std::fs::read_to_string(&file).map_err(|e| {
+        Problem::at(
+            v,
+            path,
+            format!("cannot read keyfile {}: {e}", file.display()),
+        )
+    })?;
+    let key = netcluster_proto::net::Key::from_hex(&text).map_err(|e| {
+        Problem::at(
+            v,
+            path,
+            format!("keyfile {} is not a key: {e}", file.display()),
+        )
+    })?;
+    Ok((key, file))
+}
+
 /// `peers`: a list of `host:port` strings (`[v6addr]:port` for IPv6). The
 /// host is resolved when the network starts.
 pub(super) fn peers(v: &Node, path: &str) -> Result<Vec<String>, Problem> {

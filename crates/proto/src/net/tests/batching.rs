@@ -1,7 +1,7 @@
 //! Batching: when datagrams close, what they hold, the flush timer, pacing.
 
 use super::*;
-use crate::net::wire::HEADER_LEN;
+use crate::net::wire::{HEADER_LEN, TAG_LEN};
 use crate::net::{Dest, SendError, Transmit};
 
 /// A sender past its first heartbeat, so only data is left to transmit.
@@ -11,6 +11,11 @@ fn sender(c: NetConfig) -> (Net, Instant) {
     n.handle_timeout(t0);
     assert_eq!(drain(&mut n, t0).len(), 1, "the first heartbeat");
     (n, t0)
+}
+
+/// Bytes a datagram's records may fill: the mtu less room for a tag.
+fn budget(n: &Net) -> usize {
+    n.config().mtu - TAG_LEN
 }
 
 /// Payload length that makes a record that implies every field but the
@@ -26,7 +31,7 @@ fn exactly_full_batch_leaves_at_once() {
     let first = [7u8; 64];
     n.send(t0, &out("A", "e", &first, 1, 1)).unwrap();
     let used = HEADER_LEN + 1 + wire::message_body_len(&out("A", "e", &first, 1, 1));
-    let p = vec![9u8; implied_payload_for(n.config().mtu - used)];
+    let p = vec![9u8; implied_payload_for(budget(&n) - used)];
     n.send(t0, &out("A", "e", &p, 1, 2)).unwrap();
     assert_eq!(
         n.pending_transmits(),
@@ -35,7 +40,7 @@ fn exactly_full_batch_leaves_at_once() {
     );
     let d = drain(&mut n, t0);
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].len(), n.config().mtu);
+    assert_eq!(d[0].len(), budget(&n));
     assert_eq!(records(&d[0]).len(), 2);
 }
 
@@ -45,7 +50,7 @@ fn one_byte_over_starts_a_new_batch() {
     let first = [7u8; 64];
     n.send(t0, &out("A", "e", &first, 1, 1)).unwrap();
     let used = HEADER_LEN + 1 + wire::message_body_len(&out("A", "e", &first, 1, 1));
-    let p = vec![9u8; implied_payload_for(n.config().mtu - used) + 1];
+    let p = vec![9u8; implied_payload_for(budget(&n) - used) + 1];
     n.send(t0, &out("A", "e", &p, 1, 2)).unwrap();
     assert_eq!(n.pending_transmits(), 1, "the first batch closed");
     let d = drain(&mut n, t0);
@@ -65,19 +70,19 @@ fn message_of_exactly_one_datagram_is_not_fragmented() {
     let (mut n, t0) = sender(cfg(1));
     let base = HEADER_LEN + 1 + wire::message_body_len(&out("A", "e", &[], 1, 1));
     // The payload length varint grows from 1 to 2 bytes at 128.
-    let p = vec![1u8; n.config().mtu - base - 1];
+    let p = vec![1u8; budget(&n) - base - 1];
     n.send(t0, &out("A", "e", &p, 1, 1)).unwrap();
     let d = drain(&mut n, t0);
     assert_eq!(d.len(), 1);
-    assert_eq!(d[0].len(), n.config().mtu);
+    assert_eq!(d[0].len(), budget(&n));
     assert_eq!(n.stats().fragmented_out, 0);
 
-    let p = vec![1u8; n.config().mtu - base];
+    let p = vec![1u8; budget(&n) - base];
     n.send(t0, &out("A", "e", &p, 1, 2)).unwrap();
     assert_eq!(n.stats().fragmented_out, 1);
     let d = drain(&mut n, t0 + MS);
     assert_eq!(d.len(), 2);
-    assert!(d.iter().all(|d| d.len() <= n.config().mtu));
+    assert!(d.iter().all(|d| d.len() <= budget(&n)));
 }
 
 #[test]

@@ -1,5 +1,7 @@
 //! Fragmentation and reassembly, through the simulator.
 
+use std::time::Duration;
+
 use super::*;
 use crate::net::sim::Link;
 use crate::net::wire::{put_frag_head, put_header, Header, Kind, HEADER_LEN};
@@ -78,7 +80,7 @@ fn per_sender_order_holds_across_batches_and_fragments() {
     let mut s = Sim::with_defaults(11, 3);
     s.link.reorder = 0.2;
     s.run_for(10 * MS);
-    let mut rng = sim::XorShift::new(5);
+    let mut rng = crate::net::rng::XorShift::new(5);
     for q in 1..=400u64 {
         for from in [0, 1] {
             let len = match rng.below(10) {
@@ -112,7 +114,13 @@ fn per_sender_order_holds_across_batches_and_fragments() {
 
 #[test]
 fn reassembly_timeout_frees_memory() {
-    let mut s = Sim::with_defaults(2, 2);
+    // NAK rounds that outlast the reassembly timeout, so the timeout, not
+    // giving up on the missing datagram, ends the partial message.
+    let mut s = Sim::new(2, 2, |i| {
+        let mut c = cfg(i as u64 + 1);
+        c.nak_rounds = 100_000;
+        c
+    });
     s.run_for(10 * MS);
     s.filter = Some(Box::new(|_, _, d| !has_last_fragment(d)));
     s.send(0, "A", "e", &pattern(100_000, 1), 1, 1);
@@ -141,13 +149,19 @@ fn a_lost_fragment_is_given_up_when_the_stream_moves_on() {
     s.filter = Some(Box::new(|_, _, d| !has_fragment(d, 2)));
     s.send(0, "A", "e", &pattern(10_000, 1), 1, 1);
     s.send(0, "A", "e", b"after", 1, 2);
-    s.run_for(100 * MS);
+    // The fragment never gets through, not even when NAKed: after the last
+    // NAK round the receiver gives up on it and moves on.
+    // Rounds back off: 10, 20, 40, 80, 160, then 200 ms (about 2 s).
+    s.run_for(Duration::from_millis(2500));
     assert_eq!(ids(&s.nodes[1].inbox), vec![(1, 2)]);
     let peer = s.nodes[1].net.peers().next().unwrap();
     assert_eq!(
-        (peer.lost, peer.incomplete, peer.reassembly_bytes),
-        (1, 1, 0)
+        (peer.lost, peer.gaps, peer.incomplete, peer.reassembly_bytes),
+        (1, 1, 1, 0)
     );
+    let rounds = s.nodes[1].net.config().nak_rounds as u64;
+    assert_eq!(peer.naks_out, rounds);
+    assert_eq!(s.nodes[0].net.stats().retransmitted, rounds);
 }
 
 #[test]

@@ -5,6 +5,8 @@ mod batching;
 mod fragments;
 mod peers;
 mod props;
+mod reliable;
+mod sealing;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -61,7 +63,7 @@ fn messages(net: &mut Net) -> Vec<InMessage> {
 fn records(d: &[u8]) -> Vec<Record<'_>> {
     match wire::decode_datagram(d).expect("valid datagram").body {
         Body::Data(r) => r.collect(),
-        Body::Heartbeat(_) => Vec::new(),
+        _ => Vec::new(),
     }
 }
 

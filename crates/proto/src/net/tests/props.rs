@@ -71,6 +71,39 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn lossy_links_deliver_in_order_once_whole_or_as_a_gap(
+        seed in any::<u64>(),
+        loss in 0.0f64..0.3,
+        dup in 0.0f64..0.1,
+        reorder in 0.0f64..0.3,
+        n in 50u64..400,
+        big_every in 3u64..20,
+        window in prop_oneof![Just(crate::net::DEFAULT_RETRANSMIT_BYTES), 0usize..20_000],
+    ) {
+        use super::reliable::{check_stream, record_carried, send_burst, warm_up};
+        let mut s = Sim::new(seed, 3, |i| {
+            let mut c = cfg(i as u64 + 1);
+            c.seed = seed ^ i as u64;
+            c.retransmit_bytes = window;
+            c
+        });
+        s.link = sim::Link { loss, dup, reorder, ..sim::Link::default() };
+        warm_up(&mut s);
+        let size = |q: u64| if q % big_every == 0 { 3000 + (q as usize * 37) % 4000 } else { 40 };
+        let fragmented: Vec<u64> = (1..=n).filter(|&q| size(q) > 1300).collect();
+        let carried = record_carried(&mut s, fragmented);
+        let (sent, _) = send_burst(&mut s, n, size);
+        s.run_for(Duration::from_secs(3));
+        for r in [1, 2] {
+            check_stream(&s, r, &sent, &carried);
+            prop_assert_eq!(s.nodes[r].net.peers().map(|p| p.held).sum::<usize>(), 0);
+        }
+    }
+}
+
 /// Encode and decode rate of 64-byte messages on one core. Run with
 /// `cargo test --release -p netcluster-proto net_throughput -- --ignored --nocapture`.
 #[test]
@@ -137,4 +170,50 @@ fn write_fuzz_corpus() {
     // The fuzz target splits its input before each magic: one file holding
     // every datagram in a row reaches reassembly.
     std::fs::write(dir.join("seed-all"), all.concat()).unwrap();
+
+    // net_sealed: a mode byte, then datagrams. Plain ones (mode 1 seals
+    // them, mode 2 seals and alters them) include NAKs and GONEs; sealed
+    // ones (mode 0) come from a node with the target's key.
+    let dir = dir.join("../net_sealed");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut control = Vec::new();
+    wire::encode_nak(&mut control, 2, 1, 1, &[(1, 3), (7, 7)]);
+    wire::encode_gone(
+        &mut control,
+        2,
+        1,
+        &wire::Gone {
+            first_kept: 3,
+            last_seq: 9,
+        },
+    );
+    let plain: Vec<u8> = all
+        .iter()
+        .flat_map(|d| {
+            // From node 2, so the target (node 1) does not ignore them.
+            let mut d = d.clone();
+            d[8..16].copy_from_slice(&2u64.to_le_bytes());
+            d
+        })
+        .chain(control)
+        .collect();
+    for mode in [1u8, 2] {
+        let mut f = vec![mode];
+        f.extend_from_slice(&plain);
+        std::fs::write(dir.join(format!("seed-mode{mode}")), f).unwrap();
+    }
+    let mut c = cfg(2);
+    c.mtu = 512;
+    c.key = Some(crate::net::Key::new([0x42; 32]));
+    let mut k = Net::new(c, t0);
+    k.handle_timeout(t0);
+    k.send(t0, &out("A", "e", b"{\"x\":1}", 1, 1)).unwrap();
+    k.send(t0, &out("A", "blob", &pattern(1500, 1), 2, 1))
+        .unwrap();
+    let sealed = drain(&mut k, t0 + MS).concat();
+    for mode in [0u8, 3] {
+        let mut f = vec![mode];
+        f.extend_from_slice(&sealed);
+        std::fs::write(dir.join(format!("seed-mode{mode}")), f).unwrap();
+    }
 }

@@ -1,5 +1,5 @@
 //! Encoders of the datagram layout described in the parent module: the
-//! header, HEARTBEAT bodies and DATA records. They append to a `Vec<u8>`
+//! header, HEARTBEAT, NAK and GONE bodies and DATA records. They append to a `Vec<u8>`
 //! and never fail; checking limits is the caller's job (the engine refuses
 //! what cannot be encoded before it gets here).
 
@@ -7,7 +7,10 @@ use bytes::BufMut;
 
 use crate::varint;
 
-use super::{tag, Header, Heartbeat, Kind, HEADER_LEN, MAGIC, MAX_NODE_NAME, VERSION};
+use super::{
+    tag, Ack, Gone, Header, Heartbeat, Kind, HEADER_LEN, MAGIC, MAX_NAK_RANGES, MAX_NODE_NAME,
+    VERSION,
+};
 use crate::net::OutMessage;
 
 /// Writes a header into the first [`HEADER_LEN`] bytes of `out`.
@@ -22,20 +25,56 @@ pub fn put_header(out: &mut [u8], h: &Header) {
     out[16..24].copy_from_slice(&h.seq.to_le_bytes());
 }
 
-/// Appends a whole HEARTBEAT datagram. The name is cut to [`MAX_NODE_NAME`].
-pub fn encode_heartbeat(out: &mut Vec<u8>, node: u64, seq: u64, hb: &Heartbeat<'_>) {
+/// Appends a plain header of `kind`.
+fn put_plain_header(out: &mut Vec<u8>, kind: Kind, node: u64, seq: u64) {
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     put_header(
         &mut out[start..],
         &Header {
-            kind: Kind::Heartbeat,
+            kind,
             flags: 0,
             key_id: 0,
             node,
             seq,
         },
     );
+}
+
+/// Appends a whole NAK datagram asking `target` for `ranges` (inclusive,
+/// ascending, disjoint and not adjacent, first ≥ 1; at most
+/// [`MAX_NAK_RANGES`] are written).
+pub fn encode_nak(out: &mut Vec<u8>, node: u64, seq: u64, target: u64, ranges: &[(u64, u64)]) {
+    let ranges = &ranges[..ranges.len().min(MAX_NAK_RANGES)];
+    put_plain_header(out, Kind::Nak, node, seq);
+    out.extend_from_slice(&target.to_le_bytes());
+    varint::put(out, ranges.len() as u64);
+    let mut prev = 0u64;
+    for &(first, last) in ranges {
+        debug_assert!(first > prev && last >= first);
+        varint::put(out, first - prev);
+        varint::put(out, last - first);
+        prev = last + 1;
+    }
+}
+
+/// Appends a whole ACK datagram.
+pub fn encode_ack(out: &mut Vec<u8>, node: u64, seq: u64, a: &Ack) {
+    put_plain_header(out, Kind::Ack, node, seq);
+    out.extend_from_slice(&a.target.to_le_bytes());
+    varint::put(out, a.next);
+}
+
+/// Appends a whole GONE datagram.
+pub fn encode_gone(out: &mut Vec<u8>, node: u64, seq: u64, g: &Gone) {
+    put_plain_header(out, Kind::Gone, node, seq);
+    varint::put(out, g.first_kept);
+    varint::put(out, g.last_seq);
+}
+
+/// Appends a whole HEARTBEAT datagram. The name is cut to [`MAX_NODE_NAME`].
+pub fn encode_heartbeat(out: &mut Vec<u8>, node: u64, seq: u64, hb: &Heartbeat<'_>) {
+    put_plain_header(out, Kind::Heartbeat, node, seq);
     let name = crate::frame::truncate_str(hb.name, MAX_NODE_NAME);
     out.put_u8(name.len() as u8);
     out.put_slice(name.as_bytes());

@@ -213,9 +213,25 @@ fn header_errors() {
     assert_eq!(err(&with(0, b'X')), WireError::BadMagic);
     assert_eq!(err(&with(4, 2)), WireError::BadVersion(2));
     assert_eq!(err(&with(5, 0x80)), WireError::ReservedFlags(0x80));
-    assert_eq!(err(&with(5, flags::SEALED)), WireError::Sealed);
-    assert_eq!(err(&with(6, kind::NAK)), WireError::ReservedKind(3));
-    assert_eq!(err(&with(6, kind::RESERVED_4)), WireError::ReservedKind(4));
+    // Sealed needs a key id, and a key id needs the flag.
+    assert_eq!(err(&with(5, flags::SEALED)), WireError::BadKeyId(0));
+    let mut sealed = data(&[0; TAG_LEN]);
+    sealed[5] = flags::SEALED;
+    sealed[7] = 9;
+    assert!(matches!(
+        decode_datagram(&sealed).unwrap().body,
+        Body::Sealed(b) if b.len() == TAG_LEN
+    ));
+    sealed.truncate(HEADER_LEN + TAG_LEN - 1);
+    assert_eq!(
+        err(&sealed),
+        WireError::Truncated {
+            what: "authentication tag"
+        }
+    );
+    // A NAK or GONE header over a DATA body: the body does not decode.
+    assert!(decode_datagram(&with(6, kind::NAK)).is_err());
+    assert!(decode_datagram(&with(6, kind::GONE)).is_ok());
     assert_eq!(err(&with(6, 0)), WireError::UnknownKind(0));
     assert_eq!(err(&with(6, 200)), WireError::UnknownKind(200));
     assert_eq!(err(&with(7, 1)), WireError::BadKeyId(1));
@@ -344,4 +360,58 @@ proptest! {
             }
         }
     }
+}
+
+#[test]
+fn nak_round_trip_and_errors() {
+    let ranges = [(1, 1), (3, 7), (100, 100), (u64::MAX - 5, u64::MAX - 1)];
+    let mut b = Vec::new();
+    encode_nak(&mut b, 0x11, 4, 0x22, &ranges);
+    let d = decode_datagram(&b).unwrap();
+    assert_eq!(d.header.kind, Kind::Nak);
+    assert_eq!(d.header.seq, 4);
+    let Body::Nak(n) = d.body else { panic!() };
+    assert_eq!(n.target, 0x22);
+    assert_eq!(n.ranges().collect::<Vec<_>>(), ranges);
+    // Layout: target, count, then (distance, length - 1) pairs.
+    assert_eq!(&b[HEADER_LEN..HEADER_LEN + 8], &0x22u64.to_le_bytes());
+    assert_eq!(&b[HEADER_LEN + 8..HEADER_LEN + 13], &[4, 1, 0, 1, 4]);
+    let nak = |body: &[u8]| {
+        let mut b = header(Kind::Nak, 1);
+        b.extend_from_slice(&7u64.to_le_bytes());
+        b.extend_from_slice(body);
+        decode_datagram(&b).map(|_| ())
+    };
+    assert!(nak(&[1, 5, 0]).is_ok());
+    assert!(matches!(nak(&[0]), Err(WireError::BadNak(_))), "no ranges");
+    assert!(matches!(nak(&[65]), Err(WireError::BadNak(_))), "too many");
+    assert!(
+        matches!(nak(&[1, 0, 0]), Err(WireError::BadNak(_))),
+        "seq 0"
+    );
+    assert!(
+        matches!(nak(&[2, 5, 0, 0, 0]), Err(WireError::BadNak(_))),
+        "adjacent ranges must be merged"
+    );
+    assert!(matches!(nak(&[1, 5]), Err(WireError::Truncated { .. })));
+    let mut over = vec![1, 2];
+    over.extend_from_slice(&[0xff; 9]);
+    over.push(0x01);
+    over.push(0);
+    assert!(nak(&over).is_err(), "overflow");
+}
+
+#[test]
+fn gone_round_trip() {
+    let mut b = Vec::new();
+    let g = Gone {
+        first_kept: 500,
+        last_seq: 9000,
+    };
+    encode_gone(&mut b, 0x11, 2, &g);
+    let Body::Gone(got) = decode_datagram(&b).unwrap().body else {
+        panic!()
+    };
+    assert_eq!(got, g);
+    assert!(decode_datagram(&b[..b.len() - 1]).is_err());
 }

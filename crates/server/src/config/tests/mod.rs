@@ -12,6 +12,7 @@ use serde_json::json;
 use super::*;
 
 mod errors;
+mod keys;
 
 /// The config example from the seed's README, verbatim.
 const SEED_EXAMPLE: &str = include_str!("../../../../../examples/seed-config.json");
@@ -99,6 +100,7 @@ fn builtin_config() {
             "addr": "239.255.77.54", "port": 4454, "dumpnet": false,
             "connecttonet": false, "startcontrol": true, "socketmode": "0660",
             "ttl": 1, "loopback": false, "peers": [], "mtu": 1400,
+            "retransmitbytes": 8388608,
             "maxmessage": 16777216, "queuebytes": 8388608,
             "channels": {
                 "control": default_channel(json!(false)),

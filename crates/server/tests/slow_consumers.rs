@@ -211,15 +211,20 @@ fn watch_until_gone(control: &Path, id: u64) -> Option<Value> {
     let mut full = None;
     loop {
         match ctl.show_client("S", id) {
+            // A departed client's last record says why it went.
+            Ok(v) if v.get("disconnected").is_some() => {
+                assert!(
+                    v["reason"].as_str().unwrap().contains("slow consumer"),
+                    "{v}"
+                );
+                return full;
+            }
             Ok(v) => {
                 if v["queued_bytes"].as_u64().unwrap() >= QUEUE {
                     full = Some(v);
                 }
             }
-            Err(e) => {
-                assert!(e.contains(&format!("no client {id}")), "{e}");
-                return full;
-            }
+            Err(e) => panic!("showclient: {e}"),
         }
         std::thread::sleep(Duration::from_millis(5));
     }

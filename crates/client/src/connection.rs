@@ -591,6 +591,8 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
         }
         let chunk = buf.split_to(complete).freeze();
         let table = shared.listeners.snapshot();
+        let mut last_event: Option<(&str, (&[crate::table::Entry], &[crate::table::Entry]))> = None;
+        let mut msg: Option<Message> = None;
         let mut off = 0;
         while off < chunk.len() {
             let (f, n) = match frame::decode(&chunk[off..], max_body) {
@@ -601,12 +603,32 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
             off += n;
             match f {
                 Frame::Deliver(d) => {
-                    let (named, all) = table.matching(d.event);
+                    // Runs of one event are common: look the listeners up
+                    // once per run.
+                    let (named, all) = match last_event {
+                        Some((e, found)) if e == d.event => found,
+                        _ => {
+                            let found = table.matching(d.event);
+                            last_event = Some((d.event, found));
+                            found
+                        }
+                    };
                     if named.is_empty() && all.is_empty() {
                         continue;
                     }
-                    let msg = Message::from_deliver(&chunk, &d, &shared.channel, welcome.node);
-                    dispatch(named.iter().chain(all), &msg, &mut removals).await;
+                    let msg = match &mut msg {
+                        Some(m) => {
+                            m.retarget(&d, welcome.node);
+                            m
+                        }
+                        None => msg.insert(Message::from_deliver(
+                            &chunk,
+                            &d,
+                            &shared.channel,
+                            welcome.node,
+                        )),
+                    };
+                    dispatch(named.iter().chain(all), msg, &mut removals).await;
                 }
                 Frame::Response {
                     id,

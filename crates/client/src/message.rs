@@ -27,21 +27,16 @@ impl fmt::Display for Origin {
     }
 }
 
-#[derive(Debug, Clone)]
-enum Channel {
-    /// The receiving client's own channel.
-    Own(Arc<str>),
-    /// Another channel, named inside the frame.
-    InFrame(Range<usize>),
-}
-
 /// One message: event name, payload, channel and origin.
 #[derive(Clone)]
 pub struct Message {
     frame: Bytes,
+    /// The receiving client's channel, named when `channel` is `None`.
+    own_channel: Arc<str>,
     event: Range<usize>,
     payload: Range<usize>,
-    channel: Channel,
+    /// The origin channel's name in the frame, when it is another channel.
+    channel: Option<Range<usize>>,
     origin: Origin,
     seq: u64,
 }
@@ -54,30 +49,49 @@ impl Message {
         own_channel: &Arc<str>,
         local_node: u64,
     ) -> Self {
-        let base = frame.as_ptr() as usize;
+        let mut m = Message {
+            frame: frame.clone(),
+            own_channel: own_channel.clone(),
+            event: 0..0,
+            payload: 0..0,
+            channel: None,
+            origin: Origin { node: 0, client: 0 },
+            seq: 0,
+        };
+        m.retarget(d, local_node);
+        m
+    }
+
+    /// Points this message at another Deliver decoded from the same frame
+    /// buffer (no reference counting: one `Message` serves a whole batch of
+    /// handler calls).
+    pub(crate) fn retarget(&mut self, d: &Deliver<'_>, local_node: u64) {
+        let base = self.frame.as_ptr() as usize;
         let range = |s: &[u8]| {
             let start = s.as_ptr() as usize - base;
+            debug_assert!(
+                start + s.len() <= self.frame.len(),
+                "the Deliver borrows from this frame"
+            );
             start..start + s.len()
         };
-        Message {
-            frame: frame.clone(),
-            event: range(d.event.as_bytes()),
-            payload: range(d.payload),
-            channel: match d.channel {
-                Some(c) => Channel::InFrame(range(c.as_bytes())),
-                None => Channel::Own(own_channel.clone()),
-            },
-            origin: Origin {
-                node: d.node.unwrap_or(local_node),
-                client: d.client,
-            },
-            seq: d.seq,
-        }
+        self.event = range(d.event.as_bytes());
+        self.payload = range(d.payload);
+        self.channel = d.channel.map(|c| range(c.as_bytes()));
+        self.origin = Origin {
+            node: d.node.unwrap_or(local_node),
+            client: d.client,
+        };
+        self.seq = d.seq;
     }
 
     fn text(&self, r: &Range<usize>) -> &str {
-        // The frame decoder checked these bytes are UTF-8.
-        std::str::from_utf8(&self.frame[r.clone()]).unwrap_or_default()
+        let bytes = &self.frame[r.clone()];
+        debug_assert!(std::str::from_utf8(bytes).is_ok());
+        // SAFETY: ranges are only ever set from `&str`s the frame decoder
+        // produced from these very bytes after checking they are UTF-8, and
+        // `frame` is immutable.
+        unsafe { std::str::from_utf8_unchecked(bytes) }
     }
 
     /// The event name.
@@ -89,8 +103,8 @@ impl Message {
     /// channel when it arrived through a propagation rule).
     pub fn channel(&self) -> &str {
         match &self.channel {
-            Channel::Own(c) => c,
-            Channel::InFrame(r) => self.text(r),
+            None => &self.own_channel,
+            Some(r) => self.text(r),
         }
     }
 

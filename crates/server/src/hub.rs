@@ -421,6 +421,7 @@ impl Hub {
         sc.legacy.clear();
         let mut flow = Flow::Continue;
         let mut legacy_is_json = None;
+        let single = sc.recipients.len() == 1;
         for r in &sc.recipients {
             let Some(target) = clients[r.slot as usize].as_ref() else {
                 continue;
@@ -434,6 +435,19 @@ impl Hub {
                 continue;
             }
             match target.dialect {
+                Dialect::Native if single && shared.is_none() => {
+                    // One recipient: encode straight into its queue, one
+                    // copy of the payload instead of two.
+                    let h = DeliverHeader {
+                        node: origin.node,
+                        client: origin.client,
+                        seq: origin.seq,
+                        channel: (!r.own_channel).then_some(&*info.name),
+                    };
+                    let mut q = target.out.borrow_mut();
+                    frame::encode_deliver(q.tail(), &h, event, data);
+                    q.seal();
+                }
                 Dialect::Native => {
                     let buf = if r.own_channel {
                         &mut sc.own

@@ -591,7 +591,7 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
         }
         let chunk = buf.split_to(complete).freeze();
         let table = shared.listeners.snapshot();
-        let mut last_event: Option<(&str, (&[crate::table::Entry], &[crate::table::Entry]))> = None;
+        let mut last_event: Option<(&str, crate::table::Matching<'_>)> = None;
         let mut msg: Option<Message> = None;
         let mut off = 0;
         while off < chunk.len() {

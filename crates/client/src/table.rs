@@ -47,6 +47,9 @@ impl Entry {
     }
 }
 
+/// The listeners of one event: those of the event, then those of `*`.
+pub type Matching<'a> = (&'a [Entry], &'a [Entry]);
+
 /// Listeners by event.
 #[derive(Clone, Default)]
 pub struct Table {
@@ -57,7 +60,7 @@ pub struct Table {
 impl Table {
     /// Listeners for `event`: those of the event, then those of `*`
     /// (one hash lookup).
-    pub fn matching<'a>(&'a self, event: &str) -> (&'a [Entry], &'a [Entry]) {
+    pub fn matching<'a>(&'a self, event: &str) -> Matching<'a> {
         (
             self.by_event.get(event).map_or(&[][..], Vec::as_slice),
             &self.all,

@@ -220,7 +220,7 @@ impl Client {
 
     /// The largest payload the daemon accepts.
     pub fn max_message(&self) -> usize {
-        self.shared.welcome().max_message
+        self.shared.max_message()
     }
 
     /// Why the connection is closed for good, or `None` while it is open
@@ -246,7 +246,7 @@ impl Client {
         data: &T,
     ) -> Result<(), EmitError> {
         names::check_event(event)?;
-        let max = self.shared.welcome().max_message;
+        let max = self.shared.max_message();
         let mut err = None;
         let mut echo_payload = None;
         let wants_echo = self.wants_echo(event);
@@ -291,7 +291,7 @@ impl Client {
     ) -> Result<(), EmitError> {
         names::check_event(event)?;
         let payload = payload.as_ref();
-        let max = self.shared.welcome().max_message;
+        let max = self.shared.max_message();
         if payload.len() > max {
             return Err(EmitError::TooLarge {
                 len: payload.len(),
@@ -309,7 +309,9 @@ impl Client {
     }
 
     fn wants_echo(&self, event: &str) -> bool {
-        self.shared.opts.echo && self.shared.listeners.snapshot().wants(event)
+        self.shared.opts.echo
+            && !self.shared.listeners.is_empty()
+            && self.shared.listeners.snapshot().wants(event)
     }
 
     /// Delivers an own message to own listeners (echo-to-self).

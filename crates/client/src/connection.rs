@@ -111,7 +111,10 @@ pub struct Shared {
     pub channel: Arc<str>,
     pub path: PathBuf,
     pub opts: Options,
-    welcome: Mutex<Welcome>,
+    /// The current connection's Welcome, as atomics: read on every emit.
+    welcome_node: AtomicU64,
+    welcome_client: AtomicU64,
+    welcome_max: AtomicU64,
     pub out: Mutex<Out>,
     /// Emitters waiting for room in `out`.
     pub space: Notify,
@@ -143,7 +146,23 @@ impl Shared {
 
     /// The current connection's Welcome.
     pub fn welcome(&self) -> Welcome {
-        *lock(&self.welcome)
+        Welcome {
+            node: self.welcome_node.load(Ordering::Acquire),
+            client: self.welcome_client.load(Ordering::Acquire),
+            max_message: self.welcome_max.load(Ordering::Acquire) as usize,
+        }
+    }
+
+    /// The largest payload the daemon accepts.
+    pub fn max_message(&self) -> usize {
+        self.welcome_max.load(Ordering::Acquire) as usize
+    }
+
+    fn set_welcome(&self, w: Welcome) {
+        self.welcome_node.store(w.node, Ordering::Release);
+        self.welcome_client.store(w.client, Ordering::Release);
+        self.welcome_max
+            .store(w.max_message as u64, Ordering::Release);
     }
 
     /// A receiver of connection state changes.
@@ -268,7 +287,9 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         channel: channel.into(),
         path,
         opts,
-        welcome: Mutex::new(welcome),
+        welcome_node: AtomicU64::new(welcome.node),
+        welcome_client: AtomicU64::new(welcome.client),
+        welcome_max: AtomicU64::new(welcome.max_message as u64),
         out: Mutex::new(Out {
             buf: BytesMut::new(),
             closed: None,
@@ -463,7 +484,7 @@ async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
         }
         match dial(&shared.path, &shared.channel, &shared.opts.name).await {
             Ok((stream, welcome)) => {
-                *lock(&shared.welcome) = welcome;
+                shared.set_welcome(welcome);
                 let events = shared.listeners.snapshot().events();
                 {
                     let mut out = shared.out();

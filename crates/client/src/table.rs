@@ -84,14 +84,31 @@ impl Table {
 }
 
 /// The shared, copy-on-write table.
-#[derive(Default)]
 pub struct Listeners {
     current: RwLock<Arc<Table>>,
     /// Serializes writers so no update is lost.
     write: Mutex<()>,
+    /// True while the table has no listener at all (checked on every emit
+    /// for echo-to-self without taking the lock).
+    empty: std::sync::atomic::AtomicBool,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            current: RwLock::default(),
+            write: Mutex::default(),
+            empty: std::sync::atomic::AtomicBool::new(true),
+        }
+    }
 }
 
 impl Listeners {
+    /// True when nobody listens to anything.
+    pub fn is_empty(&self) -> bool {
+        self.empty.load(Ordering::Acquire)
+    }
+
     /// The current table.
     pub fn snapshot(&self) -> Arc<Table> {
         self.current
@@ -104,6 +121,8 @@ impl Listeners {
         let _w = self.write.lock().unwrap_or_else(|e| e.into_inner());
         let mut t = (*self.snapshot()).clone();
         let r = f(&mut t);
+        self.empty
+            .store(t.all.is_empty() && t.by_event.is_empty(), Ordering::Release);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
         r
     }

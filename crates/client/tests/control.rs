@@ -241,6 +241,7 @@ async fn bad_reload_is_refused_and_the_old_config_stays() {
     assert!(d.socket_dir().join("netcluster-B").exists());
 }
 
+#[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn showclient_tells_why_a_client_was_disconnected_and_status_counts_it() {
     use std::io::{Read, Write};

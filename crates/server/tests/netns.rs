@@ -4,12 +4,12 @@
 //! NETCLUSTER_REQUIRE_NETNS=1 (CI), where it fails.
 #![cfg(target_os = "linux")]
 
-use std::path::Path;
-use std::time::Duration;
+mod common;
 
-use netcluster::{Client, Subscription};
+use std::path::Path;
+
+use common::lan::*;
 use netcluster_testkit::netns::Lan;
-use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ncserver");
 
@@ -20,80 +20,6 @@ fn config(name: &str, extra: &str, channel_a: &str) -> String {
     )
 }
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn client(dir: &Path, ch: &str) -> Client {
-    Client::builder(ch)
-        .socket_dir(dir)
-        .echo(false)
-        .connect()
-        .await
-        .expect("connect")
-}
-
-async fn peers(dir: &Path) -> Value {
-    client(dir, "control")
-        .await
-        .request("nc-control-showpeers", &())
-        .await
-        .expect("showpeers")
-}
-
-/// Waits until every daemon sees `n - 1` peers up.
-async fn wait_peers(dirs: &[&Path]) {
-    let want = dirs.len() - 1;
-    for d in dirs {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let p = peers(d).await;
-            let up = p["peers"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|x| x["up"] == true)
-                .count();
-            if up == want {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "peers never came up: {p}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-async fn next(sub: &mut Subscription, secs: u64) -> Option<netcluster::Message> {
-    tokio::time::timeout(Duration::from_secs(secs), sub.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Receives exactly `n` messages numbered 0..n in order, then nothing more.
-async fn expect_sequence(sub: &mut Subscription, n: u64, what: &str) {
-    for i in 0..n {
-        let m = next(sub, 10)
-            .await
-            .unwrap_or_else(|| panic!("{what}: message {i} of {n} missing"));
-        assert_eq!(
-            m.json::<u64>().unwrap(),
-            i,
-            "{what}: out of order or duplicated"
-        );
-    }
-    if let Some(m) = next(sub, 1).await {
-        panic!("{what}: unexpected extra message {m:?}");
-    }
-}
-
 #[test]
 fn three_hosts_get_a_burst_in_order_exactly_once_and_nothing_echoes() {
     let Some(mut lan) = Lan::new(3) else { return };
@@ -102,7 +28,7 @@ fn three_hosts_get_a_burst_in_order_exactly_once_and_nothing_echoes() {
     }
     rt().block_on(async {
         let dirs: Vec<&Path> = lan.hosts.iter().map(|h| h.dir()).collect();
-        wait_peers(&dirs).await;
+        wait_peers(&dirs, dirs.len() - 1).await;
         let mut subs = Vec::new();
         for d in &dirs {
             let c = client(d, "A").await;
@@ -152,7 +78,7 @@ fn a_one_mib_message_arrives_whole_and_acceptfromnet_false_is_honoured() {
     );
     rt().block_on(async {
         let dirs: Vec<&Path> = lan.hosts.iter().map(|h| h.dir()).collect();
-        wait_peers(&dirs).await;
+        wait_peers(&dirs, dirs.len() - 1).await;
         let r1 = client(dirs[1], "A").await;
         let mut s1 = r1.subscribe("*").await.unwrap();
         let r2 = client(dirs[2], "A").await;
@@ -199,7 +125,7 @@ fn unicast_peers_work_without_multicast_routes() {
     );
     rt().block_on(async {
         let dirs: Vec<&Path> = lan.hosts.iter().map(|h| h.dir()).collect();
-        wait_peers(&dirs).await;
+        wait_peers(&dirs, dirs.len() - 1).await;
         let r = client(dirs[1], "A").await;
         let mut s = r.subscribe("n").await.unwrap();
         let r0 = client(dirs[0], "A").await;
@@ -242,7 +168,7 @@ fn two_daemons_on_one_host_with_loopback() {
     lan.start_daemon(0, Path::new(BIN), &cfg2);
     rt().block_on(async {
         let dirs: Vec<&Path> = vec![lan.hosts[0].dir(), second_dir.path()];
-        wait_peers(&dirs).await;
+        wait_peers(&dirs, dirs.len() - 1).await;
         let r2 = client(dirs[1], "A").await;
         let mut s2 = r2.subscribe("n").await.unwrap();
         let r1 = client(dirs[0], "A").await;

@@ -6,11 +6,13 @@
 //! NETCLUSTER_REQUIRE_NETNS=1 (CI), where it fails.
 #![cfg(target_os = "linux")]
 
+mod common;
+
 use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
 
-use netcluster::{Client, Subscription};
+use common::lan::*;
 use netcluster_testkit::netns::Lan;
 use serde_json::Value;
 
@@ -29,101 +31,6 @@ fn config(name: &str, extra: &str) -> String {
 
 fn keyed(name: &str, key: &str) -> String {
     config(name, &format!(r#""key": "{key}","#))
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-async fn client(dir: &Path, ch: &str) -> Client {
-    Client::builder(ch)
-        .socket_dir(dir)
-        .echo(false)
-        .connect()
-        .await
-        .expect("connect")
-}
-
-async fn peers(dir: &Path) -> Value {
-    client(dir, "control")
-        .await
-        .request("nc-control-showpeers", &())
-        .await
-        .expect("showpeers")
-}
-
-fn up(p: &Value) -> usize {
-    p["peers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|x| x["up"] == true)
-        .count()
-}
-
-/// Waits until each daemon sees `want` peers up.
-async fn wait_peers(dirs: &[&Path], want: usize) {
-    for d in dirs {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        loop {
-            let p = peers(d).await;
-            if up(&p) == want {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "peers never came up: {p}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-async fn next(sub: &mut Subscription, secs: u64) -> Option<netcluster::Message> {
-    tokio::time::timeout(Duration::from_secs(secs), sub.recv())
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Receives exactly `n` messages numbered 0..n in order, then nothing more.
-async fn check_sequence(sub: &mut Subscription, n: u64, what: &str) -> Result<(), String> {
-    for i in 0..n {
-        let m = next(sub, 10)
-            .await
-            .ok_or_else(|| format!("{what}: message {i} of {n} missing"))?;
-        if m.event() != "n" {
-            return Err(format!("{what}: unexpected event {m:?}"));
-        }
-        let got = m.json::<u64>().unwrap();
-        if got != i {
-            return Err(format!(
-                "{what}: out of order or duplicated: got {got}, expected {i}"
-            ));
-        }
-    }
-    match next(sub, 1).await {
-        Some(m) => Err(format!("{what}: unexpected extra message {m:?}")),
-        None => Ok(()),
-    }
-}
-
-async fn expect_sequence(sub: &mut Subscription, n: u64, what: &str) {
-    if let Err(e) = check_sequence(sub, n, what).await {
-        panic!("{e}");
-    }
-}
-
-/// Like `expect_sequence`, with the receiving daemon's `showpeers()` in
-/// the failure message.
-async fn expect_sequence_at(sub: &mut Subscription, n: u64, what: &str, dir: &Path) {
-    if let Err(e) = check_sequence(sub, n, what).await {
-        panic!("{e}\nshowpeers: {}", peers(dir).await);
-    }
 }
 
 #[test]

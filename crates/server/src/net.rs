@@ -15,13 +15,12 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs, UdpSocket as StdUdp};
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use netcluster_proto::net::{Dest, InMessage, Net, NetConfig, NetEvent, OutMessage, SendError};
 use serde_json::{json, Value};
-use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
@@ -32,9 +31,6 @@ use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
 use crate::timefmt::rfc3339;
 
-/// Kernel buffer size asked for both directions, so bursts of thousands of
-/// datagrams are absorbed rather than dropped.
-const SOCKET_BUFFER: usize = 16 * 1024 * 1024;
 /// Most datagrams read before the messages they carry are delivered.
 const RECV_BATCH: usize = 256;
 /// Largest UDP payload.
@@ -597,102 +593,5 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
-/// Creates, configures and binds the UDP socket and joins the group.
-fn setup_socket(
-    cfg: &Config,
-    group: SocketAddr,
-    iface: Option<&iface::Interface>,
-) -> io::Result<StdUdp> {
-    let domain = if group.is_ipv4() {
-        Domain::IPV4
-    } else {
-        Domain::IPV6
-    };
-    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
-    s.set_reuse_address(true)?;
-    #[cfg(unix)]
-    s.set_reuse_port(true)?;
-    set_buffers(&s);
-    s.set_nonblocking(true)?;
-    let any: IpAddr = if group.is_ipv4() {
-        Ipv4Addr::UNSPECIFIED.into()
-    } else {
-        Ipv6Addr::UNSPECIFIED.into()
-    };
-    if group.is_ipv6() {
-        s.set_only_v6(true)?;
-    }
-    s.bind(&SockAddr::from(SocketAddr::new(any, group.port())))?;
-    match group.ip() {
-        IpAddr::V4(g) => {
-            if g.is_multicast() {
-                let how = match iface {
-                    Some(i) if i.index > 0 => socket2::InterfaceIndexOrAddress::Index(i.index),
-                    Some(i) => socket2::InterfaceIndexOrAddress::Address(
-                        i.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                    ),
-                    None => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
-                };
-                joined(s.join_multicast_v4_n(&g, &how), cfg, group)?;
-            }
-            if let Some(addr) = iface.and_then(|i| i.ipv4) {
-                s.set_multicast_if_v4(&addr)?;
-            }
-            s.set_multicast_ttl_v4(cfg.ttl)?;
-            s.set_multicast_loop_v4(cfg.loopback)?;
-        }
-        IpAddr::V6(g) => {
-            let index = iface.map_or(0, |i| i.index);
-            if g.is_multicast() {
-                joined(s.join_multicast_v6(&g, index), cfg, group)?;
-            }
-            if index > 0 {
-                s.set_multicast_if_v6(index)?;
-            }
-            s.set_multicast_hops_v6(cfg.ttl)?;
-            s.set_multicast_loop_v6(cfg.loopback)?;
-        }
-    }
-    Ok(s.into())
-}
-
-/// Joining the group may fail where there is no multicast (no route, a
-/// cloud network): with unicast `peers` configured that is only a warning.
-fn joined(r: io::Result<()>, cfg: &Config, group: SocketAddr) -> io::Result<()> {
-    match r {
-        Err(e) if !cfg.peers.is_empty() => {
-            tracing::warn!(%group, "cannot join the multicast group ({e}); using the unicast peers only");
-            Ok(())
-        }
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("cannot join multicast group {}: {e}", group.ip()),
-        )),
-        Ok(()) => Ok(()),
-    }
-}
-
-/// Asks for large kernel buffers; as root past the system maximum.
-fn set_buffers(s: &Socket) {
-    #[cfg(target_os = "linux")]
-    if crate::is_root() {
-        use std::os::fd::AsRawFd;
-        let size = SOCKET_BUFFER as libc::c_int;
-        for opt in [libc::SO_RCVBUFFORCE, libc::SO_SNDBUFFORCE] {
-            // SAFETY: setsockopt with a valid fd and a c_int option value
-            // of the size given.
-            unsafe {
-                libc::setsockopt(
-                    s.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&size as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
-        }
-        return;
-    }
-    let _ = s.set_recv_buffer_size(SOCKET_BUFFER);
-    let _ = s.set_send_buffer_size(SOCKET_BUFFER);
-}
+mod socket;
+use socket::setup_socket;

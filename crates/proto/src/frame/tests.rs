@@ -1,4 +1,5 @@
 use super::*;
+use bytes::BytesMut;
 use proptest::prelude::*;
 
 const MAX: usize = 1 << 20;

@@ -1,0 +1,202 @@
+//! The connection's reader: decodes the daemon's frames in batches,
+//! dispatches deliveries to the listener table and completes pending
+//! requests, subscription acks and pings. Runs inside the supervisor task.
+
+use std::sync::Arc;
+
+use bytes::BytesMut;
+use netcluster_proto::frame::{self, ErrorCode, Frame, Status, FRAME_OVERHEAD, HEADER_LEN};
+
+use super::{Ended, Shared, Stream, READ_CHUNK};
+use crate::table::Sink;
+use crate::Message;
+
+pub(super) async fn reader(shared: &Arc<Shared>, rd: &Stream) -> Ended {
+    let closed = shared.done.notified();
+    tokio::pin!(closed);
+    closed.as_mut().enable();
+    tokio::select! {
+        e = read_loop(shared, rd) => e,
+        _ = closed => Ended { reason: shared.closed().unwrap_or_default(), permanent: true },
+    }
+}
+
+async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
+    let welcome = shared.welcome();
+    let max_body = welcome.max_message + FRAME_OVERHEAD;
+    let ended = |reason: String| Ended {
+        reason,
+        permanent: false,
+    };
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let mut removals: Vec<u64> = Vec::new();
+    loop {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        match rd.read_buf(&mut buf).await {
+            Ok(0) => return ended("the daemon closed the connection".into()),
+            Ok(_) => {}
+            Err(e) => return ended(format!("read failed: {e}")),
+        }
+        // Split off the complete frames as one shared buffer; messages
+        // point into it.
+        let mut complete = 0;
+        while buf.len() - complete >= HEADER_LEN {
+            let h = &buf[complete..];
+            let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
+            if len > max_body {
+                return ended(format!(
+                    "the daemon sent a frame of {len} bytes, over the limit"
+                ));
+            }
+            if buf.len() - complete < HEADER_LEN + len {
+                break;
+            }
+            complete += HEADER_LEN + len;
+        }
+        if complete == 0 {
+            continue;
+        }
+        let chunk = buf.split_to(complete).freeze();
+        let table = shared.listeners.snapshot();
+        let mut last_event: Option<(&str, crate::table::Matching<'_>)> = None;
+        let mut msg: Option<Message> = None;
+        let mut off = 0;
+        while off < chunk.len() {
+            let (f, n) = match frame::decode(&chunk[off..], max_body) {
+                Ok(Some(x)) => x,
+                Ok(None) => unreachable!("complete frames were measured"),
+                Err(e) => return ended(format!("bad frame from the daemon: {e}")),
+            };
+            off += n;
+            match f {
+                Frame::Deliver(d) => {
+                    // Runs of one event are common: look the listeners up
+                    // once per run.
+                    let (named, all) = match last_event {
+                        Some((e, found)) if e == d.event => found,
+                        _ => {
+                            let found = table.matching(d.event);
+                            last_event = Some((d.event, found));
+                            found
+                        }
+                    };
+                    if named.is_empty() && all.is_empty() {
+                        continue;
+                    }
+                    let msg = match &mut msg {
+                        Some(m) => {
+                            m.retarget(&d, welcome.node);
+                            m
+                        }
+                        None => msg.insert(Message::from_deliver(
+                            &chunk,
+                            &d,
+                            &shared.channel,
+                            welcome.node,
+                        )),
+                    };
+                    dispatch(named.iter().chain(all), msg, &mut removals).await;
+                }
+                Frame::Response {
+                    id,
+                    status,
+                    payload,
+                } => {
+                    let tx = shared.pending().requests.remove(&id);
+                    if let Some(tx) = tx {
+                        let reply = match status {
+                            Status::Ok => Ok(chunk.slice_ref(payload)),
+                            Status::Failed => Err(error_text(payload)),
+                        };
+                        let _ = tx.send(reply);
+                    }
+                }
+                Frame::Ack(id) => {
+                    if let Some(tx) = shared.pending().acks.remove(&id) {
+                        let _ = tx.send(Ok(()));
+                    }
+                }
+                Frame::Pong(token) => {
+                    if let Some(tx) = shared.pending().pings.remove(&token) {
+                        let _ = tx.send(());
+                    }
+                }
+                Frame::Ping(token) => {
+                    let _ = shared.send(|b| frame::encode_ping(b, false, token)).await;
+                }
+                Frame::Error {
+                    code,
+                    message,
+                    fatal: true,
+                    ..
+                } => {
+                    let permanent = matches!(
+                        code,
+                        ErrorCode::ChannelRemoved | ErrorCode::Denied | ErrorCode::Version
+                    );
+                    return Ended {
+                        reason: message.to_string(),
+                        permanent,
+                    };
+                }
+                Frame::Error { id, message, .. } => {
+                    let tx = shared.pending().acks.remove(&id);
+                    match tx {
+                        Some(tx) => {
+                            let _ = tx.send(Err(message.to_string()));
+                        }
+                        None => {
+                            tracing::warn!(channel = %shared.channel, "daemon reported: {message}")
+                        }
+                    }
+                }
+                other => return ended(format!("unexpected frame from the daemon: {other:?}")),
+            }
+        }
+        for id in removals.drain(..) {
+            crate::client::remove_listener_id(shared, id);
+        }
+    }
+}
+
+/// Hands a message to every listener of its event.
+pub async fn dispatch<'a>(
+    entries: impl Iterator<Item = &'a crate::table::Entry>,
+    msg: &Message,
+    removals: &mut Vec<u64>,
+) {
+    for e in entries {
+        if !e.claim() {
+            continue;
+        }
+        if e.fired.is_some() {
+            removals.push(e.id);
+        }
+        match &e.sink {
+            Sink::Handler(h) => h(msg),
+            Sink::Stream(tx) => match tx.try_send(msg.clone()) {
+                Ok(()) => {}
+                Err(tokio::sync::mpsc::error::TrySendError::Full(m)) => {
+                    // Lossless: wait for the application to catch up; the
+                    // daemon applies backpressure meanwhile.
+                    if tx.send(m).await.is_err() {
+                        removals.push(e.id);
+                    }
+                }
+                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => removals.push(e.id),
+            },
+        }
+    }
+}
+
+fn error_text(payload: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(payload) {
+        Ok(v) => match v.get("error").and_then(|e| e.as_str()) {
+            Some(s) => s.to_string(),
+            None => v.to_string(),
+        },
+        Err(_) => String::from_utf8_lossy(payload).into_owned(),
+    }
+}

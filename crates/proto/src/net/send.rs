@@ -56,43 +56,6 @@ enum Control {
     Gone,
 }
 
-/// A DATA datagram kept for retransmission.
-#[derive(Debug)]
-struct Kept {
-    /// The plain datagram.
-    data: Vec<u8>,
-    /// When it was last sent again, if it was.
-    resent: Option<Instant>,
-    /// Waiting in the resend queue.
-    queued: bool,
-}
-
-/// The retransmit window: the most recent DATA datagrams sent, up to
-/// `limit` bytes, consecutive and ending with the last one sent.
-#[derive(Debug)]
-struct Retx {
-    kept: VecDeque<Kept>,
-    /// The sequence number after the last DATA datagram sent.
-    next: u64,
-    bytes: usize,
-    limit: usize,
-}
-
-impl Retx {
-    /// Sequence number of the oldest datagram kept (`next` if none).
-    fn first(&self) -> u64 {
-        self.next - self.kept.len() as u64
-    }
-
-    fn get_mut(&mut self, seq: u64) -> Option<&mut Kept> {
-        let first = self.first();
-        if seq < first {
-            return None;
-        }
-        self.kept.get_mut((seq - first) as usize)
-    }
-}
-
 /// What [`Sender::pop`] handed out.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Popped {
@@ -208,53 +171,6 @@ impl Sender {
         }
     }
 
-    /// A receiver acknowledged every DATA datagram below `next`.
-    pub(crate) fn on_ack(&mut self, node: u64, next: u64, now: Instant) {
-        match self.flow.iter_mut().find(|f| f.0 == node) {
-            // Only progress counts: a receiver that answers but does not
-            // get further stops holding the sender back after the timeout.
-            Some(f) if next > f.1 => {
-                f.1 = next;
-                f.2 = now;
-            }
-            Some(_) => {}
-            None => self.flow.push((node, next, now)),
-        }
-    }
-
-    /// Forgets a receiver (it went down).
-    pub(crate) fn forget(&mut self, node: u64) {
-        self.flow.retain(|f| f.0 != node);
-    }
-
-    /// Whether DATA `seq` must wait for the slowest live receiver: it would
-    /// push a datagram that receiver still needs out of the window.
-    fn flow_blocks(&self, now: Instant, seq: u64) -> bool {
-        let Some(max) = self.max_ahead else {
-            return false;
-        };
-        self.flow
-            .iter()
-            .filter(|f| now < f.2 + self.flow_timeout)
-            .any(|f| seq >= f.1.saturating_add(max))
-    }
-
-    /// Since when DATA is held back by flow control, if it is.
-    pub(crate) fn blocked(&self) -> Option<Instant> {
-        self.blocked
-    }
-
-    /// When a receiver holding DATA back stops counting, while it does.
-    pub(crate) fn flow_at(&self) -> Option<Instant> {
-        self.blocked?;
-        let max = self.max_ahead?;
-        self.flow
-            .iter()
-            .filter(|f| self.retx.next >= f.1.saturating_add(max))
-            .map(|f| f.2 + self.flow_timeout)
-            .min()
-    }
-
     /// The last DATA sequence number sent (0: none).
     pub(crate) fn last_sent(&self) -> u64 {
         self.retx.next - 1
@@ -284,18 +200,6 @@ impl Sender {
         self.ready.len() + self.control.len() + self.resend.len()
     }
 
-    /// Changes the retransmit window's size, dropping the oldest
-    /// datagrams if it shrinks.
-    pub(crate) fn set_retransmit_bytes(&mut self, limit: usize) {
-        self.retx.limit = limit;
-        self.evict();
-    }
-
-    /// Bytes of datagrams in the retransmit window.
-    pub(crate) fn retransmit_bytes(&self) -> usize {
-        self.retx.bytes
-    }
-
     /// When a tail-probe heartbeat is due, if one is.
     pub(crate) fn probe_at(&self) -> Option<Instant> {
         self.probe_at
@@ -306,67 +210,11 @@ impl Sender {
         self.probe_at = None;
     }
 
-    fn evict(&mut self) {
-        while self.retx.bytes > self.retx.limit {
-            let Some(k) = self.retx.kept.pop_front() else {
-                break;
-            };
-            self.retx.bytes -= k.data.len();
-            self.recycle(k.data);
-        }
-    }
-
     fn recycle(&mut self, mut d: Vec<u8>) {
         if self.pool.len() < POOL_MAX {
             d.clear();
             self.pool.push(d);
         }
-    }
-
-    /// Queues a NAK asking `target` for `ranges`.
-    pub(crate) fn nak(&mut self, target: u64, ranges: &[(u64, u64)]) {
-        self.nak_seq += 1;
-        let mut b = self.buffer();
-        wire::encode_nak(&mut b, self.node, self.nak_seq, target, ranges);
-        self.control.push_back(Control::Nak(b));
-    }
-
-    /// Answers a NAK for `ranges`: queues each datagram still kept (unless
-    /// it was sent within the hold-off or is queued already), and a GONE
-    /// if some are no longer kept. Returns how many were queued.
-    pub(crate) fn on_nak(&mut self, now: Instant, ranges: impl Iterator<Item = (u64, u64)>) -> u64 {
-        let first = self.retx.first();
-        let last = self.retx.next - 1;
-        let mut gone = false;
-        let mut queued = 0;
-        for (a, b) in ranges {
-            let b = b.min(last);
-            if a > b {
-                continue;
-            }
-            if a < first {
-                gone = true;
-            }
-            for q in a.max(first)..=b {
-                let holdoff = self.holdoff;
-                let Some(k) = self.retx.get_mut(q) else {
-                    break;
-                };
-                let recent = k
-                    .resent
-                    .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
-                if !k.queued && !recent {
-                    k.queued = true;
-                    self.resend.push_back(q);
-                    queued += 1;
-                }
-            }
-        }
-        if gone && !self.gone_queued {
-            self.gone_queued = true;
-            self.control.push_back(Control::Gone);
-        }
-        queued
     }
 
     /// When the open batch must be closed, if there is one.
@@ -694,69 +542,7 @@ impl Sender {
     }
 }
 
-/// A token bucket over bytes: `rate` bytes per second, up to `burst` saved.
-#[derive(Debug)]
-pub(crate) struct Pacer {
-    rate: u64,
-    burst: u64,
-    tokens: u64,
-    last: Instant,
-}
-
-impl Pacer {
-    /// `rate == 0` disables pacing.
-    pub(crate) fn new(rate: u64, burst: usize, now: Instant) -> Self {
-        let burst = burst.max(1) as u64;
-        Pacer {
-            rate,
-            burst,
-            tokens: burst,
-            last: now,
-        }
-    }
-
-    fn refill(&mut self, now: Instant) {
-        let dt = now.saturating_duration_since(self.last);
-        let add = (dt.as_nanos() * self.rate as u128 / 1_000_000_000) as u64;
-        if add > 0 {
-            self.tokens = self.tokens.saturating_add(add).min(self.burst);
-            // Advance by the time those tokens took, keeping the remainder.
-            let used =
-                Duration::from_nanos((add as u128 * 1_000_000_000 / self.rate as u128) as u64);
-            self.last = if self.tokens == self.burst {
-                now
-            } else {
-                self.last + used
-            };
-        }
-    }
-
-    /// Takes `len` bytes' worth if available. A datagram larger than the
-    /// burst leaves when the bucket is full, so nothing is stuck forever.
-    fn take(&mut self, now: Instant, len: usize) -> bool {
-        if self.rate == 0 {
-            return true;
-        }
-        self.refill(now);
-        let need = (len as u64).min(self.burst);
-        if self.tokens < need {
-            return false;
-        }
-        self.tokens -= need;
-        true
-    }
-
-    /// When `take(len)` will succeed, if not now.
-    fn ready_at(&self, len: usize) -> Option<Instant> {
-        if self.rate == 0 {
-            return None;
-        }
-        let need = (len as u64).min(self.burst);
-        let missing = need.saturating_sub(self.tokens);
-        if missing == 0 {
-            return None;
-        }
-        let ns = (missing as u128 * 1_000_000_000).div_ceil(self.rate as u128);
-        Some(self.last + Duration::from_nanos(ns as u64))
-    }
-}
+mod pacer;
+mod reliable;
+pub(crate) use pacer::Pacer;
+use reliable::{Kept, Retx};

@@ -155,7 +155,14 @@ fn init_logging(filter: Option<&str>, file: Option<&Path>) -> anyhow::Result<()>
     };
     let fmt = tracing_subscriber::fmt().with_env_filter(filter);
     match file {
-        None => fmt.with_writer(std::io::stderr).init(),
+        None => {
+            // Colours only for a terminal: logs piped to a file or journal
+            // stay plain text.
+            use std::io::IsTerminal;
+            fmt.with_writer(std::io::stderr)
+                .with_ansi(std::io::stderr().is_terminal())
+                .init()
+        }
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
                 std::fs::create_dir_all(dir)

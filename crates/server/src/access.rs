@@ -76,11 +76,23 @@ mod tests {
         assert!(check("A", &PeerInfo::default(), &[1000], &[]).is_err());
     }
 
+    #[cfg(target_os = "linux")]
     #[test]
     fn supplementary_groups_of_this_process_are_read() {
         let me = std::process::id() as i32;
-        // Whatever they are, they are parsed without error.
-        let _ = supplementary_groups(me);
+        // The kernel's own list for this process, to compare with.
+        // SAFETY: a zero-sized query returns the count; the buffer then has
+        // room for that many gids.
+        let n = unsafe { libc::getgroups(0, std::ptr::null_mut()) };
+        let mut want = vec![0 as libc::gid_t; n.max(0) as usize];
+        // SAFETY: `want` holds `n` writable gids.
+        let got = unsafe { libc::getgroups(n, want.as_mut_ptr()) };
+        want.truncate(got.max(0) as usize);
+        let mut want: Vec<u32> = want.into_iter().collect();
+        want.sort_unstable();
+        let mut read = supplementary_groups(me);
+        read.sort_unstable();
+        assert_eq!(read, want);
         assert!(supplementary_groups(-1).is_empty());
     }
 }

@@ -360,6 +360,11 @@ impl Hub {
     /// Delivers a message on `channel` to its recipients: the channel's
     /// other subscribers, then those of the channels its rule selects.
     /// `exclude` is the emitter, who never gets its own message back.
+    ///
+    /// A message from the network (`origin.node` set) is never waited for:
+    /// a recipient whose queue is full misses it as under `"drop"`
+    /// (counted, then told with an `nc-gap`), whatever its channel's
+    /// policy, so the result is always [`Flow::Continue`] for it.
     pub fn fan_out(
         &self,
         channel: ChannelId,
@@ -373,15 +378,16 @@ impl Hub {
 
     /// Delivers a message to `channel`'s own subscribers only, without
     /// its propagation rule (events the daemon raises per channel, such
-    /// as `nc-gap` for network loss, so no client gets one twice).
-    pub fn fan_out_own(&self, channel: ChannelId, event: &str, payload: &[u8]) -> Flow {
+    /// as `nc-gap` for network loss, so no client gets one twice). Never
+    /// waits: a full queue misses it as under `"drop"`.
+    pub fn fan_out_own(&self, channel: ChannelId, event: &str, payload: &[u8]) {
         let origin = Origin {
             node: None,
             client: 0,
             seq: 0,
         };
         let payload = Payload::Borrowed(payload);
-        self.fan_out_to(channel, event, payload, origin, None, false)
+        self.fan_out_to(channel, event, payload, origin, None, false);
     }
 
     fn fan_out_to(
@@ -393,6 +399,9 @@ impl Hub {
         exclude: Option<Slot>,
         propagate: bool,
     ) -> Flow {
+        // Only a local client's own publish may wait for a full queue;
+        // messages from the network and the daemon's own events never do.
+        let may_wait = origin.node.is_none() && propagate;
         let infos = self.channels.borrow();
         let info = infos[channel.index()].as_ref().expect("live channel");
         if info.dump {
@@ -430,10 +439,17 @@ impl Hub {
                 Some(Some(i)) => i.policy,
                 _ => SlowConsumer::Block,
             };
-            if policy == SlowConsumer::Drop && target.out.borrow().len() >= limit {
+            // Who cannot wait for a full queue drops instead: `drop`
+            // clients always, and every client for network messages.
+            let drops =
+                policy == SlowConsumer::Drop || (!may_wait && policy == SlowConsumer::Block);
+            if drops && target.must_drop(limit) {
                 target.note_drop();
                 continue;
             }
+            // A client that missed messages gets its `nc-gap` right before
+            // the next message queued for it, where the hole is.
+            target.queue_gap(limit);
             match target.dialect {
                 Dialect::Native if single && shared.is_none() => {
                     // One recipient: encode straight into its queue, one
@@ -486,7 +502,7 @@ impl Hub {
             self.touch(target);
             if target.out.borrow().len() > limit {
                 match policy {
-                    SlowConsumer::Block if matches!(flow, Flow::Continue) => {
+                    SlowConsumer::Block if may_wait && matches!(flow, Flow::Continue) => {
                         flow = Flow::Block(target.clone())
                     }
                     SlowConsumer::Disconnect => {

@@ -19,20 +19,25 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
-use netcluster_proto::net::{Dest, InMessage, Net, NetConfig, NetEvent, OutMessage, SendError};
+use netcluster_proto::net::{
+    Dest, InMessage, Incoming, Net, NetConfig, NetEvent, OutMessage, SendError,
+};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::conn::GAP_EVENT;
-use crate::hub::{Flow, Hub, Origin, Payload};
+use crate::hub::{Hub, Origin, Payload};
 use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
 use crate::timefmt::rfc3339;
 
 /// Most datagrams read before the messages they carry are delivered.
 const RECV_BATCH: usize = 256;
+/// Messages from the network queued for local clients between two
+/// flushes of their queues.
+const FLUSH_EVERY: usize = 32;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 /// Publishers to the network wait while more datagrams than this are
@@ -365,9 +370,16 @@ impl NetDriver {
             if self.net.borrow().poll_timeout().is_some_and(|t| t <= now) {
                 self.net.borrow_mut().handle_timeout(now);
             }
-            self.deliver(&hub).await;
-            self.report_events(&hub);
+            self.deliver(&hub);
+            self.report_events();
             self.flush();
+            // Let the other tasks and the I/O driver run between batches.
+            // Under a steady stream the socket never reports WouldBlock,
+            // so without this the loop would keep the thread for as long
+            // as tokio's cooperative budget lasts (128 batches of up to
+            // RECV_BATCH datagrams: seconds on a busy machine), starving
+            // every client's writer and reader.
+            tokio::task::yield_now().await;
         }
     }
 
@@ -388,35 +400,53 @@ impl NetDriver {
         }
     }
 
-    /// Hands every message received from other nodes to local clients.
-    async fn deliver(&self, hub: &Rc<Hub>) {
+    /// Hands every message received from other nodes to local clients,
+    /// and announces each gap at its place among them. Never waits: a
+    /// client too slow for what the network brings misses it (see
+    /// [`Hub::fan_out`]), so a slow local client cannot stall the network
+    /// path, its acknowledgements, or the other channels.
+    fn deliver(&self, hub: &Rc<Hub>) {
+        let mut queued = 0;
         loop {
-            let Some(m) = self.net.borrow_mut().poll_message() else {
+            let Some(m) = self.net.borrow_mut().poll_incoming() else {
                 break;
             };
-            let flow = self.deliver_one(hub, m);
-            hub.flush_touched();
-            if let Flow::Block(target) = flow {
-                // Lossless like a local publisher: wait for the slow
-                // client (the kernel buffers datagrams meanwhile).
-                crate::session::wait_drain(hub, None, target).await;
+            match m {
+                Incoming::Message(m) => self.deliver_one(hub, m),
+                Incoming::Gap { node, first, last } => {
+                    tracing::warn!(
+                        node = format!("{node:016x}"),
+                        first,
+                        last,
+                        "messages lost on the network: datagrams {first}..={last} could not be recovered"
+                    );
+                    self.announce_gap(hub, node, first, last);
+                }
+            }
+            // Written every few messages, as far as each socket takes it:
+            // a burst of datagrams must not pile up in the queues before
+            // any of it is written (a client keeping up would find its
+            // queue full), nor leave in one tiny write per message.
+            queued += 1;
+            if queued % FLUSH_EVERY == 0 {
+                hub.flush_touched();
             }
         }
         hub.flush_touched();
     }
 
-    fn deliver_one(&self, hub: &Rc<Hub>, m: InMessage) -> Flow {
+    fn deliver_one(&self, hub: &Rc<Hub>, m: InMessage) {
         let channel = {
             let router = hub.router.borrow();
             match router.channel(&m.channel) {
                 Some(ch) if router.rules(ch).from_net => ch,
                 Some(_) => {
                     self.refused.set(self.refused.get() + 1);
-                    return Flow::Continue;
+                    return;
                 }
                 None => {
                     self.unknown_channel.set(self.unknown_channel.get() + 1);
-                    return Flow::Continue;
+                    return;
                 }
             }
         };
@@ -437,24 +467,18 @@ impl NetDriver {
         } else {
             Payload::Borrowed(&m.payload)
         };
-        hub.fan_out(channel, &m.event, payload, origin, None)
+        // Network origin: never a wait (Flow::Continue).
+        let _ = hub.fan_out(channel, &m.event, payload, origin, None);
     }
 
-    fn report_events(&self, hub: &Rc<Hub>) {
+    fn report_events(&self) {
         loop {
             let Some(e) = self.net.borrow_mut().poll_event() else {
                 break;
             };
             match e {
-                NetEvent::Gap { node, first, last } => {
-                    tracing::warn!(
-                        node = format!("{node:016x}"),
-                        first,
-                        last,
-                        "messages lost on the network: datagrams {first}..={last} could not be recovered"
-                    );
-                    self.announce_gap(hub, node, first, last);
-                }
+                // Logged and announced in order by `deliver`.
+                NetEvent::Gap { .. } => {}
                 NetEvent::PeerUp { node, name, addr } => {
                     tracing::info!(peer = %name, node = format!("{node:016x}"), %addr, "peer up")
                 }
@@ -483,10 +507,11 @@ impl NetDriver {
                 .collect()
         };
         for c in channels {
-            // A full queue is not waited for: the event is small and rare.
-            let _ = hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
+            // Like the messages around it, never waited for: a client
+            // whose queue is full misses it and gets its own slow-consumer
+            // `nc-gap`, which covers this hole too.
+            hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
         }
-        hub.flush_touched();
     }
 
     fn wall(&self, t: Instant) -> String {

@@ -24,8 +24,8 @@ use super::seal::{Key, Keyring};
 use super::send::{Pacer, SendOpts, Sender};
 use super::wire::{self, Heartbeat, Kind, WireError, MAX_NAK_RANGES, MAX_NODE_NAME};
 use super::{
-    earliest, Dest, DownReason, InMessage, NetConfig, NetEvent, NetStats, OutMessage, SendError,
-    Transmit, MAX_MTU, MAX_PEERS, MAX_REJECT_SOURCES, MIN_MTU,
+    earliest, Dest, DownReason, InMessage, Incoming, NetConfig, NetEvent, NetStats, OutMessage,
+    SendError, Transmit, MAX_MTU, MAX_PEERS, MAX_REJECT_SOURCES, MIN_MTU,
 };
 
 /// Removed peers remembered (their replay windows), oldest forgotten first.
@@ -42,7 +42,8 @@ pub struct Net {
     pub(super) peers: FxHashMap<u64, Peer>,
     pub(super) tombs: FxHashMap<u64, Tomb>,
     tomb_order: VecDeque<u64>,
-    pub(super) messages: VecDeque<InMessage>,
+    /// Messages and gaps in delivery order (see [`Net::poll_incoming`]).
+    pub(super) messages: VecDeque<Incoming>,
     pub(super) events: VecDeque<NetEvent>,
     pub(super) stats: NetStats,
     /// Records of the datagram being decoded, reused between datagrams.
@@ -421,8 +422,22 @@ impl Net {
         Some(Transmit { dest: Dest::All })
     }
 
-    /// The next received message, in order per sender.
+    /// The next received message, in order per sender. Gaps are skipped
+    /// (they are reported by [`Net::poll_event`]); a driver that must
+    /// place them among the messages uses [`Net::poll_incoming`] instead.
     pub fn poll_message(&mut self) -> Option<InMessage> {
+        loop {
+            match self.messages.pop_front()? {
+                Incoming::Message(m) => return Some(m),
+                Incoming::Gap { .. } => {}
+            }
+        }
+    }
+
+    /// The next received message or gap: each sender's messages in order,
+    /// with each of its gaps exactly between the last message before the
+    /// hole and the first after it.
+    pub fn poll_incoming(&mut self) -> Option<Incoming> {
         self.messages.pop_front()
     }
 

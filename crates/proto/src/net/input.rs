@@ -20,7 +20,7 @@ use super::engine::Net;
 use super::peer::{replay_slot, Peer, Reported, Tomb};
 use super::recv::{self, Admit, FragOutcome, Limits, Staged, Step};
 use super::wire::{self, Header, Heartbeat, Kind, WireError, HEADER_LEN};
-use super::{InMessage, NetEvent, NetStats};
+use super::{InMessage, Incoming, NetEvent, NetStats};
 
 impl Net {
     /// A DATA datagram; `buf` is the plain datagram (header and records).
@@ -246,7 +246,7 @@ fn seen(peer: &mut Peer, now: Instant, from: SocketAddr, len: usize) {
 
 /// Where decoded messages, events and counters go while a peer is borrowed.
 pub(super) struct Sink<'a> {
-    messages: &'a mut VecDeque<InMessage>,
+    messages: &'a mut VecDeque<Incoming>,
     events: &'a mut VecDeque<NetEvent>,
     pub(super) stats: &'a mut NetStats,
     limits: Limits,
@@ -256,7 +256,7 @@ pub(super) struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     pub(super) fn new(
-        messages: &'a mut VecDeque<InMessage>,
+        messages: &'a mut VecDeque<Incoming>,
         events: &'a mut VecDeque<NetEvent>,
         stats: &'a mut NetStats,
         limits: Limits,
@@ -319,7 +319,7 @@ impl<'a> Sink<'a> {
         peer.info.messages_in += 1;
         peer.info.payload_bytes_in += m.payload.len() as u64;
         self.stats.messages_in += 1;
-        self.messages.push_back(m);
+        self.messages.push_back(Incoming::Message(m));
     }
 
     pub(super) fn incomplete(&mut self, peer: &mut Peer) {
@@ -350,6 +350,11 @@ impl<'a> Sink<'a> {
                     self.stats.lost += n;
                     self.stats.gaps += 1;
                     self.events.push_back(NetEvent::Gap {
+                        node: peer.info.node,
+                        first,
+                        last,
+                    });
+                    self.messages.push_back(Incoming::Gap {
                         node: peer.info.node,
                         first,
                         last,

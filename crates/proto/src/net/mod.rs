@@ -287,6 +287,25 @@ pub struct InMessage {
     pub payload: Bytes,
 }
 
+/// What [`Net::poll_incoming`] yields: the messages of each sender in
+/// order, with its gaps in their place among them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message from another node.
+    Message(InMessage),
+    /// DATA datagrams of `node` were given up on (the same gap is also
+    /// reported as [`NetEvent::Gap`]): every message of `node` yielded
+    /// before it was sent before the hole, every one after it after.
+    Gap {
+        /// The sending node.
+        node: u64,
+        /// First missing DATA sequence number.
+        first: u64,
+        /// Last missing DATA sequence number (inclusive).
+        last: u64,
+    },
+}
+
 /// Something that happened to a peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NetEvent {

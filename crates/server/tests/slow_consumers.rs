@@ -583,3 +583,63 @@ fn a_listener_a_little_slower_than_the_publisher_loses_nothing_under_block() {
         d.assert_alive();
     });
 }
+
+#[test]
+fn drop_puts_each_gap_right_before_the_first_message_after_the_hole() {
+    let _g = serial();
+    bounded(120, "slowconsumer drop, gap position", || {
+        const COUNT: u64 = 600;
+        let d = Daemon::start(&config("drop"));
+        // A reader slower than the publisher that never stops: it misses
+        // runs of messages and catches up again, many times.
+        let mut slow = d.raw("S", "slow-reader");
+        slow.subscribe(&["*"]);
+        let reader = std::thread::spawn(move || {
+            // (index of the message it follows, dropped) per nc-gap.
+            let (mut next, mut gaps, mut got) = (0u64, Vec::new(), 0u64);
+            while next < COUNT {
+                match slow.next().expect("slow reader: more frames") {
+                    Got::Deliver { event, payload, .. } if event == "bulk" => {
+                        let i = index_of(&payload);
+                        assert_eq!(
+                            i, next,
+                            "message {i} where {next} was due: a hole with no nc-gap right before it"
+                        );
+                        next = i + 1;
+                        got += 1;
+                    }
+                    Got::Deliver {
+                        event,
+                        payload,
+                        client: 0,
+                        ..
+                    } if event == "nc-gap" => {
+                        let v: Value = serde_json::from_slice(&payload).unwrap();
+                        assert_eq!(v["cause"], "slowconsumer", "{v}");
+                        let n = v["dropped"].as_u64().unwrap();
+                        assert!(n > 0, "{v}");
+                        gaps.push((next, n));
+                        // The messages it stands for: the next one due is
+                        // the first after the hole.
+                        next += n;
+                    }
+                    other => panic!("slow reader: unexpected {other:?}"),
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert_eq!(next, COUNT, "the gaps count more messages than were sent");
+            (got, gaps)
+        });
+        let p = publish(&d, COUNT, &[], false);
+        let (got, gaps) = reader.join().unwrap();
+        let dropped: u64 = gaps.iter().map(|g| g.1).sum();
+        eprintln!(
+            "slow reader: {got} of {COUNT} messages, {} nc-gap events for {dropped} dropped, \
+             each right before the first message after its hole",
+            gaps.len()
+        );
+        assert!(!gaps.is_empty(), "the reader was never too slow");
+        assert_eq!(got + dropped, COUNT);
+        drop(p);
+    });
+}

@@ -80,8 +80,9 @@ pub struct Conn {
     pub dialect: Dialect,
     /// When it connected.
     pub since: SystemTime,
-    /// The socket.
-    pub stream: LocalStream,
+    /// The socket (shared with the session that reads it, which may hand
+    /// it from a provisional record to the final one).
+    pub stream: Rc<LocalStream>,
     /// Bytes waiting to be written.
     pub out: RefCell<OutQueue>,
     /// Counters.
@@ -94,6 +95,9 @@ pub struct Conn {
     pub touched: Cell<bool>,
     /// Publishers waiting for this queue to drain.
     pub waiters: Cell<u32>,
+    /// Output is held (queued, not written): a connection still silent,
+    /// registered as a legacy listener before its dialect is known.
+    pub held: Cell<bool>,
     /// Messages dropped (policy `drop`, or network messages for a full
     /// queue) since the last `nc-gap` event.
     gap: Cell<u64>,
@@ -118,7 +122,7 @@ pub struct ConnInit {
     pub hello_pid: u32,
     pub peer: PeerInfo,
     pub dialect: Dialect,
-    pub stream: LocalStream,
+    pub stream: Rc<LocalStream>,
 }
 
 impl Conn {
@@ -141,6 +145,7 @@ impl Conn {
             writer_busy: Cell::new(false),
             touched: Cell::new(false),
             waiters: Cell::new(0),
+            held: Cell::new(false),
             gap: Cell::new(0),
             subscribed_bytes: Cell::new(0),
             closed: RefCell::new(None),
@@ -279,7 +284,7 @@ impl Conn {
     /// has room, else hands the rest to the writer task. `Err` means the
     /// socket failed and the connection must be closed.
     pub fn flush_or_defer(&self, limit: usize) -> io::Result<()> {
-        if self.writer_busy.get() {
+        if self.writer_busy.get() || self.held.get() {
             return Ok(());
         }
         if !self.flush(limit)? {

@@ -273,6 +273,27 @@ impl Hub {
         self.clients.borrow_mut()[slot] = Some(conn);
     }
 
+    /// Takes back a provisional registration (a silent connection that
+    /// turned out to speak the native protocol): it leaves the router and
+    /// the table without a trace, its queued output is discarded, and its
+    /// slot stays reserved for the final record.
+    pub fn forget_provisional(&self, conn: &Rc<Conn>) {
+        self.router.borrow_mut().leave(conn.slot);
+        let mut clients = self.clients.borrow_mut();
+        if clients
+            .get(conn.slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| Rc::ptr_eq(c, conn))
+        {
+            clients[conn.slot as usize] = None;
+        }
+    }
+
+    /// Gives back a slot reserved and never registered.
+    pub fn release_slot(&self, slot: Slot) {
+        self.free_slots.borrow_mut().push(slot);
+    }
+
     /// The connection in a slot.
     pub fn client(&self, slot: Slot) -> Option<Rc<Conn>> {
         self.clients.borrow().get(slot as usize).cloned().flatten()

@@ -10,6 +10,7 @@ mod access;
 pub mod config;
 mod conn;
 mod control;
+mod early;
 mod hub;
 mod iface;
 mod net;

@@ -154,7 +154,8 @@ impl Legacy {
         let before: Vec<u64> = legacy_ids(ctl);
         let s = UnixStream::connect(d.path("S")).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        // The daemon takes a silent client for a seed client after 200 ms.
+        // A silent client is listed (as a seed client) as soon as it is
+        // accepted.
         let mut id = None;
         let t = Instant::now();
         while id.is_none() {
@@ -473,11 +474,15 @@ fn drop_counts_what_stalled_clients_miss_and_tells_them_with_one_gap_event() {
         report("slowconsumer drop", &d, MESSAGES, base, t);
 
         // showclient: a full queue and the drops, for both stalled clients.
+        // (Once a client misses messages it gets none until its queue is
+        // down to half, so a queue that shrank a little after the first
+        // drop — the legacy client's, held while it was still silent and
+        // written when it turned out to be a seed client — stays there.)
         let mut dropped = Vec::new();
         for id in [native.client, legacy.id] {
             let v = ctl.show_client("S", id).unwrap();
             let q = v["queued_bytes"].as_u64().unwrap();
-            assert!((QUEUE..QUEUE + 2 * PAYLOAD as u64).contains(&q), "{v}");
+            assert!((QUEUE / 2..QUEUE + 2 * PAYLOAD as u64).contains(&q), "{v}");
             let n = v["dropped"].as_u64().unwrap();
             assert!(n > 0 && n < MESSAGES, "{v}");
             assert_eq!(v["blocked"], 0, "{v}");

@@ -450,18 +450,51 @@ impl Client {
         Ok(sub)
     }
 
-    /// Waits until the daemon has handled everything emitted so far (it
-    /// has then queued those messages for their recipients).
+    /// A barrier answered by the daemon: waits until it has handled
+    /// everything this client emitted before the call.
+    ///
+    /// `Ok(())` promises that every message emitted since the previous
+    /// `flush` (or since connecting) was read and routed by the daemon:
+    /// queued for each recipient connected at that moment (and handed to
+    /// the network layer); a daemon crash after that can no longer take it
+    /// back from the emitter's side. The daemon handles a connection's
+    /// frames in order and answers this Ping only after the frames before
+    /// it, so no per-message acknowledgement is needed.
+    ///
+    /// If the connection broke at any time since the previous `flush`, the
+    /// daemon cannot have confirmed all of them: the result is
+    /// [`FlushError::Unconfirmed`] with the number of messages emitted since
+    /// the previous `flush`. Any of those may be lost (at most once);
+    /// those still queued in this client were sent after reconnecting and
+    /// may have arrived. A message is never reported by an `Ok` and lost.
+    /// Call `flush` often (e.g. every few hundred messages) to keep the
+    /// uncertain window small. Closed for good: [`FlushError::Disconnected`]
+    /// when nothing was left unconfirmed.
     pub async fn flush(&self) -> Result<(), FlushError> {
         let s = &self.shared;
         let token = s.next_id() as u64;
         let (tx, rx) = oneshot::channel();
         s.pending().pings.insert(token, tx);
-        s.send(|b| frame::encode_ping(b, true, token))
-            .await
-            .map_err(FlushError::Disconnected)?;
-        rx.await
-            .map_err(|_| FlushError::Disconnected(s.closed().unwrap_or_default()))
+        let mark = match s.send_barrier(|b| frame::encode_ping(b, true, token)).await {
+            Ok(m) => m,
+            Err(reason) => {
+                s.pending().pings.remove(&token);
+                let count = {
+                    let out = s.out();
+                    out.appended - out.window.0
+                };
+                return Err(unconfirmed(count, reason));
+            }
+        };
+        let count = mark.appended - mark.window.0;
+        match rx.await {
+            Ok(breaks) if breaks == mark.window.1 || count == 0 => Ok(()),
+            Ok(_) => Err(unconfirmed(count, s.last_break())),
+            Err(_) => {
+                let reason = s.not_connected().unwrap_or_else(|| s.last_break());
+                Err(unconfirmed(count, reason))
+            }
+        }
     }
 
     /// Sends a control request (e.g. `nc-control-showconfig`) and returns
@@ -519,6 +552,15 @@ impl Client {
         s.wake.notify_one();
         done.await;
         Ok(())
+    }
+}
+
+/// The error of a flush whose window saw a break.
+fn unconfirmed(count: u64, reason: String) -> FlushError {
+    if count == 0 {
+        FlushError::Disconnected(reason)
+    } else {
+        FlushError::Unconfirmed { count, reason }
     }
 }
 

@@ -119,8 +119,12 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
                     }
                 }
                 Frame::Pong(token) => {
-                    if let Some(tx) = shared.pending().pings.remove(&token) {
-                        let _ = tx.send(());
+                    let tx = shared.pending().pings.remove(&token);
+                    if let Some(tx) = tx {
+                        // Still on the connection the window ends on: no
+                        // break can be counted between this and the answer.
+                        let breaks = shared.out().breaks;
+                        let _ = tx.send(breaks);
                     }
                 }
                 Frame::Ping(token) => {

@@ -648,3 +648,71 @@ fn drop_puts_each_gap_right_before_the_first_message_after_the_hole() {
         drop(p);
     });
 }
+
+#[test]
+fn a_publisher_blocked_on_one_channel_holds_up_no_other_channel() {
+    let _g = serial();
+    bounded(120, "blocked publisher isolation", || {
+        let d = Daemon::start(
+            r#"{ "queuebytes": "1MiB", "channels": { "S": { "blockms": 60000 }, "T": {} } }"#,
+        );
+        let _stalled = stalled_native(&d);
+        let connect = |ch: &str| {
+            netcluster::blocking::Client::builder(ch)
+                .with(|b| b.socket_dir(d.dir()).echo(false))
+                .connect()
+                .unwrap()
+        };
+        // S's publisher fills the stalled client's queue and then waits.
+        let s_pub = connect("S");
+        let filler = std::thread::spawn(move || {
+            for i in 0..64 {
+                // Fails only once the daemon is gone at the end.
+                let _ = s_pub.emit_bytes("bulk", payload(i));
+            }
+        });
+        let mut ctl = d.control();
+        let t = Instant::now();
+        loop {
+            let v = ctl.request("nc-control-showchannel", &json!("S")).unwrap();
+            let blocked: u64 = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["blocked"].as_u64().unwrap())
+                .sum();
+            if blocked > 0 {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "S's publisher never waited: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Meanwhile T flows as usual.
+        let t_rx = connect("T");
+        let mut sub = t_rx.subscribe("n").unwrap();
+        let t_tx = connect("T");
+        for i in 0..1000u64 {
+            t_tx.emit("n", &i).unwrap();
+        }
+        t_tx.flush().unwrap();
+        for i in 0..1000u64 {
+            let m = sub
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("T's message {i} held up"));
+            assert_eq!(m.json::<u64>().unwrap(), i);
+        }
+        // And S's publisher is still held by the stalled client (blockms
+        // is a minute here), whose queue is full.
+        let v = ctl.request("nc-control-showchannel", &json!("S")).unwrap();
+        let full = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["queued_bytes"].as_u64().unwrap() >= QUEUE);
+        assert!(full, "{v}");
+        drop(filler);
+    });
+}

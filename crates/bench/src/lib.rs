@@ -17,6 +17,7 @@ pub mod cli;
 pub mod mcast;
 pub mod nats;
 pub mod nc;
+pub mod outcome;
 pub mod payload;
 pub mod report;
 pub mod resp;

@@ -17,8 +17,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use netcluster::Client;
 use tokio::sync::Notify;
 
+use crate::outcome::{LatencyOut, PubOut, SubOut};
 use crate::payload::{self, Checker, Progress};
-use crate::roles::{LatencyOut, PubOut, SubOut};
 use crate::sys::monotonic_ns;
 
 /// The channel every netcluster workload uses (the script's config has it).

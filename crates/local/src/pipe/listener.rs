@@ -20,7 +20,7 @@ use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
 
 use super::security::{dacl_of, Descriptor};
-use crate::listener::{channel_path, BindError, PeerInfo};
+use crate::endpoint::{channel_path, BindError, PeerInfo};
 use crate::LocalStream;
 
 /// Longest pipe name Windows accepts, in UTF-16 units, `\\.\pipe\` included.

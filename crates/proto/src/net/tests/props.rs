@@ -49,6 +49,7 @@ proptest! {
         c.flush_delay = Duration::from_micros(flush * 100);
         let mut a = Net::new(c, t0);
         let mut b = Net::new(cfg(2), t0);
+        sync_pair(&mut a, &mut b, t0);
         let mut sent = Vec::new();
         for (i, &(ch, ev, client, len)) in msgs.iter().enumerate() {
             let p = pattern(len, i as u8);

@@ -7,6 +7,7 @@ mod peers;
 mod props;
 mod reliable;
 mod sealing;
+mod sync;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -126,24 +127,4 @@ fn fake_sync(net: &mut Net, now: Instant, node: u64, from: SocketAddr, last: u64
         net.peers().any(|p| p.node == node && p.synced),
         "fake node {node} not synced"
     );
-}
-
-impl Sim {
-    /// Runs until every node has every other one up (synced), at most 5 s
-    /// of virtual time.
-    pub(crate) fn settle(&mut self) {
-        let n = self.nodes.iter().filter(|x| x.online).count();
-        for _ in 0..500 {
-            let done = self
-                .nodes
-                .iter()
-                .filter(|x| x.online)
-                .all(|x| x.net.peers().filter(|p| p.up).count() + 1 >= n);
-            if done {
-                return;
-            }
-            self.run_for(Duration::from_millis(10));
-        }
-        panic!("the nodes never all came up");
-    }
 }

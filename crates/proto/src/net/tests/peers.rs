@@ -186,7 +186,7 @@ fn loss_and_reordering_are_repaired_in_order() {
         reorder: 0.2,
         ..Link::default()
     };
-    s.settle();
+    super::reliable::warm_up(&mut s);
     for q in 1..=2000 {
         s.send(0, "A", "e", &[0; 64], 1, q);
         if q % 10 == 0 {

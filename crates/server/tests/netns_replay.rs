@@ -69,6 +69,38 @@ fn send_from(lan: &Lan, i: usize, to: &str, datagrams: &[Vec<u8>]) {
     });
 }
 
+/// Drops on host `i` every UDP datagram from `src` to PORT (nftables).
+fn block_from(lan: &Lan, i: usize, src: &str) -> tempfile::TempDir {
+    let dir = netcluster_testkit::tempdir();
+    let path = dir.path().join("block.nft");
+    std::fs::write(
+        &path,
+        format!(
+            "table inet ncblock {{\n  chain input {{\n    \
+             type filter hook input priority 0; policy accept;\n    \
+             ip saddr {src} udp dport {PORT} drop\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let out = lan.exec(i, &["nft", "-f", path.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dir
+}
+
+/// Removes [`block_from`]'s rule.
+fn unblock(lan: &Lan, i: usize, _rules: tempfile::TempDir) {
+    let out = lan.exec(i, &["nft", "delete", "table", "inet", "ncblock"]);
+    assert!(
+        out.status.success(),
+        "nft: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Waits until host `dir`'s daemon has the node `node` up.
 async fn wait_node_up(dir: &Path, node: u64) {
     let want = format!("{node:016x}");
@@ -134,14 +166,21 @@ fn captured_sealed_data_replayed_into_a_restarted_daemon_delivers_nothing() {
     drop((s1, r1));
     let before = rt.block_on(peers(&dirs[0]));
 
-    // Host 1's daemon restarts; the recording is sent to it from host 1
-    // itself, at once and again once it is up.
+    // Host 1's daemon restarts, and hears nothing from host 0 for a while
+    // (as when its heartbeat is still a second away): the recording, sent
+    // to it from host 1 itself, is the first it hears of host 0. Then once
+    // more after host 0 is back and up, to the daemon and to the group.
     lan.kill_daemons(1);
+    let nft = block_from(&lan, 1, "10.77.0.1");
     lan.start_daemon(1, Path::new(BIN), &keyed("h1", KEY_A));
     rt.block_on(async {
         let r1 = client(&dirs[1], "A").await;
         let mut all = r1.subscribe("*").await.unwrap();
         send_from(&lan, 1, "10.77.0.2", &tape);
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let h1 = peers(&dirs[1]).await;
+        assert!(total(&h1, "unsynced") > 0, "{}", h1["totals"]);
+        unblock(&lan, 1, nft);
         wait_node_up(&dirs[1], tx.node_id()).await;
         send_from(&lan, 1, "10.77.0.2", &tape);
         send_from(&lan, 1, "239.255.77.55", &tape);

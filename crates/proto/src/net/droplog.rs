@@ -42,7 +42,8 @@ pub enum DropReason {
     Version(u8),
     /// A netcluster datagram that is malformed.
     Malformed(WireError),
-    /// A HEARTBEAT, NAK, GONE, ACK or SYNC datagram seen before.
+    /// A HEARTBEAT, NAK, GONE, ACK or SYNC datagram seen before, older
+    /// than the replay window or from another address than its node's.
     Replayed,
     /// From a node that could not be admitted: the peer table is full of
     /// peers that are up.

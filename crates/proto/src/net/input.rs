@@ -99,11 +99,19 @@ impl Net {
             Err(e) => return self.refuse_at(now, Some(h.node), from, e),
         };
         let peer = entry(&mut self.peers, &mut self.tombs, h.node, from, now);
-        if !peer.replay[replay_slot(h.kind)].check(h.seq) {
-            // Seen before: a replay, or the network duplicated it.
+        let window = &mut peer.replay[replay_slot(h.kind)];
+        let recent = window.recent(h.seq);
+        if !window.check(h.seq) {
+            // Seen before: a replay, or the network duplicated it. A recent
+            // repeat from the peer's own address is what a duplicating
+            // network (or multicast and unicast together) does: counted,
+            // not reported.
             peer.info.replayed += 1;
             self.stats.replayed += 1;
-            return self.note_drop(now, from, Some(h.node), DropReason::Replayed);
+            if !recent || from != peer.info.addr {
+                self.note_drop(now, from, Some(h.node), DropReason::Replayed);
+            }
+            return;
         }
         self.stats.datagrams_in += 1;
         seen(peer, now, from, data.len());

@@ -219,6 +219,11 @@ impl Replay {
         true
     }
 
+    /// Whether `seq` is within the window (not older than it can tell).
+    pub(crate) fn recent(&self, seq: u64) -> bool {
+        seq.saturating_add(REPLAY_BITS) > self.top
+    }
+
     /// The window of a removed peer: everything up to the highest seen
     /// counts as seen.
     fn closed(self) -> Replay {

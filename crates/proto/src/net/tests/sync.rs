@@ -407,3 +407,40 @@ fn sync_bodies_round_trip_and_a_short_request_is_malformed() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn replayed_control_datagrams_are_reported_but_network_duplicates_are_not() {
+    let t0 = Instant::now();
+    let mut n = Net::new(cfg(1), t0);
+    let peer: SocketAddr = "10.0.0.2:4000".parse().unwrap();
+    let other: SocketAddr = "10.0.0.66:5000".parse().unwrap();
+    let reports = |n: &mut Net| {
+        std::iter::from_fn(|| n.poll_event())
+            .filter(|e| matches!(e, NetEvent::Dropped { .. }))
+            .collect::<Vec<_>>()
+    };
+    for seq in 1..=300 {
+        let hb = heartbeat(5, seq, 0);
+        n.handle_datagram(t0, peer, &hb);
+        // The same datagram twice from its own address: a duplicate.
+        n.handle_datagram(t0, peer, &hb);
+    }
+    assert_eq!(n.stats().replayed, 300);
+    assert!(reports(&mut n).is_empty());
+    // Recorded heartbeat 280 sent again from elsewhere, and heartbeat 3
+    // (older than the window) from the peer's own address: replays.
+    n.handle_datagram(t0, other, &heartbeat(5, 280, 0));
+    n.handle_datagram(t0, peer, &heartbeat(5, 3, 0));
+    let got = reports(&mut n);
+    assert_eq!(got.len(), 2, "{got:?}");
+    for e in got {
+        assert!(matches!(
+            e,
+            NetEvent::Dropped {
+                reason: DropReason::Replayed,
+                node: Some(5),
+                ..
+            }
+        ));
+    }
+}

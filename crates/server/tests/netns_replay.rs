@@ -1,8 +1,10 @@
 //! Replays and floods between hosts (network namespaces on a bridge):
 //! sealed DATA captured on the wire and sent again to a restarted daemon
 //! delivers nothing and makes nobody retransmit; 5000 fake node ids do not
-//! lock a restarting daemon out; a daemon with another key, and a flood of
-//! foreign datagrams, are logged once per source, naming it and the reason.
+//! lock a restarting daemon out, and a daemon refused by a table full of
+//! live (fake) peers is logged and announced as `nc-gap`; a daemon with
+//! another key, and a flood of foreign datagrams, are logged once per
+//! source, naming it and the reason.
 //! Needs root and iproute2; skipped with a message otherwise, except under
 //! NETCLUSTER_REQUIRE_NETNS=1 (CI), where it fails.
 #![cfg(target_os = "linux")]
@@ -327,4 +329,128 @@ fn another_key_and_foreign_floods_are_logged_once_per_source() {
             .any(|l| l.contains("WARN") && l.contains("another key")),
         "{log}"
     );
+}
+
+/// Plays `n` fake daemons from host `ns` until `stop`: heartbeats for each
+/// to `to` every 300 ms, and the SYNC reply to every SYNC request that
+/// names one of them (read from the group), so that `to` has them all up.
+fn fake_daemons(
+    ns: String,
+    to: &'static str,
+    n: u64,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::os::fd::AsRawFd;
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
+        // SAFETY: setns with a valid namespace fd; this thread only.
+        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+        let listen = capture_socket();
+        listen
+            .set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let out = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
+        let base = 0xfa4e_0000_0000_0000u64;
+        let mut seq = 0u64;
+        let mut reply_seq = 0u64;
+        let mut next_beat = std::time::Instant::now();
+        let mut buf = vec![0u8; 65_536];
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            if std::time::Instant::now() >= next_beat {
+                seq += 1;
+                for i in 0..n {
+                    let mut b = Vec::new();
+                    let hb = wire::Heartbeat {
+                        name: "fake",
+                        last_seq: 0,
+                        uptime_ms: 3_600_000 + seq,
+                        messages_out: 0,
+                        datagrams_out: 0,
+                        bytes_out: 0,
+                    };
+                    wire::encode_heartbeat(&mut b, base | i, seq, &hb);
+                    let _ = out.send_to(&b, (to, PORT));
+                }
+                next_beat = std::time::Instant::now() + Duration::from_millis(300);
+            }
+            let Ok((len, _)) = listen.recv_from(&mut buf) else {
+                continue;
+            };
+            let Ok(d) = wire::decode_datagram(&buf[..len]) else {
+                continue;
+            };
+            if let wire::Body::Sync(r) = d.body {
+                if r.target & !0xffff == base {
+                    reply_seq += 1;
+                    let mut b = Vec::new();
+                    let reply = wire::SyncReply {
+                        requester: d.header.node,
+                        request_seq: d.header.seq,
+                        last_seq: 0,
+                        uptime_ms: 3_600_000,
+                    };
+                    wire::encode_sync_reply(&mut b, r.target, reply_seq, &reply);
+                    let _ = out.send_to(&b, (to, PORT));
+                }
+            }
+        }
+    })
+}
+
+#[test]
+fn a_daemon_refused_by_a_table_full_of_live_peers_is_logged_and_announced_as_nc_gap() {
+    let Some(mut lan) = Lan::new(3) else { return };
+    lan.start_daemon(0, Path::new(BIN), &config("h0", ""));
+    let rt = rt();
+    let dirs: Vec<std::path::PathBuf> = lan.hosts.iter().map(|h| h.dir().to_owned()).collect();
+    // Host 1 plays 1024 daemons that answer SYNC: host 0's table fills up
+    // with peers that are up.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let fakes = fake_daemons(lan.hosts[1].ns.clone(), "10.77.0.1", 1024, stop.clone());
+    let (r0, mut gaps) = rt.block_on(async {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let p = peers(&dirs[0]).await;
+            if up(&p) == 1024 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{} up: {}",
+                up(&p),
+                p["totals"]
+            );
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let r0 = client(&dirs[0], "A").await;
+        let gaps = r0.subscribe("nc-gap").await.unwrap();
+        (r0, gaps)
+    });
+    // A real daemon starts on host 2: refused, logged, announced.
+    lan.start_daemon(2, Path::new(BIN), &config("h2", ""));
+    rt.block_on(async {
+        let h2 = client(&dirs[2], "A").await;
+        let node = format!("{:016x}", h2.node_id());
+        let m = next(&mut gaps, 15)
+            .await
+            .expect("an nc-gap for the refused node");
+        let v: Value = m.json().unwrap();
+        assert_eq!(v["cause"], "network", "{v}");
+        assert_eq!(v["reason"], "peer table full", "{v}");
+        assert_eq!(v["node"], node.as_str(), "{v}");
+        let p = peers(&dirs[0]).await;
+        assert!(total(&p, "peers_refused") > 0, "{}", p["totals"]);
+        let log = lan.log(0, 0);
+        assert_eq!(
+            lines_with(&log, &["WARN", "10.77.0.3", "peer table full"]),
+            1,
+            "{log}"
+        );
+        // Once the fakes fall silent they are stale: the real daemon gets in.
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        wait_node_up(&dirs[0], h2.node_id()).await;
+        drop(r0);
+    });
+    fakes.join().unwrap();
 }

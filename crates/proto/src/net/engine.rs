@@ -3,10 +3,12 @@
 //! This module owns the glue and the rules between the parts: validation of
 //! what `send` accepts, authentication of what arrives (before anything
 //! else looks at it), the life of peers (created on their first valid
-//! datagram, up on their first heartbeat, down on silence or restart,
-//! remembered for a while after), the heartbeat and NAK timers, answering
-//! NAKs, the counters, and the single next deadline a driver arms its timer
-//! on. What is done with a peer's authenticated datagrams is in `input`.
+//! datagram, up once named by a heartbeat and synced, down on silence,
+//! restart or eviction, remembered for a while after), the heartbeat, SYNC
+//! and NAK timers, answering NAKs, the counters, the reports of dropped
+//! datagrams, and the single next deadline a driver arms its timer on. What
+//! is done with a peer's authenticated datagrams is in `input`, the SYNC
+//! handshake in `sync`, admission to a full peer table in `evict`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;

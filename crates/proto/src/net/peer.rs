@@ -1,10 +1,11 @@
 //! The peer table: what this node knows about each other node it hears.
 //!
 //! This module owns [`PeerInfo`] (the public row shown by `showpeers()`)
-//! and the private per-peer state beside it: the receive window and the
-//! reassembly. Peers are keyed by node id, which is random per daemon start,
+//! and the private per-peer state beside it: the receive window, the
+//! reassembly, the replay windows and, until it is synced, the SYNC
+//! requests outstanding for it. Peers are keyed by node id, which is random per daemon start,
 //! so a restarted daemon is a new peer; the rule that retires the old entry
-//! early lives in the engine, which sees the heartbeats.
+//! early lives in `sync`, where a peer comes up.
 
 use std::net::SocketAddr;
 use std::time::Instant;

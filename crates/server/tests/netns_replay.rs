@@ -179,9 +179,15 @@ fn captured_sealed_data_replayed_into_a_restarted_daemon_delivers_nothing() {
         let r1 = client(&dirs[1], "A").await;
         let mut all = r1.subscribe("*").await.unwrap();
         send_from(&lan, 1, "10.77.0.2", &tape);
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        let h1 = peers(&dirs[1]).await;
-        assert!(total(&h1, "unsynced") > 0, "{}", h1["totals"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let h1 = peers(&dirs[1]).await;
+            if total(&h1, "unsynced") > 0 {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{}", h1["totals"]);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
         unblock(&lan, 1, nft);
         wait_node_up(&dirs[1], tx.node_id()).await;
         send_from(&lan, 1, "10.77.0.2", &tape);

@@ -20,7 +20,6 @@ use std::rc::Rc;
 use std::time::{Duration, Instant, SystemTime};
 
 use netcluster_proto::net::{Dest, InMessage, Net, NetConfig, NetEvent, OutMessage, SendError};
-use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
@@ -29,7 +28,6 @@ use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
-use crate::timefmt::rfc3339;
 
 /// Most datagrams read before the messages they carry are delivered.
 const RECV_BATCH: usize = 256;
@@ -461,6 +459,12 @@ impl NetDriver {
                 NetEvent::PeerDown { node, name, reason } => {
                     tracing::info!(peer = %name, node = format!("{node:016x}"), ?reason, "peer down")
                 }
+                NetEvent::Dropped {
+                    addr,
+                    node,
+                    reason,
+                    count,
+                } => self.report_drop(hub, addr, node, &reason, count),
             }
         }
     }
@@ -488,91 +492,6 @@ impl NetDriver {
         }
         hub.flush_touched();
     }
-
-    fn wall(&self, t: Instant) -> String {
-        let (i0, s0) = self.started;
-        let wall = if t >= i0 {
-            s0 + (t - i0)
-        } else {
-            s0 - (i0 - t)
-        };
-        rfc3339(wall)
-    }
-
-    /// The peer table and totals, for `showpeers()`.
-    pub fn peers_json(&self) -> Value {
-        let net = self.net.borrow();
-        let peers: Vec<Value> = net
-            .peers()
-            .map(|p| {
-                json!({
-                    "name": p.name,
-                    "node": format!("{:016x}", p.node),
-                    "addr": p.addr.to_string(),
-                    "up": p.up,
-                    "first_seen": self.wall(p.first_seen),
-                    "last_seen": self.wall(p.last_seen),
-                    "datagrams_in": p.datagrams_in,
-                    "bytes_in": p.bytes_in,
-                    "messages_in": p.messages_in,
-                    "payload_bytes_in": p.payload_bytes_in,
-                    "malformed": p.malformed,
-                    "duplicates": p.duplicates,
-                    "lost": p.lost,
-                    "gaps": p.gaps,
-                    "replayed": p.replayed,
-                    "naks_out": p.naks_out,
-                    "held": p.held,
-                    "oversized": p.oversized,
-                    "incomplete": p.incomplete,
-                    "reported": {
-                        "datagrams_out": p.reported.datagrams_out,
-                        "messages_out": p.reported.messages_out,
-                    },
-                })
-            })
-            .collect();
-        let s = net.stats();
-        json!({
-            "node": format!("{:016x}", net.config().node_id),
-            "name": self.name,
-            "group": self.group.to_string(),
-            "unicast_peers": self.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "sealed": net.config().key.is_some(),
-            "rejected_by_source": net
-                .rejected_sources()
-                .map(|(a, n)| (a.to_string(), Value::from(n)))
-                .collect::<serde_json::Map<String, Value>>(),
-            "peers": peers,
-            "totals": {
-                "datagrams_out": s.datagrams_out,
-                "bytes_out": s.bytes_out,
-                "messages_out": s.messages_out,
-                "heartbeats_out": s.heartbeats_out,
-                "datagrams_in": s.datagrams_in,
-                "bytes_in": s.bytes_in,
-                "messages_in": s.messages_in,
-                "malformed": s.malformed,
-                "foreign": s.foreign,
-                "duplicates": s.duplicates,
-                "lost": s.lost,
-                "gaps": s.gaps,
-                "rejected": s.rejected,
-                "replayed": s.replayed,
-                "naks_out": s.naks_out,
-                "naks_in": s.naks_in,
-                "naks_suppressed": s.naks_suppressed,
-                "retransmitted": s.retransmitted,
-                "gone_out": s.gone_out,
-                "acks_out": s.acks_out,
-                "flow_waits": s.flow_waits,
-                "retransmit_window_bytes": net.retransmit_window_bytes(),
-                "send_errors": self.send_errors.get(),
-                "unknown_channel": self.unknown_channel.get(),
-                "refused_by_acceptfromnet": self.refused.get(),
-            },
-        })
-    }
 }
 
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
@@ -593,5 +512,7 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+mod peers;
+mod report;
 mod socket;
 use socket::setup_socket;

@@ -18,13 +18,16 @@
 //! unicast peers), `poll_message` and `poll_event`, then re-arm one timer at
 //! `poll_timeout`.
 
+mod droplog;
 mod engine;
+mod evict;
 mod input;
 mod peer;
 mod recv;
 mod rng;
 pub mod seal;
 mod send;
+mod sync;
 pub mod wire;
 
 #[cfg(test)]
@@ -38,9 +41,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+pub use droplog::{DropReason, DROP_REPORT_INTERVAL, MAX_DROP_SOURCES};
 pub use engine::Net;
 pub use peer::PeerInfo;
 pub use seal::{Key, KeyError};
+pub use sync::{MAX_SYNC_REQUESTERS, SYNC_RATE, SYNC_REPLY_HOLDOFF, SYNC_RETRY, SYNC_RETRY_MAX};
 pub use wire::WireError;
 
 /// Default datagram budget: 1400 bytes of UDP payload. With 40 bytes of IPv6
@@ -55,8 +60,12 @@ pub const MAX_MTU: usize = 65_507;
 pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
 /// Default per-peer reassembly memory (64 MiB).
 pub const DEFAULT_REASSEMBLY_BYTES: usize = 64 << 20;
-/// Most peers tracked at once; datagrams from further node ids are dropped,
-/// so spoofed node ids cannot grow the table without bound.
+/// Most peers tracked at once, so spoofed node ids cannot grow the table
+/// without bound. When it is full, a new node evicts peers that are not up
+/// (never named by a heartbeat first, then the longest silent), then up
+/// peers silent for more than two heartbeat intervals; if none can go, the
+/// new node's datagrams are dropped and reported
+/// ([`DropReason::PeerTableFull`]).
 pub const MAX_PEERS: usize = 1024;
 /// Default of [`NetConfig::max_held`].
 pub const DEFAULT_MAX_HELD: usize = 8192;
@@ -300,6 +309,22 @@ pub enum NetEvent {
         /// Where its datagrams come from.
         addr: SocketAddr,
     },
+    /// Datagrams were dropped (rate-limited: the first from a source
+    /// address at once, then at most one report per
+    /// [`DROP_REPORT_INTERVAL`] per address, see `droplog`). For a log
+    /// line; a [`DropReason::PeerTableFull`] also means a node's messages
+    /// are lost.
+    Dropped {
+        /// Where the datagrams came from.
+        addr: SocketAddr,
+        /// The node id they claimed, when the header could be read and it
+        /// matters (peer table full, replayed).
+        node: Option<u64>,
+        /// Why the last of them was dropped.
+        reason: DropReason,
+        /// Datagrams from that address dropped since its last report.
+        count: u64,
+    },
     /// A node is gone; it was removed from the peer table. Only nodes that
     /// were reported up are reported down.
     PeerDown {
@@ -337,6 +362,8 @@ pub enum DownReason {
         /// The new node id.
         new_node: u64,
     },
+    /// The peer table was full and it was the stalest entry.
+    Evicted,
 }
 
 /// Where a datagram from [`Net::poll_transmit`] goes.
@@ -416,8 +443,22 @@ pub struct NetStats {
     /// Fragmented messages abandoned incomplete (a fragment is missing,
     /// timed out, or the peer went down).
     pub incomplete: u64,
-    /// Datagrams dropped because the peer table was full.
+    /// Datagrams dropped because the peer table was full of peers that
+    /// are up.
     pub peers_refused: u64,
+    /// Peers removed to make room for a new node.
+    pub peers_evicted: u64,
+    /// DATA datagrams dropped because their sender was not synced yet
+    /// (its position unknown: they may be replays of its history).
+    pub unsynced: u64,
+    /// SYNC requests sent.
+    pub syncs_out: u64,
+    /// SYNC replies sent.
+    pub sync_replies_out: u64,
+    /// SYNC requests not answered because of the rate limits.
+    pub syncs_limited: u64,
+    /// Peers synced by a SYNC reply.
+    pub synced: u64,
     /// The last dropped datagram's source and reason, for logs.
     pub last_error: Option<(SocketAddr, WireError)>,
 }

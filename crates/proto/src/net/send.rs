@@ -54,6 +54,8 @@ enum Control {
     Heartbeat(Vec<u8>),
     /// A GONE, encoded when it leaves so it tells the window then.
     Gone,
+    /// An encoded SYNC request or reply (see `sync.rs`).
+    Sync(Vec<u8>, Kind),
 }
 
 /// What [`Sender::pop`] handed out.
@@ -233,6 +235,7 @@ impl Sender {
         if let Some(c) = self.control.front() {
             return Some(match c {
                 Control::Nak(b) | Control::Ack(b) | Control::Heartbeat(b) => b.len(),
+                Control::Sync(b, _) => b.len(),
                 Control::Gone => HEADER_LEN + 2 * crate::varint::MAX_LEN,
             });
         }
@@ -464,6 +467,11 @@ impl Sender {
                     self.recycle(b);
                     Kind::Heartbeat
                 }
+                Control::Sync(b, k) => {
+                    emit(&b, buf);
+                    self.recycle(b);
+                    k
+                }
                 Control::Gone => {
                     self.gone_queued = false;
                     self.gone_seq += 1;
@@ -544,5 +552,6 @@ impl Sender {
 
 mod pacer;
 mod reliable;
+mod sync;
 pub(crate) use pacer::Pacer;
 use reliable::{Kept, Retx};

@@ -147,6 +147,17 @@ fn child_process_calling_control_as_another_user() {
     // SAFETY: getuid/getgid have no preconditions.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     println!("\nid {uid} {gid}");
+    // `channels.control.allowuids` may keep this user off control entirely.
+    let control = netcluster::blocking::Client::builder("control")
+        .with(|b| b.socket_dir(&dir).name("other-user"))
+        .connect();
+    match control {
+        Ok(_) => println!("control ok"),
+        Err(e) => {
+            println!("control refused: {e}");
+            return;
+        }
+    }
     let mut ctl = Raw::connect(&dir.join("netcluster-control"));
     ctl.hello("other-user");
     println!(
@@ -343,6 +354,25 @@ fn reloadconfig_needs_admin_over_every_protocol_and_adminuids_grant_it() {
         let got = other.run(&d, &unlocking(json!({})), &fifo);
         assert_eq!(got["request"], denied("reloadconfig"));
         assert!(got["locked"].starts_with("refused: "), "{got:?}");
+
+        // `channels.control.allowuids` keeps working: off control entirely.
+        root.request(
+            "nc-control-reloadconfig",
+            &json!({
+                "socketmode": "0666",
+                "channels": { "control": { "allowuids": [4242] }, "locked": {} }
+            }),
+        )
+        .unwrap();
+        let got = other.run(&d, &unlocking(json!({})), &fifo);
+        assert!(
+            got["control"].starts_with("refused: ")
+                && got["control"].contains(&format!(
+                    "access denied: uid {OTHER} (groups [{OTHER}]) is not allowed on channel \"control\""
+                )),
+            "{got:?}"
+        );
+        assert_eq!(got.get("showconfig"), None, "{got:?}");
     });
 }
 

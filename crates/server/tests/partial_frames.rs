@@ -70,7 +70,7 @@ fn partial_frames_time_out_with_an_error_and_their_memory_is_freed() {
     bounded(240, "partial frames time out", || {
         let d = Daemon::start(
             r#"{
-              "frametimeoutms": 3000,
+              "frametimeoutms": 8000,
               "partialbytes": "1GiB",
               "channels": { "A": {}, "B": {} }
             }"#,
@@ -92,18 +92,18 @@ fn partial_frames_time_out_with_an_error_and_their_memory_is_freed() {
                 let mut r = d.raw("A", &format!("partial-{i}"));
                 let sent = Instant::now();
                 r.send(part);
+                assert!(settle(&mut ctl, r.client, part.len()), "attacker {i} held");
                 (r, sent)
             })
             .collect();
         // The seed format has no length: an unterminated packet.
-        let mut seed = UnixStream::connect(d.path("A")).unwrap();
+        // On B: a seed client gets every message of its channel, and the
+        // background stream on A would fill its queue while it is not read.
+        let mut seed = UnixStream::connect(d.path("B")).unwrap();
         seed.write_all(b"{\"event\":\"x\",\"data\":\"").unwrap();
         seed.write_all(&vec![b'y'; 1 << 20]).unwrap();
         let seed_sent = Instant::now();
         let wrote = t0.elapsed();
-        for (r, _) in &attackers {
-            assert!(settle(&mut ctl, r.client, part.len()), "held");
-        }
         let during = d.rss();
 
         for (i, (r, sent)) in attackers.iter_mut().enumerate() {
@@ -111,11 +111,11 @@ fn partial_frames_time_out_with_an_error_and_their_memory_is_freed() {
             let waited = sent.elapsed();
             assert_eq!(code, ErrorCode::BadFrame, "{msg}");
             assert!(
-                msg.contains("frametimeoutms") && msg.contains("3000 ms"),
+                msg.contains("frametimeoutms") && msg.contains("8000 ms"),
                 "attacker {i}: {msg}"
             );
             assert!(
-                waited >= Duration::from_millis(2900),
+                waited >= Duration::from_millis(7900),
                 "attacker {i} closed after {waited:?}, before the timeout"
             );
         }
@@ -124,7 +124,7 @@ fn partial_frames_time_out_with_an_error_and_their_memory_is_freed() {
             reply.contains("\"nc-error\"") && reply.contains("frametimeoutms"),
             "seed client: {reply}"
         );
-        assert!(seed_sent.elapsed() >= Duration::from_millis(2900));
+        assert!(seed_sent.elapsed() >= Duration::from_millis(7900));
 
         // Left: control, the background pair and the idle client.
         wait_clients(&mut ctl, 4);
@@ -234,5 +234,87 @@ fn partialbytes_bounds_all_partial_frames_together_and_refuses_the_one_passing_i
             held.push(again);
         }
         d.log();
+    });
+}
+
+/// The attack of issue 11 at the defaults: 30 local connections each send
+/// 16 MiB − 1 bytes of a 16 MiB frame, then nothing. Before, that pinned
+/// about 500 MB for ever; now `partialbytes` (64 MiB) holds three or four,
+/// the others are refused at once, and the three are closed after
+/// `frametimeoutms` (10 s), their memory given back.
+#[test]
+fn thirty_almost_whole_frames_at_the_defaults_stay_within_partialbytes() {
+    bounded(180, "issue 11 partial frames at the defaults", || {
+        let d = Daemon::start(r#"{ "channels": { "A": {} } }"#);
+        let mut ctl = d.control();
+        std::thread::sleep(Duration::from_millis(300));
+        let baseline = d.rss();
+        let mut b = BytesMut::new();
+        frame::encode_publish(&mut b, "big", &vec![b'z'; (16 << 20) - 64]);
+        let almost = &b[..b.len() - 1];
+        let t0 = Instant::now();
+        let mut held = Vec::new();
+        let mut refused = 0;
+        for i in 0..30 {
+            let mut r = d.raw("A", &format!("partial-{i}"));
+            // Cut short by the daemon if refused.
+            let _ = r.s.write_all(almost);
+            if settle(&mut ctl, r.client, almost.len()) {
+                held.push(r);
+            } else {
+                let (code, msg) = fatal_error(&mut r);
+                assert_eq!(code, ErrorCode::TooLarge, "{msg}");
+                assert!(msg.contains("partialbytes (67108864 bytes)"), "{msg}");
+                refused += 1;
+            }
+        }
+        let during = d.rss();
+        let peak = d.peak_rss();
+        let partial = ctl
+            .request("nc-control-status", &serde_json::Value::Null)
+            .unwrap()["partial_bytes"]
+            .as_u64()
+            .unwrap();
+        for r in &mut held {
+            let (code, msg) = fatal_error(r);
+            assert_eq!(code, ErrorCode::BadFrame, "{msg}");
+            assert!(msg.contains("frametimeoutms (10000 ms)"), "{msg}");
+        }
+        wait_clients(&mut ctl, 1);
+        let after = d.rss();
+        let left = ctl
+            .request("nc-control-status", &serde_json::Value::Null)
+            .unwrap()["partial_bytes"]
+            .as_u64()
+            .unwrap();
+        eprintln!(
+            "30 frames of 16 MiB - 1 byte at the defaults: {} held, {refused} refused; \
+             partial_bytes {partial} then {left}; daemon RSS baseline {} MiB, with those \
+             held {} MiB, peak {} MiB, after the timeout {} MiB ({:?} in all)",
+            held.len(),
+            baseline >> 20,
+            during >> 20,
+            peak >> 20,
+            after >> 20,
+            t0.elapsed()
+        );
+        // Three or four frames of almost 16 MiB fit in 64 MiB, by how
+        // close to it they come.
+        assert!((3..=4).contains(&held.len()), "{} held", held.len());
+        assert_eq!(refused, 30 - held.len());
+        assert!(partial <= 64 << 20, "{partial}");
+        assert_eq!(left, 0);
+        assert!(
+            peak < baseline + (100 << 20),
+            "peak RSS {} MiB over a baseline of {} MiB",
+            peak >> 20,
+            baseline >> 20
+        );
+        assert!(
+            after < baseline + (16 << 20),
+            "RSS {} MiB after the timeout, baseline {} MiB",
+            after >> 20,
+            baseline >> 20
+        );
     });
 }

@@ -142,13 +142,16 @@ pub fn reply_event(conn: &Conn, event: &str, body: &Value) {
 
 fn reload(hub: &Rc<Hub>, arg: &Value) -> Result<Value, String> {
     let new = match arg {
-        // A path named by the caller: its content never appears in errors.
+        // A file read for a caller: its content never appears in errors.
+        // That holds for the active config's file too, which an earlier
+        // reloadconfig(path) may have named (and which may since have been
+        // replaced by another file).
         Value::String(path) => {
             Config::load_private(std::path::Path::new(path)).map_err(|e| e.to_string())?
         }
         Value::Object(_) => Config::from_value(arg).map_err(|e| e.to_string())?,
         Value::Null => match &hub.config().source {
-            ConfigSource::File(path) => Config::load(path).map_err(|e| e.to_string())?,
+            ConfigSource::File(path) => Config::load_private(path).map_err(|e| e.to_string())?,
             _ => {
                 return Err(
                     "the active config was not loaded from a file; give reloadconfig a path".into(),

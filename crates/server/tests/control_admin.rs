@@ -436,6 +436,21 @@ fn reloadconfig_of_a_file_never_quotes_its_content() {
             root.request("nc-control-showconfig", &Value::Null).unwrap(),
             before
         );
+        // reloadconfig() reads the active file again: named by an earlier
+        // reloadconfig(path), it is treated the same, even once replaced.
+        let active = dir.path().join("active.json");
+        std::fs::write(&active, CONFIG).unwrap();
+        root.request("nc-control-reloadconfig", &json!(active))
+            .unwrap();
+        std::fs::write(&active, r#"{"nodename": 7, "SECRET": "SECRET"}"#).unwrap();
+        let e = root
+            .request("nc-control-reloadconfig", &Value::Null)
+            .unwrap_err();
+        assert!(!e.contains("SECRET"), "{e}");
+        assert!(
+            e.contains(":1:14: nodename: expected a string, found a number"),
+            "{e}"
+        );
         // The full message stays available to whoever may read the file.
         let check = Command::new(common::BIN)
             .arg("--check")

@@ -141,6 +141,8 @@ pub struct Hub {
     doomed: RefCell<Vec<(Rc<Conn>, ErrorCode, String)>>,
     /// Read buffer shared by all connections (only one reads at a time).
     pub read_buf: RefCell<BytesMut>,
+    /// Bytes held by all sessions' unfinished frames (`partialbytes`).
+    pub partial: crate::partial::Budget,
     /// Accept tasks of the open channels, by name; aborting one drops its
     /// listener, which removes the socket file.
     pub listeners: RefCell<std::collections::BTreeMap<String, Served>>,
@@ -171,6 +173,7 @@ impl Hub {
             touched: RefCell::new(Vec::new()),
             doomed: RefCell::new(Vec::new()),
             read_buf: RefCell::new(BytesMut::new()),
+            partial: Default::default(),
             listeners: RefCell::new(Default::default()),
             started: std::time::SystemTime::now(),
             net: RefCell::new(None),

@@ -14,6 +14,7 @@ mod hub;
 mod iface;
 mod net;
 mod outq;
+mod partial;
 mod server;
 mod session;
 mod timefmt;

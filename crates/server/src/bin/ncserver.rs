@@ -65,6 +65,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
+    return_big_buffers_to_the_system();
     let args = Args::parse();
     if let Err(e) = init_logging(args.log.as_deref(), args.log_file.as_deref()) {
         eprintln!("ncserver: error: {e:#}");
@@ -76,6 +77,26 @@ fn main() -> ExitCode {
             eprintln!("ncserver: error: {e:#}");
             ExitCode::from(EXIT_FAILURE)
         }
+    }
+}
+
+/// Buffers from this size up get their own mapping from glibc.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 1024 * 1024;
+
+/// Makes glibc give every buffer of a megabyte or more (big messages,
+/// unfinished frames) its own mapping, returned to the system when freed.
+/// By default glibc raises that threshold to the largest buffer freed so
+/// far (up to 32 MiB) and its trim threshold to twice that, after which
+/// such buffers come from its heaps and tens of megabytes stay in the
+/// daemon's RSS once they are gone (e.g. after a flood of frames that
+/// never complete).
+fn return_big_buffers_to_the_system() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter, before any other
+    // thread exists.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
     }
 }
 

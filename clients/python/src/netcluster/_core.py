@@ -314,7 +314,12 @@ class Connection:
                 return
             log.warning("netcluster: the daemon reported on channel %r: %s", self.channel, message)
         else:
-            log.warning("netcluster: unexpected frame from the daemon: %r", f)
+            # A second Welcome: the daemon is not speaking the protocol.
+            link = self.link
+            if link is not None:
+                link.end_reason = f"unexpected frame from the daemon (type 0x{kind:02x})"
+                if link.transport is not None:
+                    link.transport.abort()
 
     def sub_pause(self, state: SubState, on: bool) -> None:
         """A subscription filled up (``on``) or drained: stop or resume

@@ -38,6 +38,7 @@ RESPONSE = 0x83
 ERROR = 0x84
 ACK = 0x85
 
+_SERVER_KINDS = frozenset((WELCOME, DELIVER, RESPONSE, ERROR, ACK, PING, PONG))
 _DELIVER_REMOTE = 0x01
 _DELIVER_CHANNEL = 0x02
 #: Decoded event names kept, so a run of one event decodes its name once.
@@ -173,6 +174,8 @@ class Decoder:
         while n - off >= HEADER_LEN:
             kind, blen = unpack_header(buf, off)
             if blen > max_body:
+                if kind not in _SERVER_KINDS:
+                    raise ProtocolError(f"unknown frame type 0x{kind:02x} from the daemon")
                 raise ProtocolError(
                     f"the daemon sent a frame of {blen} bytes, over the limit of {max_body}"
                 )

@@ -260,7 +260,7 @@ class Connection:
     def on_frames(self, frames: List[_frame.Frame]) -> None:
         table = self.table
         for f in frames:
-            if f.__class__ is Message:
+            if isinstance(f, Message):
                 for e in table.by_event.get(f.event, table.all):
                     if e.once:
                         if e.fired:
@@ -272,7 +272,7 @@ class Connection:
                     except Exception:
                         log.exception("netcluster: listener for %r on channel %r raised", e.event, self.channel)
             else:
-                self._answer(f)  # type: ignore[arg-type]
+                self._answer(f)
 
     def _answer(self, f: Tuple[Any, ...]) -> None:
         kind = f[0]

@@ -201,6 +201,25 @@ class Client:
         if conn.opts.echo and conn.table.wants(event):
             self._echo(event, payload)
 
+    def emit_nowait(self, event: str, data: Any = None) -> None:
+        """Like :meth:`emit` without waiting for room in the output buffer:
+        for handlers, which cannot await. Only ``max_pending`` is not
+        enforced; the other errors are raised as by :meth:`emit`."""
+        self.emit_bytes_nowait(event, _dumps(data))
+
+    def emit_bytes_nowait(self, event: str, payload: Any) -> None:
+        """Like :meth:`emit_bytes` without waiting (see :meth:`emit_nowait`)."""
+        conn = self._conn
+        head = self._heads.get(event)
+        if head is None:
+            head = self._head(event)
+        n = len(payload)
+        if n > conn.welcome.max_message:
+            raise TooLargeError(n, conn.welcome.max_message)
+        conn.put(_pack_header(_PUBLISH, len(head) + n), head, payload, wait_ok=False)
+        if conn.opts.echo and conn.table.wants(event):
+            self._echo(event, payload)
+
     def _echo(self, event: str, payload: Any) -> None:
         conn = self._conn
         conn.seq += 1

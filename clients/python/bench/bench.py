@@ -386,12 +386,13 @@ def machine() -> str:
 
 
 def versions() -> Dict[str, str]:
+    from importlib import metadata
+
     out = {}
-    for mod, name in (("netcluster", "netcluster"), ("nats", "nats-py"), ("redis", "redis-py")):
+    for dist, name in (("netcluster", "netcluster"), ("nats-py", "nats-py"), ("redis", "redis-py")):
         try:
-            m = __import__(mod)
-            out[name] = getattr(m, "__version__", "?")
-        except ImportError:
+            out[name] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
             out[name] = "missing"
     return out
 

@@ -69,3 +69,18 @@ def test_control_functions_blocking(daemon: Any) -> None:
         assert "unknown control command" in str(e.value)
         with pytest.raises(RequestError):
             ctl.showclient("A", 999999)
+
+
+def test_control_answers_larger_than_maxmessage(make_daemon: Any) -> None:
+    # A showchannel of many clients is larger than a small maxmessage; the
+    # client must still read it.
+    d = make_daemon({"maxmessage": "1KiB", "channels": {"A": {}}})
+    clients = [netcluster.Client("A", socket_dir=d.socket_dir, name="n" * 100) for _ in range(12)]
+    try:
+        with netcluster.Client("control", socket_dir=d.socket_dir) as ctl:
+            assert ctl.max_message == 1024
+            rows = ctl.showchannel("A")
+            assert len(rows) == 12 and len(str(rows)) > 2 * 1024
+    finally:
+        for c in clients:
+            c.close()

@@ -34,6 +34,8 @@ _HANDSHAKE_MAX = 64 * 1024
 _WRITE_HIGH = 1024 * 1024
 #: Attempts when the daemon took a slow hello for a seed (JSON) client.
 _LATE_RETRIES = 3
+#: Smallest frame body bound after the handshake (see Link._greet).
+_CONTROL_MAX = 16 * 1024 * 1024
 
 
 class Welcome:
@@ -117,7 +119,9 @@ class Link(asyncio.Protocol):
             self._abort(None)
             return
         self.decoder.node = node
-        self.decoder.max_body = max_message + _frame.FRAME_OVERHEAD
+        # Control answers are not bounded by maxmessage (a showchannel of many
+        # clients under a small maxmessage is larger): accept at least 16 MiB.
+        self.decoder.max_body = max(max_message, _CONTROL_MAX) + _frame.FRAME_OVERHEAD
         for f in frames[1:]:
             if isinstance(f, Message) and f.node == 0:
                 f.node = node

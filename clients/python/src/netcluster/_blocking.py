@@ -115,17 +115,18 @@ class Client:
         """Emits ``event`` with a raw payload (any bytes-like object)."""
         a = self._aio
         conn = self._conn
-        head = a._heads.get(event)
-        if head is None:
-            head = a._head(event)
+        try:
+            head, hl = a._heads[event]
+        except KeyError:
+            head, hl = a._head(event)
         n = len(payload)
-        if n > conn.welcome.max_message:
-            raise TooLargeError(n, conn.welcome.max_message)
-        h = aio._pack_header(aio._PUBLISH, len(head) + n)
+        if n > conn.max_message:
+            raise TooLargeError(n, conn.max_message)
+        h = aio._pack_header(aio._PUBLISH, hl + n)
         on_loop = threading.get_ident() == self._thread.ident
         while not conn.put(h, head, payload, wait_ok=not on_loop):
             self._call(conn.wait_room())
-        if conn.opts.echo and conn.table.wants(event):
+        if conn.echo and conn.table.wants(event):
             a._echo(event, payload)
 
     def flush(self) -> None:

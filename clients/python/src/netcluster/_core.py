@@ -107,6 +107,8 @@ class Connection:
         self.path = path
         self.why = why
         self.opts = opts
+        self.echo = opts.echo
+        self.max_message = welcome.max_message
         self.table = Table()
         self.state = CONNECTED
         self.seq = 0
@@ -118,6 +120,8 @@ class Connection:
         self._closed: Optional[DisconnectedError] = None
         self._closing = False
         self._offline: Optional[str] = None
+        self._plain = True
+        self._max_pending = opts.max_pending
         self._room: List["asyncio.Future[None]"] = []
         self._next_id = 0
         self._next_listener = 0
@@ -146,6 +150,7 @@ class Connection:
     def _attach(self, link: Link, welcome: Welcome) -> None:
         self.link = link
         self.welcome = welcome
+        self.max_message = welcome.max_message
         self.writable = True
         link.sink = self
         if self._full and link.transport is not None:
@@ -177,22 +182,15 @@ class Connection:
         """Appends a frame given in up to three parts. False when the
         caller must wait for room (``wait_room``) and try again."""
         with self._lock:
-            if self._stop is not None:
-                raise self._closed or DisconnectedError(self._stop)
             out = self._out
-            if self._offline is not None:
-                if len(out) >= self.opts.offline_queue:
-                    raise DisconnectedError(
-                        f"reconnecting to the daemon ({self._offline}) and the offline queue is "
-                        f"full ({self.opts.offline_queue} bytes)"
-                    )
-            elif wait_ok and len(out) >= self.opts.max_pending:
-                return False
-            out += a
-            if b:
+            # One test for the common case: open, online, room (emits call
+            # this once per message).
+            if self._plain and (len(out) < self._max_pending or not wait_ok):
+                out += a
                 out += b
-            if c:
                 out += c
+            elif not self._put_abnormal(a, b, c, wait_ok):
+                return False
             if self._scheduled:
                 return True
             self._scheduled = True
@@ -204,6 +202,28 @@ class Connection:
         except RuntimeError:
             pass  # the event loop is closed: nothing will be written any more
         return True
+
+    def _put_abnormal(self, a: bytes, b: bytes, c: Any, wait_ok: bool) -> bool:
+        """``put`` when closed, closing, offline or full (lock held)."""
+        if self._stop is not None:
+            raise self._closed or DisconnectedError(self._stop)
+        out = self._out
+        if self._offline is not None:
+            if len(out) >= self.opts.offline_queue:
+                raise DisconnectedError(
+                    f"reconnecting to the daemon ({self._offline}) and the offline queue is "
+                    f"full ({self.opts.offline_queue} bytes)"
+                )
+        elif wait_ok and len(out) >= self._max_pending:
+            return False
+        out += a
+        out += b
+        out += c
+        return True
+
+    def _set_plain(self) -> None:
+        """Recomputes the fast-path flag of ``put`` (lock held)."""
+        self._plain = self._stop is None and self._offline is None
 
     async def wait_room(self) -> None:
         """Waits until the output buffer is below ``max_pending`` (or the
@@ -359,6 +379,7 @@ class Connection:
         log.info("netcluster: connection to channel %r lost (%s); reconnecting", self.channel, reason)
         with self._lock:
             self._offline = reason
+            self._set_plain()
         self.state = RECONNECTING
         self._fail_pending(DisconnectedError(f"reconnecting to the daemon ({reason})", code))
         self._wake_room()
@@ -382,6 +403,7 @@ class Connection:
             self._closed = err
             self._stop = reason
             self._out = bytearray()
+            self._set_plain()
         self.state = CLOSED
         self._fail_pending(err)
         self.table.clear()
@@ -419,6 +441,7 @@ class Connection:
                     self._out = bytearray(subscribe_frames(True, 0, events) if events else b"")
                     self._out += queued
                     self._offline = None
+                    self._set_plain()
                 self._attach(link, welcome)
                 self.state = CONNECTED
                 log.info("netcluster: reconnected to channel %r as client %d", self.channel, welcome.client)
@@ -441,6 +464,7 @@ class Connection:
             self._closing = True
             if self._stop is None:
                 self._stop = "the client is disconnecting"
+            self._set_plain()
         if self.link is None or self.state != CONNECTED:
             self._finish(_APP_CLOSE)
             return

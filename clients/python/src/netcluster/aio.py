@@ -23,7 +23,7 @@ import os
 import sys
 import threading
 import weakref
-from typing import Any, AsyncIterator, Callable, Dict, Generator, List, Optional, Type
+from typing import Any, AsyncIterator, Callable, Dict, Generator, List, Optional, Tuple
 
 from . import _frame
 from ._core import CLOSED, CONNECTED, RECONNECTING, Connection, Options
@@ -74,7 +74,8 @@ class Client:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        self._heads: Dict[str, bytes] = {}
+        #: Per event: the encoded ``event_len u16 · event`` and its length.
+        self._heads: Dict[str, Tuple[bytes, int]] = {}
 
     @classmethod
     async def connect(
@@ -168,13 +169,13 @@ class Client:
 
     # --- emitting ------------------------------------------------------------
 
-    def _head(self, event: str) -> bytes:
+    def _head(self, event: str) -> Tuple[bytes, int]:
         name = encode_event_name(event)
         head = _frame.pack_u16(len(name)) + name
         if len(self._heads) >= 4096:
             self._heads.clear()
-        self._heads[event] = head
-        return head
+        self._heads[event] = (head, len(head))
+        return head, len(head)
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Emits ``event`` with ``data`` serialized as JSON.
@@ -189,16 +190,17 @@ class Client:
     async def emit_bytes(self, event: str, payload: Any) -> None:
         """Emits ``event`` with a raw payload (any bytes-like object)."""
         conn = self._conn
-        head = self._heads.get(event)
-        if head is None:
-            head = self._head(event)
+        try:
+            head, hl = self._heads[event]
+        except KeyError:
+            head, hl = self._head(event)
         n = len(payload)
-        if n > conn.welcome.max_message:
-            raise TooLargeError(n, conn.welcome.max_message)
-        h = _pack_header(_PUBLISH, len(head) + n)
+        if n > conn.max_message:
+            raise TooLargeError(n, conn.max_message)
+        h = _pack_header(_PUBLISH, hl + n)
         while not conn.put(h, head, payload):
             await conn.wait_room()
-        if conn.opts.echo and conn.table.wants(event):
+        if conn.echo and conn.table.wants(event):
             self._echo(event, payload)
 
     def emit_nowait(self, event: str, data: Any = None) -> None:
@@ -210,13 +212,14 @@ class Client:
     def emit_bytes_nowait(self, event: str, payload: Any) -> None:
         """Like :meth:`emit_bytes` without waiting (see :meth:`emit_nowait`)."""
         conn = self._conn
-        head = self._heads.get(event)
-        if head is None:
-            head = self._head(event)
+        try:
+            head, hl = self._heads[event]
+        except KeyError:
+            head, hl = self._head(event)
         n = len(payload)
-        if n > conn.welcome.max_message:
-            raise TooLargeError(n, conn.welcome.max_message)
-        conn.put(_pack_header(_PUBLISH, len(head) + n), head, payload, wait_ok=False)
+        if n > conn.max_message:
+            raise TooLargeError(n, conn.max_message)
+        conn.put(_pack_header(_PUBLISH, hl + n), head, payload, wait_ok=False)
         if conn.opts.echo and conn.table.wants(event):
             self._echo(event, payload)
 

@@ -6,6 +6,8 @@
 # port), runs `ncbench suite`, stops the brokers by PID, and writes
 #   docs/bench/latest.json, docs/bench/latest.md, docs/bench/chart.svg
 # and the generated section of docs/PERFORMANCE.md. Prints the table.
+# Then, with python3 3.9+, the Python clients' benchmark on the same
+# brokers (clients/python/bench/run.sh; its own section of PERFORMANCE.md).
 #
 # Bounded in time: every workload has a fixed message count and each role
 # process a deadline (ncbench), and the whole suite runs under `timeout`.

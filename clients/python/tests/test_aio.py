@@ -313,3 +313,24 @@ def test_slow_consumer_disconnect_reports_reason(make_daemon: Any) -> None:
         await pub.disconnect()
 
     run(main())
+
+
+def test_handlers_reply_with_emit_nowait_and_coroutine_handlers(daemon: Any) -> None:
+    async def main() -> None:
+        ponger = await connect(daemon, "A", echo=False)
+        pinger = await connect(daemon, "A", echo=False)
+        await ponger.on("ping", lambda m: ponger.emit_nowait("pong", m.data + 1))
+        got: List[Any] = []
+
+        async def slow_handler(m: Message) -> None:
+            await asyncio.sleep(0)
+            got.append(m.data)
+
+        await pinger.on("pong", slow_handler)
+        for i in range(3):
+            await pinger.emit("ping", i * 10)
+        await until(lambda: sorted(got) == [1, 11, 21], "three pongs")
+        await ponger.disconnect()
+        await pinger.disconnect()
+
+    run(main())

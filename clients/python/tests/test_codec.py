@@ -122,3 +122,13 @@ def test_socket_dir_rule() -> None:
     assert rule({"XDG_RUNTIME_DIR": "/y"}, True)[0] == "/var/run"
     assert rule({"XDG_RUNTIME_DIR": "/y"}, False)[0] == "/y"
     assert rule({"NETCLUSTER_SOCKET_DIR": ""}, False)[0] == "/tmp"
+
+
+@pytest.mark.parametrize("client", [0, 1, 127, 128, 16383, 16384, 2**40])
+@pytest.mark.parametrize("seq", [0, 1, 127, 128, 2**14 - 1, 2**14, 2**21 - 1, 2**21, 2**28 - 1, 2**28, 2**64 - 1])
+def test_varint_fast_and_slow_paths_agree(client: int, seq: int) -> None:
+    for payload in (b"", b"p" * 20):
+        f = deliver("e", payload, client, seq)
+        (m,) = _frame.Decoder("A", 1, 4096).feed(f)
+        assert isinstance(m, Message)
+        assert (m.client, m.seq, m.event, m.bytes()) == (client, seq, "e", payload)

@@ -135,8 +135,11 @@ def test_closed_client_raises(daemon: Any) -> None:
     a = netcluster.Client("A", socket_dir=daemon.socket_dir)
     a.close()
     a.close()  # idempotent
-    with pytest.raises(NetclusterError):
+    with pytest.raises(netcluster.DisconnectedError):
         a.emit("x", 1)
+    with pytest.raises(netcluster.DisconnectedError) as e:
+        a.on("x", print)
+    assert "closed" in str(e.value)
 
 
 def test_no_such_channel_blocking(daemon: Any) -> None:

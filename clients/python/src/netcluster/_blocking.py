@@ -22,7 +22,7 @@ from typing import Any, Coroutine, Iterator, Optional, TypeVar
 
 from . import aio
 from ._listeners import _Stop
-from .errors import NetclusterError, TooLargeError
+from .errors import DisconnectedError, NetclusterError, TooLargeError
 from .message import Message
 
 T = TypeVar("T")
@@ -67,6 +67,9 @@ class Client:
                 f"{what} waits for the daemon and cannot run inside a handler, which runs on the "
                 f"client's own thread; hand the work to another thread (emit and remove_listener work)"
             )
+        if self._loop.is_closed():
+            coro.close()
+            raise DisconnectedError("disconnected by the application (the client is closed)")
         fut = asyncio.run_coroutine_threadsafe(coro, self._loop)
         try:
             return fut.result()

@@ -210,7 +210,7 @@ def test_reconnect_after_daemon_restart(daemon: Any) -> None:
         b = await connect(daemon, "A")
         got: List[Any] = []
         await b.on("after", lambda m: got.append(m.data))
-        first_id = b.client_id
+        sub = await b.subscribe("stream")
         daemon.stop()
         await until(lambda: b.state == "reconnecting", "reconnecting state")
         with pytest.raises(DisconnectedError) as e:
@@ -221,11 +221,19 @@ def test_reconnect_after_daemon_restart(daemon: Any) -> None:
         await until(lambda: b.state == "connected", "reconnection")
         a = await connect(daemon, "A", echo=False)
         await a.emit("after", "fresh")
+        await a.emit("stream", "to the subscription")
         await a.flush()
         await until(lambda: "fresh" in got, "delivery after reconnect")
         assert got[0] == "queued while offline"  # own echo at emit time
-        assert b.client_id >= 1 and b.closed_reason is None
-        del first_id
+        assert (await wait(sub.__anext__())).data == "to the subscription"
+        assert b.closed_reason is None
+        # The message emitted while offline reached the daemon after the
+        # reconnection: a listener on A that subscribed since sees nothing
+        # of it, but the daemon counted it in.
+        ctl = await connect(daemon, "control")
+        (row,) = [r for r in await clients_of(ctl, "A") if r["id"] == b.client_id]
+        assert row["messages_in"] == 1 and sorted(row["subscriptions"]) == ["after", "stream"]
+        await ctl.disconnect()
         await a.disconnect()
         await b.disconnect()
 

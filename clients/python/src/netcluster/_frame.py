@@ -171,6 +171,7 @@ class Decoder:
         node = self.node
         max_body = self.max_body
         unpack_header = _HDR.unpack_from
+        new = object.__new__
         while n - off >= HEADER_LEN:
             kind, blen = unpack_header(buf, off)
             if blen > max_body:
@@ -229,7 +230,15 @@ class Decoder:
                     ev = events.get(key)
                     if ev is None:
                         ev = self._event(key)
-                    append(Message(ev, channel, node, client, seq, mv[e:end]))
+                    # Built field by field: cheaper than a call to __init__.
+                    m = new(Message)
+                    m.event = ev
+                    m.channel = channel
+                    m.node = node
+                    m.client = client
+                    m.seq = seq
+                    m.payload = mv[e:end]
+                    append(m)
                 else:
                     append(self._deliver(buf, mv, p, end))
             elif kind == PONG or kind == PING:

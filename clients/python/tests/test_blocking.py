@@ -147,3 +147,34 @@ def test_no_such_channel_blocking(daemon: Any) -> None:
         netcluster.Client("missing", socket_dir=daemon.socket_dir)
     assert "netcluster-missing" in str(e.value)
     assert threading.active_count() < 50  # the failed client's thread is gone
+
+
+def test_hundred_thousand_in_order_blocking(daemon: Any) -> None:
+    n = 100_000
+    with netcluster.Client("A", socket_dir=daemon.socket_dir, echo=False) as a, netcluster.Client(
+        "B", socket_dir=daemon.socket_dir
+    ) as b:
+        with b.subscribe("burst") as sub:
+            done = threading.Event()
+            got = [0]
+            bad: List[str] = []
+
+            def read() -> None:
+                for m in sub:
+                    i = int.from_bytes(m.payload[:8], "little")
+                    if i != got[0]:
+                        bad.append(f"got {i}, expected {got[0]}")
+                        break
+                    got[0] += 1
+                    if got[0] == n:
+                        break
+                done.set()
+
+            reader = threading.Thread(target=read)
+            reader.start()
+            for i in range(n):
+                a.emit_bytes("burst", i.to_bytes(8, "little"))
+            a.flush()
+            assert done.wait(180), f"only {got[0]} of {n} arrived"
+            reader.join()
+            assert bad == [] and got[0] == n

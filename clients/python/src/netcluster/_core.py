@@ -18,6 +18,7 @@ broken socket may be lost.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import os
@@ -111,7 +112,9 @@ class Connection:
         self.max_message = welcome.max_message
         self.table = Table()
         self.state = CONNECTED
-        self.seq = 0
+        #: Sequence numbers of own messages echoed to own listeners (next()
+        #: on a count is atomic, emits may come from several threads).
+        self.echo_seq = itertools.count(1)
         self._lock = threading.Lock()
         self._out = bytearray()
         self._scheduled = False

@@ -225,9 +225,9 @@ class Client:
 
     def _echo(self, event: str, payload: Any) -> None:
         conn = self._conn
-        conn.seq += 1
+        seq = next(conn.echo_seq)
         body = memoryview(payload if isinstance(payload, bytes) else bytes(payload))
-        msg = Message(event, conn.channel, conn.welcome.node, conn.welcome.client, conn.seq, body)
+        msg = Message(event, conn.channel, conn.welcome.node, conn.welcome.client, seq, body)
         if conn.on_loop_thread():
             conn.on_frames([msg])
         else:

@@ -3,7 +3,8 @@
 # every crate, including the multi-host tests in network namespaces (these
 # need root, iproute2 and nftables; without them they say why and skip,
 # unless NETCLUSTER_REQUIRE_NETNS=1, as in CI, where they fail), then the
-# Node.js client's tests (skipped likewise without node 18+), then the
+# Node.js client's tests (skipped likewise without node 18+), the Python
+# client's (clients/python/run-tests.sh; skipped without python3 3.9+), then the
 # Windows build under Wine (scripts/wine-test.sh, same rule for wine64 and
 # mingw-w64).
 set -euo pipefail
@@ -24,6 +25,20 @@ elif [ "${NETCLUSTER_REQUIRE_NETNS:-0}" = 1 ]; then
   exit 1
 else
   echo "skipping the Node.js client's tests: they need node 18 or later (found: $(node --version 2>/dev/null || echo none))"
+fi
+
+# The Python client (clients/python): mypy --strict and pytest in a fresh
+# virtual environment, against target/debug/ncserver (needs python3 3.9+
+# with venv and pip, and network access for pip to fetch pytest and mypy).
+echo "== Python client (clients/python/run-tests.sh)"
+py_ok=$(python3 -c 'import sys; print(int(sys.version_info >= (3, 9)))' 2>/dev/null || echo 0)
+if [ "$py_ok" = 1 ]; then
+  clients/python/run-tests.sh
+elif [ "${NETCLUSTER_REQUIRE_NETNS:-0}" = 1 ]; then
+  echo "error: the Python client's tests need python3 3.9 or later (found: $(python3 --version 2>&1 || echo none)); NETCLUSTER_REQUIRE_NETNS=1 requires every test" >&2
+  exit 1
+else
+  echo "skipping the Python client's tests: they need python3 3.9 or later (found: $(python3 --version 2>&1 || echo none))"
 fi
 
 # The Windows build under Wine (needs wine64 and mingw-w64; skips with the

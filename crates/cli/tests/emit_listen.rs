@@ -297,3 +297,46 @@ fn listen_reconnects_when_the_daemon_restarts() {
     assert_eq!(v["event"], "after");
     assert_eq!(v["data"], "restart");
 }
+
+/// The README's quick start, as a shell runs it: `listen B` in the
+/// background, wait for its "listening" line, then `emit A` (the built-in
+/// config routes A to B). Without the wait the emit could beat the
+/// subscription; with it the message arrives every time.
+#[test]
+fn quick_start_emit_after_the_listening_line_always_arrives() {
+    let d = TestDaemon::builtin();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ncclient"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = r#"
+        ncclient listen B --count 1 --timeout 20 > out.json 2> listen.log &
+        until grep -q listening listen.log; do sleep 0.05; done
+        ncclient emit A greet '"hello"'
+        wait
+        cat out.json
+    "#;
+    for run in 0..20 {
+        let work = netcluster_testkit::tempdir();
+        let o = std::process::Command::new("timeout")
+            .args(["60", "sh", "-c", script])
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("NETCLUSTER_SOCKET_DIR", d.socket_dir())
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        let v: Value = serde_json::from_str(stdout(&o).trim())
+            .unwrap_or_else(|e| panic!("run {run}: {e}: {:?}", stdout(&o)));
+        assert_eq!(
+            (v["event"].as_str(), v["data"].as_str()),
+            (Some("greet"), Some("hello")),
+            "run {run}"
+        );
+    }
+}

@@ -63,7 +63,7 @@ fn runtime() -> Result<Arc<Runtime>, ConnectError> {
         .map(|rt| Arc::new(Runtime(Some(rt))))
         .map_err(|e| ConnectError::Io {
             path: "<runtime>".into(),
-            source: e,
+            cause: e,
         })
 }
 

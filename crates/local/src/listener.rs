@@ -21,12 +21,15 @@ use crate::LocalStream;
 #[non_exhaustive]
 pub enum BindError {
     /// Another process is accepting connections on the path.
-    #[error("another ncserver is already serving channel {channel:?} at {path} (stop it, or give this daemon another socketdir)")]
+    #[error("another ncserver is already serving channel {channel:?} at {path}: {holder} accepts connections there (stop it, or give this daemon another socketdir)")]
     InUse {
         /// Channel name.
         channel: String,
         /// Socket path.
         path: PathBuf,
+        /// Who was found serving it, e.g. `process 4242 (ncserver)`, or
+        /// `a process` when the system does not tell.
+        holder: String,
     },
     /// A file that is not a socket is in the way.
     #[error("{path} exists and is not a socket; refusing to replace it (channel {channel:?})")]
@@ -52,14 +55,15 @@ pub enum BindError {
     #[error(transparent)]
     BadName(#[from] names::NameError),
     /// An I/O error while preparing or binding the socket.
-    #[error("cannot bind channel {channel:?} at {path}: {source}")]
+    #[error("cannot bind channel {channel:?} at {path}: {cause}")]
     Io {
         /// Channel name.
         channel: String,
         /// The path.
         path: PathBuf,
-        /// The cause.
-        source: io::Error,
+        /// The cause (in the message, so not also a `source()`, which would
+        /// print it twice in a chain).
+        cause: io::Error,
     },
     /// `socketgroup` names a group that does not exist.
     #[error("socketgroup {name:?}: no such group")]
@@ -127,6 +131,44 @@ mod unix {
         ino: (u64, u64),
     }
 
+    /// Names the process accepting on the other end of `s`: its pid from
+    /// the socket's peer credentials and its command name, so that "socket
+    /// in use" says what to stop.
+    #[cfg(target_os = "linux")]
+    fn holder(s: &std::os::unix::net::UnixStream) -> String {
+        use std::os::fd::AsRawFd;
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: the fd is open for the duration of the call (borrowed
+        // from `s`), and `cred`/`len` are valid for writes of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                std::ptr::addr_of_mut!(cred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 || cred.pid <= 0 {
+            return "a process".into();
+        }
+        match std::fs::read_to_string(format!("/proc/{}/comm", cred.pid)) {
+            Ok(name) => format!("process {} ({})", cred.pid, name.trim_end()),
+            Err(_) => format!("process {}", cred.pid),
+        }
+    }
+
+    /// Other Unix systems: the peer's pid is not portable to get.
+    #[cfg(not(target_os = "linux"))]
+    fn holder(_: &std::os::unix::net::UnixStream) -> String {
+        "a process".into()
+    }
+
     impl LocalListener {
         /// Binds `{dir}/netcluster-{channel}` with the given file mode and
         /// group, replacing a stale socket left by a dead daemon. Must be
@@ -139,10 +181,10 @@ mod unix {
         ) -> Result<Self, BindError> {
             names::check_channel(channel)?;
             let path = channel_path(dir, channel);
-            let io_err = |source| BindError::Io {
+            let io_err = |cause| BindError::Io {
                 channel: channel.into(),
                 path: path.clone(),
-                source,
+                cause,
             };
             let len = path.as_os_str().len();
             if len > MAX_PATH {
@@ -157,10 +199,11 @@ mod unix {
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_socket() => {
                     match std::os::unix::net::UnixStream::connect(&path) {
-                        Ok(_) => {
+                        Ok(s) => {
                             return Err(BindError::InUse {
                                 channel: channel.into(),
                                 path,
+                                holder: holder(&s),
                             })
                         }
                         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {

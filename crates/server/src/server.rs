@@ -38,7 +38,7 @@ pub enum StartError {
     Net(#[from] NetError),
     /// The runtime or thread could not be created.
     #[error("cannot start the daemon thread: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
 }
 
 /// Starts daemons. See the module docs.

@@ -62,14 +62,17 @@ impl LocalListener {
             return Err(BindError::GroupsUnsupported);
         }
         let path = channel_path(dir, channel);
+        // Finding the pipe server's process needs more Win32 than this is
+        // worth; the pipe name already says which channel is taken.
         let in_use = || BindError::InUse {
             channel: channel.into(),
             path: path.clone(),
+            holder: "a process".into(),
         };
-        let io_err = |source| BindError::Io {
+        let io_err = |cause| BindError::Io {
             channel: channel.into(),
             path: path.clone(),
-            source,
+            cause,
         };
         let len = path.as_os_str().encode_wide_len();
         if len > MAX_PIPE_NAME {

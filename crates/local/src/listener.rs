@@ -170,22 +170,13 @@ mod unix {
     }
 
     impl LocalListener {
-        /// Binds `{dir}/netcluster-{channel}` with the given file mode and
-        /// group, replacing a stale socket left by a dead daemon. Must be
-        /// called inside a tokio runtime.
-        pub fn bind(
-            dir: &Path,
-            channel: &str,
-            mode: u32,
-            group: Option<u32>,
-        ) -> Result<Self, BindError> {
+        /// What [`LocalListener::bind`] checks before touching the file
+        /// system: the channel name and that the socket path fits a
+        /// `sockaddr_un`. Returns the path. (`ncserver --check` runs it for
+        /// every channel.)
+        pub fn check(dir: &Path, channel: &str) -> Result<PathBuf, BindError> {
             names::check_channel(channel)?;
             let path = channel_path(dir, channel);
-            let io_err = |cause| BindError::Io {
-                channel: channel.into(),
-                path: path.clone(),
-                cause,
-            };
             let len = path.as_os_str().len();
             if len > MAX_PATH {
                 return Err(BindError::PathTooLong {
@@ -195,6 +186,24 @@ mod unix {
                     max: MAX_PATH,
                 });
             }
+            Ok(path)
+        }
+
+        /// Binds `{dir}/netcluster-{channel}` with the given file mode and
+        /// group, replacing a stale socket left by a dead daemon. Must be
+        /// called inside a tokio runtime.
+        pub fn bind(
+            dir: &Path,
+            channel: &str,
+            mode: u32,
+            group: Option<u32>,
+        ) -> Result<Self, BindError> {
+            let path = Self::check(dir, channel)?;
+            let io_err = |cause| BindError::Io {
+                channel: channel.into(),
+                path: path.clone(),
+                cause,
+            };
             std::fs::create_dir_all(dir).map_err(io_err)?;
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_socket() => {
@@ -321,6 +330,14 @@ mod unsupported {
     }
 
     impl LocalListener {
+        /// Always fails on this platform.
+        pub fn check(_dir: &Path, channel: &str) -> Result<PathBuf, BindError> {
+            names::check_channel(channel)?;
+            Err(BindError::Unsupported {
+                channel: channel.into(),
+            })
+        }
+
         /// Always fails on this platform.
         pub fn bind(
             _dir: &Path,

@@ -97,9 +97,18 @@ pub struct NetDriver {
     started: (Instant, SystemTime),
 }
 
-impl NetDriver {
-    /// Opens the socket and the state machine for `cfg`.
-    pub fn open(cfg: &Config, node_id: u64) -> Result<Rc<NetDriver>, NetError> {
+/// What [`NetDriver::open`] works out from the config before opening
+/// anything; every way it can fail short of the socket itself.
+struct Plan {
+    group: SocketAddr,
+    iface: Option<iface::Interface>,
+    peers: Vec<SocketAddr>,
+    name: String,
+    ncfg: NetConfig,
+}
+
+impl Plan {
+    fn new(cfg: &Config, node_id: u64) -> Result<Plan, NetError> {
         let group = SocketAddr::new(cfg.addr, cfg.port);
         let fail = |reason: String| NetError { group, reason };
         let iface = cfg
@@ -108,7 +117,6 @@ impl NetDriver {
             .map(iface::find)
             .transpose()
             .map_err(fail)?;
-        let socket = setup_socket(cfg, group, iface.as_ref()).map_err(|e| fail(e.to_string()))?;
         let mut peers = Vec::new();
         for p in &cfg.peers {
             let addr = p
@@ -131,6 +139,39 @@ impl NetDriver {
         // No batching timer: the hub flushes after every read batch.
         ncfg.flush_delay = Duration::ZERO;
         ncfg.check().map_err(|e| fail(e.to_string()))?;
+        Ok(Plan {
+            group,
+            iface,
+            peers,
+            name,
+            ncfg,
+        })
+    }
+}
+
+/// Runs every check [`NetDriver::open`] makes (interface, peers' addresses,
+/// network settings, and that the group can be joined, on a socket that is
+/// not bound to the port) without joining the network: `ncserver --check`.
+pub fn check(cfg: &Config) -> Result<(), NetError> {
+    let plan = Plan::new(cfg, 1)?;
+    socket::probe_join(cfg, plan.group, plan.iface.as_ref()).map_err(|e| NetError {
+        group: plan.group,
+        reason: e.to_string(),
+    })
+}
+
+impl NetDriver {
+    /// Opens the socket and the state machine for `cfg`.
+    pub fn open(cfg: &Config, node_id: u64) -> Result<Rc<NetDriver>, NetError> {
+        let Plan {
+            group,
+            iface,
+            peers,
+            name,
+            ncfg,
+        } = Plan::new(cfg, node_id)?;
+        let fail = |reason: String| NetError { group, reason };
+        let socket = setup_socket(cfg, group, iface.as_ref()).map_err(|e| fail(e.to_string()))?;
         let now = Instant::now();
         let socket = UdpSocket::from_std(socket).map_err(|e| fail(e.to_string()))?;
         tracing::info!(

@@ -69,3 +69,49 @@ fn a_second_daemon_names_the_process_it_found() {
         "{err}"
     );
 }
+
+/// Each config here loads, but the daemon refuses to start on it; `--check`
+/// must refuse it too, with the same reason, and bind nothing.
+#[test]
+fn check_refuses_what_start_up_refuses() {
+    let dir = tempdir();
+    let sockets = tempdir();
+    let long = "x".repeat(255);
+    let cases = [
+        (
+            r#"{ "socketgroup": "no-such-group-nc" }"#.to_string(),
+            "socketgroup \"no-such-group-nc\": no such group",
+        ),
+        (
+            r#"{ "connecttonet": true, "interface": "nosuchif9" }"#.to_string(),
+            "interface \"nosuchif9\": no interface has that name or address",
+        ),
+        (
+            format!(r#"{{ "channels": {{ "{long}": {{}} }} }}"#),
+            "the system limit is 107",
+        ),
+    ];
+    for (i, (text, why)) in cases.iter().enumerate() {
+        let cfg = dir.path().join(format!("c{i}.json"));
+        std::fs::write(&cfg, text).unwrap();
+        let cfg = cfg.to_str().unwrap();
+        let (code, out, err) = run_in(sockets.path(), &["--check", cfg]);
+        assert_eq!(code, 2, "--check {text}: {out}{err}");
+        assert!(err.contains(why), "--check {text}: {err}");
+        assert!(err.contains(cfg), "names the file: {err}");
+        assert_eq!(
+            std::fs::read_dir(sockets.path()).unwrap().count(),
+            0,
+            "--check binds nothing"
+        );
+        let (code, _, err) = run_in(sockets.path(), &[cfg]);
+        assert_eq!(code, 2, "start {text}: {err}");
+        assert!(err.contains(why), "start {text}: {err}");
+    }
+    // And a good one is still ok.
+    let cfg = dir.path().join("good.json");
+    std::fs::write(&cfg, r#"{ "channels": { "A": {} } }"#).unwrap();
+    let (code, out, err) = run_in(sockets.path(), &["--check", cfg.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("ok"), "{out}");
+}

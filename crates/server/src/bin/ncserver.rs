@@ -30,7 +30,9 @@ struct Args {
     /// the channels control, A and B.
     config: Option<PathBuf>,
 
-    /// Only check FILE: print what is wrong (file:line:column) or "ok", and exit.
+    /// Only check FILE: print what is wrong (file:line:column) or "ok", and
+    /// exit. Runs every check start-up makes (socketgroup, interface, socket
+    /// path lengths, network settings) without binding anything.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check: Option<PathBuf>,
 
@@ -85,6 +87,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = args.check {
         let cfg = Config::load(&path)?;
+        Server::check(&cfg)
+            .with_context(|| format!("{}: ncserver would not start", path.display()))?;
         let names: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
         println!(
             "{}: ok ({} channels: {})",

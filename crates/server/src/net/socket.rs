@@ -44,14 +44,7 @@ pub(super) fn setup_socket(
     match group.ip() {
         IpAddr::V4(g) => {
             if g.is_multicast() {
-                let how = match iface {
-                    Some(i) if i.index > 0 => socket2::InterfaceIndexOrAddress::Index(i.index),
-                    Some(i) => socket2::InterfaceIndexOrAddress::Address(
-                        i.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                    ),
-                    None => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
-                };
-                joined(s.join_multicast_v4_n(&g, &how), cfg, group)?;
+                joined(s.join_multicast_v4_n(&g, &join_on(iface)), cfg, group)?;
             }
             if let Some(addr) = iface.and_then(|i| i.ipv4) {
                 s.set_multicast_if_v4(&addr)?;
@@ -72,6 +65,44 @@ pub(super) fn setup_socket(
         }
     }
     Ok(s.into())
+}
+
+/// Joins the group on a fresh socket that is not bound to any port, and
+/// leaves it at once: whether start-up could join, for `ncserver --check`.
+pub(super) fn probe_join(
+    cfg: &Config,
+    group: SocketAddr,
+    iface: Option<&iface::Interface>,
+) -> io::Result<()> {
+    let domain = if group.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    match group.ip() {
+        IpAddr::V4(g) if g.is_multicast() => {
+            joined(s.join_multicast_v4_n(&g, &join_on(iface)), cfg, group)
+        }
+        IpAddr::V6(g) if g.is_multicast() => joined(
+            s.join_multicast_v6(&g, iface.map_or(0, |i| i.index)),
+            cfg,
+            group,
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The interface an IPv4 group is joined on: the configured one, else the
+/// one the routing table picks.
+fn join_on(iface: Option<&iface::Interface>) -> socket2::InterfaceIndexOrAddress {
+    match iface {
+        Some(i) if i.index > 0 => socket2::InterfaceIndexOrAddress::Index(i.index),
+        Some(i) => {
+            socket2::InterfaceIndexOrAddress::Address(i.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED))
+        }
+        None => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+    }
 }
 
 /// Joining the group may fail where there is no multicast (no route, a

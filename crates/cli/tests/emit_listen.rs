@@ -340,3 +340,66 @@ fn quick_start_emit_after_the_listening_line_always_arrives() {
         );
     }
 }
+
+/// `ncclient listen` whose output nobody reads becomes a slow consumer;
+/// under `slowconsumer: "disconnect"` the daemon closes it, and listen says
+/// why (the daemon's error) on stderr before reconnecting.
+#[test]
+fn listen_says_why_the_daemon_closed_it() {
+    let d = TestDaemon::start(
+        r#"{ "queuebytes": "256KiB", "channels": { "A": { "slowconsumer": "disconnect" } } }"#,
+    );
+    let logs = netcluster_testkit::tempdir();
+    let log = logs.path().join("stderr");
+    let mut child = ncclient(&d)
+        .args(["listen", "A"])
+        .stdout(Stdio::piped()) // not read for now
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    netcluster_testkit::wait_until(20, "listen to subscribe", || {
+        stderr().contains("listening on A for *")
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let publisher = client(&d, "A").await;
+        let ctl = client(&d, "control").await;
+        let chunk = vec![b'x'; 8192];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Publish until the daemon has closed the listener.
+        loop {
+            for _ in 0..64 {
+                publisher.emit_bytes("bulk", &chunk).await.unwrap();
+            }
+            publisher.flush().await.unwrap();
+            let st = ctl.request("nc-control-status", &()).await.unwrap();
+            if st["disconnects"]["slow_consumer"] == json!(1) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never disconnected: {st}"
+            );
+        }
+    });
+    // Reading its output lets listen get to the error frame behind it.
+    let mut out = child.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    });
+    netcluster_testkit::wait_until(30, "listen to say why it was disconnected", || {
+        stderr().contains("ncclient: lost the connection on channel \"A\"")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = drain.join();
+    let err = stderr();
+    assert!(
+        err.contains("slow consumer: queue reached queuebytes (262144 bytes)"),
+        "{err}"
+    );
+}

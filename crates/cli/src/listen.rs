@@ -137,10 +137,10 @@ struct Source(Subscription);
 
 impl Source {
     async fn open(client: &Client, events: &[String]) -> anyhow::Result<Source> {
-        let sub = client
-            .subscribe_many(events)
-            .await
-            .with_context(|| format!("cannot subscribe to {}", events.join(", ")))?;
+        let sub = client.subscribe_many(events).await.with_context(|| {
+            let names: Vec<String> = events.iter().map(|e| common::quote_name(e)).collect();
+            format!("cannot subscribe to {}", names.join(", "))
+        })?;
         Ok(Source(sub))
     }
 

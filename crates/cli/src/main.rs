@@ -22,8 +22,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use common::Global;
 
-/// Talk to a running ncserver: control REPL, scripted control calls, and
-/// emitting or listening to events from the shell.
+/// ncclient: talk to a running ncserver: control REPL, scripted control
+/// calls, and emitting or listening to events from the shell.
 ///
 /// Without a command, ncclient opens a REPL on the daemon's control
 /// channel: type calls such as showchannel("A") and it prints the daemon's

@@ -355,3 +355,22 @@ fn errors_speak_ncclient() {
     assert!(err.contains("event name is 1025 bytes long"), "{err}");
     assert!(err.len() < 400, "the name is not echoed whole: {err}");
 }
+
+#[test]
+fn help_and_version_name_ncclient() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ncclient"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("ncclient {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ncclient"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("ncclient: "), "{}", stdout(&o));
+}

@@ -115,3 +115,22 @@ fn check_refuses_what_start_up_refuses() {
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("ok"), "{out}");
 }
+
+#[test]
+fn help_and_version_name_ncserver() {
+    let dir = tempdir();
+    let (code, out, _) = run_in(dir.path(), &["--version"]);
+    assert_eq!(code, 0);
+    assert_eq!(
+        out.trim(),
+        format!("ncserver {}", env!("CARGO_PKG_VERSION"))
+    );
+    let (code, out, _) = run_in(dir.path(), &["--help"]);
+    assert_eq!(code, 0);
+    let first = out.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("ncserver, the netcluster daemon"),
+        "{out}"
+    );
+    assert!(out.contains("Usage: ncserver"), "{out}");
+}

@@ -19,10 +19,13 @@ mod service;
 /// Exit code for bad configuration or failed startup.
 const EXIT_FAILURE: u8 = 2;
 
-/// The netcluster daemon: one local socket per channel, routing between
-/// channels and, if configured, to other machines over UDP multicast.
+/// ncserver, the netcluster daemon: one local socket per channel, routing
+/// between channels and, if configured, to other machines over UDP multicast.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+// `name` explicitly, as clap's default is the package's (netcluster-server);
+// the doc comment above is the about text (a bare `about` would show the
+// package's description of the crate instead).
+#[command(name = "ncserver", version)]
 struct Args {
     /// Config file (JSON with comments). Without it: config.json beside
     /// this executable, then /etc/netcluster/config.json (on Windows

@@ -134,3 +134,37 @@ fn help_and_version_name_ncserver() {
     );
     assert!(out.contains("Usage: ncserver"), "{out}");
 }
+
+/// On a host without a multicast route, joining the group fails with the
+/// kernel's "No such device"; ncserver (and --check) must say that a route
+/// or `interface` is needed. Runs in a network namespace of its own.
+#[cfg(target_os = "linux")]
+#[test]
+fn no_multicast_route_says_what_is_needed() {
+    let Some(lan) = netcluster_testkit::netns::Lan::new(1) else {
+        return;
+    };
+    lan.remove_multicast_route(0);
+    let dir = tempdir();
+    let cfg = dir.path().join("net.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{ "connecttonet": true, "socketdir": {:?}, "channels": {{ "A": {{ "propagatetonet": true }} }} }}"#,
+            dir.path().join("sockets")
+        ),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    for args in [&["--check", cfg][..], &[cfg][..]] {
+        // `timeout`: were it to start after all, it must not run forever.
+        let mut cmd = vec!["timeout", "20", BIN];
+        cmd.extend_from_slice(args);
+        let out = lan.exec(0, &cmd);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("cannot join multicast group"), "{err}");
+        assert!(err.contains("a route for 224.0.0.0/4"), "{err}");
+        assert!(err.contains("`interface`"), "{err}");
+    }
+}

@@ -113,10 +113,25 @@ fn joined(r: io::Result<()>, cfg: &Config, group: SocketAddr) -> io::Result<()> 
             tracing::warn!(%group, "cannot join the multicast group ({e}); using the unicast peers only");
             Ok(())
         }
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("cannot join multicast group {}: {e}", group.ip()),
-        )),
+        // The usual cause is a host without a multicast route, where the
+        // kernel answers "No such device": say what fixes it.
+        Err(e) => {
+            let (range, example) = if group.is_ipv4() {
+                ("224.0.0.0/4", "ip route add 224.0.0.0/4 dev eth0")
+            } else {
+                ("ff00::/8", "ip -6 route add ff00::/8 dev eth0 table local")
+            };
+            Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot join multicast group {}: {e}. Multicast needs a route for {range} \
+                     (e.g. `{example}`) or the config's `interface` naming the network \
+                     interface to use; where there is no multicast, list the other daemons \
+                     in `peers`",
+                    group.ip()
+                ),
+            ))
+        }
         Ok(()) => Ok(()),
     }
 }

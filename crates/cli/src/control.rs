@@ -49,7 +49,8 @@ pub const HELP: &str = "\
 Functions (arguments are JSON values; strings may use '…' too; write \\\\ for a backslash):
   showconfig()              the daemon's active configuration
   reloadconfig(\"path\")      load and apply a config file (a relative path is taken from
-                            ncclient's directory); reloadconfig() re-reads the daemon's file;
+                            ncclient's directory); reloadconfig() re-reads the file the active
+                            config was last loaded from;
                             reloaconfig(…) is the seed's spelling of the same
   showchannel()             every channel: client count, propagation targets, socket
   showchannel(\"A\")          the clients of channel A: id, name, pid, uid, since, counters

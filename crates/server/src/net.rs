@@ -15,11 +15,11 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use netcluster_proto::net::{Dest, InMessage, Net, NetConfig, NetEvent, OutMessage, SendError};
+use netcluster_proto::net::{Dest, InMessage, Net, NetEvent, OutMessage, SendError};
 use serde_json::{json, Value};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
@@ -27,7 +27,6 @@ use tokio::sync::Notify;
 use crate::config::Config;
 use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
-use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
 use crate::timefmt::rfc3339;
 
@@ -95,69 +94,6 @@ pub struct NetDriver {
     /// Messages refused by `acceptfromnet: false`.
     refused: Cell<u64>,
     started: (Instant, SystemTime),
-}
-
-/// What [`NetDriver::open`] works out from the config before opening
-/// anything; every way it can fail short of the socket itself.
-struct Plan {
-    group: SocketAddr,
-    iface: Option<iface::Interface>,
-    peers: Vec<SocketAddr>,
-    name: String,
-    ncfg: NetConfig,
-}
-
-impl Plan {
-    fn new(cfg: &Config, node_id: u64) -> Result<Plan, NetError> {
-        let group = SocketAddr::new(cfg.addr, cfg.port);
-        let fail = |reason: String| NetError { group, reason };
-        let iface = cfg
-            .interface
-            .as_deref()
-            .map(iface::find)
-            .transpose()
-            .map_err(fail)?;
-        let mut peers = Vec::new();
-        for p in &cfg.peers {
-            let addr = p
-                .to_socket_addrs()
-                .map_err(|e| fail(format!("peer {p:?}: {e}")))?
-                .find(|a| a.is_ipv4() == group.is_ipv4())
-                .ok_or_else(|| fail(format!("peer {p:?} has no address of the group's family")))?;
-            peers.push(addr);
-        }
-        let name = cfg.nodename.clone().unwrap_or_else(iface::hostname);
-        let mut ncfg = NetConfig::new(node_id, name.clone());
-        ncfg.mtu = cfg.mtu;
-        ncfg.max_message = cfg.maxmessage;
-        ncfg.key = cfg.key.clone();
-        ncfg.retransmit_bytes = cfg.retransmitbytes;
-        // Spreads NAK timers between daemons; any value that differs
-        // between nodes does.
-        ncfg.seed = crate::server::random_u64() ^ node_id;
-        ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
-        // No batching timer: the hub flushes after every read batch.
-        ncfg.flush_delay = Duration::ZERO;
-        ncfg.check().map_err(|e| fail(e.to_string()))?;
-        Ok(Plan {
-            group,
-            iface,
-            peers,
-            name,
-            ncfg,
-        })
-    }
-}
-
-/// Runs every check [`NetDriver::open`] makes (interface, peers' addresses,
-/// network settings, and that the group can be joined, on a socket that is
-/// not bound to the port) without joining the network: `ncserver --check`.
-pub fn check(cfg: &Config) -> Result<(), NetError> {
-    let plan = Plan::new(cfg, 1)?;
-    socket::probe_join(cfg, plan.group, plan.iface.as_ref()).map_err(|e| NetError {
-        group: plan.group,
-        reason: e.to_string(),
-    })
 }
 
 impl NetDriver {
@@ -634,5 +570,8 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+mod plan;
 mod socket;
+pub use plan::check;
+use plan::Plan;
 use socket::setup_socket;

@@ -229,6 +229,14 @@ impl Client {
         self.shared.closed()
     }
 
+    /// Why the client is not connected right now: while reconnecting, the
+    /// reason the last connection ended (the daemon's error when it sent
+    /// one, e.g. "slow consumer: …"); once closed, [`Client::closed_reason`].
+    /// `None` while connected.
+    pub fn not_connected_reason(&self) -> Option<String> {
+        self.shared.not_connected()
+    }
+
     /// Whether the client is connected, reconnecting or closed.
     pub fn state(&self) -> ConnectionState {
         self.shared.state()

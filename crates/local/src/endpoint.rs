@@ -13,12 +13,15 @@ use netcluster_proto::names;
 #[non_exhaustive]
 pub enum BindError {
     /// Another process is accepting connections on the path.
-    #[error("another ncserver is already serving channel {channel:?} at {path} (stop it, or give this daemon another socketdir)")]
+    #[error("another ncserver is already serving channel {channel:?} at {path}: {holder} accepts connections there (stop it, or give this daemon another socketdir)")]
     InUse {
         /// Channel name.
         channel: String,
         /// Socket path.
         path: PathBuf,
+        /// Who was found serving it, e.g. `process 4242 (ncserver)`, or
+        /// `a process` when the system does not tell.
+        holder: String,
     },
     /// A file that is not a socket is in the way.
     #[error("{path} exists and is not a socket; refusing to replace it (channel {channel:?})")]
@@ -44,14 +47,15 @@ pub enum BindError {
     #[error(transparent)]
     BadName(#[from] names::NameError),
     /// An I/O error while preparing or binding the socket.
-    #[error("cannot bind channel {channel:?} at {path}: {source}")]
+    #[error("cannot bind channel {channel:?} at {path}: {cause}")]
     Io {
         /// Channel name.
         channel: String,
         /// The path.
         path: PathBuf,
-        /// The cause.
-        source: io::Error,
+        /// The cause (in the message, so not also a `source()`, which would
+        /// print it twice in a chain).
+        cause: io::Error,
     },
     /// `socketgroup` names a group that does not exist.
     #[error("socketgroup {name:?}: no such group")]

@@ -47,23 +47,52 @@ mod unix {
         ino: (u64, u64),
     }
 
+    /// Names the process accepting on the other end of `s`: its pid from
+    /// the socket's peer credentials and its command name, so that "socket
+    /// in use" says what to stop.
+    #[cfg(target_os = "linux")]
+    fn holder(s: &std::os::unix::net::UnixStream) -> String {
+        use std::os::fd::AsRawFd;
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: the fd is open for the duration of the call (borrowed
+        // from `s`), and `cred`/`len` are valid for writes of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                std::ptr::addr_of_mut!(cred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 || cred.pid <= 0 {
+            return "a process".into();
+        }
+        match std::fs::read_to_string(format!("/proc/{}/comm", cred.pid)) {
+            Ok(name) => format!("process {} ({})", cred.pid, name.trim_end()),
+            Err(_) => format!("process {}", cred.pid),
+        }
+    }
+
+    /// Other Unix systems: the peer's pid is not portable to get.
+    #[cfg(not(target_os = "linux"))]
+    fn holder(_: &std::os::unix::net::UnixStream) -> String {
+        "a process".into()
+    }
+
     impl LocalListener {
-        /// Binds `{dir}/netcluster-{channel}` with the given file mode and
-        /// group, replacing a stale socket left by a dead daemon. Must be
-        /// called inside a tokio runtime.
-        pub fn bind(
-            dir: &Path,
-            channel: &str,
-            mode: u32,
-            group: Option<u32>,
-        ) -> Result<Self, BindError> {
+        /// What [`LocalListener::bind`] checks before touching the file
+        /// system: the channel name and that the socket path fits a
+        /// `sockaddr_un`. Returns the path. (`ncserver --check` runs it for
+        /// every channel.)
+        pub fn check(dir: &Path, channel: &str) -> Result<PathBuf, BindError> {
             names::check_channel(channel)?;
             let path = channel_path(dir, channel);
-            let io_err = |source| BindError::Io {
-                channel: channel.into(),
-                path: path.clone(),
-                source,
-            };
             let len = path.as_os_str().len();
             if len > MAX_PATH {
                 return Err(BindError::PathTooLong {
@@ -73,14 +102,33 @@ mod unix {
                     max: MAX_PATH,
                 });
             }
+            Ok(path)
+        }
+
+        /// Binds `{dir}/netcluster-{channel}` with the given file mode and
+        /// group, replacing a stale socket left by a dead daemon. Must be
+        /// called inside a tokio runtime.
+        pub fn bind(
+            dir: &Path,
+            channel: &str,
+            mode: u32,
+            group: Option<u32>,
+        ) -> Result<Self, BindError> {
+            let path = Self::check(dir, channel)?;
+            let io_err = |cause| BindError::Io {
+                channel: channel.into(),
+                path: path.clone(),
+                cause,
+            };
             std::fs::create_dir_all(dir).map_err(io_err)?;
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_socket() => {
                     match std::os::unix::net::UnixStream::connect(&path) {
-                        Ok(_) => {
+                        Ok(s) => {
                             return Err(BindError::InUse {
                                 channel: channel.into(),
                                 path,
+                                holder: holder(&s),
                             })
                         }
                         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -198,6 +246,14 @@ mod unsupported {
     }
 
     impl LocalListener {
+        /// Always fails on this platform.
+        pub fn check(_dir: &Path, channel: &str) -> Result<PathBuf, BindError> {
+            names::check_channel(channel)?;
+            Err(BindError::Unsupported {
+                channel: channel.into(),
+            })
+        }
+
         /// Always fails on this platform.
         pub fn bind(
             _dir: &Path,

@@ -243,7 +243,8 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
         Value::Array(a) if a.len() == 2 => (a.first(), a.get(1)),
         _ => (None, None),
     };
-    let usage = "showclient takes a channel and a client id: {\"channel\": \"A\", \"client\": 3}";
+    let usage = "showclient takes a channel and a client id: showclient(\"A\", 3) in ncclient; \
+                 as a request argument [\"A\", 3] or {\"channel\": \"A\", \"client\": 3}";
     let chan = chan.and_then(Value::as_str).ok_or(usage)?;
     let id = match id {
         Some(Value::Number(n)) => n.as_u64(),

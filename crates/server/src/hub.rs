@@ -310,7 +310,11 @@ impl Hub {
         let code = error.map(|(c, _)| c);
         self.remember_departed(conn, code, reason);
         if let Some((code, msg)) = error {
-            conn.queue_error(code, 0, true, msg);
+            if code == ErrorCode::SlowConsumer {
+                conn.queue_slow_consumer_error(msg);
+            } else {
+                conn.queue_error(code, 0, true, msg);
+            }
         }
         tracing::info!(client = conn.id, name = %conn.name, channel = %conn.channel, reason, "client disconnected");
         conn.wake_all();

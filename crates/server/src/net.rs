@@ -15,18 +15,17 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use netcluster_proto::net::{Dest, InMessage, Net, NetConfig, NetEvent, OutMessage, SendError};
+use netcluster_proto::net::{Dest, InMessage, Net, NetEvent, OutMessage, SendError};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
-use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
 
 /// Most datagrams read before the messages they carry are delivered.
@@ -98,37 +97,15 @@ pub struct NetDriver {
 impl NetDriver {
     /// Opens the socket and the state machine for `cfg`.
     pub fn open(cfg: &Config, node_id: u64) -> Result<Rc<NetDriver>, NetError> {
-        let group = SocketAddr::new(cfg.addr, cfg.port);
+        let Plan {
+            group,
+            iface,
+            peers,
+            name,
+            ncfg,
+        } = Plan::new(cfg, node_id)?;
         let fail = |reason: String| NetError { group, reason };
-        let iface = cfg
-            .interface
-            .as_deref()
-            .map(iface::find)
-            .transpose()
-            .map_err(fail)?;
         let socket = setup_socket(cfg, group, iface.as_ref()).map_err(|e| fail(e.to_string()))?;
-        let mut peers = Vec::new();
-        for p in &cfg.peers {
-            let addr = p
-                .to_socket_addrs()
-                .map_err(|e| fail(format!("peer {p:?}: {e}")))?
-                .find(|a| a.is_ipv4() == group.is_ipv4())
-                .ok_or_else(|| fail(format!("peer {p:?} has no address of the group's family")))?;
-            peers.push(addr);
-        }
-        let name = cfg.nodename.clone().unwrap_or_else(iface::hostname);
-        let mut ncfg = NetConfig::new(node_id, name.clone());
-        ncfg.mtu = cfg.mtu;
-        ncfg.max_message = cfg.maxmessage;
-        ncfg.key = cfg.key.clone();
-        ncfg.retransmit_bytes = cfg.retransmitbytes;
-        // Spreads NAK timers between daemons; any value that differs
-        // between nodes does.
-        ncfg.seed = crate::server::random_u64() ^ node_id;
-        ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
-        // No batching timer: the hub flushes after every read batch.
-        ncfg.flush_delay = Duration::ZERO;
-        ncfg.check().map_err(|e| fail(e.to_string()))?;
         let now = Instant::now();
         let socket = UdpSocket::from_std(socket).map_err(|e| fail(e.to_string()))?;
         tracing::info!(
@@ -513,6 +490,9 @@ fn preview(payload: &[u8]) -> String {
 }
 
 mod peers;
+mod plan;
 mod report;
 mod socket;
+pub use plan::check;
+use plan::Plan;
 use socket::setup_socket;

@@ -38,7 +38,7 @@ pub enum StartError {
     Net(#[from] NetError),
     /// The runtime or thread could not be created.
     #[error("cannot start the daemon thread: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
 }
 
 /// Starts daemons. See the module docs.
@@ -82,6 +82,31 @@ impl Server {
                 )))
             }
         }
+    }
+}
+
+impl Server {
+    /// Runs every check [`Server::start`] makes before serving, without
+    /// binding or joining anything: the socket directory's rule, the
+    /// `socketgroup`, each channel's socket path, and with `connecttonet`
+    /// the interface, peers, network settings and that the multicast group
+    /// can be joined. `ncserver --check` is this after loading the file.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        let socket_dir = resolve_socket_dir(
+            config.socketdir.as_deref(),
+            |k| std::env::var(k).ok(),
+            is_root(),
+        );
+        if let Some(g) = &config.socketgroup {
+            resolve_group(g)?;
+        }
+        for ch in &config.channels {
+            LocalListener::check(&socket_dir, &ch.name)?;
+        }
+        if config.connecttonet {
+            crate::net::check(config)?;
+        }
+        Ok(())
     }
 }
 

@@ -19,10 +19,13 @@ mod service;
 /// Exit code for bad configuration or failed startup.
 const EXIT_FAILURE: u8 = 2;
 
-/// The netcluster daemon: one local socket per channel, routing between
-/// channels and, if configured, to other machines over UDP multicast.
+/// ncserver, the netcluster daemon: one local socket per channel, routing
+/// between channels and, if configured, to other machines over UDP multicast.
 #[derive(Parser, Debug)]
-#[command(version, about, long_about = None)]
+// `name` explicitly, as clap's default is the package's (netcluster-server);
+// the doc comment above is the about text (a bare `about` would show the
+// package's description of the crate instead).
+#[command(name = "ncserver", version)]
 struct Args {
     /// Config file (JSON with comments). Without it: config.json beside
     /// this executable, then /etc/netcluster/config.json (on Windows
@@ -30,7 +33,9 @@ struct Args {
     /// the channels control, A and B.
     config: Option<PathBuf>,
 
-    /// Only check FILE: print what is wrong (file:line:column) or "ok", and exit.
+    /// Only check FILE: print what is wrong (file:line:column) or "ok", and
+    /// exit. Runs every check start-up makes (socketgroup, interface, socket
+    /// path lengths, network settings) without binding anything.
     #[arg(long, value_name = "FILE", conflicts_with = "config")]
     check: Option<PathBuf>,
 
@@ -106,6 +111,8 @@ fn run(args: Args) -> anyhow::Result<()> {
     }
     if let Some(path) = args.check {
         let cfg = Config::load(&path)?;
+        Server::check(&cfg)
+            .with_context(|| format!("{}: ncserver would not start", path.display()))?;
         let names: Vec<&str> = cfg.channels.iter().map(|c| c.name.as_str()).collect();
         println!(
             "{}: ok ({} channels: {})",

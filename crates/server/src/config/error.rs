@@ -42,12 +42,13 @@ impl fmt::Display for Diagnostic {
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file could not be read (missing, permissions, not UTF-8).
-    #[error("cannot read config file {}: {source}", path.display())]
+    #[error("cannot read config file {}: {cause}", path.display())]
     Io {
         /// The file.
         path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
+        /// The underlying error (in the message, so not also a `source()`,
+        /// which would print it twice in a chain).
+        cause: std::io::Error,
     },
     /// The text is not valid JSONC or does not follow the schema. Only the
     /// first problem is reported: a syntax error if there is one, else the

@@ -451,9 +451,9 @@ impl Config {
     }
 
     fn load_with(path: &Path, private: bool) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
         Self::parse_with(
             &text,

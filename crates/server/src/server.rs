@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use netcluster_proto::frame::ErrorCode;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::config::GroupSpec;
 use crate::config::{resolve_socket_dir, Config, ConfigSource};
@@ -56,17 +56,25 @@ impl Server {
         );
         let node_id = random_u64();
         let stop = Arc::new(Notify::new());
+        let (commands, command_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
             let (stop, socket_dir) = (stop.clone(), socket_dir.clone());
+            let daemon = Daemon {
+                socket_dir,
+                node_id,
+                stop,
+                commands: command_rx,
+            };
             std::thread::Builder::new()
                 .name("ncserver".into())
-                .spawn(move || run(config, socket_dir, node_id, stop, ready_tx))
+                .spawn(move || run(config, daemon, ready_tx))
                 .map_err(StartError::Runtime)?
         };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(ServerHandle {
                 stop,
+                commands,
                 thread: Some(thread),
                 socket_dir,
                 node_id,
@@ -89,6 +97,7 @@ impl Server {
 #[derive(Debug)]
 pub struct ServerHandle {
     stop: Arc<Notify>,
+    commands: mpsc::UnboundedSender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
     socket_dir: PathBuf,
     node_id: u64,
@@ -103,6 +112,20 @@ impl ServerHandle {
     /// This run's node id.
     pub fn node_id(&self) -> u64 {
         self.node_id
+    }
+
+    /// Reloads the config file the active config was loaded from, as the
+    /// control request `reloadconfig()` does (the ncserver binary does this
+    /// on SIGHUP). Blocks until the daemon thread has applied it; must not
+    /// be called from inside an async runtime. A bad file changes nothing:
+    /// the error says why and the old config stays.
+    pub fn reload(&self) -> Result<Value, String> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Reload(tx))
+            .map_err(|_| "the daemon is not running".to_string())?;
+        rx.blocking_recv()
+            .map_err(|_| "the daemon stopped during the reload".to_string())?
     }
 
     /// Stops gracefully: closes the listeners (removing the socket files),
@@ -125,13 +148,28 @@ impl Drop for ServerHandle {
     }
 }
 
-fn run(
-    config: Config,
+/// Requests from a [`ServerHandle`] to its daemon thread.
+#[derive(Debug)]
+enum Command {
+    /// Reload the active config's file; the result goes back.
+    Reload(oneshot::Sender<Result<Value, String>>),
+}
+
+/// What the daemon thread gets from [`Server::start`].
+struct Daemon {
     socket_dir: PathBuf,
     node_id: u64,
     stop: Arc<Notify>,
-    ready: std::sync::mpsc::Sender<Result<(), StartError>>,
-) {
+    commands: mpsc::UnboundedReceiver<Command>,
+}
+
+fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(), StartError>>) {
+    let Daemon {
+        socket_dir,
+        node_id,
+        stop,
+        mut commands,
+    } = daemon;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -192,7 +230,22 @@ fn run(
             "ncserver serving"
         );
         let _ = ready.send(Ok(()));
-        stop.notified().await;
+        loop {
+            tokio::select! {
+                _ = stop.notified() => break,
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Reload(reply)) => {
+                        let _ = reply.send(reload_file(&hub));
+                    }
+                    // Every handle is gone without stopping: cannot happen,
+                    // as dropping the handle stops first; serve on.
+                    None => {
+                        stop.notified().await;
+                        break;
+                    }
+                },
+            }
+        }
         shutdown(&hub).await;
     });
 }
@@ -260,6 +313,25 @@ async fn shutdown(hub: &Rc<Hub>) {
     }
     // Let aborted accept tasks drop their listeners (removing socket files).
     tokio::task::yield_now().await;
+}
+
+/// Reloads the file the active config came from (the last file loaded),
+/// as `reloadconfig()` without argument does; errors are logged here too,
+/// since a signal has nobody else to tell.
+fn reload_file(hub: &Rc<Hub>) -> Result<Value, String> {
+    let result = match &hub.config().source {
+        ConfigSource::File(path) => Config::load(path)
+            .map_err(|e| format!("reload refused, the old config stays: {e}"))
+            .and_then(|new| apply_config(hub, new)),
+        ConfigSource::BuiltIn | ConfigSource::Inline => Err(
+            "nothing to reload: the active config was not loaded from a file (built-in default or sent in a control request)"
+                .into(),
+        ),
+    };
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+    }
+    result
 }
 
 /// Applies a new config to a running daemon: binds added channels first

@@ -97,13 +97,22 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (config, how) = find_config(args.config)?;
     tracing::info!("using {how}");
     // Handlers first: a SIGTERM that comes as soon as the daemon says it
-    // serves must stop it gracefully, not kill it.
-    let signals = StopSignals::install()?;
+    // serves must stop it gracefully, not kill it (and a SIGHUP reload it).
+    let mut signals = Signals::install()?;
     let server = Server::start(config).context("cannot start ncserver")?;
     tracing::info!(
         "ready. In another shell: `ncclient listen A` to print messages, `ncclient emit A greet '\"hello\"'` to send one, `ncclient` for the control REPL"
     );
-    signals.wait()?;
+    loop {
+        match signals.next() {
+            Signal::Stop => break,
+            Signal::Reload => {
+                tracing::info!("SIGHUP received, reloading the config file");
+                // The daemon logs a refused reload itself; the old config stays.
+                let _ = server.reload();
+            }
+        }
+    }
     tracing::info!("signal received, stopping");
     server.stop();
     Ok(())
@@ -208,12 +217,26 @@ fn service_command(args: Args) -> anyhow::Result<()> {
     )
 }
 
-/// The stop signals (SIGINT and SIGTERM; Ctrl-C, Ctrl-Break, close and
-/// shutdown on Windows), handled from the moment they are installed.
-struct StopSignals {
+/// What a signal asks for.
+enum Signal {
+    /// Stop gracefully.
+    Stop,
+    /// Reload the config file (SIGHUP).
+    #[cfg_attr(windows, allow(dead_code))]
+    Reload,
+}
+
+/// The signals ncserver handles: SIGINT and SIGTERM stop it, SIGHUP
+/// reloads its config (Ctrl-C, Ctrl-Break, close and shutdown stop it on
+/// Windows), handled from the moment they are installed.
+struct Signals {
     rt: tokio::runtime::Runtime,
     #[cfg(unix)]
-    streams: (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    streams: (
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    ),
     #[cfg(windows)]
     streams: (
         tokio::signal::windows::CtrlC,
@@ -223,8 +246,8 @@ struct StopSignals {
     ),
 }
 
-impl StopSignals {
-    fn install() -> anyhow::Result<StopSignals> {
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -235,6 +258,7 @@ impl StopSignals {
             (
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             )
         };
         #[cfg(windows)]
@@ -243,26 +267,26 @@ impl StopSignals {
             (ctrl_c()?, ctrl_break()?, ctrl_close()?, ctrl_shutdown()?)
         };
         drop(_in_rt);
-        Ok(StopSignals { rt, streams })
+        Ok(Signals { rt, streams })
     }
 
-    /// Blocks until one of the signals arrives.
-    fn wait(self) -> anyhow::Result<()> {
-        let StopSignals { rt, mut streams } = self;
+    /// Blocks until a signal arrives and says what it asks for.
+    fn next(&mut self) -> Signal {
+        let Signals { rt, streams } = self;
         rt.block_on(async move {
             #[cfg(unix)]
             tokio::select! {
-                _ = streams.0.recv() => {}
-                _ = streams.1.recv() => {}
+                _ = streams.0.recv() => Signal::Stop,
+                _ = streams.1.recv() => Signal::Stop,
+                _ = streams.2.recv() => Signal::Reload,
             }
             #[cfg(windows)]
             tokio::select! {
-                _ = streams.0.recv() => {}
-                _ = streams.1.recv() => {}
-                _ = streams.2.recv() => {}
-                _ = streams.3.recv() => {}
+                _ = streams.0.recv() => Signal::Stop,
+                _ = streams.1.recv() => Signal::Stop,
+                _ = streams.2.recv() => Signal::Stop,
+                _ = streams.3.recv() => Signal::Stop,
             }
-        });
-        Ok(())
+        })
     }
 }

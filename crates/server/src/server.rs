@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use netcluster_proto::frame::ErrorCode;
 use serde_json::{json, Value};
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, Notify};
 
 use crate::config::GroupSpec;
 use crate::config::{resolve_socket_dir, Config, ConfigSource};
@@ -120,12 +120,19 @@ impl ServerHandle {
     /// be called from inside an async runtime. A bad file changes nothing:
     /// the error says why and the old config stays.
     pub fn reload(&self) -> Result<Value, String> {
-        let (tx, rx) = oneshot::channel();
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
         self.commands
             .send(Command::Reload(tx))
             .map_err(|_| "the daemon is not running".to_string())?;
-        rx.blocking_recv()
+        rx.recv()
             .map_err(|_| "the daemon stopped during the reload".to_string())?
+    }
+
+    /// True if the daemon thread answers within `timeout`: its event loop
+    /// is turning (for a service manager's watchdog).
+    pub fn ping(&self, timeout: Duration) -> bool {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.commands.send(Command::Ping(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
     }
 
     /// Stops gracefully: closes the listeners (removing the socket files),
@@ -152,7 +159,9 @@ impl Drop for ServerHandle {
 #[derive(Debug)]
 enum Command {
     /// Reload the active config's file; the result goes back.
-    Reload(oneshot::Sender<Result<Value, String>>),
+    Reload(std::sync::mpsc::SyncSender<Result<Value, String>>),
+    /// Answer at once (liveness).
+    Ping(std::sync::mpsc::SyncSender<()>),
 }
 
 /// What the daemon thread gets from [`Server::start`].
@@ -236,6 +245,9 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
                 cmd = commands.recv() => match cmd {
                     Some(Command::Reload(reply)) => {
                         let _ = reply.send(reload_file(&hub));
+                    }
+                    Some(Command::Ping(reply)) => {
+                        let _ = reply.send(());
                     }
                     // Every handle is gone without stopping: cannot happen,
                     // as dropping the handle stops first; serve on.

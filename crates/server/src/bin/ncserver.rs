@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -15,6 +16,23 @@ use netcluster_server::Server;
 #[cfg(windows)]
 #[path = "ncserver/service.rs"]
 mod service;
+
+#[cfg(unix)]
+#[path = "ncserver/systemd.rs"]
+mod systemd;
+
+/// No service manager notifications outside Unix (the Windows service
+/// reports to the SCM itself).
+#[cfg(not(unix))]
+mod systemd {
+    pub fn ready(_status: &str) {}
+    pub fn reloading() {}
+    pub fn stopping() {}
+    pub fn watchdog() {}
+    pub fn watchdog_interval() -> Option<std::time::Duration> {
+        None
+    }
+}
 
 /// Exit code for bad configuration or failed startup.
 const EXIT_FAILURE: u8 = 2;
@@ -99,21 +117,40 @@ fn run(args: Args) -> anyhow::Result<()> {
     // Handlers first: a SIGTERM that comes as soon as the daemon says it
     // serves must stop it gracefully, not kill it (and a SIGHUP reload it).
     let mut signals = Signals::install()?;
+    let channels = config.channels.len();
     let server = Server::start(config).context("cannot start ncserver")?;
+    let serving = format!("serving {channels} channels");
+    systemd::ready(&serving);
     tracing::info!(
         "ready. In another shell: `ncclient listen A` to print messages, `ncclient emit A greet '\"hello\"'` to send one, `ncclient` for the control REPL"
     );
+    let watchdog = systemd::watchdog_interval();
     loop {
-        match signals.next() {
+        match signals.next(watchdog) {
             Signal::Stop => break,
             Signal::Reload => {
                 tracing::info!("SIGHUP received, reloading the config file");
+                systemd::reloading();
                 // The daemon logs a refused reload itself; the old config stays.
-                let _ = server.reload();
+                let status = match server.reload() {
+                    Ok(r) => format!("serving; last reload applied: {r}"),
+                    Err(e) => format!("serving; last reload refused: {e}"),
+                };
+                systemd::ready(&status);
+            }
+            Signal::Tick => {
+                // Ping systemd only for a daemon thread that answers: a
+                // stuck event loop gets the unit restarted.
+                if server.ping(watchdog.unwrap_or(Duration::from_secs(1))) {
+                    systemd::watchdog();
+                } else {
+                    tracing::warn!("the daemon thread did not answer; not pinging the watchdog");
+                }
             }
         }
     }
     tracing::info!("signal received, stopping");
+    systemd::stopping();
     server.stop();
     Ok(())
 }
@@ -224,6 +261,8 @@ enum Signal {
     /// Reload the config file (SIGHUP).
     #[cfg_attr(windows, allow(dead_code))]
     Reload,
+    /// Time to check the daemon and ping the watchdog.
+    Tick,
 }
 
 /// The signals ncserver handles: SIGINT and SIGTERM stop it, SIGHUP
@@ -270,15 +309,23 @@ impl Signals {
         Ok(Signals { rt, streams })
     }
 
-    /// Blocks until a signal arrives and says what it asks for.
-    fn next(&mut self) -> Signal {
+    /// Blocks until a signal arrives and says what it asks for, or
+    /// returns [`Signal::Tick`] after `tick` if given.
+    fn next(&mut self, tick: Option<Duration>) -> Signal {
         let Signals { rt, streams } = self;
         rt.block_on(async move {
+            let tick = async {
+                match tick {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             #[cfg(unix)]
             tokio::select! {
                 _ = streams.0.recv() => Signal::Stop,
                 _ = streams.1.recv() => Signal::Stop,
                 _ = streams.2.recv() => Signal::Reload,
+                _ = tick => Signal::Tick,
             }
             #[cfg(windows)]
             tokio::select! {
@@ -286,6 +333,7 @@ impl Signals {
                 _ = streams.1.recv() => Signal::Stop,
                 _ = streams.2.recv() => Signal::Stop,
                 _ = streams.3.recv() => Signal::Stop,
+                _ = tick => Signal::Tick,
             }
         })
     }

@@ -4,4 +4,5 @@
 #![cfg(unix)]
 
 mod daemon;
+mod notify;
 mod sighup;

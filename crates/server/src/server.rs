@@ -36,6 +36,15 @@ pub enum StartError {
     /// The network could not be joined.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The HTTP endpoint (`http.listen`) could not be bound.
+    #[error("cannot serve HTTP on {addr} (http.listen): {source}")]
+    Http {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The runtime or thread could not be created.
     #[error("cannot start the daemon thread: {0}")]
     Runtime(#[source] std::io::Error),
@@ -193,6 +202,20 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
     local.block_on(&rt, async move {
         let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
         let hub = Hub::new(node_id, socket_dir, config);
+        // HTTP first: /healthz says "starting" until every channel is bound,
+        // and a busy address fails the start before any socket exists.
+        if let Some(h) = hub.config().http.clone() {
+            match crate::http::start(&hub, h.listen) {
+                Ok(handle) => *hub.ops.http.borrow_mut() = Some(handle),
+                Err(source) => {
+                    let _ = ready.send(Err(StartError::Http {
+                        addr: h.listen,
+                        source,
+                    }));
+                    return;
+                }
+            }
+        }
         let group = match hub
             .config()
             .socketgroup
@@ -232,6 +255,7 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
                 }
             }
         }
+        hub.ops.health.set(crate::stats::Health::Serving);
         tracing::info!(
             node = format!("{node_id:016x}"),
             socketdir = %hub.socket_dir.display(),
@@ -303,6 +327,7 @@ fn abort_all(hub: &Hub) {
 
 async fn shutdown(hub: &Rc<Hub>) {
     tracing::info!("stopping: closing listeners and flushing clients");
+    hub.ops.health.set(crate::stats::Health::Stopping);
     abort_all(hub);
     if let Some(net) = hub.net.borrow_mut().take() {
         // Send what local clients emitted last, then stop the driver.
@@ -323,6 +348,8 @@ async fn shutdown(hub: &Rc<Hub>) {
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // /healthz answered "stopping" until here.
+    hub.ops.http.borrow_mut().take();
     // Let aborted accept tasks drop their listeners (removing socket files).
     tokio::task::yield_now().await;
 }
@@ -389,6 +416,11 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
             opened.push((ch.name.clone(), l));
         }
     }
+    let http = if new.http != old.http {
+        Some(rebind_http(hub, &new).map_err(refused)?)
+    } else {
+        None
+    };
     let mode_changed = new.socketmode != old.socketmode;
     let mode = new.socketmode;
     let source = match &new.source {
@@ -405,6 +437,11 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         if let Some(served) = served {
             served.close();
         }
+    }
+    let cfg = hub.config();
+    hub.ops.keep_channels(|name| cfg.channel(name).is_some());
+    if let Some(http) = http {
+        *hub.ops.http.borrow_mut() = http;
     }
     for (name, l) in opened {
         spawn_accept(hub, &name, l);
@@ -425,6 +462,34 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         "removed": change.removed.iter().map(|(n, _)| n).collect::<Vec<_>>(),
         "changed": change.changed,
     }))
+}
+
+/// The HTTP endpoint for a reloaded config whose `http` differs from the
+/// running one: the new one bound (`None` when `http` was removed). The
+/// old listener is closed first when the two could clash on one port, and
+/// bound again if the new address fails, so a refused reload leaves the
+/// endpoint as it was.
+fn rebind_http(hub: &Rc<Hub>, new: &Config) -> Result<Option<crate::stats::HttpHandle>, String> {
+    let Some(want) = new.http.as_ref().map(|h| h.listen) else {
+        return Ok(None);
+    };
+    let old = hub.ops.http.borrow().as_ref().map(|h| h.configured);
+    let clash = old.is_some_and(|o| o.port() == want.port() && want.port() != 0);
+    if clash {
+        hub.ops.http.borrow_mut().take();
+    }
+    match crate::http::start(hub, want) {
+        Ok(h) => Ok(Some(h)),
+        Err(e) => {
+            if let (true, Some(o)) = (clash, old) {
+                match crate::http::start(hub, o) {
+                    Ok(h) => *hub.ops.http.borrow_mut() = Some(h),
+                    Err(e) => tracing::error!("HTTP endpoint {o} lost: {e}"),
+                }
+            }
+            Err(format!("http.listen: cannot serve HTTP on {want}: {e}"))
+        }
+    }
 }
 
 /// The first network setting that differs, if any: these need a restart

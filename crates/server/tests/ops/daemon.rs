@@ -105,3 +105,68 @@ impl Drop for Daemon {
         let _ = self.child.wait();
     }
 }
+
+impl Daemon {
+    /// The address the HTTP endpoint last said it listens on.
+    pub fn http_addr(&mut self) -> std::net::SocketAddr {
+        self.wait_log("HTTP endpoint listening");
+        let log = self.log();
+        let line = log
+            .lines()
+            .rfind(|l| l.contains("HTTP endpoint listening"))
+            .unwrap();
+        let addr = line.split("addr=").nth(1).unwrap();
+        addr.split_whitespace().next().unwrap().parse().unwrap()
+    }
+}
+
+/// An HTTP response as the tests look at it.
+#[derive(Debug)]
+pub struct Got {
+    pub status: u16,
+    pub head: String,
+    pub body: String,
+}
+
+/// Sends `request` (a whole request head) and reads the response to EOF.
+pub fn http_raw(addr: std::net::SocketAddr, request: &str) -> std::io::Result<Got> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))?;
+    s.write_all(request.as_bytes())?;
+    let mut out = Vec::new();
+    s.read_to_end(&mut out)?;
+    let text = String::from_utf8_lossy(&out).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    Ok(Got {
+        status,
+        head: head.to_string(),
+        body: body.to_string(),
+    })
+}
+
+/// GET `path`, with an `Accept` header if given.
+pub fn http_get(addr: std::net::SocketAddr, path: &str, accept: Option<&str>) -> Got {
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
+    http_raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: test\r\n{accept}\r\n"),
+    )
+    .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+/// The value of the sample `series` (name and labels exactly as written)
+/// in metrics text.
+pub fn sample(metrics: &str, series: &str) -> Option<f64> {
+    metrics.lines().find_map(|l| {
+        let rest = l.strip_prefix(series)?.strip_prefix(' ')?;
+        rest.split(' ').next()?.parse().ok()
+    })
+}

@@ -4,5 +4,6 @@
 #![cfg(unix)]
 
 mod daemon;
+mod http;
 mod notify;
 mod sighup;

@@ -61,6 +61,11 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
 
+    /// Log line format: "plain" (readable text) or "json" (one JSON object
+    /// per line: timestamp, level, target, fields; for log collectors).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+
     /// Windows only: install ncserver as the service "netcluster" (started
     /// at boot, running as LocalSystem) with CONFIG, or with the default
     /// config discovery when CONFIG is omitted.
@@ -82,9 +87,22 @@ struct Args {
     run_service: bool,
 }
 
+/// `--log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Readable text lines (coloured on a terminal).
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = init_logging(args.log.as_deref(), args.log_file.as_deref()) {
+    if let Err(e) = init_logging(
+        args.log.as_deref(),
+        args.log_file.as_deref(),
+        args.log_format,
+    ) {
         eprintln!("ncserver: error: {e:#}");
         return ExitCode::from(EXIT_FAILURE);
     }
@@ -193,21 +211,24 @@ fn exists(p: &Path) -> bool {
     p.metadata().map(|m| m.is_file()).unwrap_or(false)
 }
 
-fn init_logging(filter: Option<&str>, file: Option<&Path>) -> anyhow::Result<()> {
+fn init_logging(
+    filter: Option<&str>,
+    file: Option<&Path>,
+    format: LogFormat,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
-    match file {
+    let (writer, terminal) = match file {
         None => {
-            // Colours only for a terminal: logs piped to a file or journal
-            // stay plain text.
             use std::io::IsTerminal;
-            fmt.with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .init()
+            (
+                BoxMakeWriter::new(std::io::stderr),
+                std::io::stderr().is_terminal(),
+            )
         }
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -219,10 +240,18 @@ fn init_logging(filter: Option<&str>, file: Option<&Path>) -> anyhow::Result<()>
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            fmt.with_writer(std::sync::Mutex::new(f))
-                .with_ansi(false)
-                .init();
+            (BoxMakeWriter::new(std::sync::Mutex::new(f)), false)
         }
+    };
+    // Colours only for plain lines on a terminal: logs piped to a file or
+    // journal stay plain text, and JSON never gets escape codes.
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(terminal && format == LogFormat::Plain);
+    match format {
+        LogFormat::Plain => fmt.init(),
+        LogFormat::Json => fmt.json().init(),
     }
     Ok(())
 }

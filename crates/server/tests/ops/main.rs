@@ -5,5 +5,6 @@
 
 mod daemon;
 mod http;
+mod logs;
 mod notify;
 mod sighup;

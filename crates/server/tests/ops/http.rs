@@ -281,3 +281,45 @@ fn a_bad_listen_address_is_a_config_error_with_its_place() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn healthz_says_stopping_while_a_stopping_daemon_flushes() {
+    let mut d = Daemon::spawn(CONFIG, &[], &[]);
+    d.wait_log("ncserver serving");
+    let addr = d.http_addr();
+    // A client that never reads (a silent socket counts as a seed client
+    // after 200 ms and gets every event of its channel): its queue keeps
+    // the stopping daemon flushing for a while.
+    let _silent = std::os::unix::net::UnixStream::connect(d.socket("B")).unwrap();
+    let mut m = String::new();
+    wait_until(20, "the silent client to register", || {
+        m = http_get(addr, "/metrics", None).body;
+        sample(&m, r#"netcluster_channel_clients{channel="B"}"#) == Some(1.0)
+    });
+    let b = client(&d, "B");
+    let big = "x".repeat(64 * 1024);
+    for _ in 0..40 {
+        b.emit("fill", &big).unwrap();
+    }
+    b.flush().unwrap();
+    wait_until(20, "bytes queued for the silent client", || {
+        m = http_get(addr, "/metrics", None).body;
+        sample(&m, r#"netcluster_channel_queued_bytes{channel="B"}"#).unwrap_or(0.0) > 100_000.0
+    });
+    assert_eq!(http_get(addr, "/healthz", None).status, 200);
+
+    d.signal(libc::SIGTERM);
+    let mut seen = None;
+    wait_until(10, "/healthz to say stopping", || {
+        match http_raw(addr, "GET /healthz HTTP/1.1\r\n\r\n") {
+            Ok(g) if g.status == 503 => {
+                seen = Some(g.body);
+                true
+            }
+            Ok(_) => false,
+            Err(e) => panic!("endpoint closed before answering 503: {e}"),
+        }
+    });
+    assert_eq!(seen.as_deref(), Some("stopping\n"));
+    wait_until(15, "ncserver to exit", || !d.alive());
+}

@@ -112,6 +112,14 @@ fn network_metrics_count_what_crossed_the_lan() {
         );
     }
 
+    let doc = include_str!("../../../docs/METRICS.md");
+    for name in m0.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap();
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is not in docs/METRICS.md"
+        );
+    }
     // /api/status shows the peer table, and neither endpoint the key.
     let st: serde_json::Value = serde_json::from_str(&fetch(&lan, 1, "/api/status")).unwrap();
     assert_eq!(st["peers"]["peers"][0]["name"], "h0", "{st}");

@@ -193,7 +193,7 @@ fn unknown_channel(hub: &Hub, name: &str) -> String {
     )
 }
 
-fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
+pub(crate) fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
     let clients = hub.clients();
     match arg {
         Value::Null => {
@@ -277,7 +277,7 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
         })
 }
 
-fn status(hub: &Hub) -> Value {
+pub(crate) fn status(hub: &Hub) -> Value {
     let cfg = hub.config();
     let source = match &cfg.source {
         ConfigSource::File(p) => p.display().to_string(),

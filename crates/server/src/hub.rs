@@ -155,6 +155,8 @@ pub struct Hub {
     disconnects: RefCell<DisconnectCounts>,
     /// The network driver, when the daemon is connected to the network.
     pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
+    /// Health, HTTP endpoint and departed clients' totals (see `stats`).
+    pub ops: crate::stats::OpsState,
 }
 
 impl Hub {
@@ -180,6 +182,7 @@ impl Hub {
             departed: RefCell::new(Default::default()),
             last_snapshot: RefCell::new(None),
             disconnects: RefCell::new(DisconnectCounts::default()),
+            ops: Default::default(),
         });
         let cfg = hub.config();
         hub.router.borrow_mut().set_rules(cfg.channel_rules());
@@ -323,6 +326,7 @@ impl Hub {
     /// Keeps a bounded record of a closed client for `showclient`, and
     /// counts why clients go.
     fn remember_departed(&self, conn: &Conn, code: Option<ErrorCode>, reason: &str) {
+        self.ops.retire(conn, code);
         let mut counts = self.disconnects.borrow_mut();
         counts.total += 1;
         match code {

@@ -19,7 +19,7 @@ mod values;
 mod tests;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
@@ -188,6 +188,16 @@ pub struct Config {
     /// `channels`, in file order; the control channel is always present
     /// (first, when the file did not name it).
     pub channels: Vec<ChannelConfig>,
+    /// `http`: the HTTP endpoint (metrics, health, status); `None` = off.
+    pub http: Option<HttpConfig>,
+}
+
+/// `http`: where the HTTP endpoint listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// `http.listen`: address and port (`127.0.0.1:9454`, `[::1]:9454`,
+    /// `0.0.0.0:9454`; port 0 picks a free port, which the log shows).
+    pub listen: SocketAddr,
 }
 
 /// Where the network key was configured.
@@ -370,6 +380,7 @@ impl Config {
             adminuids: Vec::new(),
             admingids: Vec::new(),
             channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
+            http: None,
         }
     }
 
@@ -527,6 +538,11 @@ impl Config {
             .map(|c| (c.name.clone(), c.to_json()))
             .collect();
         m.insert("channels".into(), Value::Object(channels));
+        if let Some(http) = &self.http {
+            let mut h = Map::new();
+            h.insert("listen".into(), http.listen.to_string().into());
+            m.insert("http".into(), Value::Object(h));
+        }
         Value::Object(m)
     }
 

@@ -248,7 +248,7 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
         })
 }
 
-fn status(hub: &Hub) -> Value {
+pub(crate) fn status(hub: &Hub) -> Value {
     let cfg = hub.config();
     let source = match &cfg.source {
         ConfigSource::File(p) => p.display().to_string(),

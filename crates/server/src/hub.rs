@@ -87,6 +87,8 @@ impl Served {
 
 /// How many closed clients `showclient` can still describe.
 const RECENT_DEPARTED: usize = 256;
+/// How many `nc-gap` announcements the hub remembers (for the dashboard).
+const RECENT_GAPS: usize = 32;
 
 /// Counts of disconnected clients by cause.
 #[derive(Debug, Clone, Copy, Default)]
@@ -153,6 +155,10 @@ pub struct Hub {
     disconnects: RefCell<DisconnectCounts>,
     /// The network driver, when the daemon is connected to the network.
     pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
+    /// Live copies of messages for the dashboard's tail (free when none is open).
+    pub taps: Rc<crate::tap::Taps>,
+    /// The last `nc-gap` announcements (time and cause), oldest first.
+    gaps: RefCell<std::collections::VecDeque<serde_json::Value>>,
 }
 
 impl Hub {
@@ -177,6 +183,8 @@ impl Hub {
             departed: RefCell::new(Default::default()),
             last_snapshot: RefCell::new(None),
             disconnects: RefCell::new(DisconnectCounts::default()),
+            taps: Default::default(),
+            gaps: Default::default(),
         });
         let cfg = hub.config();
         hub.router.borrow_mut().set_rules(cfg.channel_rules());
@@ -346,6 +354,33 @@ impl Hub {
             .map(|(_, _, r)| r.clone())
     }
 
+    /// The records of the last `n` clients that left, newest first.
+    pub fn recent_departed(&self, n: usize) -> Vec<serde_json::Value> {
+        let departed = self.departed.borrow();
+        departed
+            .iter()
+            .rev()
+            .take(n)
+            .map(|(_, _, r)| r.clone())
+            .collect()
+    }
+
+    /// Remembers a gap the daemon announced (`record` says its cause), in a
+    /// ring of [`RECENT_GAPS`].
+    pub fn note_gap(&self, mut record: serde_json::Value) {
+        record["time"] = crate::timefmt::rfc3339(std::time::SystemTime::now()).into();
+        let mut gaps = self.gaps.borrow_mut();
+        if gaps.len() == RECENT_GAPS {
+            gaps.pop_front();
+        }
+        gaps.push_back(record);
+    }
+
+    /// The remembered gaps, newest first.
+    pub fn recent_gaps(&self) -> Vec<serde_json::Value> {
+        self.gaps.borrow().iter().rev().cloned().collect()
+    }
+
     /// Why clients were disconnected, so far.
     pub fn disconnect_counts(&self) -> DisconnectCounts {
         *self.disconnects.borrow()
@@ -397,6 +432,14 @@ impl Hub {
         let info = infos[channel.index()].as_ref().expect("live channel");
         if info.dump {
             dump_line(&info.name, event, payload.as_slice(), &origin, self.node_id);
+        }
+        if self.taps.any() {
+            let from = (
+                origin.node.unwrap_or(self.node_id),
+                origin.client,
+                origin.seq,
+            );
+            self.taps.offer(&info.name, event, payload.as_slice(), from);
         }
         let limit = self.queue_limit();
         let router = self.router.borrow();

@@ -10,12 +10,14 @@ mod access;
 pub mod config;
 mod conn;
 mod control;
+mod http;
 mod hub;
 mod iface;
 mod net;
 mod outq;
 mod server;
 mod session;
+mod tap;
 mod timefmt;
 
 pub use server::{is_root, Server, ServerHandle, StartError};

@@ -185,6 +185,21 @@ fn run(
                 }
             }
         }
+        let _http = match hub.config().http.clone() {
+            Some(h) => match crate::http::start(&hub, h.listen) {
+                Ok(handle) => Some(handle),
+                Err(e) => {
+                    abort_all(&hub);
+                    tokio::task::yield_now().await;
+                    let _ = ready.send(Err(StartError::Runtime(std::io::Error::new(
+                        e.kind(),
+                        format!("cannot serve HTTP on {} (http.listen): {e}", h.listen),
+                    ))));
+                    return;
+                }
+            },
+            None => None,
+        };
         tracing::info!(
             node = format!("{node_id:016x}"),
             socketdir = %hub.socket_dir.display(),

@@ -9,6 +9,7 @@
 //! `validate` and `values`. Every error names the file, line, column and the
 //! dotted key, and an unknown key comes with the nearest valid one.
 
+mod http;
 mod jsonc;
 mod validate;
 mod values;
@@ -20,6 +21,7 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
+pub use http::{HttpConfig, TokenSource, DEFAULT_HTTP_TAIL, MAX_TOKEN_BYTES};
 use netcluster_proto::router::{ChannelRules, Propagation};
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -152,6 +154,8 @@ pub struct Config {
     pub maxmessage: usize,
     /// `queuebytes`: bytes queued for one client before it counts as slow.
     pub queuebytes: usize,
+    /// `http`: the HTTP endpoint (dashboard and API); `None` = off.
+    pub http: Option<HttpConfig>,
     /// `channels`, in file order; the control channel is always present
     /// (first, when the file did not name it).
     pub channels: Vec<ChannelConfig>,
@@ -394,6 +398,7 @@ impl Config {
             socketgroup: None,
             maxmessage: DEFAULT_MAXMESSAGE,
             queuebytes: DEFAULT_QUEUEBYTES,
+            http: None,
             channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
         }
     }
@@ -509,6 +514,9 @@ impl Config {
         };
         m.insert("maxmessage".into(), self.maxmessage.into());
         m.insert("queuebytes".into(), self.queuebytes.into());
+        if let Some(h) = &self.http {
+            m.insert("http".into(), h.to_json());
+        }
         let channels: Map<String, Value> = self
             .channels
             .iter()

@@ -60,7 +60,7 @@ pub(super) struct Key<T: 'static> {
     /// The key as written in the file.
     pub name: &'static str,
     /// How its value is read.
-    apply: Apply<T>,
+    pub apply: Apply<T>,
 }
 
 /// The keys of the top-level object.
@@ -169,6 +169,16 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         },
     },
     Key {
+        name: "http",
+        apply: |c, v, k| {
+            let base = match &c.source {
+                super::ConfigSource::File(p) => p.parent().map(Path::to_path_buf),
+                _ => None,
+            };
+            super::http::http(v, k, base.as_deref()).map(|x| c.http = Some(x))
+        },
+    },
+    Key {
         name: "channels",
         apply: |c, v, k| channels(v, k).map(|x| c.channels = x),
     },
@@ -232,7 +242,7 @@ fn object<'a>(node: &'a Node, path: &str) -> Result<&'a [Member], Problem> {
 }
 
 /// Reads every member of the object `node` into `target` using `keys`.
-fn apply_object<T>(
+pub(super) fn apply_object<T>(
     target: &mut T,
     node: &Node,
     path: &str,

@@ -12,6 +12,14 @@ cd "$(dirname "$0")/.."
 echo "== cargo test --workspace"
 cargo test --workspace
 
+# The systemd unit (packaging/systemd), checked by systemd-analyze verify.
+echo "== systemd-analyze verify (scripts/systemd-verify.sh)"
+scripts/systemd-verify.sh
+
+# /metrics under a real Prometheus (Debian's prometheus package).
+echo "== Prometheus scraping ncserver (scripts/prometheus-test.sh)"
+scripts/prometheus-test.sh
+
 # The Node.js client (clients/node) and the seed's legacy wire format, tested
 # with Node's built-in runner against target/debug/ncserver and ncclient,
 # which the cargo tests above have just built.

@@ -165,7 +165,7 @@ fn unknown_channel(hub: &Hub, name: &str) -> String {
     )
 }
 
-fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
+pub(crate) fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
     let clients = hub.clients();
     match arg {
         Value::Null => {

@@ -159,6 +159,8 @@ pub struct Hub {
     pub taps: Rc<crate::tap::Taps>,
     /// The last `nc-gap` announcements (time and cause), oldest first.
     gaps: RefCell<std::collections::VecDeque<serde_json::Value>>,
+    /// Health, HTTP endpoint and departed clients' totals (see `stats`).
+    pub ops: crate::stats::OpsState,
 }
 
 impl Hub {
@@ -185,6 +187,7 @@ impl Hub {
             disconnects: RefCell::new(DisconnectCounts::default()),
             taps: Default::default(),
             gaps: Default::default(),
+            ops: Default::default(),
         });
         let cfg = hub.config();
         hub.router.borrow_mut().set_rules(cfg.channel_rules());
@@ -324,6 +327,7 @@ impl Hub {
     /// Keeps a bounded record of a closed client for `showclient`, and
     /// counts why clients go.
     fn remember_departed(&self, conn: &Conn, code: Option<ErrorCode>, reason: &str) {
+        self.ops.retire(conn, code);
         let mut counts = self.disconnects.borrow_mut();
         counts.total += 1;
         match code {

@@ -17,6 +17,7 @@ mod net;
 mod outq;
 mod server;
 mod session;
+mod stats;
 mod tap;
 mod timefmt;
 

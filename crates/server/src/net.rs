@@ -576,6 +576,21 @@ impl NetDriver {
     }
 }
 
+impl NetDriver {
+    /// The counters the metrics endpoint shows.
+    pub fn metrics(&self) -> crate::stats::NetMetrics {
+        let net = self.net.borrow();
+        crate::stats::NetMetrics {
+            stats: net.stats().clone(),
+            send_errors: self.send_errors.get(),
+            unknown_channel: self.unknown_channel.get(),
+            refused: self.refused.get(),
+            peers_up: net.peers().filter(|p| p.up).count() as u64,
+            peers: net.peers().count() as u64,
+        }
+    }
+}
+
 async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,

@@ -260,13 +260,20 @@ fn the_token_guards_every_api_route() {
     assert_eq!(get(&addr, "/").status, 200);
     assert_eq!(get(&addr, "/app.js").status, 200);
     let bearer = format!("Bearer {TOKEN}");
-    for target in ["/api/events", "/api/tail?channel=A"] {
+    for target in ["/api/events", "/api/tail?channel=A", "/api/status"] {
         for auth in [None, Some("Bearer nope"), Some(TOKEN), Some("Basic x")] {
             let r = request(&addr, "GET", target, auth);
             assert_eq!(r.status, 401, "{target} with {auth:?}");
             assert!(r.head.contains("WWW-Authenticate: Bearer"), "{}", r.head);
         }
     }
+    // Monitoring stays open: health probes and scrapers carry no token.
+    assert_eq!(get(&addr, "/healthz").status, 200);
+    assert_eq!(get(&addr, "/metrics").status, 200);
+    assert_eq!(
+        request(&addr, "GET", "/api/status", Some(&bearer)).status,
+        200
+    );
     let mut ok = Sse::open(&addr, "/api/events", Some(&bearer));
     assert_eq!(ok.snapshot()["channels"].as_array().unwrap().len(), 3);
     // The right token, but the tail is off.

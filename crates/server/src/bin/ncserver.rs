@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
@@ -15,6 +16,23 @@ use netcluster_server::Server;
 #[cfg(windows)]
 #[path = "ncserver/service.rs"]
 mod service;
+
+#[cfg(unix)]
+#[path = "ncserver/systemd.rs"]
+mod systemd;
+
+/// No service manager notifications outside Unix (the Windows service
+/// reports to the SCM itself).
+#[cfg(not(unix))]
+mod systemd {
+    pub fn ready(_status: &str) {}
+    pub fn reloading() {}
+    pub fn stopping() {}
+    pub fn watchdog() {}
+    pub fn watchdog_interval() -> Option<std::time::Duration> {
+        None
+    }
+}
 
 /// Exit code for bad configuration or failed startup.
 const EXIT_FAILURE: u8 = 2;
@@ -43,6 +61,11 @@ struct Args {
     #[arg(long, value_name = "FILE")]
     log_file: Option<PathBuf>,
 
+    /// Log line format: "plain" (readable text) or "json" (one JSON object
+    /// per line: timestamp, level, target, fields; for log collectors).
+    #[arg(long, value_name = "FORMAT", value_enum, default_value_t = LogFormat::Plain)]
+    log_format: LogFormat,
+
     /// Windows only: install ncserver as the service "netcluster" (started
     /// at boot, running as LocalSystem) with CONFIG, or with the default
     /// config discovery when CONFIG is omitted.
@@ -64,9 +87,22 @@ struct Args {
     run_service: bool,
 }
 
+/// `--log-format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    /// Readable text lines (coloured on a terminal).
+    Plain,
+    /// One JSON object per line.
+    Json,
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
-    if let Err(e) = init_logging(args.log.as_deref(), args.log_file.as_deref()) {
+    if let Err(e) = init_logging(
+        args.log.as_deref(),
+        args.log_file.as_deref(),
+        args.log_format,
+    ) {
         eprintln!("ncserver: error: {e:#}");
         return ExitCode::from(EXIT_FAILURE);
     }
@@ -97,14 +133,42 @@ fn run(args: Args) -> anyhow::Result<()> {
     let (config, how) = find_config(args.config)?;
     tracing::info!("using {how}");
     // Handlers first: a SIGTERM that comes as soon as the daemon says it
-    // serves must stop it gracefully, not kill it.
-    let signals = StopSignals::install()?;
+    // serves must stop it gracefully, not kill it (and a SIGHUP reload it).
+    let mut signals = Signals::install()?;
+    let channels = config.channels.len();
     let server = Server::start(config).context("cannot start ncserver")?;
+    let serving = format!("serving {channels} channels");
+    systemd::ready(&serving);
     tracing::info!(
         "ready. In another shell: `ncclient listen A` to print messages, `ncclient emit A greet '\"hello\"'` to send one, `ncclient` for the control REPL"
     );
-    signals.wait()?;
+    let watchdog = systemd::watchdog_interval();
+    loop {
+        match signals.next(watchdog) {
+            Signal::Stop => break,
+            Signal::Reload => {
+                tracing::info!("SIGHUP received, reloading the config file");
+                systemd::reloading();
+                // The daemon logs a refused reload itself; the old config stays.
+                let status = match server.reload() {
+                    Ok(r) => format!("serving; last reload applied: {r}"),
+                    Err(e) => format!("serving; last reload refused: {e}"),
+                };
+                systemd::ready(&status);
+            }
+            Signal::Tick => {
+                // Ping systemd only for a daemon thread that answers: a
+                // stuck event loop gets the unit restarted.
+                if server.ping(watchdog.unwrap_or(Duration::from_secs(1))) {
+                    systemd::watchdog();
+                } else {
+                    tracing::warn!("the daemon thread did not answer; not pinging the watchdog");
+                }
+            }
+        }
+    }
     tracing::info!("signal received, stopping");
+    systemd::stopping();
     server.stop();
     Ok(())
 }
@@ -147,21 +211,24 @@ fn exists(p: &Path) -> bool {
     p.metadata().map(|m| m.is_file()).unwrap_or(false)
 }
 
-fn init_logging(filter: Option<&str>, file: Option<&Path>) -> anyhow::Result<()> {
+fn init_logging(
+    filter: Option<&str>,
+    file: Option<&Path>,
+    format: LogFormat,
+) -> anyhow::Result<()> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     use tracing_subscriber::EnvFilter;
     let filter = match filter {
         Some(f) => EnvFilter::new(f),
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
-    let fmt = tracing_subscriber::fmt().with_env_filter(filter);
-    match file {
+    let (writer, terminal) = match file {
         None => {
-            // Colours only for a terminal: logs piped to a file or journal
-            // stay plain text.
             use std::io::IsTerminal;
-            fmt.with_writer(std::io::stderr)
-                .with_ansi(std::io::stderr().is_terminal())
-                .init()
+            (
+                BoxMakeWriter::new(std::io::stderr),
+                std::io::stderr().is_terminal(),
+            )
         }
         Some(path) => {
             if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -173,10 +240,18 @@ fn init_logging(filter: Option<&str>, file: Option<&Path>) -> anyhow::Result<()>
                 .append(true)
                 .open(path)
                 .with_context(|| format!("cannot open log file {}", path.display()))?;
-            fmt.with_writer(std::sync::Mutex::new(f))
-                .with_ansi(false)
-                .init();
+            (BoxMakeWriter::new(std::sync::Mutex::new(f)), false)
         }
+    };
+    // Colours only for plain lines on a terminal: logs piped to a file or
+    // journal stay plain text, and JSON never gets escape codes.
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(writer)
+        .with_ansi(terminal && format == LogFormat::Plain);
+    match format {
+        LogFormat::Plain => fmt.init(),
+        LogFormat::Json => fmt.json().init(),
     }
     Ok(())
 }
@@ -208,12 +283,28 @@ fn service_command(args: Args) -> anyhow::Result<()> {
     )
 }
 
-/// The stop signals (SIGINT and SIGTERM; Ctrl-C, Ctrl-Break, close and
-/// shutdown on Windows), handled from the moment they are installed.
-struct StopSignals {
+/// What a signal asks for.
+enum Signal {
+    /// Stop gracefully.
+    Stop,
+    /// Reload the config file (SIGHUP).
+    #[cfg_attr(windows, allow(dead_code))]
+    Reload,
+    /// Time to check the daemon and ping the watchdog.
+    Tick,
+}
+
+/// The signals ncserver handles: SIGINT and SIGTERM stop it, SIGHUP
+/// reloads its config (Ctrl-C, Ctrl-Break, close and shutdown stop it on
+/// Windows), handled from the moment they are installed.
+struct Signals {
     rt: tokio::runtime::Runtime,
     #[cfg(unix)]
-    streams: (tokio::signal::unix::Signal, tokio::signal::unix::Signal),
+    streams: (
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+        tokio::signal::unix::Signal,
+    ),
     #[cfg(windows)]
     streams: (
         tokio::signal::windows::CtrlC,
@@ -223,8 +314,8 @@ struct StopSignals {
     ),
 }
 
-impl StopSignals {
-    fn install() -> anyhow::Result<StopSignals> {
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -235,6 +326,7 @@ impl StopSignals {
             (
                 signal(SignalKind::terminate())?,
                 signal(SignalKind::interrupt())?,
+                signal(SignalKind::hangup())?,
             )
         };
         #[cfg(windows)]
@@ -243,26 +335,35 @@ impl StopSignals {
             (ctrl_c()?, ctrl_break()?, ctrl_close()?, ctrl_shutdown()?)
         };
         drop(_in_rt);
-        Ok(StopSignals { rt, streams })
+        Ok(Signals { rt, streams })
     }
 
-    /// Blocks until one of the signals arrives.
-    fn wait(self) -> anyhow::Result<()> {
-        let StopSignals { rt, mut streams } = self;
+    /// Blocks until a signal arrives and says what it asks for, or
+    /// returns [`Signal::Tick`] after `tick` if given.
+    fn next(&mut self, tick: Option<Duration>) -> Signal {
+        let Signals { rt, streams } = self;
         rt.block_on(async move {
+            let tick = async {
+                match tick {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending().await,
+                }
+            };
             #[cfg(unix)]
             tokio::select! {
-                _ = streams.0.recv() => {}
-                _ = streams.1.recv() => {}
+                _ = streams.0.recv() => Signal::Stop,
+                _ = streams.1.recv() => Signal::Stop,
+                _ = streams.2.recv() => Signal::Reload,
+                _ = tick => Signal::Tick,
             }
             #[cfg(windows)]
             tokio::select! {
-                _ = streams.0.recv() => {}
-                _ = streams.1.recv() => {}
-                _ = streams.2.recv() => {}
-                _ = streams.3.recv() => {}
+                _ = streams.0.recv() => Signal::Stop,
+                _ = streams.1.recv() => Signal::Stop,
+                _ = streams.2.recv() => Signal::Stop,
+                _ = streams.3.recv() => Signal::Stop,
+                _ = tick => Signal::Tick,
             }
-        });
-        Ok(())
+        })
     }
 }

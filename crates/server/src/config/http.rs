@@ -32,7 +32,8 @@ pub enum TokenSource {
 /// `http`: the HTTP endpoint. Absent = no endpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HttpConfig {
-    /// `listen`: the TCP address to serve on.
+    /// `http.listen`: address and port (`127.0.0.1:9454`, `[::1]:9454`,
+    /// `0.0.0.0:9454`; port 0 picks a free port, which the log shows).
     pub listen: SocketAddr,
     /// `tail`: allow the dashboard's live tail of a channel's messages.
     pub tail: bool,
@@ -58,7 +59,7 @@ struct Draft {
 const HTTP_KEYS: &[Key<Draft>] = &[
     Key {
         name: "listen",
-        apply: |c, v, k| listen(v, k).map(|x| c.listen = Some(x)),
+        apply: |c, v, k| values::listen(v, k).map(|x| c.listen = Some(x)),
     },
     Key {
         name: "tail",
@@ -127,20 +128,6 @@ fn check_token(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// `http.listen`: `ip:port` (`[v6]:port` for IPv6).
-fn listen(v: &Node, path: &str) -> Result<SocketAddr, Problem> {
-    let s = values::nonempty_string(v, path, "listen")?;
-    s.parse().map_err(|_| {
-        Problem::at(
-            v,
-            path,
-            format!(
-                "{s:?} is not an address and port such as \"127.0.0.1:9454\" or \"[::1]:9454\""
-            ),
-        )
-    })
-}
-
 /// Reads the `http` object; `base` is the config file's folder.
 pub(super) fn http(v: &Node, path: &str, base: Option<&Path>) -> Result<HttpConfig, Problem> {
     let mut d = Draft {
@@ -159,7 +146,7 @@ pub(super) fn http(v: &Node, path: &str, base: Option<&Path>) -> Result<HttpConf
         Problem::at(
             v,
             path,
-            "listen is required (an address such as \"127.0.0.1:9454\")",
+            "missing \"listen\": give the address to serve on, e.g. {\"listen\": \"127.0.0.1:9454\"}",
         )
     })?;
     Ok(HttpConfig {

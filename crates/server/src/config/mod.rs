@@ -154,11 +154,12 @@ pub struct Config {
     pub maxmessage: usize,
     /// `queuebytes`: bytes queued for one client before it counts as slow.
     pub queuebytes: usize,
-    /// `http`: the HTTP endpoint (dashboard and API); `None` = off.
-    pub http: Option<HttpConfig>,
     /// `channels`, in file order; the control channel is always present
     /// (first, when the file did not name it).
     pub channels: Vec<ChannelConfig>,
+    /// `http`: the HTTP endpoint (metrics, health, status, dashboard);
+    /// `None` = off.
+    pub http: Option<HttpConfig>,
 }
 
 /// Where the network key was configured.
@@ -514,15 +515,15 @@ impl Config {
         };
         m.insert("maxmessage".into(), self.maxmessage.into());
         m.insert("queuebytes".into(), self.queuebytes.into());
-        if let Some(h) = &self.http {
-            m.insert("http".into(), h.to_json());
-        }
         let channels: Map<String, Value> = self
             .channels
             .iter()
             .map(|c| (c.name.clone(), c.to_json()))
             .collect();
         m.insert("channels".into(), Value::Object(channels));
+        if let Some(http) = &self.http {
+            m.insert("http".into(), http.to_json());
+        }
         Value::Object(m)
     }
 

@@ -169,6 +169,10 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         },
     },
     Key {
+        name: "channels",
+        apply: |c, v, k| channels(v, k).map(|x| c.channels = x),
+    },
+    Key {
         name: "http",
         apply: |c, v, k| {
             let base = match &c.source {
@@ -177,10 +181,6 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
             };
             super::http::http(v, k, base.as_deref()).map(|x| c.http = Some(x))
         },
-    },
-    Key {
-        name: "channels",
-        apply: |c, v, k| channels(v, k).map(|x| c.channels = x),
     },
 ];
 

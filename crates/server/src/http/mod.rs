@@ -1,57 +1,68 @@
-//! The HTTP endpoint (config key `http`): a minimal HTTP/1.1 server on the
-//! daemon's thread that serves the dashboard (`dashboard`).
+//! The HTTP endpoint (config key `http`): `GET /metrics`, `/healthz` and
+//! `/api/status` for monitoring, and the live dashboard (`GET /` and its
+//! event streams, see `dashboard`), over a minimal HTTP/1.1 server.
 //!
-//! Interim glue until the operations endpoint (`/metrics`, `/healthz`,
-//! `/api/status`) lands: one request per connection, at most
-//! [`MAX_CONNECTIONS`] at once, [`MAX_REQUEST_BYTES`] of head read within
-//! [`REQUEST_TIMEOUT`]. Handlers read the hub directly (it is
-//! single-threaded); the message path does no HTTP work.
+//! It runs on the daemon's own thread, as tasks beside the channel
+//! listeners: the hub's state is single-threaded (`Rc`, `Cell`), so a
+//! handler reads it directly at request time, and the message path does
+//! no HTTP work and takes no lock for it. What a request costs the daemon
+//! is bounded: at most [`MAX_CONNECTIONS`] at once (more are closed at
+//! accept), [`MAX_REQUEST_BYTES`] of request head read within
+//! [`REQUEST_TIMEOUT`], one response written within [`WRITE_TIMEOUT`],
+//! then the connection is closed; building a response is one pass over
+//! the channels and clients, as a control `status()` request is.
+//!
+//! This module owns the listener and connections; `request` parses
+//! requests and writes responses, `routes` maps paths to handlers (add a
+//! route there), `metrics` samples the hub into Prometheus text. The
+//! dashboard's paths are handed to `dashboard`, which writes its own
+//! responses: its event streams stay open (under its own write timeout)
+//! instead of the one response of the other routes.
 
 pub mod dashboard;
+mod metrics;
+mod request;
+mod routes;
 
 use std::cell::Cell;
 use std::io;
 use std::net::SocketAddr;
-use std::rc::{Rc, Weak};
+use std::rc::Rc;
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpListener;
 
 use crate::hub::Hub;
+use crate::stats::HttpHandle;
 
 /// Connections served at once; more are closed as soon as accepted.
 pub const MAX_CONNECTIONS: usize = 64;
 /// Time a client has to send its whole request head.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest request head read.
+/// Time a client has to take the response.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head (request line and headers) read.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024;
 
-/// The running endpoint; dropping it stops accepting.
-pub struct HttpHandle {
-    task: tokio::task::AbortHandle,
-}
-
-impl Drop for HttpHandle {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Binds `addr` (synchronously, so a busy address fails the start) and
-/// serves it until the handle is dropped.
+/// Binds `addr` and serves it until the returned handle is dropped.
 pub fn start(hub: &Rc<Hub>, addr: SocketAddr) -> io::Result<HttpHandle> {
+    // Bound synchronously, so that a bad or busy address is an error of the
+    // start or reload that asked for it.
     let std_listener = std::net::TcpListener::bind(addr)?;
     std_listener.set_nonblocking(true)?;
     let local = std_listener.local_addr()?;
     let listener = TcpListener::from_std(std_listener)?;
     let task = tokio::task::spawn_local(accept_loop(Rc::downgrade(hub), listener));
-    tracing::info!(addr = %local, "HTTP endpoint listening (dashboard at /)");
+    tracing::info!(addr = %local, "HTTP endpoint listening (/metrics, /healthz, /api/status)");
     Ok(HttpHandle {
+        configured: addr,
         task: task.abort_handle(),
     })
 }
 
+/// Decrements the connection count when a connection's task ends, however
+/// it ends (including abort at shutdown).
 struct Slot(Rc<Cell<usize>>);
 
 impl Drop for Slot {
@@ -60,18 +71,20 @@ impl Drop for Slot {
     }
 }
 
-async fn accept_loop(hub: Weak<Hub>, listener: TcpListener) {
+async fn accept_loop(hub: std::rc::Weak<Hub>, listener: TcpListener) {
     let active = Rc::new(Cell::new(0usize));
     loop {
         let stream = match listener.accept().await {
             Ok((s, _)) => s,
             Err(e) => {
+                // Out of file descriptors and the like: back off, don't spin.
                 tracing::warn!("HTTP accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
         if active.get() >= MAX_CONNECTIONS {
+            tracing::debug!("HTTP connection refused: {MAX_CONNECTIONS} already open");
             continue;
         }
         let Some(hub) = hub.upgrade() else { return };
@@ -84,65 +97,32 @@ async fn accept_loop(hub: Weak<Hub>, listener: TcpListener) {
     }
 }
 
-async fn serve(hub: &Hub, mut stream: TcpStream) {
-    let head = match tokio::time::timeout(REQUEST_TIMEOUT, read_head(&mut stream)).await {
-        Ok(Ok(h)) => h,
-        _ => return,
+/// One request, one response, then close.
+async fn serve(hub: &Hub, mut stream: tokio::net::TcpStream) {
+    let response = match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        request::read(&mut stream, MAX_REQUEST_BYTES),
+    )
+    .await
+    {
+        Ok(Ok(req)) if dashboard::owns(&req.path) => {
+            let dash = dashboard::DashRequest {
+                method: &req.method,
+                path: &req.path,
+                query: &req.query,
+                authorization: req.authorization.as_deref(),
+            };
+            return dashboard::serve(hub, &dash, &mut stream).await;
+        }
+        Ok(Ok(req)) => routes::handle(hub, &req),
+        Ok(Err(request::ReadError::Io(_))) => return,
+        Ok(Err(e)) => request::Response::text(e.status(), &format!("{e}\n")),
+        Err(_) => request::Response::text(408, "request head not received in time\n"),
     };
-    let Some((method, target, authorization)) = parse(&head) else {
-        let _ = stream
-            .write_all(
-                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            )
-            .await;
-        return;
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if dashboard::owns(path) {
-        let req = dashboard::DashRequest {
-            method,
-            path,
-            query,
-            authorization,
-        };
-        dashboard::serve(hub, &req, &mut stream).await;
-    } else {
-        let _ = stream
-            .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-            .await;
-    }
-}
-
-async fn read_head(s: &mut TcpStream) -> io::Result<String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    loop {
-        let n = s.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(io::ErrorKind::UnexpectedEof.into());
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            buf.truncate(i);
-            return String::from_utf8(buf).map_err(|_| io::ErrorKind::InvalidData.into());
-        }
-        if buf.len() > MAX_REQUEST_BYTES {
-            return Err(io::ErrorKind::InvalidData.into());
-        }
-    }
-}
-
-/// Method, target and `Authorization` of a request head.
-fn parse(head: &str) -> Option<(&str, &str, Option<&str>)> {
-    let mut lines = head.split("\r\n");
-    let mut parts = lines.next()?.split(' ');
-    let (method, target, version) = (parts.next()?, parts.next()?, parts.next()?);
-    if !version.starts_with("HTTP/1.") || !target.starts_with('/') {
-        return None;
-    }
-    let auth = lines.find_map(|h| {
-        let (n, v) = h.split_once(':')?;
-        n.eq_ignore_ascii_case("authorization").then(|| v.trim())
-    });
-    Some((method, target, auth))
+    let bytes = response.to_bytes();
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, async {
+        stream.write_all(&bytes).await?;
+        stream.shutdown().await
+    })
+    .await;
 }

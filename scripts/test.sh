@@ -34,6 +34,11 @@ else
   echo "skipping the Node.js client's tests: they need node 18 or later (found: $(node --version 2>/dev/null || echo none))"
 fi
 
+# The dashboard in headless chromium (needs chromium and node 18+; skips
+# with the reason without them, unless NETCLUSTER_REQUIRE_NETNS=1).
+echo "== dashboard in a browser (scripts/browser-test.sh)"
+scripts/browser-test.sh
+
 # The Windows build under Wine (needs wine64 and mingw-w64; skips with the
 # reason without them, unless NETCLUSTER_REQUIRE_NETNS=1).
 echo "== Windows build under Wine (scripts/wine-test.sh)"

@@ -87,8 +87,6 @@ impl Served {
 
 /// How many closed clients `showclient` can still describe.
 const RECENT_DEPARTED: usize = 256;
-/// How many `nc-gap` announcements the hub remembers (for the dashboard).
-const RECENT_GAPS: usize = 32;
 
 /// Counts of disconnected clients by cause.
 #[derive(Debug, Clone, Copy, Default)]
@@ -157,8 +155,8 @@ pub struct Hub {
     pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
     /// Live copies of messages for the dashboard's tail (free when none is open).
     pub taps: Rc<crate::tap::Taps>,
-    /// The last `nc-gap` announcements (time and cause), oldest first.
-    gaps: RefCell<std::collections::VecDeque<serde_json::Value>>,
+    /// The last `nc-gap` announcements, for the dashboard.
+    pub gaps: crate::tap::GapLog,
     /// Health, HTTP endpoint and departed clients' totals (see `stats`).
     pub ops: crate::stats::OpsState,
 }
@@ -367,22 +365,6 @@ impl Hub {
             .take(n)
             .map(|(_, _, r)| r.clone())
             .collect()
-    }
-
-    /// Remembers a gap the daemon announced (`record` says its cause), in a
-    /// ring of [`RECENT_GAPS`].
-    pub fn note_gap(&self, mut record: serde_json::Value) {
-        record["time"] = crate::timefmt::rfc3339(std::time::SystemTime::now()).into();
-        let mut gaps = self.gaps.borrow_mut();
-        if gaps.len() == RECENT_GAPS {
-            gaps.pop_front();
-        }
-        gaps.push_back(record);
-    }
-
-    /// The remembered gaps, newest first.
-    pub fn recent_gaps(&self) -> Vec<serde_json::Value> {
-        self.gaps.borrow().iter().rev().cloned().collect()
     }
 
     /// Why clients were disconnected, so far.

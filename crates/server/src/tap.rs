@@ -1,5 +1,6 @@
 //! Taps: live copies of one channel's messages for an observer (the
-//! dashboard's live tail), kept off the message path's cost.
+//! dashboard's live tail), kept off the message path's cost; and the
+//! [`GapLog`] of the last gaps the daemon announced.
 //!
 //! The hub owns one [`Taps`]. The message path asks [`Taps::any`] — one
 //! `Cell` read — and does nothing more while no tap is open. An open [`Tap`]
@@ -21,6 +22,31 @@ pub const TAP_QUEUE: usize = 256;
 pub const TAP_PAYLOAD: usize = 256;
 /// Taps open at once on one daemon.
 pub const MAX_TAPS: usize = 8;
+/// How many `nc-gap` announcements the [`GapLog`] keeps.
+pub const RECENT_GAPS: usize = 32;
+
+/// The last `nc-gap` announcements (cause, node, range) with their time,
+/// oldest first; written when a gap is announced, never per message.
+#[derive(Debug, Default)]
+pub struct GapLog(RefCell<VecDeque<serde_json::Value>>);
+
+impl GapLog {
+    /// Remembers a gap (`record` says its cause), forgetting the oldest
+    /// past [`RECENT_GAPS`].
+    pub fn note(&self, mut record: serde_json::Value) {
+        record["time"] = crate::timefmt::rfc3339(SystemTime::now()).into();
+        let mut gaps = self.0.borrow_mut();
+        if gaps.len() == RECENT_GAPS {
+            gaps.pop_front();
+        }
+        gaps.push_back(record);
+    }
+
+    /// The remembered gaps, newest first.
+    pub fn recent(&self) -> Vec<serde_json::Value> {
+        self.0.borrow().iter().rev().cloned().collect()
+    }
+}
 
 /// A copy of one message, cut to [`TAP_PAYLOAD`] bytes.
 #[derive(Debug, Clone)]
@@ -174,5 +200,18 @@ mod tests {
         let guards: Vec<_> = (0..MAX_TAPS).map(|_| taps.open("A", None)).collect();
         assert!(guards.iter().all(Option::is_some));
         assert!(taps.open("A", None).is_none());
+    }
+
+    #[test]
+    fn the_gap_log_keeps_the_last_ones_newest_first() {
+        let log = GapLog::default();
+        for i in 0..RECENT_GAPS + 3 {
+            log.note(serde_json::json!({ "cause": "network", "first": i }));
+        }
+        let r = log.recent();
+        assert_eq!(r.len(), RECENT_GAPS);
+        assert_eq!(r[0]["first"], RECENT_GAPS + 2);
+        assert_eq!(r[RECENT_GAPS - 1]["first"], 3);
+        assert!(r[0]["time"].as_str().unwrap().ends_with('Z'));
     }
 }

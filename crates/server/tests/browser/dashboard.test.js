@@ -15,7 +15,7 @@ const assert = require('node:assert/strict');
 const fs = require('node:fs');
 const path = require('node:path');
 
-const { startDaemon, waitFor, sleep, REPO } = require('../../../../clients/node/testlib/helpers');
+const { startDaemon, waitFor, sleep, REPO, LegacyClient } = require('../../../../clients/node/testlib/helpers');
 const netcluster = require('../../../../clients/node');
 const { Browser, findChromium } = require('./cdp');
 
@@ -33,6 +33,7 @@ const TOKEN = 'dashboard-test-token-0123456789';
 /** A daemon with `http` on a free loopback port; resolves with it and its base URL. */
 async function daemonWithHttp(http) {
   const d = await startDaemon({
+    queuebytes: '64KiB',
     channels: {
       A: { propagatetochannels: '^B$' },
       B: { slowconsumer: 'drop' },
@@ -56,8 +57,9 @@ async function client(daemon, channel, name) {
 /** Emits `event` on `c` every `everyMs` until stopped; returns the stopper. */
 function flow(c, event, everyMs = 10) {
   let n = 0;
+  const pad = 'p'.repeat(500);
   const t = setInterval(() => {
-    for (let i = 0; i < 5; i++) c.emit(event, { n: n++ });
+    for (let i = 0; i < 5; i++) c.emit(event, { n: n++, pad });
   }, everyMs);
   return () => clearInterval(t);
 }
@@ -98,6 +100,15 @@ test('the dashboard shows channels, clients, rates and a live tail', { skip: SKI
     await page.waitFor(`Number(document.querySelector('tr[data-channel="A"] .rate-in').textContent.replace(/,/g, '')) > 20`, 'the rate of A rising', 15000);
     await page.waitFor(`Number(document.querySelector('tr[data-channel="B"] .rate-out').textContent.replace(/,/g, '')) > 20`, 'the delivery rate of B rising', 15000);
     await page.waitFor(`document.querySelector('tr[data-channel="A"] svg.chart polyline.in')`, 'the rate chart of A');
+
+    // A client of B (policy drop) that stops reading is highlighted as
+    // slow, and its dropped messages are listed as a gap.
+    const stalled = await LegacyClient.connect(daemon.socket('B'));
+    stalled.send('hello', 'I will not read');
+    stalled.socket.pause();
+    clients.push({ disconnect: async () => stalled.close() });
+    await page.waitFor(`document.querySelector('.group[data-channel="B"] tr.slow')`, 'the stalled client highlighted as slow', 20000);
+    await page.waitFor(`document.getElementById('gap-list').textContent.includes('dropped for slow client')`, 'the drops listed as a gap', 10000);
 
     // The live tail of A, filtered by event, shows a message within 2 s.
     await page.eval(`(() => { const s = document.getElementById('tail-channel'); s.value = 'A';

@@ -25,6 +25,7 @@
     prevT: 0,
     history: new Map(), // channel -> [{t, in, out}]
     slowUntil: new Map(), // "channel/id" -> ms
+    drops: [], // slow-consumer drops seen by this page, newest first (gap records)
     channelNames: [],
     tailEnabled: false,
     tail: null, // {ctrl, channel, event, paused}
@@ -236,6 +237,22 @@
         const p = state.prev.get(key) || { in: 0, out: 0, dropped: 0, blocked: 0 };
         din += Math.max(0, (c.messages_in || 0) - p.in);
         dout += Math.max(0, (c.messages_out || 0) - p.out);
+        if (state.prev.has(key) && (c.dropped || 0) > p.dropped) {
+          // The daemon tells the client with an nc-gap event; the page
+          // lists it beside the network's gaps.
+          // One record per episode: drops within SLOW_HOLD_MS of the last
+          // ones of the same client add to its record.
+          const delta = c.dropped - p.dropped;
+          const last = state.drops.find((d) => d.key === key);
+          if (last && now - last.t <= SLOW_HOLD_MS) {
+            last.count += delta;
+            last.t = now;
+          } else {
+            state.drops.unshift({ key, t: now, time: new Date(now).toISOString(), channel: ch.name,
+              cause: "slow_consumer", client: c.id, name: c.name, count: delta });
+            state.drops.length = Math.min(state.drops.length, 32);
+          }
+        }
         if ((c.dropped || 0) > p.dropped || (c.blocked || 0) > p.blocked) {
           if (state.prev.has(key) || c.dropped || c.blocked) state.slowUntil.set(key, now + SLOW_HOLD_MS);
         }
@@ -404,14 +421,15 @@
       el("strong", null, `${d.channel}/${d.id}`), ` ${d.name || ""} (pid ${d.pid}): ${d.reason || "left"}`));
     if (!dep.length) dep.push(el("li", { class: "hint" }, "None since the daemon started."));
     $("departed-list").replaceChildren(...dep);
-    const gaps = (s.gaps || []).map((g) => {
+    const all = (s.gaps || []).concat(state.drops).sort((a, b) => String(b.time).localeCompare(String(a.time)));
+    const gaps = all.slice(0, 32).map((g) => {
       const what = g.cause === "network"
         ? `datagrams ${g.first}–${g.last} from node ${g.node} lost on the network`
         : g.cause === "slow_consumer"
-          ? `${fmtNum(g.count)} message(s) dropped for slow client ${g.client}`
+          ? `${fmtNum(g.count)} message(s) dropped for slow client ${g.client} ${g.name || ""}`
           : JSON.stringify(g);
       return el("li", null, el("span", { class: "when" }, fmtTime(g.time) + " "),
-        el("strong", null, g.channel || ""), " " + (g.cause || "") + ": " + what);
+        el("strong", null, g.channel || ""), " " + String(g.cause || "").replace(/_/g, " ") + ": " + what);
     });
     if (!gaps.length) gaps.push(el("li", { class: "hint" }, "None seen."));
     $("gap-list").replaceChildren(...gaps);

@@ -70,7 +70,7 @@ pub fn build(hub: &Hub) -> Value {
         "channels": channels,
         "disconnects": status["disconnects"],
         "departed": hub.recent_departed(SNAPSHOT_DEPARTED),
-        "gaps": hub.recent_gaps(),
+        "gaps": hub.gaps.recent(),
         "net": net,
     })
 }

@@ -190,7 +190,8 @@ test('with a token, the dashboard asks for it and the API refuses without it', {
     await page.waitFor(`document.querySelectorAll('#channel-table tbody tr').length === 4`, 'the channels once the token is given');
     assert.equal(await page.eval(`sessionStorage.getItem('netcluster-dashboard-token')`), TOKEN);
     // The tail is off in this config: the page says so.
-    assert.equal(await page.eval(`document.getElementById('tail-off').hidden`), false);
+    assert.equal(await page.eval(`document.getElementById('tail-off').offsetParent !== null`), true, 'the page says the tail is off');
+    assert.equal(await page.eval(`document.getElementById('tail-form').offsetParent`), null, 'and shows no tail form');
     const tail = await fetch(base + '/api/tail?channel=A', { headers: { Authorization: `Bearer ${TOKEN}` } });
     assert.equal(tail.status, 403);
     assert.match(await tail.text(), /tail.*true/);
@@ -199,5 +200,37 @@ test('with a token, the dashboard asks for it and the API refuses without it', {
   } finally {
     await browser.close();
     await daemon.stop();
+  }
+});
+
+test('the network section shows a peer on the loopback interface', { skip: SKIP, timeout: 60000 }, async () => {
+  // Two daemons on one multicast group over `lo` (with `loopback`, each
+  // hears the other), on a port of their own.
+  const port = 40000 + Math.floor(Math.random() * 10000);
+  const net = (name) => ({ connecttonet: true, port, loopback: true, interface: 'lo', nodename: name });
+  const one = await startDaemon({ ...net('dash-one'), http: { listen: '127.0.0.1:0' }, channels: { A: { propagatetonet: true } } });
+  const two = await startDaemon({ ...net('dash-two'), channels: { A: { propagatetonet: true } } });
+  const m = await waitFor(() => /HTTP endpoint listening.*?addr=(127\.0\.0\.1:\d+)|addr=(127\.0\.0\.1:\d+).*HTTP endpoint listening/.exec(one.log()), 'the HTTP address', 10000);
+  const base = `http://${m[1] || m[2]}`;
+  const browser = await Browser.launch(CHROMIUM);
+  const c = await client(two, 'A', 'remote-emitter');
+  try {
+    const page = await browser.newPage(1280, 900);
+    await page.goto(base + '/');
+    await page.waitFor(`!document.getElementById('network').hidden`, 'the network section');
+    await page.waitFor(`document.querySelector('#peer-table tr[data-peer] .up')?.closest('tr').textContent.includes('dash-two')`, 'peer dash-two up', 20000);
+    for (let i = 0; i < 20; i++) c.emit('over-the-net', { i });
+    await page.waitFor(`Number(document.querySelector('#peer-table tr[data-peer]').children[4].textContent.replace(/,/g, '')) >= 20`, 'the messages from dash-two counted', 20000);
+    assert.match(await page.eval(`document.getElementById('net-summary').textContent`), /NOT sealed/);
+    assert.match(await page.eval(`document.getElementById('net-totals').textContent`), /datagrams out/);
+    assert.match(await page.eval(`document.querySelector('tr[data-channel="A"] .routing').textContent`), /to network/);
+    await page.eval(`document.getElementById('network').scrollIntoView()`);
+    await page.screenshot(path.join(SHOTS, 'dashboard-network.png'), 1280);
+    assert.deepEqual(page.errors, [], 'no console errors');
+  } finally {
+    await c.disconnect().catch(() => {});
+    await browser.close();
+    await one.stop();
+    await two.stop();
   }
 });

@@ -379,7 +379,7 @@
   }
 
   function facts(dl, entries) {
-    dl.replaceChildren(...entries.map(([k, v]) => el("div", null, el("dt", null, k), el("dd", { class: "num", style: "text-align:left" }, v))));
+    dl.replaceChildren(...entries.map(([k, v]) => el("div", null, el("dt", null, k), el("dd", { class: "count" }, v))));
   }
 
   function renderNet(net) {

@@ -343,6 +343,7 @@ mod tests {
         assert!(INDEX_HTML.contains("app.js") && INDEX_HTML.contains("app.css"));
         // The CSP forbids inline script and style: the files must not need them.
         assert!(!INDEX_HTML.contains("<script>") && !INDEX_HTML.contains("style="));
+        assert!(!APP_JS.contains("style:") && !APP_JS.contains(".style"));
         assert!(
             !APP_JS.contains("innerHTML"),
             "data is inserted as text only"

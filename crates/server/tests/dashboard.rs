@@ -431,6 +431,49 @@ fn tails_are_limited_and_freed_when_closed() {
 }
 
 #[test]
+fn a_reload_turns_the_tail_on_and_the_token_on_at_once() {
+    let (d, addr) = daemon("");
+    assert_eq!(get(&addr, "/api/tail?channel=A").status, 403);
+    let mut events = Sse::open(&addr, "/api/events", None);
+    events.snapshot();
+    let cfg = |http: &str| {
+        serde_json::from_str::<Value>(&format!(
+            r#"{{ "http": {{ "listen": "127.0.0.1:0"{http} }},
+                 "channels": {{ "A": {{ "propagatetochannels": "^B$" }}, "B": {{}} }} }}"#
+        ))
+        .unwrap()
+    };
+    // Same `listen` (port 0 as at start): the listener stays, the new keys
+    // apply to the next requests.
+    let mut ctl = d.control();
+    ctl.request("nc-control-reloadconfig", &cfg(r#", "tail": true"#))
+        .expect("reload with the tail on");
+    let mut tail = Sse::open(&addr, "/api/tail?channel=B", None);
+    let mut b = d.raw("B", "after-reload");
+    b.publish("hi", b"1");
+    b.ping();
+    assert_eq!(tail.next().0, "message");
+    // A token now: open streams end, new requests need it.
+    let with_token = format!(r#", "tail": true, "token": "{TOKEN}""#);
+    ctl.request("nc-control-reloadconfig", &cfg(&with_token))
+        .expect("reload with a token");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while events.try_next().is_some() {
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot stream outlived the new token"
+        );
+    }
+    b.publish("hi", b"2");
+    b.ping();
+    while tail.try_next().is_some() {
+        assert!(Instant::now() < deadline, "the tail outlived the new token");
+    }
+    assert_eq!(get(&addr, "/api/events").status, 401);
+    Sse::open(&addr, "/api/events", Some(&format!("Bearer {TOKEN}"))).snapshot();
+}
+
+#[test]
 fn http_config_errors_name_the_place() {
     let cases = [
         (

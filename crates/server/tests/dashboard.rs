@@ -239,7 +239,9 @@ fn the_page_and_the_snapshot_stream() {
     // Snapshots come about once a second, not faster.
     let t1 = events.snapshot()["t"].as_u64().unwrap();
     assert!(t1 >= t0 + 500, "snapshots {t0} then {t1}");
-    // A client that leaves is listed with its cause.
+    assert_eq!(snap["channels"][1]["totals"]["messages_in"], 10);
+    // A client that leaves is listed with its cause, and its messages stay
+    // in the channel's totals (the page's rates never go negative).
     drop(a);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -247,10 +249,24 @@ fn the_page_and_the_snapshot_stream() {
         if let Some(rec) = snap["departed"].as_array().unwrap().first() {
             assert_eq!(rec["name"], "rust-emitter");
             assert!(rec["reason"].is_string());
+            assert_eq!(snap["channels"][1]["clients_total"], 0);
+            assert_eq!(snap["channels"][1]["totals"]["messages_in"], 10);
             break;
         }
         assert!(Instant::now() < deadline, "departure not shown: {snap}");
     }
+    // A crowded channel: every client counted, the first 100 listed.
+    let crowd: Vec<_> = (0..101).map(|i| d.raw("B", &format!("c{i}"))).collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let snap = events.snapshot();
+        if snap["channels"][2]["clients_total"] == 101 {
+            assert_eq!(clients_of(&snap, "B").len(), 100);
+            break;
+        }
+        assert!(Instant::now() < deadline, "crowd not counted: {snap}");
+    }
+    drop(crowd);
 }
 
 #[test]

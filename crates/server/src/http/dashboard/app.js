@@ -22,6 +22,8 @@
   const $ = (id) => document.getElementById(id);
   const state = {
     prev: new Map(), // "channel/id" -> {in, out, dropped, blocked}
+    prevTotals: new Map(), // channel -> {in, out}: its totals in the last snapshot
+    eventsRunning: false,
     prevT: 0,
     history: new Map(), // channel -> [{t, in, out}]
     slowUntil: new Map(), // "channel/id" -> ms
@@ -166,6 +168,15 @@
   // ---------- the snapshot stream ----------
   let retryMs = 1000;
   async function runEvents() {
+    if (state.eventsRunning) return; // one snapshot stream per page
+    state.eventsRunning = true;
+    try {
+      await eventsLoop();
+    } finally {
+      state.eventsRunning = false;
+    }
+  }
+  async function eventsLoop() {
     for (;;) {
       try {
         await readSse("api/events", undefined, () => setConn("ok", "Live"), (name, data) => {
@@ -216,7 +227,7 @@
     setText("node-config", n.config);
     setText("node-socketdir", n.socketdir);
     let clients = 0;
-    for (const c of s.channels || []) clients += (c.clients || []).length;
+    for (const c of s.channels || []) clients += clientCount(c);
     setText("node-clients", fmtNum(clients));
     const d = s.disconnects || {};
     setText("node-disconnects", fmtNum(d.total) + " (slow " + fmtNum(d.slow_consumer) + ", protocol " +
@@ -224,12 +235,17 @@
     document.title = "netcluster " + (n.name || "") + " — dashboard";
   }
 
-  // Messages/s per channel from the clients' counters: the delta of each
-  // client present in both snapshots (a new client counts from zero; a
-  // client that left takes its last partial second with it).
+  function clientCount(ch) {
+    return typeof ch.clients_total === "number" ? ch.clients_total : (ch.clients || []).length;
+  }
+
+  // Messages/s per channel from counter deltas between two snapshots: the
+  // channel's totals (which count departed clients too) when the daemon
+  // sends them, else the delta of each listed client present in both.
   function computeRates(s, now, dt) {
     const next = new Map();
     const rates = new Map();
+    const nextTotals = new Map();
     for (const ch of s.channels || []) {
       let din = 0, dout = 0;
       for (const c of ch.clients || []) {
@@ -258,6 +274,14 @@
         }
         next.set(key, { in: c.messages_in || 0, out: c.messages_out || 0, dropped: c.dropped || 0, blocked: c.blocked || 0 });
       }
+      if (ch.totals) {
+        const t = { in: ch.totals.messages_in || 0, out: ch.totals.messages_out || 0 };
+        const p = state.prevTotals.get(ch.name);
+        // A channel removed and added again by a reload starts from zero.
+        din = p ? Math.max(0, t.in - p.in) : 0;
+        dout = p ? Math.max(0, t.out - p.out) : 0;
+        nextTotals.set(ch.name, t);
+      }
       const r = dt > 0 ? { in: din / dt, out: dout / dt } : { in: NaN, out: NaN };
       rates.set(ch.name, r);
       let h = state.history.get(ch.name);
@@ -267,6 +291,7 @@
     }
     for (const k of state.slowUntil.keys()) if (!next.has(k)) state.slowUntil.delete(k);
     state.prev = next;
+    state.prevTotals = nextTotals;
     return rates;
   }
 
@@ -324,7 +349,7 @@
       const r = rates.get(ch.name) || { in: NaN, out: NaN };
       rows.push(el("tr", { "data-channel": ch.name },
         el("th", { scope: "row" }, ch.name),
-        el("td", { class: "num clients" }, fmtNum((ch.clients || []).length)),
+        el("td", { class: "num clients" }, fmtNum(clientCount(ch))),
         el("td", { class: "num rate-in" }, fmtRate(r.in)),
         el("td", { class: "num rate-out" }, fmtRate(r.out)),
         el("td", null, chart(ch.name, state.history.get(ch.name) || [], now)),
@@ -343,6 +368,7 @@
     const groups = [];
     for (const ch of s.channels || []) {
       const clients = ch.clients || [];
+      const total = clientCount(ch);
       const g = el("div", { class: "group", "data-channel": ch.name });
       if (!clients.length) {
         g.append(el("p", { class: "hint" }, el("strong", null, ch.name), ": no clients"));
@@ -371,7 +397,8 @@
         .map((h, i) => el("th", { scope: "col", class: i === 0 || (i >= 2 && i <= 3) || (i >= 5 && i <= 9) ? "num" : null }, h)));
       g.append(el("div", { class: "scroll" },
         el("table", { class: "client-table" },
-          el("caption", null, `${ch.name} — ${clients.length} client${clients.length === 1 ? "" : "s"}`),
+          el("caption", null, `${ch.name} — ${total} client${total === 1 ? "" : "s"}` +
+            (total > clients.length ? ` (the ${clients.length} with the fullest queues shown)` : "")),
           el("thead", null, head), el("tbody", null, ...rows))));
       groups.push(g);
     }

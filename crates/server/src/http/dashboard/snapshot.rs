@@ -12,6 +12,9 @@ use crate::hub::Hub;
 
 /// How many departed clients a snapshot lists (newest first).
 pub const SNAPSHOT_DEPARTED: usize = 20;
+/// How many clients of one channel a snapshot lists (the slowest first,
+/// by queued bytes); the channel's totals still count every client.
+pub const SNAPSHOT_CLIENTS: usize = 100;
 
 /// Builds the snapshot. One pass over the channels and clients, as a
 /// `status()` plus `showchannel(name)` for every channel would be.
@@ -28,11 +31,22 @@ pub fn build(hub: &Hub) -> Value {
                 .channel(&ch.name)
                 .map(|id| router.targets(id).collect())
                 .unwrap_or_default();
-            let members: Vec<Value> = clients
+            // Totals that never go down: departed clients' counters (kept
+            // by the metrics code) plus the live ones'; the page's rates
+            // are their differences.
+            let mut totals = hub.ops.retired(&ch.name);
+            let mut members: Vec<_> = clients
                 .iter()
                 .filter(|c| *c.channel == *ch.name)
-                .map(|c| client_json(hub, c))
+                .inspect(|c| totals.add_conn(c))
                 .collect();
+            let count = members.len();
+            if count > SNAPSHOT_CLIENTS {
+                members.sort_by_key(|c| std::cmp::Reverse(c.out.borrow().len()));
+                members.truncate(SNAPSHOT_CLIENTS);
+                members.sort_by_key(|c| c.id);
+            }
+            let members: Vec<Value> = members.iter().map(|c| client_json(hub, c)).collect();
             json!({
                 "name": ch.name,
                 "propagatesto": targets,
@@ -40,6 +54,13 @@ pub fn build(hub: &Hub) -> Value {
                 "propagatetonet": ch.propagatetonet,
                 "acceptfromnet": ch.acceptfromnet,
                 "slowconsumer": ch.slowconsumer.as_str(),
+                "clients_total": count,
+                "totals": {
+                    "messages_in": totals.msgs_in,
+                    "messages_out": totals.msgs_out,
+                    "dropped": totals.dropped,
+                    "blocked": totals.blocked,
+                },
                 "clients": members,
             })
         })

@@ -12,7 +12,9 @@ cd "$(dirname "$0")/.."
 missing=""
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 [ "$node_major" -ge 18 ] || missing="$missing node>=18"
-if [ -z "${CHROMIUM:-}" ]; then
+if [ -n "${CHROMIUM:-}" ]; then
+  [ -x "$CHROMIUM" ] || missing="$missing chromium(CHROMIUM=$CHROMIUM)"
+else
   command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || missing="$missing chromium"
 fi
 if [ -n "$missing" ]; then

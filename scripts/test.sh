@@ -3,7 +3,8 @@
 # every crate, including the multi-host tests in network namespaces (these
 # need root, iproute2 and nftables; without them they say why and skip,
 # unless NETCLUSTER_REQUIRE_NETNS=1, as in CI, where they fail), then the
-# Node.js client's tests (skipped likewise without node 18+), then the
+# Node.js client's tests (skipped likewise without node 18+), the
+# dashboard in headless chromium (likewise without chromium), then the
 # Windows build under Wine (scripts/wine-test.sh, same rule for wine64 and
 # mingw-w64).
 set -euo pipefail

@@ -404,6 +404,41 @@ fn a_tail_that_is_not_read_drops_instead_of_growing() {
     d.raw("A", "still-serving").ping();
 }
 
+#[test]
+fn a_page_that_stops_reading_is_dropped() {
+    const SENT: u64 = 20_000;
+    let (d, addr) = daemon(r#""tail": true"#);
+    let mut tail = Sse::open(&addr, "/api/tail?channel=A", None);
+    shrink_receive_buffer(tail.r.get_ref());
+    let mut a = d.raw("A", "fast");
+    let payload = vec![b'7'; 300];
+    for _ in 0..SENT {
+        a.publish("n", &payload);
+    }
+    a.ping();
+    // More than the connection's buffers hold waits for this page, which
+    // does not read for longer than the daemon's write timeout…
+    std::thread::sleep(Duration::from_secs(7));
+    // … so the daemon has closed it: what was buffered, then the end.
+    let mut events = 0u64;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tail.try_next().is_some() {
+        events += 1;
+        assert!(
+            Instant::now() < deadline,
+            "the stream of a stalled page never ended"
+        );
+    }
+    assert!(events < SENT, "{events} events: the page was not dropped");
+    eprintln!("stalled page: {events} events buffered before the daemon closed it");
+    // Its tap is gone: the daemon serves tails and clients as before.
+    a.ping();
+    let mut again = Sse::open(&addr, "/api/tail?channel=A", None);
+    a.publish("after", b"1");
+    a.ping();
+    assert_eq!(again.next().0, "message");
+}
+
 /// Makes the kernel keep little for this socket, so that a page that does
 /// not read fills its stream quickly (as a stalled phone would).
 fn shrink_receive_buffer(s: &TcpStream) {

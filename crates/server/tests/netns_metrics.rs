@@ -18,18 +18,20 @@ use netcluster_testkit::netns::Lan;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ncserver");
 const N: u64 = 300;
+/// The network key: sealed datagrams, and a secret no endpoint may show.
+const KEY: &str = "5ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7e75ec7";
 
 fn config(name: &str) -> String {
     format!(
-        r#"{{ "connecttonet": true, "nodename": "{name}",
+        r#"{{ "connecttonet": true, "nodename": "{name}", "key": "{KEY}",
              "http": {{ "listen": "127.0.0.1:9454" }},
              "channels": {{ "A": {{ "propagatetonet": true }} }} }}"#
     )
 }
 
-fn metrics(lan: &Lan, i: usize) -> String {
+fn fetch(lan: &Lan, i: usize, path: &str) -> String {
     lan.run_in(i, || {
-        http_get("127.0.0.1:9454".parse().unwrap(), "/metrics", None).body
+        http_get("127.0.0.1:9454".parse().unwrap(), path, None).body
     })
 }
 
@@ -60,8 +62,8 @@ fn network_metrics_count_what_crossed_the_lan() {
             assert_eq!(v["i"], i, "in order, once");
         }
     });
-    let m0 = metrics(&lan, 0);
-    let m1 = metrics(&lan, 1);
+    let m0 = fetch(&lan, 0, "/metrics");
+    let m1 = fetch(&lan, 1, "/metrics");
     let get = |m: &str, s: &str| sample(m, s).unwrap_or_else(|| panic!("no {s} in\n{m}"));
     assert_eq!(get(&m0, "netcluster_net_connected"), 1.0);
     assert_eq!(
@@ -107,6 +109,26 @@ fn network_metrics_count_what_crossed_the_lan() {
                 r#"netcluster_net_rejected_datagrams_total{reason="unauthenticated"}"#
             ),
             0.0
+        );
+    }
+
+    let doc = include_str!("../../../docs/METRICS.md");
+    for name in m0.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap();
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is not in docs/METRICS.md"
+        );
+    }
+    // /api/status shows the peer table, and neither endpoint the key.
+    let st: serde_json::Value = serde_json::from_str(&fetch(&lan, 1, "/api/status")).unwrap();
+    assert_eq!(st["peers"]["peers"][0]["name"], "h0", "{st}");
+    assert_eq!(st["peers"]["peers"][0]["up"], true, "{st}");
+    assert_eq!(st["peers"]["sealed"], true, "{st}");
+    for body in [&m0, &m1, &st.to_string()] {
+        assert!(
+            !body.to_lowercase().contains(&KEY[..16]),
+            "the key leaked: {body}"
         );
     }
 }

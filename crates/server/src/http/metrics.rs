@@ -90,8 +90,14 @@ fn sample_channels(hub: &Hub) -> Vec<ChannelSample> {
             totals: hub.ops.retired(&c.name),
         })
         .collect();
+    // By name, so that a scrape stays linear in channels plus clients.
+    let index: rustc_hash::FxHashMap<String, usize> = out
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.name.clone(), i))
+        .collect();
     for conn in hub.clients() {
-        if let Some(s) = out.iter_mut().find(|s| *s.name == *conn.channel) {
+        if let Some(s) = index.get(&*conn.channel).map(|&i| &mut out[i]) {
             s.clients += 1;
             s.queued += conn.out.borrow().len() as i64;
             s.totals.add_conn(&conn);

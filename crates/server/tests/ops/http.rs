@@ -132,6 +132,16 @@ fn serves_health_metrics_and_status_and_never_payloads() {
     for body in [&m, &om.body, &st.body] {
         assert!(!body.contains("secret-payload"), "a payload leaked: {body}");
     }
+
+    // Every metric served is documented.
+    let doc = include_str!("../../../../docs/METRICS.md");
+    for name in m.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+        let name = name.split(' ').next().unwrap();
+        assert!(
+            doc.contains(&format!("`{name}`")),
+            "{name} is not in docs/METRICS.md"
+        );
+    }
 }
 
 #[test]

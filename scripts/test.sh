@@ -4,7 +4,8 @@
 # need root, iproute2 and nftables; without them they say why and skip,
 # unless NETCLUSTER_REQUIRE_NETNS=1, as in CI, where they fail), then the
 # Node.js client's tests (skipped likewise without node 18+), the Python
-# client's (clients/python/run-tests.sh; skipped without python3 3.9+), then the
+# client's (clients/python/run-tests.sh; skipped without python3 3.9+), the
+# dashboard in headless chromium (likewise without chromium), then the
 # Windows build under Wine (scripts/wine-test.sh, same rule for wine64 and
 # mingw-w64).
 set -euo pipefail
@@ -56,6 +57,11 @@ elif [ "${NETCLUSTER_REQUIRE_NETNS:-0}" = 1 ]; then
 else
   echo "skipping the Python client's tests: they need python3 3.9 or later (found: $(python3 --version 2>&1 || echo none))"
 fi
+
+# The dashboard in headless chromium (needs chromium and node 18+; skips
+# with the reason without them, unless NETCLUSTER_REQUIRE_NETNS=1).
+echo "== dashboard in a browser (scripts/browser-test.sh)"
+scripts/browser-test.sh
 
 # The Windows build under Wine (needs wine64 and mingw-w64; skips with the
 # reason without them, unless NETCLUSTER_REQUIRE_NETNS=1).

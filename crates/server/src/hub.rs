@@ -155,6 +155,10 @@ pub struct Hub {
     disconnects: RefCell<DisconnectCounts>,
     /// The network driver, when the daemon is connected to the network.
     pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
+    /// Live copies of messages for the dashboard's tail (free when none is open).
+    pub taps: Rc<crate::tap::Taps>,
+    /// The last `nc-gap` announcements, for the dashboard.
+    pub gaps: crate::tap::GapLog,
     /// Health, HTTP endpoint and departed clients' totals (see `stats`).
     pub ops: crate::stats::OpsState,
 }
@@ -182,6 +186,8 @@ impl Hub {
             departed: RefCell::new(Default::default()),
             last_snapshot: RefCell::new(None),
             disconnects: RefCell::new(DisconnectCounts::default()),
+            taps: Default::default(),
+            gaps: Default::default(),
             ops: Default::default(),
         });
         let cfg = hub.config();
@@ -357,6 +363,17 @@ impl Hub {
             .map(|(_, _, r)| r.clone())
     }
 
+    /// The records of the last `n` clients that left, newest first.
+    pub fn recent_departed(&self, n: usize) -> Vec<serde_json::Value> {
+        let departed = self.departed.borrow();
+        departed
+            .iter()
+            .rev()
+            .take(n)
+            .map(|(_, _, r)| r.clone())
+            .collect()
+    }
+
     /// Why clients were disconnected, so far.
     pub fn disconnect_counts(&self) -> DisconnectCounts {
         *self.disconnects.borrow()
@@ -408,6 +425,14 @@ impl Hub {
         let info = infos[channel.index()].as_ref().expect("live channel");
         if info.dump {
             dump_line(&info.name, event, payload.as_slice(), &origin, self.node_id);
+        }
+        if self.taps.any() {
+            let from = (
+                origin.node.unwrap_or(self.node_id),
+                origin.client,
+                origin.seq,
+            );
+            self.taps.offer(&info.name, event, payload.as_slice(), from);
         }
         let limit = self.queue_limit();
         let router = self.router.borrow();

@@ -22,6 +22,7 @@ mod partial;
 mod server;
 mod session;
 mod stats;
+mod tap;
 mod timefmt;
 
 pub use server::{is_root, Server, ServerHandle, StartError};

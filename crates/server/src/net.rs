@@ -454,6 +454,7 @@ impl NetDriver {
         let body = format!(
             r#"{{"cause":"{GAP_CAUSE}","node":"{node:016x}","first":{first},"last":{last}}}"#
         );
+        hub.gaps.note(serde_json::json!({"cause": GAP_CAUSE, "node": format!("{node:016x}"), "first": first, "last": last}));
         let channels: Vec<_> = {
             let router = hub.router.borrow();
             router

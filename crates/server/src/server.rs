@@ -441,7 +441,10 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
             opened.push((ch.name.clone(), l));
         }
     }
-    let http = if new.http != old.http {
+    // Only a new address needs a new listener: `tail` and the token are
+    // read by each request (and each open stream) from the active config.
+    let listen = |c: &Config| c.http.as_ref().map(|h| h.listen);
+    let http = if listen(&new) != listen(&old) {
         Some(rebind_http(hub, &new).map_err(refused)?)
     } else {
         None

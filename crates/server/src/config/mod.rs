@@ -10,6 +10,7 @@
 //! dotted key, and an unknown key comes with the nearest valid one.
 
 mod error;
+mod http;
 mod jsonc;
 mod private;
 mod validate;
@@ -19,10 +20,11 @@ mod values;
 mod tests;
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
+pub use http::{HttpConfig, TokenSource, DEFAULT_HTTP_TAIL, MAX_TOKEN_BYTES};
 use netcluster_proto::router::{ChannelRules, Propagation};
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -188,16 +190,9 @@ pub struct Config {
     /// `channels`, in file order; the control channel is always present
     /// (first, when the file did not name it).
     pub channels: Vec<ChannelConfig>,
-    /// `http`: the HTTP endpoint (metrics, health, status); `None` = off.
+    /// `http`: the HTTP endpoint (metrics, health, status, dashboard);
+    /// `None` = off.
     pub http: Option<HttpConfig>,
-}
-
-/// `http`: where the HTTP endpoint listens.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HttpConfig {
-    /// `http.listen`: address and port (`127.0.0.1:9454`, `[::1]:9454`,
-    /// `0.0.0.0:9454`; port 0 picks a free port, which the log shows).
-    pub listen: SocketAddr,
 }
 
 /// Where the network key was configured.
@@ -379,8 +374,8 @@ impl Config {
             frametimeoutms: DEFAULT_FRAMETIMEOUTMS,
             adminuids: Vec::new(),
             admingids: Vec::new(),
-            channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
             http: None,
+            channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
         }
     }
 
@@ -539,9 +534,7 @@ impl Config {
             .collect();
         m.insert("channels".into(), Value::Object(channels));
         if let Some(http) = &self.http {
-            let mut h = Map::new();
-            h.insert("listen".into(), http.listen.to_string().into());
-            m.insert("http".into(), Value::Object(h));
+            m.insert("http".into(), http.to_json());
         }
         Value::Object(m)
     }

@@ -14,7 +14,7 @@ use netcluster_proto::net::{MAX_MTU, MIN_MTU};
 use super::jsonc::{join_key, Kind, Member, Node, Pos};
 use super::values::{self, edit_distance};
 use super::MAX_RETRANSMITBYTES;
-use super::{ChannelConfig, Config, HttpConfig, CONTROL_CHANNEL};
+use super::{ChannelConfig, Config, CONTROL_CHANNEL};
 use super::{MAX_BLOCKMS, MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
 use super::{MAX_FRAMETIMEOUTMS, MAX_PARTIALBYTES, MIN_FRAMETIMEOUTMS, MIN_PARTIALBYTES};
 use std::path::Path;
@@ -69,7 +69,7 @@ pub(super) struct Key<T: 'static> {
     /// The key as written in the file.
     pub name: &'static str,
     /// How its value is read.
-    apply: Apply<T>,
+    pub apply: Apply<T>,
 }
 
 /// The keys of the top-level object.
@@ -211,29 +211,15 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
     },
     Key {
         name: "http",
-        apply: |c, v, k| http(v, k).map(|x| c.http = Some(x)),
+        apply: |c, v, k| {
+            let base = match &c.source {
+                super::ConfigSource::File(p) => p.parent().map(Path::to_path_buf),
+                _ => None,
+            };
+            super::http::http(v, k, base.as_deref()).map(|x| c.http = Some(x))
+        },
     },
 ];
-
-/// The keys of the `http` object; `listen` is required.
-const HTTP_KEYS: &[Key<Option<std::net::SocketAddr>>] = &[Key {
-    name: "listen",
-    apply: |c, v, k| values::listen(v, k).map(|x| *c = Some(x)),
-}];
-
-/// The `http` object: `{"listen": "127.0.0.1:9454"}`.
-fn http(node: &Node, path: &str) -> Result<HttpConfig, Problem> {
-    let mut listen = None;
-    apply_object(&mut listen, node, path, HTTP_KEYS)?;
-    let listen = listen.ok_or_else(|| {
-        Problem::at(
-            node,
-            path,
-            "missing \"listen\": give the address to serve on, e.g. {\"listen\": \"127.0.0.1:9454\"}",
-        )
-    })?;
-    Ok(HttpConfig { listen })
-}
 
 /// The keys of a channel object (`channels.{name}`).
 pub(super) const CHANNEL_KEYS: &[Key<ChannelConfig>] = &[
@@ -327,7 +313,7 @@ fn object<'a>(node: &'a Node, path: &str) -> Result<&'a [Member], Problem> {
 }
 
 /// Reads every member of the object `node` into `target` using `keys`.
-fn apply_object<T>(
+pub(super) fn apply_object<T>(
     target: &mut T,
     node: &Node,
     path: &str,

@@ -1,5 +1,6 @@
 //! The HTTP endpoint (config key `http`): `GET /metrics`, `/healthz` and
-//! `/api/status` for monitoring, over a minimal HTTP/1.1 server.
+//! `/api/status` for monitoring, and the live dashboard (`GET /` and its
+//! event streams, see `dashboard`), over a minimal HTTP/1.1 server.
 //!
 //! It runs on the daemon's own thread, as tasks beside the channel
 //! listeners: the hub's state is single-threaded (`Rc`, `Cell`), so a
@@ -13,8 +14,12 @@
 //!
 //! This module owns the listener and connections; `request` parses
 //! requests and writes responses, `routes` maps paths to handlers (add a
-//! route there), `metrics` samples the hub into Prometheus text.
+//! route there), `metrics` samples the hub into Prometheus text. The
+//! dashboard's paths are handed to `dashboard`, which writes its own
+//! responses: its event streams stay open (under its own write timeout)
+//! instead of the one response of the other routes.
 
+pub mod dashboard;
 mod metrics;
 mod request;
 mod routes;
@@ -100,6 +105,15 @@ async fn serve(hub: &Hub, mut stream: tokio::net::TcpStream) {
     )
     .await
     {
+        Ok(Ok(req)) if dashboard::owns(&req.path) => {
+            let dash = dashboard::DashRequest {
+                method: &req.method,
+                path: &req.path,
+                query: &req.query,
+                authorization: req.authorization.as_deref(),
+            };
+            return dashboard::serve(hub, &dash, &mut stream).await;
+        }
         Ok(Ok(req)) => routes::handle(hub, &req),
         Ok(Err(request::ReadError::Io(_))) => return,
         Ok(Err(e)) => request::Response::text(e.status(), &format!("{e}\n")),

@@ -15,6 +15,10 @@ pub struct Request {
     pub path: String,
     /// The `Accept` header, if any.
     pub accept: Option<String>,
+    /// The query string, without `?` (empty when none).
+    pub query: String,
+    /// The `Authorization` header, if any.
+    pub authorization: Option<String>,
 }
 
 /// Why a request could not be read.
@@ -96,20 +100,26 @@ pub fn parse(head: &[u8]) -> Result<Request, ReadError> {
     if !target.starts_with('/') {
         return Err(ReadError::Malformed("target must be a path"));
     }
-    let path = target.split(['?', '#']).next().unwrap_or(target);
+    let target = target.split('#').next().unwrap_or(target);
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
     let mut accept = None;
+    let mut authorization = None;
     for h in lines {
         let Some((name, value)) = h.split_once(':') else {
             return Err(ReadError::Malformed("header without a colon"));
         };
         if name.eq_ignore_ascii_case("accept") {
             accept = Some(value.trim().to_string());
+        } else if name.eq_ignore_ascii_case("authorization") {
+            authorization = Some(value.trim().to_string());
         }
     }
     Ok(Request {
         method: method.to_string(),
         path: path.to_string(),
         accept,
+        query: query.to_string(),
+        authorization,
     })
 }
 
@@ -175,6 +185,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",

@@ -39,7 +39,10 @@ pub(super) fn handle(hub: &Hub, req: &Request) -> Response {
         let paths: Vec<&str> = ROUTES.iter().map(|r| r.path).collect();
         return Response::text(
             404,
-            &format!("no such path; this endpoint serves {}\n", paths.join(", ")),
+            &format!(
+                "no such path; this endpoint serves {} and the dashboard at /\n",
+                paths.join(", ")
+            ),
         );
     };
     let head_only = match req.method.as_str() {
@@ -77,8 +80,18 @@ fn healthz(hub: &Hub, _req: &Request) -> Response {
 
 /// What the control requests `status()`, `showchannel()` and
 /// `showpeers()` answer, in one object (`peers` is null without the
-/// network). Neither holds keys or payloads.
-fn api_status(hub: &Hub, _req: &Request) -> Response {
+/// network). Neither holds keys or payloads. Like every `/api/` route,
+/// it needs the bearer token when `http.token` is set.
+fn api_status(hub: &Hub, req: &Request) -> Response {
+    if !super::dashboard::authorized(hub, req.authorization.as_deref()) {
+        let mut r = Response::text(
+            401,
+            "a bearer token is required (Authorization: Bearer <http.token>)\n",
+        );
+        r.headers
+            .push("WWW-Authenticate: Bearer realm=\"netcluster\"".into());
+        return r;
+    }
     let peers = hub
         .net
         .borrow()

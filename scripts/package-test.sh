@@ -67,9 +67,12 @@ getent group netcluster >/dev/null || fail "no group netcluster"
 [ "$(id -gn netcluster)" = netcluster ] || fail "netcluster's group is $(id -gn netcluster)"
 dpkg-query -W -f='${Conffiles}\n' netcluster | grep -q "/etc/netcluster/config.json" ||
   fail "/etc/netcluster/config.json is not a conffile"
-for f in /usr/bin/ncserver /usr/bin/ncclient /lib/systemd/system/ncserver.service; do
+for f in /usr/bin/ncserver /usr/bin/ncclient /lib/systemd/system/ncserver.service /etc/profile.d/netcluster.sh; do
   [ -e "$f" ] || fail "$f not installed"
 done
+# Login shells' clients look where the packaged daemon's sockets are.
+[ "$(env -u NETCLUSTER_SOCKET_DIR sh -c '. /etc/profile.d/netcluster.sh; echo "$NETCLUSTER_SOCKET_DIR"')" = /run/netcluster ] ||
+  fail "/etc/profile.d/netcluster.sh does not point clients at /run/netcluster"
 /usr/bin/ncserver --version
 setpriv --reuid=netcluster --regid=netcluster --init-groups \
   /usr/bin/ncserver --check /etc/netcluster/config.json || fail "user netcluster cannot use the default config"

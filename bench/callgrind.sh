@@ -124,6 +124,6 @@ for TOOL in "${TOOLS[@]}"; do
     a=$(run "$c" "$n1")
     b=$(run "$c" "$n2")
     awk -v c="${c%-16}" -v a="$a" -v b="$b" -v n1="$n1" -v n2="$n2" -v u="$unit" \
-      'BEGIN { printf "%-12s %10.1f %s/message  (%d at %d, %d at %d)\n", c, (b - a) / (n2 - n1), u, a, n1, b, n2 }'
+      'BEGIN { printf "%-12s %10.4g %s/message  (%d at %d, %d at %d)\n", c, (b - a) / (n2 - n1), u, a, n1, b, n2 }'
   done
 done

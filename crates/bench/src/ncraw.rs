@@ -102,6 +102,7 @@ struct Cur<'a> {
 }
 
 impl Cur<'_> {
+    #[inline]
     fn take(&mut self, n: usize) -> Result<Range<usize>, String> {
         if self.end - self.pos < n {
             return Err(format!("frame body too short ({n} more bytes needed)"));
@@ -109,25 +110,33 @@ impl Cur<'_> {
         self.pos += n;
         Ok(self.pos - n..self.pos)
     }
+    #[inline]
     fn u8(&mut self) -> Result<u8, String> {
         let r = self.take(1)?;
         Ok(self.b[r.start])
     }
+    #[inline]
     fn le<const N: usize>(&mut self) -> Result<[u8; N], String> {
         let r = self.take(N)?;
         Ok(self.b[r].try_into().expect("N bytes"))
     }
+    #[inline]
     fn varint(&mut self) -> Result<u64, String> {
-        let mut v = 0u64;
-        for i in 0..10 {
-            let c = self.u8()?;
-            v |= u64::from(c & 0x7f) << (7 * i);
+        let (mut v, mut shift, mut i) = (0u64, 0, self.pos);
+        let end = self.end.min(self.pos + 10);
+        while i < end {
+            let c = self.b[i];
+            i += 1;
+            v |= u64::from(c & 0x7f) << shift;
             if c & 0x80 == 0 {
+                self.pos = i;
                 return Ok(v);
             }
+            shift += 7;
         }
-        Err("varint longer than 10 bytes".into())
+        Err(bad_varint())
     }
+    #[inline]
     fn rest(&mut self) -> Range<usize> {
         let r = self.pos..self.end;
         self.pos = self.end;
@@ -138,7 +147,13 @@ impl Cur<'_> {
     }
 }
 
+#[cold]
+fn bad_varint() -> String {
+    "varint cut short or longer than 10 bytes".into()
+}
+
 /// Parses one frame at the start of `b`: `Ok(None)` when incomplete.
+#[inline]
 pub fn parse(b: &[u8]) -> Result<Option<(Op, usize)>, String> {
     if b.len() < HEADER {
         return Ok(None);

@@ -108,6 +108,14 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
                         welcome.node,
                     )),
                 };
+                // The common case, one `on` handler: called here, without
+                // building the general dispatch's future per message.
+                if let ([only], []) = (named, all) {
+                    if let (Sink::Handler(h), None) = (&only.sink, &only.fired) {
+                        h(msg);
+                        continue;
+                    }
+                }
                 dispatch(named.iter().chain(all), msg, &mut removals).await;
                 continue;
             }

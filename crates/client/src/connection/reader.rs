@@ -2,12 +2,14 @@
 //! dispatches deliveries to the listener table and completes pending
 //! requests, subscription acks and pings. Runs inside the supervisor task.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::BytesMut;
 use netcluster_proto::frame::{self, ErrorCode, Frame, Status, FRAME_OVERHEAD, HEADER_LEN};
 
-use super::{Ended, Shared, Stream, READ_CHUNK};
+use super::{ConnectionState, Ended, Shared, Stream, READ_CHUNK};
 use crate::table::Sink;
 use crate::Message;
 
@@ -15,10 +17,30 @@ pub(super) async fn reader(shared: &Arc<Shared>, rd: &Stream) -> Ended {
     let closed = shared.done.notified();
     tokio::pin!(closed);
     closed.as_mut().enable();
-    tokio::select! {
-        e = read_loop(shared, rd) => e,
-        _ = closed => Ended { reason: shared.closed().unwrap_or_default(), permanent: true },
-    }
+    let read = read_loop(shared, rd);
+    tokio::pin!(read);
+    let mut registered = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(e) = read.as_mut().poll(cx) {
+            return Poll::Ready(e);
+        }
+        // Polling a `Notified` takes the `Notify`'s lock, and this runs on
+        // every wake (every batch of frames). Once polled, it keeps this
+        // task's waker and `close` wakes us through it; `close` sets the
+        // state to Closed before notifying, so it needs polling again
+        // only then.
+        if !registered || shared.state() == ConnectionState::Closed {
+            registered = true;
+            if closed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ended {
+                    reason: shared.closed().unwrap_or_default(),
+                    permanent: true,
+                });
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {

@@ -316,6 +316,9 @@ impl Client {
         Ok(())
     }
 
+    // Inline: called on every emit, and with echo off (the common case in
+    // fast publishers) it is one load and a branch.
+    #[inline]
     fn wants_echo(&self, event: &str) -> bool {
         self.shared.opts.echo
             && !self.shared.listeners.is_empty()

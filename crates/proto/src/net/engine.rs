@@ -37,7 +37,7 @@ const MAX_TOMBS: usize = 4096;
 pub struct Net {
     pub(super) cfg: NetConfig,
     started: Instant,
-    next_heartbeat: Instant,
+    pub(super) next_heartbeat: Instant,
     pub(super) sender: Sender,
     pub(super) peers: FxHashMap<u64, Peer>,
     pub(super) tombs: FxHashMap<u64, Tomb>,
@@ -54,6 +54,8 @@ pub struct Net {
     /// Opened (decrypted) non-DATA datagrams, reused.
     open_buf: Vec<u8>,
     rejected_from: BTreeMap<SocketAddr, u64>,
+    /// Receive memory of all peers together (see `budget`).
+    pub(super) recv_mem: usize,
 }
 
 impl Net {
@@ -79,6 +81,8 @@ impl Net {
             holdoff: cfg.reorder_timeout + cfg.nak_backoff,
             tail_probe: cfg.tail_probe,
             flow_timeout: cfg.flow_timeout,
+            retransmit_rate: cfg.retransmit_rate,
+            retransmit_burst: cfg.retransmit_burst,
         };
         let timing = NakTiming {
             first: cfg.reorder_timeout,
@@ -104,6 +108,7 @@ impl Net {
             timing,
             open_buf: Vec::new(),
             rejected_from: BTreeMap::new(),
+            recv_mem: 0,
         }
     }
 
@@ -187,7 +192,8 @@ impl Net {
             if self.table_full(h.node) {
                 return;
             }
-            return self.on_data(now, from, &h, buf);
+            self.on_data(now, from, &h, buf);
+            return self.account(now, h.node);
         }
         let mut buf = std::mem::take(&mut self.open_buf);
         let plain: &[u8] = if sealed {
@@ -203,6 +209,7 @@ impl Net {
             self.on_control(now, from, &h, plain);
         }
         self.open_buf = buf;
+        self.account(now, h.node);
     }
 
     /// True (and counted) if `node` is new and the peer table is full.
@@ -335,6 +342,7 @@ impl Net {
         for (node, reason) in gone {
             self.remove_peer(now, node, reason);
         }
+        self.recount();
     }
 
     /// Counts a flow-control wait when DATA starts being held back.
@@ -351,6 +359,7 @@ impl Net {
             return;
         };
         self.sender.forget(node);
+        self.unaccount(peer.mem);
         let mut sink = super::input::Sink::new(
             &mut self.messages,
             &mut self.events,

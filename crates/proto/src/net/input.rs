@@ -94,12 +94,21 @@ impl Net {
         }
         self.stats.datagrams_in += 1;
         seen(peer, now, from, data.len());
+        // Without a key anyone can send a NAK or an ACK under any node id:
+        // only nodes that announced themselves count (see `budget` and
+        // the sender's limits for what they can still cause).
+        let heard = peer.info.up;
+        if !heard && matches!(c, Control::Nak(_) | Control::Ack(_)) {
+            self.stats.unheard_ignored += 1;
+            return;
+        }
         match c {
             Control::Heartbeat(hb) => self.on_heartbeat(now, from, h, &hb),
             Control::Nak(nak) => {
                 if nak.target == self.cfg.node_id {
                     self.stats.naks_in += 1;
-                    self.sender.on_nak(now, nak.ranges());
+                    let (_, limited) = self.sender.on_nak(now, h.node, nak.ranges());
+                    self.stats.retransmits_limited += limited;
                 } else if let Some(t) = self.peers.get_mut(&nak.target) {
                     // Another receiver asked for what we may miss too.
                     self.stats.naks_suppressed +=
@@ -175,6 +184,20 @@ impl Net {
                     p.replaced_by = Some((h.node, now + grace));
                 }
             }
+        }
+        // A node counts the NAKs and ACKs only of nodes it has heard a
+        // heartbeat from. One started after our last heartbeat hears ours
+        // soon, not a heartbeat interval later (at most a tenth of one
+        // after the last).
+        let interval = self.cfg.heartbeat_interval;
+        let last = self
+            .next_heartbeat
+            .checked_sub(interval)
+            .unwrap_or(self.next_heartbeat);
+        let since = now.saturating_duration_since(last);
+        if u128::from(hb.uptime_ms) < since.as_millis() {
+            let soon = now.max(last + interval / 10);
+            self.next_heartbeat = self.next_heartbeat.min(soon);
         }
         self.events.push_back(NetEvent::PeerUp {
             node: h.node,

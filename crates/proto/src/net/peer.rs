@@ -120,6 +120,8 @@ pub(crate) struct Peer {
     pub(crate) acked: u64,
     /// When an acknowledgement is due, if one is.
     pub(crate) ack_at: Option<Instant>,
+    /// Receive memory last accounted for it (see `budget`).
+    pub(crate) mem: usize,
 }
 
 /// What is remembered of a peer after it was removed, so that its old
@@ -193,6 +195,7 @@ impl Peer {
             replay: Default::default(),
             acked: 0,
             ack_at: None,
+            mem: 0,
         }
     }
 

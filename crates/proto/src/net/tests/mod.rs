@@ -7,6 +7,7 @@ mod peers;
 mod props;
 mod reliable;
 mod sealing;
+mod strangers;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};

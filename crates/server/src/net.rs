@@ -33,6 +33,9 @@ use crate::timefmt::rfc3339;
 
 /// Most datagrams read before the messages they carry are delivered.
 const RECV_BATCH: usize = 256;
+/// Receive memory above which, once it is all freed again, free heap pages
+/// are returned to the system.
+const TRIM_AFTER: usize = 4 << 20;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 /// Publishers to the network wait while more datagrams than this are
@@ -95,6 +98,8 @@ pub struct NetDriver {
     /// Messages refused by `acceptfromnet: false`.
     refused: Cell<u64>,
     started: (Instant, SystemTime),
+    /// Highest receive memory (all peers) since memory was last returned.
+    recv_high: Cell<usize>,
 }
 
 impl NetDriver {
@@ -127,7 +132,14 @@ impl NetDriver {
         // Spreads NAK timers between daemons; any value that differs
         // between nodes does.
         ncfg.seed = crate::server::random_u64() ^ node_id;
-        ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
+        ncfg.reassembly_bytes = cfg.reassemblybytes.max(cfg.maxmessage);
+        ncfg.retransmit_rate = cfg.retransmitrate;
+        // Half a second's worth at once, at most the default burst, at
+        // least one NAK's answer.
+        ncfg.retransmit_burst = (cfg.retransmitrate / 2)
+            .min(netcluster_proto::net::DEFAULT_RETRANSMIT_BURST as u64)
+            .max((netcluster_proto::net::NAK_ANSWER_MAX * cfg.mtu) as u64)
+            as usize;
         // No batching timer: the hub flushes after every read batch.
         ncfg.flush_delay = Duration::ZERO;
         ncfg.check().map_err(|e| fail(e.to_string()))?;
@@ -165,6 +177,7 @@ impl NetDriver {
             unknown_channel: Cell::new(0),
             refused: Cell::new(0),
             started: (now, SystemTime::now()),
+            recv_high: Cell::new(0),
         }))
     }
 
@@ -364,6 +377,7 @@ impl NetDriver {
             let now = Instant::now();
             if self.net.borrow().poll_timeout().is_some_and(|t| t <= now) {
                 self.net.borrow_mut().handle_timeout(now);
+                self.return_memory();
             }
             self.deliver(&hub).await;
             self.report_events(&hub);
@@ -371,8 +385,29 @@ impl NetDriver {
         }
     }
 
+    /// Once the receive memory other nodes used (a flood of fragments,
+    /// say) is all freed, hands the allocator's free pages back to the
+    /// system, so that the daemon's size falls back too: glibc keeps freed
+    /// heap memory otherwise.
+    fn return_memory(&self) {
+        let used = self.net.borrow().receive_memory();
+        let high = self.recv_high.get().max(used);
+        if used == 0 && high >= TRIM_AFTER {
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim has no preconditions.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+            self.recv_high.set(0);
+        } else {
+            self.recv_high.set(high);
+        }
+    }
+
     fn receive(&self, rbuf: &mut [u8]) {
         let mut net = self.net.borrow_mut();
+        self.recv_high
+            .set(self.recv_high.get().max(net.receive_memory()));
         // One clock reading per batch: the timers it feeds are milliseconds.
         let now = Instant::now();
         for _ in 0..RECV_BATCH {
@@ -567,6 +602,12 @@ impl NetDriver {
                 "acks_out": s.acks_out,
                 "flow_waits": s.flow_waits,
                 "retransmit_window_bytes": net.retransmit_window_bytes(),
+                "retransmits_limited": s.retransmits_limited,
+                "unheard_ignored": s.unheard_ignored,
+                "evicted": s.evicted,
+                "oversized": s.oversized,
+                "incomplete": s.incomplete,
+                "receive_memory_bytes": net.receive_memory(),
                 "send_errors": self.send_errors.get(),
                 "unknown_channel": self.unknown_channel.get(),
                 "refused_by_acceptfromnet": self.refused.get(),

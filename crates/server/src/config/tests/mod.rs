@@ -101,6 +101,7 @@ fn builtin_config() {
             "connecttonet": false, "startcontrol": true, "socketmode": "0660",
             "ttl": 1, "loopback": false, "peers": [], "mtu": 1400,
             "retransmitbytes": 8388608,
+            "reassemblybytes": 33554432, "retransmitrate": 16777216,
             "maxmessage": 16777216, "queuebytes": 8388608,
             "channels": {
                 "control": default_channel(json!(false)),

@@ -112,8 +112,8 @@ fn a_fragment_flood_from_fake_ids_keeps_memory_bounded_and_it_falls_back() {
         mib(peak.saturating_sub(idle)),
         mib(after),
         mib(after.saturating_sub(idle)),
-        total(&during, "receive_memory_bytes"),
-        total(&during, "evicted"),
+        during["totals"]["receive_memory_bytes"],
+        during["totals"]["evicted"],
     );
     assert!(
         total(&during, "datagrams_in") > 2 * IDS * 8,

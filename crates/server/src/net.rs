@@ -33,9 +33,6 @@ use crate::timefmt::rfc3339;
 
 /// Most datagrams read before the messages they carry are delivered.
 const RECV_BATCH: usize = 256;
-/// Receive memory above which, once it is all freed again, free heap pages
-/// are returned to the system.
-const TRIM_AFTER: usize = 4 << 20;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 /// Publishers to the network wait while more datagrams than this are
@@ -385,25 +382,6 @@ impl NetDriver {
         }
     }
 
-    /// Once the receive memory other nodes used (a flood of fragments,
-    /// say) is all freed, hands the allocator's free pages back to the
-    /// system, so that the daemon's size falls back too: glibc keeps freed
-    /// heap memory otherwise.
-    fn return_memory(&self) {
-        let used = self.net.borrow().receive_memory();
-        let high = self.recv_high.get().max(used);
-        if used == 0 && high >= TRIM_AFTER {
-            #[cfg(all(target_os = "linux", target_env = "gnu"))]
-            // SAFETY: malloc_trim has no preconditions.
-            unsafe {
-                libc::malloc_trim(0);
-            }
-            self.recv_high.set(0);
-        } else {
-            self.recv_high.set(high);
-        }
-    }
-
     fn receive(&self, rbuf: &mut [u8]) {
         let mut net = self.net.borrow_mut();
         self.recv_high
@@ -634,5 +612,6 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+mod memory;
 mod socket;
 use socket::setup_socket;

@@ -92,6 +92,8 @@ pub struct NetDriver {
     /// Messages refused by `acceptfromnet: false`.
     refused: Cell<u64>,
     started: (Instant, SystemTime),
+    /// Highest receive memory (all peers) since memory was last returned.
+    recv_high: Cell<usize>,
 }
 
 impl NetDriver {
@@ -140,6 +142,7 @@ impl NetDriver {
             unknown_channel: Cell::new(0),
             refused: Cell::new(0),
             started: (now, SystemTime::now()),
+            recv_high: Cell::new(0),
         }))
     }
 
@@ -339,6 +342,7 @@ impl NetDriver {
             let now = Instant::now();
             if self.net.borrow().poll_timeout().is_some_and(|t| t <= now) {
                 self.net.borrow_mut().handle_timeout(now);
+                self.return_memory();
             }
             self.deliver(&hub).await;
             self.report_events(&hub);
@@ -348,6 +352,8 @@ impl NetDriver {
 
     fn receive(&self, rbuf: &mut [u8]) {
         let mut net = self.net.borrow_mut();
+        self.recv_high
+            .set(self.recv_high.get().max(net.receive_memory()));
         // One clock reading per batch: the timers it feeds are milliseconds.
         let now = Instant::now();
         for _ in 0..RECV_BATCH {
@@ -505,6 +511,7 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+mod memory;
 mod peers;
 mod plan;
 mod report;

@@ -41,7 +41,7 @@ const MAX_TOMBS: usize = 4096;
 pub struct Net {
     pub(super) cfg: NetConfig,
     pub(super) started: Instant,
-    next_heartbeat: Instant,
+    pub(super) next_heartbeat: Instant,
     pub(super) sender: Sender,
     pub(super) peers: FxHashMap<u64, Peer>,
     pub(super) tombs: FxHashMap<u64, Tomb>,
@@ -62,6 +62,8 @@ pub struct Net {
     droplog: DropLog,
     /// No eviction scan before this (the last one found nothing).
     pub(super) rescan_at: Option<Instant>,
+    /// Receive memory of all peers together (see `budget`).
+    pub(super) recv_mem: usize,
 }
 
 impl Net {
@@ -87,6 +89,8 @@ impl Net {
             holdoff: cfg.reorder_timeout + cfg.nak_backoff,
             tail_probe: cfg.tail_probe,
             flow_timeout: cfg.flow_timeout,
+            retransmit_rate: cfg.retransmit_rate,
+            retransmit_burst: cfg.retransmit_burst,
         };
         let timing = NakTiming {
             first: cfg.reorder_timeout,
@@ -115,6 +119,7 @@ impl Net {
             syncs: Syncs::new(now),
             droplog: DropLog::default(),
             rescan_at: None,
+            recv_mem: 0,
         }
     }
 
@@ -198,7 +203,8 @@ impl Net {
             if !self.admit(now, h.node, from) {
                 return;
             }
-            return self.on_data(now, from, &h, buf);
+            self.on_data(now, from, &h, buf);
+            return self.account(now, h.node);
         }
         let mut buf = std::mem::take(&mut self.open_buf);
         let plain: &[u8] = if sealed {
@@ -214,6 +220,7 @@ impl Net {
             self.on_control(now, from, &h, plain);
         }
         self.open_buf = buf;
+        self.account(now, h.node);
     }
 
     /// Counts a datagram that failed authentication, by source address.
@@ -373,6 +380,7 @@ impl Net {
         for (node, reason) in gone {
             self.remove_peer(now, node, reason);
         }
+        self.recount();
     }
 
     /// Counts a flow-control wait when DATA starts being held back.
@@ -389,6 +397,7 @@ impl Net {
             return;
         };
         self.sender.forget(node);
+        self.unaccount(peer.mem);
         let mut sink = super::input::Sink::new(
             &mut self.messages,
             &mut self.events,

@@ -6,6 +6,8 @@
 # port), runs `ncbench suite`, stops the brokers by PID, and writes
 #   docs/bench/latest.json, docs/bench/latest.md, docs/bench/chart.svg
 # and the generated section of docs/PERFORMANCE.md. Prints the table.
+# Then, with python3 3.9+, the Python clients' benchmark on the same
+# brokers (clients/python/bench/run.sh; its own section of PERFORMANCE.md).
 #
 # Bounded in time: every workload has a fixed message count and each role
 # process a deadline (ncbench), and the whole suite runs under `timeout`.
@@ -122,6 +124,17 @@ else
   args+=(--out-dir "$TMP/report")
 fi
 timeout --kill-after=10 "$SUITE_TIMEOUT" "$NCBENCH" "${args[@]}"
+
+# --- Python clients (clients/python/bench) ---------------------------------
+# The Python package against redis-py and nats-py, on the same brokers.
+if python3 -c 'import sys; sys.exit(sys.version_info < (3, 9))' 2>/dev/null; then
+  log "Python clients: netcluster vs redis-py (asyncio) and nats-py"
+  py_args=(--nc-dir "$TMP/nc" --nats "nats://127.0.0.1:$NATS_PORT" --redis-socket "$TMP/redis.sock")
+  if [ "$SCALE" = full ]; then py_args+=(--doc "$ROOT/docs/PERFORMANCE.md"); else py_args+=(--scale tiny); fi
+  "$ROOT/clients/python/bench/run.sh" "${py_args[@]}"
+else
+  log "skipping the Python clients' benchmark: it needs python3 3.9 or later"
+fi
 
 for pid in "$NC_PID" "$NATS_PID" "$REDIS_PID"; do
   kill -0 "$pid" 2>/dev/null || { log "broker $pid died during the run"; exit 1; }

@@ -270,7 +270,7 @@ cat >bad.json <<'EOF'
 EOF
 ncc -c 'reloaconfig("bad.json")' >out.txt 2>&1 && st=0 || st=$?
 expect "a bad reload is refused with file:line:column" out.txt \
-  'bad.json:3:12: channels.A.propagatetochanels: unknown key' 'did you mean "propagatetochannels"'
+  'bad.json:3:12: channels.<channel>.<key>: unknown key' 'did you mean "propagatetochannels"'
 if [ "$st" != 0 ]; then ok "a refused reload exits non-zero ($st)"; else fail "a refused reload exited 0" out.txt; fi
 
 # Bad configs and a second daemon.

@@ -1,6 +1,6 @@
 'use strict';
 // The seed's control client as a module: showconfig, reloadconfig,
-// showchannel, showclient (and status), spoken as the seed spoke them:
+// showchannel, showclient (and status, showpeers), spoken as the seed spoke them:
 // events `nc-control-X` emitted on the `control` channel, answered by the
 // daemon with the event `nc-control-X-response` sent to the caller only,
 // whose data is the result or `{error}`.
@@ -175,6 +175,16 @@ class ControlClient {
     const [, cb] = splitCallback(args);
     return withCallback(this.request('status', null), cb);
   }
+
+  /**
+   * The other daemons on the network and this one's network counters
+   * (fields in docs/NET-DATAGRAMS.md, "showpeers()"). Rejects when the
+   * daemon is not connected to the network (connecttonet false).
+   */
+  showpeers(...args) {
+    const [, cb] = splitCallback(args);
+    return withCallback(this.request('showpeers', null), cb);
+  }
 }
 
 /** Runs one call on a fresh connection with default options, then closes it. */
@@ -201,4 +211,5 @@ module.exports = {
   showchannel: oneShot('showchannel'),
   showclient: oneShot('showclient'),
   status: oneShot('status'),
+  showpeers: oneShot('showpeers'),
 };

@@ -2,8 +2,10 @@
 //!
 //! The input is decoded as one datagram, then split before every
 //! occurrence of the magic bytes and fed to a `Net` as a sequence of
-//! datagrams, so concatenated valid datagrams (see the seed corpus) reach
-//! reordering, duplicate handling and reassembly. Timers are then fired
+//! datagrams, so concatenated valid datagrams (see the seed corpus, whose
+//! `seed-all` includes the SYNC reply that lets the DATA after it through)
+//! reach reordering, duplicate handling and reassembly; `seed-sync` and
+//! `seed-sync-reply` start the SYNC decoders. Timers are then fired
 //! far in the future to reach the expiry paths. Nothing may panic.
 #![no_main]
 

@@ -1,6 +1,8 @@
 //! Fuzzes the sealed datagram path: authentication, the replay windows,
-//! and everything behind them (NAK, GONE, heartbeat and DATA handling,
-//! retransmission) that only authenticated datagrams reach.
+//! and everything behind them (NAK, GONE, heartbeat, SYNC and DATA
+//! handling, retransmission) that only authenticated datagrams reach. The
+//! seeds hold a SYNC reply after the sender's first datagram, so that its
+//! DATA is taken.
 //!
 //! The first input byte picks a mode; the rest is split before every
 //! occurrence of the magic bytes into datagrams:

@@ -4,8 +4,9 @@
 //! process (the suite starts them), so publisher, subscribers and broker
 //! never share a process.
 //!
-//! netcluster's roles live in [`crate::nc`] (its client library); NATS and
-//! Redis use the hand-written clients with batched writes.
+//! netcluster's roles live in [`crate::nc`] (its client library) and
+//! [`crate::ncraw`] (the raw-protocol yardstick); NATS and Redis use the
+//! hand-written clients with batched writes.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -14,132 +15,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use serde::{Deserialize, Serialize};
 
+pub use crate::outcome::{LatencyOut, PubOut, SubOut, System};
 use crate::payload::{self, Checker, Progress};
 use crate::sys::monotonic_ns;
 use crate::wire::BatchWriter;
-use crate::{nats, nc, resp};
-
-/// A broker under test.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum System {
-    /// netcluster's `ncserver`, through the `netcluster` client library.
-    Nc,
-    /// nats-server, NATS text protocol over TCP loopback.
-    Nats,
-    /// redis-server, RESP over its Unix socket.
-    Redis,
-}
-
-impl System {
-    /// Every system, in table order.
-    pub const ALL: [System; 3] = [System::Nc, System::Nats, System::Redis];
-
-    /// The name in tables.
-    pub fn label(self) -> &'static str {
-        match self {
-            System::Nc => "netcluster",
-            System::Nats => "NATS",
-            System::Redis => "Redis",
-        }
-    }
-
-    /// The name on the command line.
-    pub fn arg(self) -> &'static str {
-        match self {
-            System::Nc => "nc",
-            System::Nats => "nats",
-            System::Redis => "redis",
-        }
-    }
-}
-
-/// What a subscriber reports.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct SubOut {
-    /// Messages received (checked: all, in order).
-    pub count: u64,
-    /// `CLOCK_MONOTONIC` at the first message.
-    pub first_ns: u64,
-    /// `CLOCK_MONOTONIC` at the last message.
-    pub last_ns: u64,
-}
-
-/// What a publisher reports.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
-pub struct PubOut {
-    /// Messages sent.
-    pub count: u64,
-    /// `CLOCK_MONOTONIC` just before the first message.
-    pub start_ns: u64,
-    /// `CLOCK_MONOTONIC` once the broker confirmed it had them all.
-    pub end_ns: u64,
-}
-
-/// Round-trip statistics, in nanoseconds.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
-pub struct LatencyOut {
-    /// Round trips measured (after warm-up).
-    pub samples: u64,
-    /// Median.
-    pub p50_ns: u64,
-    /// 99th percentile.
-    pub p99_ns: u64,
-    /// 99.9th percentile.
-    pub p999_ns: u64,
-    /// Fastest.
-    pub min_ns: u64,
-    /// Slowest.
-    pub max_ns: u64,
-    /// Mean.
-    pub mean_ns: u64,
-}
-
-impl LatencyOut {
-    /// Statistics of round-trip samples (nearest-rank percentiles).
-    pub fn from_samples(mut v: Vec<u64>) -> LatencyOut {
-        if v.is_empty() {
-            return LatencyOut {
-                samples: 0,
-                p50_ns: 0,
-                p99_ns: 0,
-                p999_ns: 0,
-                min_ns: 0,
-                max_ns: 0,
-                mean_ns: 0,
-            };
-        }
-        v.sort_unstable();
-        // Nearest rank, in integers (per mille) so 99.9 % of 1000 is 999.
-        let rank = |permille: usize| {
-            let r = (v.len() * permille).div_ceil(1000);
-            v[r.clamp(1, v.len()) - 1]
-        };
-        LatencyOut {
-            samples: v.len() as u64,
-            p50_ns: rank(500),
-            p99_ns: rank(990),
-            p999_ns: rank(999),
-            min_ns: v[0],
-            max_ns: v[v.len() - 1],
-            mean_ns: v.iter().sum::<u64>() / v.len() as u64,
-        }
-    }
-}
+use crate::{nats, nc, ncraw, resp};
 
 /// How long a peer client's blocking read may wait before the run fails.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -170,6 +51,9 @@ pub fn subscriber(
     let deadline = Instant::now() + timeout;
     match sys {
         System::Nc => return nc::subscriber(Path::new(at), subject, count, size, timeout, ready),
+        System::NcRaw => {
+            return ncraw::subscriber(Path::new(at), subject, count, size, timeout, ready)
+        }
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -233,6 +117,7 @@ pub fn publisher(
     let mut p = payload::new(size);
     match sys {
         System::Nc => nc::publisher(Path::new(at), subject, count, size),
+        System::NcRaw => ncraw::publisher(Path::new(at), subject, count, size),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -306,6 +191,7 @@ pub fn ponger(
     let checker = Checker::new(size, count);
     match sys {
         System::Nc => nc::ponger(Path::new(at), count, size, ready),
+        System::NcRaw => ncraw::ponger(Path::new(at), count, size, ready),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -378,8 +264,10 @@ pub fn pinger(
     size: usize,
     timeout: Duration,
 ) -> Result<LatencyOut> {
-    if sys == System::Nc {
-        return nc::pinger(Path::new(at), count, warmup, size, timeout);
+    match sys {
+        System::Nc => return nc::pinger(Path::new(at), count, warmup, size, timeout),
+        System::NcRaw => return ncraw::pinger(Path::new(at), count, warmup, size, timeout),
+        System::Nats | System::Redis => {}
     }
     let total = warmup + count;
     let checker = Checker::new(size, total);
@@ -387,7 +275,7 @@ pub fn pinger(
     let mut rtts = Vec::with_capacity(count as usize);
     let deadline = Instant::now() + timeout;
     match sys {
-        System::Nc => unreachable!(),
+        System::Nc | System::NcRaw => unreachable!("handled above"),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -463,6 +351,7 @@ pub fn idle(
     crate::sys::raise_nofile(u64::from(clients) + 256)?;
     match sys {
         System::Nc => nc::idle(Path::new(at), clients, ready, hold),
+        System::NcRaw => ncraw::idle(Path::new(at), clients, ready, hold),
         System::Nats => {
             let mut all = Vec::with_capacity(clients as usize);
             for i in 0..clients {

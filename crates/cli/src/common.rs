@@ -10,6 +10,20 @@ use std::path::PathBuf;
 
 use netcluster::Client;
 
+/// Longest name quoted whole in an error message; a longer one (event
+/// names may have up to 1024 bytes) is cut there, with its length, so the
+/// message stays readable.
+pub const QUOTE_MAX: usize = 64;
+
+/// `name` quoted for a message, cut after [`QUOTE_MAX`] characters.
+pub fn quote_name(name: &str) -> String {
+    if name.chars().count() <= QUOTE_MAX {
+        return format!("{name:?}");
+    }
+    let head: String = name.chars().take(QUOTE_MAX).collect();
+    format!("{head:?}… ({} bytes)", name.len())
+}
+
 /// Exit status when the daemon refused a request.
 pub const EXIT_DAEMON_ERROR: u8 = 1;
 /// Exit status for usage, input and connection errors.
@@ -35,7 +49,21 @@ impl Global {
         if let Some(dir) = &self.socket_dir {
             b = b.socket_dir(dir);
         }
-        Ok(b.connect().await?)
+        match b.connect().await {
+            Ok(c) => Ok(c),
+            // The library's text names its own option (socket_dir); here
+            // the user's handle is the flag.
+            Err(netcluster::ConnectError::NoSuchChannel { channel, path }) => Err(anyhow::anyhow!(
+                "no channel {}: nothing at {}. Channels come from the daemon's config: is ncserver \
+                 running with a config that lists it, and does it use this socket directory? \
+                 (ncclient's directory comes from --socket-dir, else NETCLUSTER_SOCKET_DIR, else \
+                 /var/run for root, $XDG_RUNTIME_DIR, /tmp; `ncclient -c 'showchannel()'` lists \
+                 the channels.)",
+                quote_name(&channel),
+                path.display()
+            )),
+            Err(e) => Err(e.into()),
+        }
     }
 }
 

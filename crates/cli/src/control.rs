@@ -28,12 +28,29 @@ const REQUEST_PREFIX: &str = "nc-control-";
 /// How ncclient names itself to the daemon.
 const CLIENT_NAME: &str = "ncclient";
 
+/// The functions this side knows of (the daemon's commands as of this
+/// version, and the REPL's own), for "did you mean" after a typo.
+const FUNCTIONS: &[&str] = &[
+    "showconfig",
+    "reloadconfig",
+    "showchannel",
+    "showclient",
+    "status",
+    "showpeers",
+    "help",
+    "exit",
+    "quit",
+];
+/// How the daemon's refusal of an unknown command begins.
+const UNKNOWN_COMMAND: &str = "unknown control command";
+
 /// The REPL's `help()` text: one line per function.
 pub const HELP: &str = "\
 Functions (arguments are JSON values; strings may use '…' too; write \\\\ for a backslash):
   showconfig()              the daemon's active configuration
   reloadconfig(\"path\")      load and apply a config file (a relative path is taken from
-                            ncclient's directory); reloadconfig() re-reads the daemon's file;
+                            ncclient's directory); reloadconfig() re-reads the file the active
+                            config was last loaded from;
                             reloaconfig(…) is the seed's spelling of the same
   showchannel()             every channel: client count, propagation targets, socket
   showchannel(\"A\")          the clients of channel A: id, name, pid, uid, since, counters
@@ -109,10 +126,71 @@ impl Session {
                 print_out(&text)?;
                 Ok(Flow::Continue)
             }
+            Err(RequestError::Failed(m)) if m.starts_with(UNKNOWN_COMMAND) => {
+                Err(DaemonError(unknown_function(&call.name, &m)).into())
+            }
             Err(RequestError::Failed(m)) => Err(DaemonError(m).into()),
             Err(e) => Err(anyhow::Error::new(e).context(format!("{}() failed", call.name))),
         }
     }
+}
+
+/// The message for a function the daemon does not know: the name (cut if
+/// long), the nearest known function, and the list. `refusal` is the
+/// daemon's message, whose list of commands is used when present (a newer
+/// daemon may know more than [`FUNCTIONS`]).
+fn unknown_function(name: &str, refusal: &str) -> String {
+    let mut known: Vec<&str> = match refusal.split_once("known commands: ") {
+        Some((_, list)) => list.split(", ").map(str::trim).collect(),
+        None => FUNCTIONS.to_vec(),
+    };
+    for f in ["help", "exit", "quit"] {
+        if !known.contains(&f) {
+            known.push(f);
+        }
+    }
+    let hint = match nearest(name, &known) {
+        Some(f) => format!("; did you mean {f}()?"),
+        None => String::new(),
+    };
+    format!(
+        "unknown function {}{hint} Functions: {} (help() describes them)",
+        common::quote_name(name),
+        known
+            .iter()
+            .map(|f| format!("{f}()"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// The candidate nearest to `name` by edit distance, if near enough: at
+/// most max(2, a third of its length) edits; ties go to the first listed.
+fn nearest<'a>(name: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    let limit = (name.chars().count() / 3).max(2);
+    candidates
+        .iter()
+        .map(|c| (edit_distance(&name.to_lowercase(), c), *c))
+        .filter(|&(d, _)| d <= limit)
+        .min_by_key(|&(d, _)| d)
+        .map(|(_, c)| c)
+}
+
+/// Levenshtein distance in characters.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    let mut cur = vec![0; b.len() + 1];
+    for (i, ca) in a.chars().enumerate() {
+        cur[0] = i + 1;
+        for (j, &cb) in b.iter().enumerate() {
+            cur[j + 1] = (prev[j] + usize::from(ca != cb))
+                .min(prev[j + 1] + 1)
+                .min(cur[j] + 1);
+        }
+        std::mem::swap(&mut prev, &mut cur);
+    }
+    prev[b.len()]
 }
 
 /// Writes `text` and a newline to stdout.
@@ -201,6 +279,26 @@ mod tests {
             req("anything({a: [1]})"),
             ("nc-control-anything".into(), json!({"a": [1]}))
         );
+    }
+
+    #[test]
+    fn unknown_functions_get_a_suggestion_and_a_short_name() {
+        let daemon = "unknown control command \"x\"; known commands: showconfig, reloadconfig, \
+                      showchannel, showclient, showpeers, status, newthing";
+        let m = unknown_function("showchanel", daemon);
+        assert!(
+            m.starts_with("unknown function \"showchanel\"; did you mean showchannel()?"),
+            "{m}"
+        );
+        assert!(m.contains("newthing(), help(), exit(), quit()"), "{m}");
+        assert!(unknown_function("hlep", daemon).contains("did you mean help()?"));
+        assert!(unknown_function("Status", daemon).contains("did you mean status()?"));
+        let m = unknown_function("zzzzzz", daemon);
+        assert!(!m.contains("did you mean"), "{m}");
+        let long = "f".repeat(1000);
+        let m = unknown_function(&long, daemon);
+        assert!(m.len() < 400, "{m}");
+        assert!(m.contains("… (1000 bytes)"), "{m}");
     }
 
     #[test]

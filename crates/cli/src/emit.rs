@@ -71,7 +71,13 @@ async fn emit_one(client: &Client, req: &Request, data: &[u8]) -> anyhow::Result
     client
         .emit_bytes(&req.event, payload)
         .await
-        .with_context(|| format!("cannot emit {:?} on {:?}", req.event, req.channel))
+        .with_context(|| {
+            format!(
+                "cannot emit {} on {}",
+                common::quote_name(&req.event),
+                common::quote_name(&req.channel)
+            )
+        })
 }
 
 /// Lines sent and confirmed so far.

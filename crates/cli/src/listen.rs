@@ -12,7 +12,7 @@ use std::io::Write;
 use std::time::Duration;
 
 use anyhow::Context;
-use netcluster::{Client, Message, Subscription};
+use netcluster::{Client, ConnectionState, Message, Subscription};
 use serde_json::Value;
 use tokio::time::Instant;
 
@@ -48,6 +48,7 @@ async fn listen(global: &Global, req: Request) -> anyhow::Result<()> {
     let events = subscription_set(&req.events);
     let mut source = Source::open(&client, &events).await?;
     eprintln!("listening on {} for {}", req.channel, events.join(", "));
+    tokio::spawn(report_reconnects(client.clone(), req.channel.clone()));
     let mut out = std::io::stdout().lock();
     let mut seen = 0u64;
     while req.count.map_or(true, |n| seen < n) {
@@ -86,6 +87,33 @@ async fn listen(global: &Global, req: Request) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Says on stderr why the connection was lost each time the client starts
+/// reconnecting (e.g. the daemon closed it as a slow consumer), and when it
+/// is back; the messages in between are not replayed.
+async fn report_reconnects(client: Client, channel: String) {
+    let mut state = client.watch_state();
+    let mut lost = false;
+    while state.changed().await.is_ok() {
+        let now = *state.borrow_and_update();
+        match now {
+            ConnectionState::Reconnecting if !lost => {
+                lost = true;
+                let why = client
+                    .not_connected_reason()
+                    .unwrap_or_else(|| "no reason given".into());
+                eprintln!("ncclient: lost the connection on channel {channel:?}: {why}");
+            }
+            ConnectionState::Connected if lost => {
+                lost = false;
+                eprintln!(
+                    "listening on {channel} again (messages emitted meanwhile are not replayed)"
+                );
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The events to subscribe to: all (`*`) when none are named or `*` is
 /// among them, else the names without repeats. Overlapping subscriptions
 /// would deliver a message twice.
@@ -109,10 +137,10 @@ struct Source(Subscription);
 
 impl Source {
     async fn open(client: &Client, events: &[String]) -> anyhow::Result<Source> {
-        let sub = client
-            .subscribe_many(events)
-            .await
-            .with_context(|| format!("cannot subscribe to {}", events.join(", ")))?;
+        let sub = client.subscribe_many(events).await.with_context(|| {
+            let names: Vec<String> = events.iter().map(|e| common::quote_name(e)).collect();
+            format!("cannot subscribe to {}", names.join(", "))
+        })?;
         Ok(Source(sub))
     }
 

@@ -22,8 +22,8 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use common::Global;
 
-/// Talk to a running ncserver: control REPL, scripted control calls, and
-/// emitting or listening to events from the shell.
+/// ncclient: talk to a running ncserver: control REPL, scripted control
+/// calls, and emitting or listening to events from the shell.
 ///
 /// Without a command, ncclient opens a REPL on the daemon's control
 /// channel: type calls such as showchannel("A") and it prints the daemon's
@@ -74,7 +74,8 @@ enum Command {
     ///
     /// Each line is {"channel":…,"event":…,"data":…,"origin":"node:client","seq":N};
     /// data is the payload parsed as JSON, or a JSON string when it is not
-    /// JSON. A notice goes to stderr once subscribed. If the daemon goes
+    /// JSON. The line "listening on CHANNEL for EVENTS" goes to stderr once the
+    /// daemon has acknowledged the subscription: wait for it before emitting. If the daemon goes
     /// away, ncclient reconnects and goes on (messages emitted meanwhile are
     /// not replayed); with --no-reconnect it exits with an error instead.
     Listen {

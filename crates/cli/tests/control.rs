@@ -179,7 +179,13 @@ fn reloadconfig_with_a_bad_file_fails_and_keeps_the_old_config() {
         err.contains(&format!("{}:4:12:", abs.display())),
         "no file:line:column in {err}"
     );
-    assert!(err.contains("propagatetonett"), "{err}");
+    // A file read by the daemon for a client is never quoted, not even the
+    // key's name; the position and the suggestion say where and what.
+    assert!(
+        err.contains("channels.<channel>.<key>: unknown key"),
+        "{err}"
+    );
+    assert!(!err.contains("propagatetonett"), "{err}");
     assert!(err.contains("did you mean \"propagatetonet\""), "{err}");
     assert!(err.starts_with("ncclient: error: "), "{err}");
     assert!(o.stdout.is_empty());
@@ -196,9 +202,22 @@ fn unknown_function_is_the_daemons_error_with_status_1() {
     assert_code(&o, 1);
     let err = stderr(&o);
     assert!(
-        err.contains("unknown control command \"showpets\""),
+        err.contains("unknown function \"showpets\"; did you mean showpeers()?"),
         "{err}"
     );
+    assert!(err.contains("showchannel(), showclient()"), "{err}");
+    let o = run_c(&d, "showchanel('A')");
+    assert!(
+        stderr(&o).contains("did you mean showchannel()?"),
+        "{}",
+        stderr(&o)
+    );
+    // A long name is not echoed whole.
+    let long = "f".repeat(1000);
+    let o = run_c(&d, &format!("{long}()"));
+    assert_code(&o, 1);
+    let err = stderr(&o);
+    assert!(err.len() < 500 && err.contains("(1000 bytes)"), "{err}");
     // The first failure stops the rest of the calls.
     let o = run_c(&d, "nope(); status()");
     assert_code(&o, 1);
@@ -233,10 +252,7 @@ fn piped_repl_runs_every_line_and_goes_on_after_errors() {
     assert_eq!(docs[1], json!([]));
     assert_eq!(channel_names(&docs[2]), ["control", "A", "B"]);
     assert!(docs[3]["channels"]["A"].is_object());
-    assert!(
-        err.contains("error: unknown control command \"nope\""),
-        "{err}"
-    );
+    assert!(err.contains("error: unknown function \"nope\""), "{err}");
     assert!(err.contains("error: parse error at column 13"), "{err}");
     assert!(!stdout(&o).contains("nc> "), "no prompt when piped");
     // The worst status of the lines.
@@ -309,4 +325,58 @@ fn help_documents_the_commands_with_examples() {
         .unwrap();
     assert!(stdout(&o).contains("--timeout <SECS>"));
     assert!(stdout(&o).contains("--count <N>"));
+}
+
+/// Usage errors show the REPL's form of a call, and a missing channel
+/// names the `--socket-dir` flag.
+#[test]
+fn errors_speak_ncclient() {
+    let d = TestDaemon::start(CONFIG);
+    let o = run_c(&d, "showclient('A')");
+    assert_code(&o, 1);
+    assert!(
+        stderr(&o).contains("showclient(\"A\", 3)"),
+        "{}",
+        stderr(&o)
+    );
+
+    let empty = netcluster_testkit::tempdir();
+    let o = ncclient_in(empty.path())
+        .args(["-c", "status()"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("no channel \"control\""), "{err}");
+    assert!(err.contains("--socket-dir"), "{err}");
+    assert!(!err.contains("socket_dir"), "{err}");
+
+    let long = "e".repeat(1025);
+    let o = ncclient(&d)
+        .args(["emit", "A", &long, "1"])
+        .output()
+        .unwrap();
+    assert_code(&o, 2);
+    let err = stderr(&o);
+    assert!(err.contains("event name is 1025 bytes long"), "{err}");
+    assert!(err.len() < 400, "the name is not echoed whole: {err}");
+}
+
+#[test]
+fn help_and_version_name_ncclient() {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ncclient"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("ncclient {}", env!("CARGO_PKG_VERSION"))
+    );
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_ncclient"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert_code(&o, 0);
+    assert!(stdout(&o).starts_with("ncclient: "), "{}", stdout(&o));
 }

@@ -297,3 +297,109 @@ fn listen_reconnects_when_the_daemon_restarts() {
     assert_eq!(v["event"], "after");
     assert_eq!(v["data"], "restart");
 }
+
+/// The README's quick start, as a shell runs it: `listen B` in the
+/// background, wait for its "listening" line, then `emit A` (the built-in
+/// config routes A to B). Without the wait the emit could beat the
+/// subscription; with it the message arrives every time.
+#[test]
+fn quick_start_emit_after_the_listening_line_always_arrives() {
+    let d = TestDaemon::builtin();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ncclient"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = r#"
+        ncclient listen B --count 1 --timeout 20 > out.json 2> listen.log &
+        until grep -q listening listen.log; do sleep 0.05; done
+        ncclient emit A greet '"hello"'
+        wait
+        cat out.json
+    "#;
+    for run in 0..20 {
+        let work = netcluster_testkit::tempdir();
+        let o = std::process::Command::new("timeout")
+            .args(["60", "sh", "-c", script])
+            .current_dir(work.path())
+            .env("PATH", &path)
+            .env("NETCLUSTER_SOCKET_DIR", d.socket_dir())
+            .output()
+            .unwrap();
+        assert_code(&o, 0);
+        let v: Value = serde_json::from_str(stdout(&o).trim())
+            .unwrap_or_else(|e| panic!("run {run}: {e}: {:?}", stdout(&o)));
+        assert_eq!(
+            (v["event"].as_str(), v["data"].as_str()),
+            (Some("greet"), Some("hello")),
+            "run {run}"
+        );
+    }
+}
+
+/// `ncclient listen` whose output nobody reads becomes a slow consumer;
+/// under `slowconsumer: "disconnect"` the daemon closes it, and listen says
+/// why (the daemon's error) on stderr before reconnecting.
+#[test]
+fn listen_says_why_the_daemon_closed_it() {
+    let d = TestDaemon::start(
+        r#"{ "queuebytes": "256KiB", "channels": { "A": { "slowconsumer": "disconnect" } } }"#,
+    );
+    let logs = netcluster_testkit::tempdir();
+    let log = logs.path().join("stderr");
+    let mut child = ncclient(&d)
+        .args(["listen", "A"])
+        .stdout(Stdio::piped()) // not read for now
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(&log).unwrap_or_default();
+    netcluster_testkit::wait_until(20, "listen to subscribe", || {
+        stderr().contains("listening on A for *")
+    });
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let publisher = client(&d, "A").await;
+        let ctl = client(&d, "control").await;
+        let chunk = vec![b'x'; 8192];
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        // Publish until the daemon has closed the listener.
+        loop {
+            for _ in 0..64 {
+                publisher.emit_bytes("bulk", &chunk).await.unwrap();
+            }
+            publisher.flush().await.unwrap();
+            let st = ctl.request("nc-control-status", &()).await.unwrap();
+            if st["disconnects"]["slow_consumer"] == json!(1) {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "never disconnected: {st}"
+            );
+        }
+    });
+    // Reading its output lets listen get to the error frame behind it.
+    let mut out = child.stdout.take().unwrap();
+    let drain = std::thread::spawn(move || {
+        let _ = std::io::copy(&mut out, &mut std::io::sink());
+    });
+    netcluster_testkit::wait_until(30, "listen to say why it was disconnected", || {
+        stderr().contains("ncclient: lost the connection on channel \"A\"")
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let _ = drain.join();
+    let err = stderr();
+    assert!(
+        err.contains("slow consumer: queue reached queuebytes (262144 bytes)"),
+        "{err}"
+    );
+}

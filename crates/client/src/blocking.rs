@@ -5,7 +5,17 @@
 //! method run to completion on it, so there is one implementation. Methods
 //! may be called from inside a handler (e.g. to answer a message or to
 //! disconnect, as the seed's examples do).
+//!
+//! It is meant for code without async. Called from inside someone else's
+//! tokio runtime (an `async fn`, `#[tokio::main]`, a current-thread
+//! runtime) it still works rather than panicking: the call runs on a helper
+//! thread while the calling thread waits, which stalls that thread (a whole
+//! current-thread runtime) for the duration. In async code use
+//! [`crate::Client`], or call the blocking client from
+//! `tokio::task::spawn_blocking`. Dropping the last clone inside async code
+//! is fine too: the client's runtime is then shut down in the background.
 
+use std::cell::Cell;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,25 +25,99 @@ use serde::Serialize;
 use crate::error::{ConnectError, EmitError, FlushError, RequestError, SubscribeError};
 use crate::{ClientBuilder, ListenerId, Message};
 
-fn runtime() -> Result<Arc<tokio::runtime::Runtime>, ConnectError> {
+thread_local! {
+    /// True on the threads of a blocking client's own runtime (where its
+    /// handlers run), whose flavour allows `block_in_place`.
+    static OWN_RUNTIME: Cell<bool> = const { Cell::new(false) };
+}
+
+/// A blocking client's runtime. Dropping a tokio runtime the ordinary way
+/// blocks, which tokio refuses (with a panic) inside async code; there it
+/// is shut down in the background instead.
+#[derive(Debug)]
+struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl Runtime {
+    fn get(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("present until dropped")
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            if tokio::runtime::Handle::try_current().is_ok() {
+                rt.shutdown_background();
+            }
+        }
+    }
+}
+
+fn runtime() -> Result<Arc<Runtime>, ConnectError> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("netcluster-client")
+        .on_thread_start(|| OWN_RUNTIME.with(|c| c.set(true)))
         .enable_all()
         .build()
-        .map(Arc::new)
+        .map(|rt| Arc::new(Runtime(Some(rt))))
         .map_err(|e| ConnectError::Io {
             path: "<runtime>".into(),
-            source: e,
+            cause: e,
         })
 }
 
-/// Runs `f` to completion on `rt`, also from inside one of its tasks.
-fn block<F: Future>(rt: &tokio::runtime::Runtime, f: F) -> F::Output {
-    if tokio::runtime::Handle::try_current().is_ok() {
-        tokio::task::block_in_place(|| rt.handle().block_on(f))
+/// Where a blocking call is being made from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// Outside any runtime: run on the calling thread.
+    Plain,
+    /// On the client's own runtime (inside a handler): in place, as that
+    /// runtime is multi-threaded and its other worker keeps the connection
+    /// going.
+    Own,
+    /// Inside another runtime, possibly a current-thread one where blocking
+    /// in place panics: on a helper thread while this one waits.
+    Foreign,
+}
+
+fn caller() -> Caller {
+    if tokio::runtime::Handle::try_current().is_err() {
+        Caller::Plain
+    } else if OWN_RUNTIME.with(Cell::get) {
+        Caller::Own
     } else {
-        rt.block_on(f)
+        Caller::Foreign
+    }
+}
+
+/// Runs `f` to completion on `rt`, from any thread (see [`Caller`]).
+fn block<F>(rt: &Runtime, f: F) -> F::Output
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    match caller() {
+        Caller::Plain | Caller::Own => block_here(rt, f),
+        Caller::Foreign => std::thread::scope(|s| {
+            let rt = rt.get();
+            std::thread::Builder::new()
+                .name("netcluster-blocking-call".into())
+                .spawn_scoped(s, || rt.block_on(f))
+                .expect("spawn a thread for a blocking call")
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p))
+        }),
+    }
+}
+
+/// Runs `f` to completion on `rt` on this thread; for futures that cannot
+/// move to another thread, called only when [`caller`] is not `Foreign`.
+fn block_here<F: Future>(rt: &Runtime, f: F) -> F::Output {
+    let rt = rt.get();
+    match caller() {
+        Caller::Own => tokio::task::block_in_place(|| rt.handle().block_on(f)),
+        _ => rt.block_on(f),
     }
 }
 
@@ -59,7 +143,7 @@ impl Builder {
 #[derive(Clone, Debug)]
 pub struct Client {
     inner: crate::Client,
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<Runtime>,
 }
 
 impl Client {
@@ -95,12 +179,18 @@ impl Client {
 
     /// Emits `event` with `data` as JSON.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), EmitError> {
-        block(&self.rt, self.inner.emit(event, data))
+        if caller() == Caller::Foreign {
+            // The data may not be shareable with the helper thread: turn
+            // it into JSON text here.
+            let json = serde_json::value::to_raw_value(data).map_err(EmitError::Serialize)?;
+            return block(&self.rt, self.inner.emit(event, &*json));
+        }
+        block_here(&self.rt, self.inner.emit(event, data))
     }
 
     /// Emits `event` with a raw payload.
     pub fn emit_bytes(&self, event: &str, payload: impl AsRef<[u8]>) -> Result<(), EmitError> {
-        block(&self.rt, self.inner.emit_bytes(event, payload))
+        block(&self.rt, self.inner.emit_bytes(event, payload.as_ref()))
     }
 
     /// Calls `handler` for every message with this event (`*` = all).
@@ -138,7 +228,8 @@ impl Client {
         &self,
         events: &[S],
     ) -> Result<Subscription, SubscribeError> {
-        let inner = block(&self.rt, self.inner.subscribe_many(events))?;
+        let events: Vec<&str> = events.iter().map(AsRef::as_ref).collect();
+        let inner = block(&self.rt, self.inner.subscribe_many(&events))?;
         Ok(Subscription {
             inner,
             rt: self.rt.clone(),
@@ -158,7 +249,8 @@ impl Client {
         name: &str,
         arg: &T,
     ) -> Result<serde_json::Value, RequestError> {
-        block(&self.rt, self.inner.request(name, arg))
+        let arg = serde_json::value::to_raw_value(arg).map_err(RequestError::Serialize)?;
+        block(&self.rt, self.inner.request(name, &*arg))
     }
 
     /// Writes what is pending and closes the connection.
@@ -171,7 +263,7 @@ impl Client {
 #[derive(Debug)]
 pub struct Subscription {
     inner: crate::Subscription,
-    rt: Arc<tokio::runtime::Runtime>,
+    rt: Arc<Runtime>,
 }
 
 impl Subscription {

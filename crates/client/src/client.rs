@@ -229,6 +229,14 @@ impl Client {
         self.shared.closed()
     }
 
+    /// Why the client is not connected right now: while reconnecting, the
+    /// reason the last connection ended (the daemon's error when it sent
+    /// one, e.g. "slow consumer: …"); once closed, [`Client::closed_reason`].
+    /// `None` while connected.
+    pub fn not_connected_reason(&self) -> Option<String> {
+        self.shared.not_connected()
+    }
+
     /// Whether the client is connected, reconnecting or closed.
     pub fn state(&self) -> ConnectionState {
         self.shared.state()
@@ -308,6 +316,9 @@ impl Client {
         Ok(())
     }
 
+    // Inline: called on every emit, and with echo off (the common case in
+    // fast publishers) it is one load and a branch.
+    #[inline]
     fn wants_echo(&self, event: &str) -> bool {
         self.shared.opts.echo
             && !self.shared.listeners.is_empty()

@@ -429,7 +429,7 @@ async fn connect(path: &Path, channel: &str) -> Result<Stream, ConnectError> {
             },
             _ => ConnectError::Io {
                 path: path.into(),
-                source: e,
+                cause: e,
             },
         })
 }

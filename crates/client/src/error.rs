@@ -1,5 +1,7 @@
 //! Errors, one enum per operation. Each message says what went wrong and,
-//! where it can, what to do about it.
+//! where it can, what to do about it. A cause is written into the message
+//! and not also returned by `source()`: printing the chain (anyhow's `{:#}`)
+//! would otherwise repeat it.
 
 use std::path::PathBuf;
 
@@ -54,12 +56,12 @@ pub enum ConnectError {
         reason: String,
     },
     /// Another I/O error.
-    #[error("cannot connect to {path}: {source}")]
+    #[error("cannot connect to {path}: {cause}")]
     Io {
         /// The socket path.
         path: PathBuf,
-        /// The cause.
-        source: std::io::Error,
+        /// The cause (shown in the message, so not also a `source()`).
+        cause: std::io::Error,
     },
     /// The channel name is invalid.
     #[error(transparent)]
@@ -89,7 +91,7 @@ pub enum EmitError {
     BadEvent(#[from] NameError),
     /// The data could not be serialized to JSON.
     #[error("cannot serialize the data to JSON: {0}")]
-    Serialize(#[source] serde_json::Error),
+    Serialize(serde_json::Error),
 }
 
 /// Why [`crate::Client::subscribe`] or [`crate::Client::on`] failed.
@@ -122,13 +124,13 @@ pub enum RequestError {
     Failed(String),
     /// The argument could not be serialized.
     #[error("cannot serialize the argument to JSON: {0}")]
-    Serialize(#[source] serde_json::Error),
+    Serialize(serde_json::Error),
     /// The request name is invalid.
     #[error(transparent)]
     BadName(#[from] NameError),
     /// The answer was not valid JSON.
     #[error("the server's answer is not valid JSON: {0}")]
-    BadResponse(#[source] serde_json::Error),
+    BadResponse(serde_json::Error),
 }
 
 /// Why [`crate::Client::flush`] or [`crate::Client::disconnect`] failed.

@@ -210,9 +210,11 @@ async fn bad_reload_is_refused_and_the_old_config_stays() {
         .await
         .unwrap_err();
     let msg = err.to_string();
+    // A file read by the daemon for a client is never quoted (not even a
+    // channel's or a key's name): the position says where.
     assert!(
         msg.contains(&format!(
-            "{}:3:12: channels.A.propagatetochanels: unknown key",
+            "{}:3:12: channels.<channel>.<key>: unknown key",
             path.display()
         )),
         "{msg}"

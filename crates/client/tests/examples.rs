@@ -106,3 +106,48 @@ fn seed_embedded_server_serves_the_sender_and_receiver_and_stops_on_sigterm() {
         "a graceful stop removes the sockets"
     );
 }
+
+/// The README's Rust snippet is `examples/readme.rs` (between its markers),
+/// and that example runs against the built-in config.
+#[test]
+fn readme_snippet_is_the_readme_example_and_runs() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let example_src = std::fs::read_to_string(root.join("examples/readme.rs")).unwrap();
+    let snippet = example_src
+        .split("// README begin\n")
+        .nth(1)
+        .and_then(|s| s.split("// README end\n").next())
+        .expect("markers in examples/readme.rs");
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains(&format!("```rust\n{snippet}```\n")),
+        "README.md's Rust snippet differs from examples/readme.rs; copy it over"
+    );
+
+    let d = TestDaemon::builtin();
+    let listener = netcluster::blocking::Client::builder("A")
+        .with(|b| b.socket_dir(d.socket_dir()))
+        .connect()
+        .unwrap();
+    let mut got = listener.subscribe("log").unwrap();
+    let out = Command::new(example("readme"))
+        .env("NETCLUSTER_SOCKET_DIR", d.socket_dir())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(": Ok(\"TESTE\")"), "{stdout}");
+    assert!(stdout.contains("metric Some(Ok(42))"), "{stdout}");
+    // B's emit reached A through the built-in rules, then A's own.
+    let first = got
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert_eq!(
+        first.json::<serde_json::Value>().unwrap(),
+        serde_json::json!({"n": 1})
+    );
+}

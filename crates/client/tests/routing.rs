@@ -109,7 +109,7 @@ async fn true_false_and_list_rules() {
     let mut ls = listeners(&d, &["A", "B", "Bravo", "C", "D", "control"]).await;
     let count = |v: &Vec<Message>| v.len();
 
-    // true: every other channel.
+    // true: every other channel but control.
     let b = client(&d, "B").await;
     b.emit("x", &0).await.unwrap();
     b.flush().await.unwrap();
@@ -117,7 +117,7 @@ async fn true_false_and_list_rules() {
     for (_, s) in ls.iter_mut() {
         n.push(count(&drain(s).await));
     }
-    assert_eq!(n, vec![1, 1, 1, 1, 1, 1]);
+    assert_eq!(n, vec![1, 1, 1, 1, 1, 0]);
 
     // false: only the channel itself.
     let bravo = client(&d, "Bravo").await;
@@ -318,4 +318,43 @@ async fn one_subscription_over_several_events_keeps_their_order() {
         .await
         .unwrap();
     assert_eq!(me["subscriptions"], serde_json::json!([]));
+}
+
+/// Rules never copy messages into `control`: not `true`, not a regex that
+/// matches it. Its own clients still talk among themselves.
+#[tokio::test]
+async fn rules_never_feed_the_control_channel() {
+    let d = TestDaemon::start(
+        r#"{ "channels": {
+            "A": { "propagatetochannels": true },
+            "B": { "propagatetochannels": ".*" },
+            "E": { "propagatetochannels": "^control$" }
+        } }"#,
+    );
+    let mut ls = listeners(&d, &["control", "A", "B"]).await;
+    for ch in ["A", "B", "E"] {
+        let c = client(&d, ch).await;
+        c.emit("app", &ch).await.unwrap();
+        c.flush().await.unwrap();
+    }
+    let on_control = drain(&mut ls[0].1).await;
+    assert!(
+        on_control.is_empty(),
+        "control got {:?}",
+        channels(&on_control)
+    );
+    // The rules still apply to the other channels (each listener also
+    // gets the message of the other client on its own channel).
+    assert_eq!(channels(&drain(&mut ls[1].1).await), ["A", "B"]);
+    assert_eq!(channels(&drain(&mut ls[2].1).await), ["A", "B"]);
+    // And showchannel() does not list control as a target.
+    let ctl = client(&d, "control").await;
+    let all = ctl.request("nc-control-showchannel", &()).await.unwrap();
+    for ch in all.as_array().unwrap() {
+        assert!(!ch["propagatesto"].to_string().contains("control"), "{ch}");
+    }
+    let other = client(&d, "control").await;
+    other.emit("note", "hi").await.unwrap();
+    other.flush().await.unwrap();
+    assert_eq!(channels(&drain(&mut ls[0].1).await), ["control"]);
 }

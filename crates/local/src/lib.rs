@@ -8,6 +8,7 @@
 //! Framing lives in `netcluster-proto`, not here.
 #![warn(missing_docs)]
 
+pub mod endpoint;
 pub mod listener;
 #[cfg(windows)]
 pub mod pipe;

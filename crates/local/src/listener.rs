@@ -8,98 +8,18 @@
 //! detection), permissions, peer credentials and removal of the socket file
 //! when the listener is dropped.
 
+#[cfg(not(windows))]
 use std::io;
+#[cfg(not(windows))]
 use std::path::{Path, PathBuf};
 
+#[cfg(not(windows))]
 use netcluster_proto::names;
 
 #[cfg(not(windows))]
 use crate::LocalStream;
 
-/// Why a channel's socket could not be bound.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum BindError {
-    /// Another process is accepting connections on the path.
-    #[error("another ncserver is already serving channel {channel:?} at {path} (stop it, or give this daemon another socketdir)")]
-    InUse {
-        /// Channel name.
-        channel: String,
-        /// Socket path.
-        path: PathBuf,
-    },
-    /// A file that is not a socket is in the way.
-    #[error("{path} exists and is not a socket; refusing to replace it (channel {channel:?})")]
-    NotASocket {
-        /// Channel name.
-        channel: String,
-        /// The path.
-        path: PathBuf,
-    },
-    /// The full socket path does not fit a `sockaddr_un`.
-    #[error("socket path {path} for channel {channel:?} is {len} bytes; the system limit is {max} (use a shorter socketdir or channel name)")]
-    PathTooLong {
-        /// Channel name.
-        channel: String,
-        /// The path.
-        path: PathBuf,
-        /// Its length in bytes.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// The channel name cannot be used.
-    #[error(transparent)]
-    BadName(#[from] names::NameError),
-    /// An I/O error while preparing or binding the socket.
-    #[error("cannot bind channel {channel:?} at {path}: {source}")]
-    Io {
-        /// Channel name.
-        channel: String,
-        /// The path.
-        path: PathBuf,
-        /// The cause.
-        source: io::Error,
-    },
-    /// `socketgroup` names a group that does not exist.
-    #[error("socketgroup {name:?}: no such group")]
-    UnknownGroup {
-        /// The group name.
-        name: String,
-    },
-    /// `socketgroup` was given on Windows, where pipes have no group owner.
-    #[error("socketgroup cannot be used on Windows: named pipes have no group owner (socketmode \"0666\" lets every local user connect)")]
-    GroupsUnsupported,
-    /// This platform has no local listener yet.
-    #[error("local channels are not supported on this platform yet (channel {channel:?})")]
-    Unsupported {
-        /// Channel name.
-        channel: String,
-    },
-}
-
-/// Who is on the other end of an accepted connection, as the kernel says.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct PeerInfo {
-    /// Effective user id.
-    pub uid: Option<u32>,
-    /// Effective group id.
-    pub gid: Option<u32>,
-    /// Process id.
-    pub pid: Option<i32>,
-}
-
-/// The path (or pipe name) a channel is served at: `{dir}/netcluster-{channel}`,
-/// or on Windows `\\.\pipe\netcluster-{channel}` whatever `dir` is.
-pub fn channel_path(dir: &Path, channel: &str) -> PathBuf {
-    #[cfg(windows)]
-    {
-        let _ = dir;
-        PathBuf::from(format!(r"\\.\pipe\{}", names::socket_file_name(channel)))
-    }
-    #[cfg(not(windows))]
-    dir.join(names::socket_file_name(channel))
-}
+pub use crate::endpoint::{channel_path, BindError, PeerInfo};
 
 #[cfg(unix)]
 pub use unix::{group_id, LocalListener};
@@ -127,23 +47,52 @@ mod unix {
         ino: (u64, u64),
     }
 
+    /// Names the process accepting on the other end of `s`: its pid from
+    /// the socket's peer credentials and its command name, so that "socket
+    /// in use" says what to stop.
+    #[cfg(target_os = "linux")]
+    fn holder(s: &std::os::unix::net::UnixStream) -> String {
+        use std::os::fd::AsRawFd;
+        let mut cred = libc::ucred {
+            pid: 0,
+            uid: 0,
+            gid: 0,
+        };
+        let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+        // SAFETY: the fd is open for the duration of the call (borrowed
+        // from `s`), and `cred`/`len` are valid for writes of `len` bytes.
+        let rc = unsafe {
+            libc::getsockopt(
+                s.as_raw_fd(),
+                libc::SOL_SOCKET,
+                libc::SO_PEERCRED,
+                std::ptr::addr_of_mut!(cred).cast(),
+                &mut len,
+            )
+        };
+        if rc != 0 || cred.pid <= 0 {
+            return "a process".into();
+        }
+        match std::fs::read_to_string(format!("/proc/{}/comm", cred.pid)) {
+            Ok(name) => format!("process {} ({})", cred.pid, name.trim_end()),
+            Err(_) => format!("process {}", cred.pid),
+        }
+    }
+
+    /// Other Unix systems: the peer's pid is not portable to get.
+    #[cfg(not(target_os = "linux"))]
+    fn holder(_: &std::os::unix::net::UnixStream) -> String {
+        "a process".into()
+    }
+
     impl LocalListener {
-        /// Binds `{dir}/netcluster-{channel}` with the given file mode and
-        /// group, replacing a stale socket left by a dead daemon. Must be
-        /// called inside a tokio runtime.
-        pub fn bind(
-            dir: &Path,
-            channel: &str,
-            mode: u32,
-            group: Option<u32>,
-        ) -> Result<Self, BindError> {
+        /// What [`LocalListener::bind`] checks before touching the file
+        /// system: the channel name and that the socket path fits a
+        /// `sockaddr_un`. Returns the path. (`ncserver --check` runs it for
+        /// every channel.)
+        pub fn check(dir: &Path, channel: &str) -> Result<PathBuf, BindError> {
             names::check_channel(channel)?;
             let path = channel_path(dir, channel);
-            let io_err = |source| BindError::Io {
-                channel: channel.into(),
-                path: path.clone(),
-                source,
-            };
             let len = path.as_os_str().len();
             if len > MAX_PATH {
                 return Err(BindError::PathTooLong {
@@ -153,14 +102,33 @@ mod unix {
                     max: MAX_PATH,
                 });
             }
+            Ok(path)
+        }
+
+        /// Binds `{dir}/netcluster-{channel}` with the given file mode and
+        /// group, replacing a stale socket left by a dead daemon. Must be
+        /// called inside a tokio runtime.
+        pub fn bind(
+            dir: &Path,
+            channel: &str,
+            mode: u32,
+            group: Option<u32>,
+        ) -> Result<Self, BindError> {
+            let path = Self::check(dir, channel)?;
+            let io_err = |cause| BindError::Io {
+                channel: channel.into(),
+                path: path.clone(),
+                cause,
+            };
             std::fs::create_dir_all(dir).map_err(io_err)?;
             match std::fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_socket() => {
                     match std::os::unix::net::UnixStream::connect(&path) {
-                        Ok(_) => {
+                        Ok(s) => {
                             return Err(BindError::InUse {
                                 channel: channel.into(),
                                 path,
+                                holder: holder(&s),
                             })
                         }
                         Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -278,6 +246,14 @@ mod unsupported {
     }
 
     impl LocalListener {
+        /// Always fails on this platform.
+        pub fn check(_dir: &Path, channel: &str) -> Result<PathBuf, BindError> {
+            names::check_channel(channel)?;
+            Err(BindError::Unsupported {
+                channel: channel.into(),
+            })
+        }
+
         /// Always fails on this platform.
         pub fn bind(
             _dir: &Path,

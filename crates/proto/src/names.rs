@@ -7,6 +7,10 @@ use crate::frame::{MAX_EVENT_LEN, WILDCARD};
 /// The socket path limit usually binds first; the server checks that too.
 pub const MAX_CHANNEL_LEN: usize = 255;
 
+/// The channel of the daemon's control requests (`nc-control-*`). It always
+/// exists, and routing rules never copy other channels' messages into it.
+pub const CONTROL_CHANNEL: &str = "control";
+
 /// Prefix of each channel's socket file (and Windows pipe) name.
 pub const SOCKET_PREFIX: &str = "netcluster-";
 

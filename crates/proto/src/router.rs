@@ -5,13 +5,17 @@
 //! It decides, once per message at ingress, the full list of recipients:
 //! the other subscribers of the message's channel, then the subscribers of
 //! each channel the channel's `propagatetochannels` rule selects (one hop:
-//! the target channels' own rules are never applied). It knows nothing of
-//! sockets; the server maps [`Slot`]s to connections.
+//! the target channels' own rules are never applied). Rules never select
+//! the [`CONTROL_CHANNEL`]: it carries the daemon's control requests and
+//! answers, not application traffic, so `true` means every other channel
+//! but `control` and a regex that matches `control` skips it. It knows
+//! nothing of sockets; the server maps [`Slot`]s to connections.
 
 use regex::Regex;
 use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::frame::WILDCARD;
+pub use crate::names::CONTROL_CHANNEL;
 
 /// A connected client's dense index, chosen by the server.
 pub type Slot = u32;
@@ -220,7 +224,9 @@ impl Router {
             };
             let targets = names
                 .iter()
-                .filter(|(n, id)| id.index() != i && ch.rules.propagate.selects(n))
+                .filter(|(n, id)| {
+                    id.index() != i && n != CONTROL_CHANNEL && ch.rules.propagate.selects(n)
+                })
                 .map(|&(_, id)| id)
                 .collect();
             self.channels[i].as_mut().expect("checked").targets = targets;

@@ -26,6 +26,12 @@ pub const GAP_EVENT: &str = "nc-gap";
 
 /// How long a closing connection may take to flush its last frames.
 const CLOSE_FLUSH: Duration = Duration::from_secs(1);
+/// The same for a client closed as a slow consumer: it is, by definition,
+/// not reading now, and its error frame comes after a full queue; if it
+/// resumes reading within this time it gets its queue and then learns why
+/// it was closed, instead of seeing the connection merely end. Meanwhile it
+/// holds what it held before (at most `queuebytes` queued) and no more.
+pub const SLOW_CLOSE_FLUSH: Duration = Duration::from_secs(10);
 
 /// Which wire format a client speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -105,6 +111,8 @@ pub struct Conn {
     pub subscribed_bytes: Cell<usize>,
     /// Why the connection was closed, once it is.
     closed: RefCell<Option<String>>,
+    /// How long the close may wait for the last frames to leave.
+    close_flush: Cell<Duration>,
     wake: Notify,
     /// Notified when the queue drops to or below the limit.
     pub drained: Notify,
@@ -149,6 +157,7 @@ impl Conn {
             gap: Cell::new(0),
             subscribed_bytes: Cell::new(0),
             closed: RefCell::new(None),
+            close_flush: Cell::new(CLOSE_FLUSH),
             wake: Notify::new(),
             drained: Notify::new(),
             kill: Notify::new(),
@@ -176,6 +185,14 @@ impl Conn {
         }
         *c = Some(reason.to_string());
         true
+    }
+
+    /// Queues the final Error frame of a client closed as a slow
+    /// consumer, and gives it [`SLOW_CLOSE_FLUSH`] to leave behind the full
+    /// queue.
+    pub fn queue_slow_consumer_error(&self, message: &str) {
+        self.close_flush.set(SLOW_CLOSE_FLUSH);
+        self.queue_error(ErrorCode::SlowConsumer, 0, true, message);
     }
 
     /// Queues an Error frame, bypassing the queue limit (it is small and the
@@ -333,7 +350,7 @@ impl Conn {
             Ok(false) => Err(io::ErrorKind::WouldBlock.into()),
             Err(e) => Err(e),
         });
-        let _ = tokio::time::timeout(CLOSE_FLUSH, last).await;
+        let _ = tokio::time::timeout(self.close_flush.get(), last).await;
         None
     }
 

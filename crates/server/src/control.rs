@@ -7,6 +7,12 @@
 //! the caller only, so two callers never see each other's answers).
 //! Commands: `showconfig`, `reloadconfig` (and the seed's `reloaconfig`),
 //! `showchannel`, `showclient`, `showpeers`, `status`.
+//!
+//! Every caller may use the read-only commands. Those that change the
+//! daemon ([`MUTATING`]) are checked first, on every path alike, against
+//! the caller's kernel-reported credentials (`access::admin`): root, the
+//! daemon's own user, `adminuids` and `admingids`. So nothing, not even
+//! the file a reload names, is opened for anyone else.
 
 use std::rc::Rc;
 
@@ -34,6 +40,10 @@ pub const COMMANDS: &[&str] = &[
     "status",
 ];
 
+/// The commands that change the daemon, allowed to admins only (the seed's
+/// misspelling included).
+pub const MUTATING: &[&str] = &["reloadconfig", "reloaconfig"];
+
 /// True if an event emitted by `conn` is a request for the agent (rather
 /// than a message to route).
 pub fn is_request(hub: &Hub, conn: &Conn, event: &str) -> bool {
@@ -58,6 +68,20 @@ pub fn request(hub: &Rc<Hub>, caller: &Conn, event: &str, arg: &[u8]) -> Result<
             "control request names start with {PREFIX:?}, got {event:?}"
         ));
     };
+    if MUTATING.contains(&command) {
+        let cfg = hub.config();
+        if let Err(why) =
+            crate::access::admin(command, &caller.peer, &cfg.adminuids, &cfg.admingids)
+        {
+            tracing::warn!(
+                client = caller.id,
+                name = %caller.name,
+                pid = ?caller.peer.pid,
+                "control: {why}"
+            );
+            return Err(why);
+        }
+    }
     let arg: Value = if arg.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else {
@@ -118,12 +142,16 @@ pub fn reply_event(conn: &Conn, event: &str, body: &Value) {
 
 fn reload(hub: &Rc<Hub>, arg: &Value) -> Result<Value, String> {
     let new = match arg {
+        // A file read for a caller: its content never appears in errors.
+        // That holds for the active config's file too, which an earlier
+        // reloadconfig(path) may have named (and which may since have been
+        // replaced by another file).
         Value::String(path) => {
-            Config::load(std::path::Path::new(path)).map_err(|e| e.to_string())?
+            Config::load_private(std::path::Path::new(path)).map_err(|e| e.to_string())?
         }
         Value::Object(_) => Config::from_value(arg).map_err(|e| e.to_string())?,
         Value::Null => match &hub.config().source {
-            ConfigSource::File(path) => Config::load(path).map_err(|e| e.to_string())?,
+            ConfigSource::File(path) => Config::load_private(path).map_err(|e| e.to_string())?,
             _ => {
                 return Err(
                     "the active config was not loaded from a file; give reloadconfig a path".into(),
@@ -165,7 +193,7 @@ fn unknown_channel(hub: &Hub, name: &str) -> String {
     )
 }
 
-fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
+pub(crate) fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
     let clients = hub.clients();
     match arg {
         Value::Null => {
@@ -215,7 +243,8 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
         Value::Array(a) if a.len() == 2 => (a.first(), a.get(1)),
         _ => (None, None),
     };
-    let usage = "showclient takes a channel and a client id: {\"channel\": \"A\", \"client\": 3}";
+    let usage = "showclient takes a channel and a client id: showclient(\"A\", 3) in ncclient; \
+                 as a request argument [\"A\", 3] or {\"channel\": \"A\", \"client\": 3}";
     let chan = chan.and_then(Value::as_str).ok_or(usage)?;
     let id = match id {
         Some(Value::Number(n)) => n.as_u64(),
@@ -248,7 +277,7 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
         })
 }
 
-fn status(hub: &Hub) -> Value {
+pub(crate) fn status(hub: &Hub) -> Value {
     let cfg = hub.config();
     let source = match &cfg.source {
         ConfigSource::File(p) => p.display().to_string(),
@@ -263,6 +292,8 @@ fn status(hub: &Hub) -> Value {
         "socketdir": hub.socket_dir,
         "channels": cfg.channels.len(),
         "clients": hub.clients().len(),
+        // Held by unfinished frames of all clients (bounded by partialbytes).
+        "partial_bytes": hub.partial.used(),
         "disconnects": {
             "total": hub.disconnect_counts().total,
             "slow_consumer": hub.disconnect_counts().slow_consumer,

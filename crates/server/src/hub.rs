@@ -141,6 +141,8 @@ pub struct Hub {
     doomed: RefCell<Vec<(Rc<Conn>, ErrorCode, String)>>,
     /// Read buffer shared by all connections (only one reads at a time).
     pub read_buf: RefCell<BytesMut>,
+    /// Bytes held by all sessions' unfinished frames (`partialbytes`).
+    pub partial: crate::partial::Budget,
     /// Accept tasks of the open channels, by name; aborting one drops its
     /// listener, which removes the socket file.
     pub listeners: RefCell<std::collections::BTreeMap<String, Served>>,
@@ -153,6 +155,12 @@ pub struct Hub {
     disconnects: RefCell<DisconnectCounts>,
     /// The network driver, when the daemon is connected to the network.
     pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
+    /// Live copies of messages for the dashboard's tail (free when none is open).
+    pub taps: Rc<crate::tap::Taps>,
+    /// The last `nc-gap` announcements, for the dashboard.
+    pub gaps: crate::tap::GapLog,
+    /// Health, HTTP endpoint and departed clients' totals (see `stats`).
+    pub ops: crate::stats::OpsState,
 }
 
 impl Hub {
@@ -171,12 +179,16 @@ impl Hub {
             touched: RefCell::new(Vec::new()),
             doomed: RefCell::new(Vec::new()),
             read_buf: RefCell::new(BytesMut::new()),
+            partial: Default::default(),
             listeners: RefCell::new(Default::default()),
             started: std::time::SystemTime::now(),
             net: RefCell::new(None),
             departed: RefCell::new(Default::default()),
             last_snapshot: RefCell::new(None),
             disconnects: RefCell::new(DisconnectCounts::default()),
+            taps: Default::default(),
+            gaps: Default::default(),
+            ops: Default::default(),
         });
         let cfg = hub.config();
         hub.router.borrow_mut().set_rules(cfg.channel_rules());
@@ -328,7 +340,11 @@ impl Hub {
         let code = error.map(|(c, _)| c);
         self.remember_departed(conn, code, reason);
         if let Some((code, msg)) = error {
-            conn.queue_error(code, 0, true, msg);
+            if code == ErrorCode::SlowConsumer {
+                conn.queue_slow_consumer_error(msg);
+            } else {
+                conn.queue_error(code, 0, true, msg);
+            }
         }
         tracing::info!(client = conn.id, name = %conn.name, channel = %conn.channel, reason, "client disconnected");
         conn.wake_all();
@@ -337,6 +353,7 @@ impl Hub {
     /// Keeps a bounded record of a closed client for `showclient`, and
     /// counts why clients go.
     fn remember_departed(&self, conn: &Conn, code: Option<ErrorCode>, reason: &str) {
+        self.ops.retire(conn, code);
         let mut counts = self.disconnects.borrow_mut();
         counts.total += 1;
         match code {
@@ -365,6 +382,17 @@ impl Hub {
             .rev()
             .find(|(c, i, _)| &**c == channel && *i == id)
             .map(|(_, _, r)| r.clone())
+    }
+
+    /// The records of the last `n` clients that left, newest first.
+    pub fn recent_departed(&self, n: usize) -> Vec<serde_json::Value> {
+        let departed = self.departed.borrow();
+        departed
+            .iter()
+            .rev()
+            .take(n)
+            .map(|(_, _, r)| r.clone())
+            .collect()
     }
 
     /// Why clients were disconnected, so far.
@@ -427,6 +455,14 @@ impl Hub {
         let info = infos[channel.index()].as_ref().expect("live channel");
         if info.dump {
             dump_line(&info.name, event, payload.as_slice(), &origin, self.node_id);
+        }
+        if self.taps.any() {
+            let from = (
+                origin.node.unwrap_or(self.node_id),
+                origin.client,
+                origin.seq,
+            );
+            self.taps.offer(&info.name, event, payload.as_slice(), from);
         }
         let limit = self.queue_limit();
         let router = self.router.borrow();

@@ -4,6 +4,9 @@
 //! thread; the `ncserver` binary is argument parsing around it. The message
 //! path lives in [`hub`] and the per-connection code in `session` and
 //! `conn`; wire formats and routing rules come from `netcluster-proto`.
+//! The HTTP endpoint (`/metrics`, `/healthz`, `/api/status`) lives in
+//! `http`, above the hub; what it reads beyond the per-connection counters
+//! (health, departed clients' totals) is kept in `stats`, below it.
 #![warn(missing_docs)]
 
 mod access;
@@ -11,12 +14,16 @@ pub mod config;
 mod conn;
 mod control;
 mod early;
+mod http;
 mod hub;
 mod iface;
 mod net;
 mod outq;
+mod partial;
 mod server;
 mod session;
+mod stats;
+mod tap;
 mod timefmt;
 
 pub use server::{is_root, Server, ServerHandle, StartError};

@@ -15,23 +15,18 @@
 
 use std::cell::{Cell, RefCell};
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::rc::Rc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
-use netcluster_proto::net::{
-    Dest, InMessage, Incoming, Net, NetConfig, NetEvent, OutMessage, SendError,
-};
-use serde_json::{json, Value};
+use netcluster_proto::net::{Dest, InMessage, Incoming, Net, NetEvent, OutMessage, SendError};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::conn::GAP_EVENT;
 use crate::hub::{Hub, Origin, Payload};
-use crate::iface;
 use crate::outq::SHARE_PAYLOAD_MIN;
-use crate::timefmt::rfc3339;
 
 /// Most datagrams read before the messages they carry are delivered.
 const RECV_BATCH: usize = 256;
@@ -100,42 +95,22 @@ pub struct NetDriver {
     /// Messages refused by `acceptfromnet: false`.
     refused: Cell<u64>,
     started: (Instant, SystemTime),
+    /// Highest receive memory (all peers) since memory was last returned.
+    recv_high: Cell<usize>,
 }
 
 impl NetDriver {
     /// Opens the socket and the state machine for `cfg`.
     pub fn open(cfg: &Config, node_id: u64) -> Result<Rc<NetDriver>, NetError> {
-        let group = SocketAddr::new(cfg.addr, cfg.port);
+        let Plan {
+            group,
+            iface,
+            peers,
+            name,
+            ncfg,
+        } = Plan::new(cfg, node_id)?;
         let fail = |reason: String| NetError { group, reason };
-        let iface = cfg
-            .interface
-            .as_deref()
-            .map(iface::find)
-            .transpose()
-            .map_err(fail)?;
         let socket = setup_socket(cfg, group, iface.as_ref()).map_err(|e| fail(e.to_string()))?;
-        let mut peers = Vec::new();
-        for p in &cfg.peers {
-            let addr = p
-                .to_socket_addrs()
-                .map_err(|e| fail(format!("peer {p:?}: {e}")))?
-                .find(|a| a.is_ipv4() == group.is_ipv4())
-                .ok_or_else(|| fail(format!("peer {p:?} has no address of the group's family")))?;
-            peers.push(addr);
-        }
-        let name = cfg.nodename.clone().unwrap_or_else(iface::hostname);
-        let mut ncfg = NetConfig::new(node_id, name.clone());
-        ncfg.mtu = cfg.mtu;
-        ncfg.max_message = cfg.maxmessage;
-        ncfg.key = cfg.key.clone();
-        ncfg.retransmit_bytes = cfg.retransmitbytes;
-        // Spreads NAK timers between daemons; any value that differs
-        // between nodes does.
-        ncfg.seed = crate::server::random_u64() ^ node_id;
-        ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
-        // No batching timer: the hub flushes after every read batch.
-        ncfg.flush_delay = Duration::ZERO;
-        ncfg.check().map_err(|e| fail(e.to_string()))?;
         let now = Instant::now();
         let socket = UdpSocket::from_std(socket).map_err(|e| fail(e.to_string()))?;
         tracing::info!(
@@ -170,6 +145,7 @@ impl NetDriver {
             unknown_channel: Cell::new(0),
             refused: Cell::new(0),
             started: (now, SystemTime::now()),
+            recv_high: Cell::new(0),
         }))
     }
 
@@ -369,9 +345,10 @@ impl NetDriver {
             let now = Instant::now();
             if self.net.borrow().poll_timeout().is_some_and(|t| t <= now) {
                 self.net.borrow_mut().handle_timeout(now);
+                self.return_memory();
             }
             self.deliver(&hub);
-            self.report_events();
+            self.report_events(&hub);
             self.flush();
             // Let the other tasks and the I/O driver run between batches.
             // Under a steady stream the socket never reports WouldBlock,
@@ -385,6 +362,8 @@ impl NetDriver {
 
     fn receive(&self, rbuf: &mut [u8]) {
         let mut net = self.net.borrow_mut();
+        self.recv_high
+            .set(self.recv_high.get().max(net.receive_memory()));
         // One clock reading per batch: the timers it feeds are milliseconds.
         let now = Instant::now();
         for _ in 0..RECV_BATCH {
@@ -471,7 +450,7 @@ impl NetDriver {
         let _ = hub.fan_out(channel, &m.event, payload, origin, None);
     }
 
-    fn report_events(&self) {
+    fn report_events(&self, hub: &Rc<Hub>) {
         loop {
             let Some(e) = self.net.borrow_mut().poll_event() else {
                 break;
@@ -485,6 +464,12 @@ impl NetDriver {
                 NetEvent::PeerDown { node, name, reason } => {
                     tracing::info!(peer = %name, node = format!("{node:016x}"), ?reason, "peer down")
                 }
+                NetEvent::Dropped {
+                    addr,
+                    node,
+                    reason,
+                    count,
+                } => self.report_drop(hub, addr, node, &reason, count),
             }
         }
     }
@@ -497,6 +482,7 @@ impl NetDriver {
         let body = format!(
             r#"{{"cause":"{GAP_CAUSE}","node":"{node:016x}","first":{first},"last":{last}}}"#
         );
+        hub.gaps.note(serde_json::json!({"cause": GAP_CAUSE, "node": format!("{node:016x}"), "first": first, "last": last}));
         let channels: Vec<_> = {
             let router = hub.router.borrow();
             router
@@ -513,90 +499,20 @@ impl NetDriver {
             hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
         }
     }
+}
 
-    fn wall(&self, t: Instant) -> String {
-        let (i0, s0) = self.started;
-        let wall = if t >= i0 {
-            s0 + (t - i0)
-        } else {
-            s0 - (i0 - t)
-        };
-        rfc3339(wall)
-    }
-
-    /// The peer table and totals, for `showpeers()`.
-    pub fn peers_json(&self) -> Value {
+impl NetDriver {
+    /// The counters the metrics endpoint shows.
+    pub fn metrics(&self) -> crate::stats::NetMetrics {
         let net = self.net.borrow();
-        let peers: Vec<Value> = net
-            .peers()
-            .map(|p| {
-                json!({
-                    "name": p.name,
-                    "node": format!("{:016x}", p.node),
-                    "addr": p.addr.to_string(),
-                    "up": p.up,
-                    "first_seen": self.wall(p.first_seen),
-                    "last_seen": self.wall(p.last_seen),
-                    "datagrams_in": p.datagrams_in,
-                    "bytes_in": p.bytes_in,
-                    "messages_in": p.messages_in,
-                    "payload_bytes_in": p.payload_bytes_in,
-                    "malformed": p.malformed,
-                    "duplicates": p.duplicates,
-                    "lost": p.lost,
-                    "gaps": p.gaps,
-                    "replayed": p.replayed,
-                    "naks_out": p.naks_out,
-                    "held": p.held,
-                    "oversized": p.oversized,
-                    "incomplete": p.incomplete,
-                    "reported": {
-                        "datagrams_out": p.reported.datagrams_out,
-                        "messages_out": p.reported.messages_out,
-                    },
-                })
-            })
-            .collect();
-        let s = net.stats();
-        json!({
-            "node": format!("{:016x}", net.config().node_id),
-            "name": self.name,
-            "group": self.group.to_string(),
-            "unicast_peers": self.peers.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
-            "sealed": net.config().key.is_some(),
-            "rejected_by_source": net
-                .rejected_sources()
-                .map(|(a, n)| (a.to_string(), Value::from(n)))
-                .collect::<serde_json::Map<String, Value>>(),
-            "peers": peers,
-            "totals": {
-                "datagrams_out": s.datagrams_out,
-                "bytes_out": s.bytes_out,
-                "messages_out": s.messages_out,
-                "heartbeats_out": s.heartbeats_out,
-                "datagrams_in": s.datagrams_in,
-                "bytes_in": s.bytes_in,
-                "messages_in": s.messages_in,
-                "malformed": s.malformed,
-                "foreign": s.foreign,
-                "duplicates": s.duplicates,
-                "lost": s.lost,
-                "gaps": s.gaps,
-                "rejected": s.rejected,
-                "replayed": s.replayed,
-                "naks_out": s.naks_out,
-                "naks_in": s.naks_in,
-                "naks_suppressed": s.naks_suppressed,
-                "retransmitted": s.retransmitted,
-                "gone_out": s.gone_out,
-                "acks_out": s.acks_out,
-                "flow_waits": s.flow_waits,
-                "retransmit_window_bytes": net.retransmit_window_bytes(),
-                "send_errors": self.send_errors.get(),
-                "unknown_channel": self.unknown_channel.get(),
-                "refused_by_acceptfromnet": self.refused.get(),
-            },
-        })
+        crate::stats::NetMetrics {
+            stats: net.stats().clone(),
+            send_errors: self.send_errors.get(),
+            unknown_channel: self.unknown_channel.get(),
+            refused: self.refused.get(),
+            peers_up: net.peers().filter(|p| p.up).count() as u64,
+            peers: net.peers().count() as u64,
+        }
     }
 }
 
@@ -618,5 +534,11 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+mod memory;
+mod peers;
+mod plan;
+mod report;
 mod socket;
+pub use plan::check;
+use plan::Plan;
 use socket::setup_socket;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use netcluster_proto::frame::ErrorCode;
 use serde_json::{json, Value};
-use tokio::sync::Notify;
+use tokio::sync::{mpsc, Notify};
 
 use crate::config::GroupSpec;
 use crate::config::{resolve_socket_dir, Config, ConfigSource};
@@ -36,9 +36,18 @@ pub enum StartError {
     /// The network could not be joined.
     #[error(transparent)]
     Net(#[from] NetError),
+    /// The HTTP endpoint (`http.listen`) could not be bound.
+    #[error("cannot serve HTTP on {addr} (http.listen): {source}")]
+    Http {
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The runtime or thread could not be created.
     #[error("cannot start the daemon thread: {0}")]
-    Runtime(#[source] std::io::Error),
+    Runtime(std::io::Error),
 }
 
 /// Starts daemons. See the module docs.
@@ -56,17 +65,25 @@ impl Server {
         );
         let node_id = random_u64();
         let stop = Arc::new(Notify::new());
+        let (commands, command_rx) = mpsc::unbounded_channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = {
             let (stop, socket_dir) = (stop.clone(), socket_dir.clone());
+            let daemon = Daemon {
+                socket_dir,
+                node_id,
+                stop,
+                commands: command_rx,
+            };
             std::thread::Builder::new()
                 .name("ncserver".into())
-                .spawn(move || run(config, socket_dir, node_id, stop, ready_tx))
+                .spawn(move || run(config, daemon, ready_tx))
                 .map_err(StartError::Runtime)?
         };
         match ready_rx.recv() {
             Ok(Ok(())) => Ok(ServerHandle {
                 stop,
+                commands,
                 thread: Some(thread),
                 socket_dir,
                 node_id,
@@ -85,10 +102,36 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Runs every check [`Server::start`] makes before serving, without
+    /// binding or joining anything: the socket directory's rule, the
+    /// `socketgroup`, each channel's socket path, and with `connecttonet`
+    /// the interface, peers, network settings and that the multicast group
+    /// can be joined. `ncserver --check` is this after loading the file.
+    pub fn check(config: &Config) -> Result<(), StartError> {
+        let socket_dir = resolve_socket_dir(
+            config.socketdir.as_deref(),
+            |k| std::env::var(k).ok(),
+            is_root(),
+        );
+        if let Some(g) = &config.socketgroup {
+            resolve_group(g)?;
+        }
+        for ch in &config.channels {
+            LocalListener::check(&socket_dir, &ch.name)?;
+        }
+        if config.connecttonet {
+            crate::net::check(config)?;
+        }
+        Ok(())
+    }
+}
+
 /// A running daemon. Dropping the handle stops the daemon and waits for it.
 #[derive(Debug)]
 pub struct ServerHandle {
     stop: Arc<Notify>,
+    commands: mpsc::UnboundedSender<Command>,
     thread: Option<std::thread::JoinHandle<()>>,
     socket_dir: PathBuf,
     node_id: u64,
@@ -103,6 +146,27 @@ impl ServerHandle {
     /// This run's node id.
     pub fn node_id(&self) -> u64 {
         self.node_id
+    }
+
+    /// Reloads the config file the active config was loaded from, as the
+    /// control request `reloadconfig()` does (the ncserver binary does this
+    /// on SIGHUP). Blocks until the daemon thread has applied it; must not
+    /// be called from inside an async runtime. A bad file changes nothing:
+    /// the error says why and the old config stays.
+    pub fn reload(&self) -> Result<Value, String> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.commands
+            .send(Command::Reload(tx))
+            .map_err(|_| "the daemon is not running".to_string())?;
+        rx.recv()
+            .map_err(|_| "the daemon stopped during the reload".to_string())?
+    }
+
+    /// True if the daemon thread answers within `timeout`: its event loop
+    /// is turning (for a service manager's watchdog).
+    pub fn ping(&self, timeout: Duration) -> bool {
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        self.commands.send(Command::Ping(tx)).is_ok() && rx.recv_timeout(timeout).is_ok()
     }
 
     /// Stops gracefully: closes the listeners (removing the socket files),
@@ -125,13 +189,30 @@ impl Drop for ServerHandle {
     }
 }
 
-fn run(
-    config: Config,
+/// Requests from a [`ServerHandle`] to its daemon thread.
+#[derive(Debug)]
+enum Command {
+    /// Reload the active config's file; the result goes back.
+    Reload(std::sync::mpsc::SyncSender<Result<Value, String>>),
+    /// Answer at once (liveness).
+    Ping(std::sync::mpsc::SyncSender<()>),
+}
+
+/// What the daemon thread gets from [`Server::start`].
+struct Daemon {
     socket_dir: PathBuf,
     node_id: u64,
     stop: Arc<Notify>,
-    ready: std::sync::mpsc::Sender<Result<(), StartError>>,
-) {
+    commands: mpsc::UnboundedReceiver<Command>,
+}
+
+fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(), StartError>>) {
+    let Daemon {
+        socket_dir,
+        node_id,
+        stop,
+        mut commands,
+    } = daemon;
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -146,6 +227,20 @@ fn run(
     local.block_on(&rt, async move {
         let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
         let hub = Hub::new(node_id, socket_dir, config);
+        // HTTP first: /healthz says "starting" until every channel is bound,
+        // and a busy address fails the start before any socket exists.
+        if let Some(h) = hub.config().http.clone() {
+            match crate::http::start(&hub, h.listen) {
+                Ok(handle) => *hub.ops.http.borrow_mut() = Some(handle),
+                Err(source) => {
+                    let _ = ready.send(Err(StartError::Http {
+                        addr: h.listen,
+                        source,
+                    }));
+                    return;
+                }
+            }
+        }
         let group = match hub
             .config()
             .socketgroup
@@ -185,6 +280,7 @@ fn run(
                 }
             }
         }
+        hub.ops.health.set(crate::stats::Health::Serving);
         tracing::info!(
             node = format!("{node_id:016x}"),
             socketdir = %hub.socket_dir.display(),
@@ -192,7 +288,25 @@ fn run(
             "ncserver serving"
         );
         let _ = ready.send(Ok(()));
-        stop.notified().await;
+        loop {
+            tokio::select! {
+                _ = stop.notified() => break,
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Reload(reply)) => {
+                        let _ = reply.send(reload_file(&hub));
+                    }
+                    Some(Command::Ping(reply)) => {
+                        let _ = reply.send(());
+                    }
+                    // Every handle is gone without stopping: cannot happen,
+                    // as dropping the handle stops first; serve on.
+                    None => {
+                        stop.notified().await;
+                        break;
+                    }
+                },
+            }
+        }
         shutdown(&hub).await;
     });
 }
@@ -238,6 +352,7 @@ fn abort_all(hub: &Hub) {
 
 async fn shutdown(hub: &Rc<Hub>) {
     tracing::info!("stopping: closing listeners and flushing clients");
+    hub.ops.health.set(crate::stats::Health::Stopping);
     abort_all(hub);
     if let Some(net) = hub.net.borrow_mut().take() {
         // Send what local clients emitted last, then stop the driver.
@@ -258,8 +373,29 @@ async fn shutdown(hub: &Rc<Hub>) {
     {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    // /healthz answered "stopping" until here.
+    hub.ops.http.borrow_mut().take();
     // Let aborted accept tasks drop their listeners (removing socket files).
     tokio::task::yield_now().await;
+}
+
+/// Reloads the file the active config came from (the last file loaded),
+/// as `reloadconfig()` without argument does; errors are logged here too,
+/// since a signal has nobody else to tell.
+fn reload_file(hub: &Rc<Hub>) -> Result<Value, String> {
+    let result = match &hub.config().source {
+        ConfigSource::File(path) => Config::load(path)
+            .map_err(|e| format!("reload refused, the old config stays: {e}"))
+            .and_then(|new| apply_config(hub, new)),
+        ConfigSource::BuiltIn | ConfigSource::Inline => Err(
+            "nothing to reload: the active config was not loaded from a file (built-in default or sent in a control request)"
+                .into(),
+        ),
+    };
+    if let Err(e) = &result {
+        tracing::error!("{e}");
+    }
+    result
 }
 
 /// Applies a new config to a running daemon: binds added channels first
@@ -305,6 +441,14 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
             opened.push((ch.name.clone(), l));
         }
     }
+    // Only a new address needs a new listener: `tail` and the token are
+    // read by each request (and each open stream) from the active config.
+    let listen = |c: &Config| c.http.as_ref().map(|h| h.listen);
+    let http = if listen(&new) != listen(&old) {
+        Some(rebind_http(hub, &new).map_err(refused)?)
+    } else {
+        None
+    };
     let mode_changed = new.socketmode != old.socketmode;
     let mode = new.socketmode;
     let source = match &new.source {
@@ -321,6 +465,11 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         if let Some(served) = served {
             served.close();
         }
+    }
+    let cfg = hub.config();
+    hub.ops.keep_channels(|name| cfg.channel(name).is_some());
+    if let Some(http) = http {
+        *hub.ops.http.borrow_mut() = http;
     }
     for (name, l) in opened {
         spawn_accept(hub, &name, l);
@@ -341,6 +490,34 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         "removed": change.removed.iter().map(|(n, _)| n).collect::<Vec<_>>(),
         "changed": change.changed,
     }))
+}
+
+/// The HTTP endpoint for a reloaded config whose `http` differs from the
+/// running one: the new one bound (`None` when `http` was removed). The
+/// old listener is closed first when the two could clash on one port, and
+/// bound again if the new address fails, so a refused reload leaves the
+/// endpoint as it was.
+fn rebind_http(hub: &Rc<Hub>, new: &Config) -> Result<Option<crate::stats::HttpHandle>, String> {
+    let Some(want) = new.http.as_ref().map(|h| h.listen) else {
+        return Ok(None);
+    };
+    let old = hub.ops.http.borrow().as_ref().map(|h| h.configured);
+    let clash = old.is_some_and(|o| o.port() == want.port() && want.port() != 0);
+    if clash {
+        hub.ops.http.borrow_mut().take();
+    }
+    match crate::http::start(hub, want) {
+        Ok(h) => Ok(Some(h)),
+        Err(e) => {
+            if let (true, Some(o)) = (clash, old) {
+                match crate::http::start(hub, o) {
+                    Ok(h) => *hub.ops.http.borrow_mut() = Some(h),
+                    Err(e) => tracing::error!("HTTP endpoint {o} lost: {e}"),
+                }
+            }
+            Err(format!("http.listen: cannot serve HTTP on {want}: {e}"))
+        }
+    }
 }
 
 /// The first network setting that differs, if any: these need a restart

@@ -8,6 +8,9 @@
 //! and flushes all queues touched by the batch at once. When a recipient's
 //! queue is over its limit the session stops reading until it drains
 //! (lossless backpressure), or closes that recipient after `blockms`.
+//! An unfinished frame is kept in the session's own buffer, charged to the
+//! daemon-wide `partialbytes` budget (`partial`), and must complete within
+//! `frametimeoutms`, else the client gets an error and is closed.
 
 use std::io;
 use std::rc::Rc;
@@ -24,6 +27,7 @@ use crate::control;
 use crate::early;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
+use crate::partial::{self, frame_end, holds_partial, restart_clock, too_slow, wanted, Held};
 use netcluster_local::{LocalStream, PeerInfo};
 
 /// How long a new connection may take to say hello.
@@ -31,8 +35,6 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// A new connection that sends nothing for this long is taken for a seed
 /// client that only listens (native clients send their hello at once).
 const LEGACY_SILENCE: Duration = Duration::from_millis(500);
-/// How much is read per syscall when no frame size is known.
-const READ_CHUNK: usize = 256 * 1024;
 /// Most bytes of event names one client may be subscribed to (some 30 000
 /// names of 32 bytes), so that subscribing cannot grow the daemon without
 /// bound; a Subscribe past it is refused with an error, name by name.
@@ -268,26 +270,41 @@ async fn handshake(stream: &LocalStream, pending: &mut BytesMut) -> Result<Hello
 }
 
 /// Reads and handles input until the client leaves (`Ok(reason)`) or
-/// breaks the protocol (`Err`).
+/// breaks the protocol (`Err`). An unfinished frame lives in `pending`,
+/// charged to the daemon-wide `partialbytes` budget, and must complete
+/// within `frametimeoutms` of its first byte; the clock stops while the
+/// daemon itself holds the session back (backpressure).
 async fn read_loop(
     hub: &Rc<Hub>,
     conn: &Rc<Conn>,
     mut pending: BytesMut,
 ) -> Result<&'static str, (ErrorCode, String)> {
+    let refused = |msg: String| (ErrorCode::TooLarge, msg);
+    let mut held = Held::new(&hub.partial);
+    let limit = || hub.config().partial_budget();
+    if !pending.is_empty() {
+        held.set(pending.capacity(), limit())
+            .map_err(|_| refused(format!("partialbytes ({} bytes) is used up", limit())))?;
+    }
     let mut ready = !pending.is_empty();
+    // When the unfinished frame at the start of `pending` began.
+    let mut started: Option<Instant> = None;
     loop {
         if conn.is_closed() {
             return Ok("closed by the daemon");
         }
         if ready {
+            let before = pending.len();
             let step = process(hub, conn, &mut pending);
             hub.flush_touched();
+            restart_clock(&mut started, &pending, before, conn.dialect);
             match step {
                 Step::Continue => ready = false,
                 Step::Block(target) => {
                     if !wait_drain(hub, Some(conn), target).await {
                         return Ok("closed by the daemon");
                     }
+                    started = started.map(|_| Instant::now());
                     continue;
                 }
                 Step::Close(code, msg) => return Err((code, msg)),
@@ -298,6 +315,7 @@ async fn read_loop(
         // that an idle client holds no read memory.
         if pending.is_empty() {
             pending = BytesMut::new();
+            held.clear();
         }
         // The network is behind (its receivers acknowledge too slowly):
         // stop taking messages for it until it has room.
@@ -307,24 +325,47 @@ async fn read_loop(
                 _ = conn.kill.notified() => return Ok("closed by the daemon"),
                 _ = net.wait_room() => {}
             }
+            started = started.map(|_| Instant::now());
         }
+        let timeout = hub.config().frame_timeout();
+        let deadline = started.map(|t| t + timeout);
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err((
+                ErrorCode::BadFrame,
+                too_slow(&pending, conn.dialect, timeout),
+            ));
+        }
+        let expired = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d).await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             biased;
             _ = conn.kill.notified() => return Ok("closed by the daemon"),
             r = conn.stream.readable() => if r.is_err() { return Ok("read error") },
+            _ = expired => continue,
         }
-        let step = {
+        let max = hub.max_message() + FRAME_OVERHEAD;
+        let (step, before) = {
             let mut shared = hub.read_buf.borrow_mut();
             let use_shared = pending.is_empty();
+            if use_shared {
+                let want = wanted(&shared, conn.dialect);
+                if shared.capacity() - shared.len() < want.min(4096) {
+                    shared.reserve(want);
+                }
+            } else {
+                let want = wanted(&pending, conn.dialect);
+                let end = frame_end(&pending, conn.dialect, max);
+                partial::make_room(&mut pending, want, end, &mut held, limit()).map_err(refused)?;
+            }
             let buf = if use_shared {
                 &mut *shared
             } else {
                 &mut pending
             };
-            let want = wanted(buf, conn.dialect);
-            if buf.capacity() - buf.len() < want.min(4096) {
-                buf.reserve(want);
-            }
             match conn.stream.try_read_buf(buf) {
                 Ok(0) if holds_partial(buf, conn.dialect) => {
                     if use_shared {
@@ -337,47 +378,29 @@ async fn read_loop(
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(_) => return Ok("read error"),
             }
+            let before = if use_shared { 0 } else { buf.len() };
             let step = process(hub, conn, buf);
             if use_shared && !shared.is_empty() {
-                pending.extend_from_slice(&shared);
+                let kept = partial::keep(&shared, &mut held, limit());
                 shared.clear();
+                pending = kept.map_err(refused)?;
             }
-            step
+            (step, before)
         };
         hub.flush_touched();
+        restart_clock(&mut started, &pending, before, conn.dialect);
         match step {
             Step::Continue => {}
             Step::Block(target) => {
                 if !wait_drain(hub, Some(conn), target).await {
                     return Ok("closed by the daemon");
                 }
+                started = started.map(|_| Instant::now());
                 ready = true;
             }
             Step::Close(code, msg) => return Err((code, msg)),
         }
     }
-}
-
-/// True if `buf` holds the start of a message that was never finished.
-fn holds_partial(buf: &[u8], dialect: Dialect) -> bool {
-    match dialect {
-        Dialect::Native => !buf.is_empty(),
-        Dialect::Legacy => !legacy::is_blank(buf),
-    }
-}
-
-/// How many bytes the next read should make room for.
-fn wanted(buf: &BytesMut, dialect: Dialect) -> usize {
-    if dialect == Dialect::Native && buf.len() >= HEADER_LEN {
-        let total = HEADER_LEN + u32::from_le_bytes([buf[1], buf[2], buf[3], buf[4]]) as usize;
-        if total > buf.len() {
-            // Grow with the data that actually arrives, not with what a
-            // header announces: a peer cannot make the daemon reserve a
-            // large frame it never sends.
-            return (total - buf.len()).clamp(64 * 1024, READ_CHUNK);
-        }
-    }
-    READ_CHUNK
 }
 
 /// Waits until `target`'s queue is back under the limit. Returns false if

@@ -569,9 +569,11 @@ fn a_listener_a_little_slower_than_the_publisher_loses_nothing_under_block() {
         let mut d = Daemon::start(r#"{ "queuebytes": "1MiB", "channels": { "S": {} } }"#);
         let mut ctl = d.control();
         // Buffers only 16 messages in the library, so its pace shows at the
-        // daemon, and sleeps 5 ms per 16 messages: a bit slower than the
-        // publisher, so the publisher is held back now and then.
-        let slow = listener(&d, COUNT, 16, 16, Duration::from_millis(5));
+        // daemon, and sleeps 40 ms per 16 messages (1 MiB): at most ~25 MB/s,
+        // slower than the publisher even on a loaded machine, so the
+        // publisher is held back now and then; far from blockms, so the
+        // listener is never closed.
+        let slow = listener(&d, COUNT, 16, 16, Duration::from_millis(40));
         let fast = listener(&d, COUNT, 1024, 0, Duration::ZERO);
         let slow_id = slow.id;
         let base = d.peak_rss();

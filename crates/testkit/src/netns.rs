@@ -79,12 +79,37 @@ fn unavailable() -> Option<String> {
     }
 }
 
-/// Skips (returns `None` after printing why) or panics under CI.
+/// Environment variable naming the file a skip is recorded in; by default
+/// [`default_skip_log`].
+pub const SKIP_LOG_ENV: &str = "NETCLUSTER_SKIP_LOG";
+
+/// `target/netns-skipped.txt` in this workspace: `cargo test` captures a
+/// passing test's output, so a skip's reason printed there is seen only
+/// with `--nocapture`; scripts/test.sh prints this file instead.
+pub fn default_skip_log() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/netns-skipped.txt")
+}
+
+/// Skips (returns `None` after printing why, and appending it to the skip
+/// log) or panics under CI.
 fn skip(why: &str) -> Option<Lan> {
     if std::env::var(REQUIRE_ENV).as_deref() == Ok("1") {
         panic!("multi-host test cannot run: {why} ({REQUIRE_ENV}=1 requires it)");
     }
+    let test = std::thread::current().name().unwrap_or("?").to_string();
     eprintln!("SKIPPED: multi-host test needs root and iproute2: {why}");
+    let log = std::env::var_os(SKIP_LOG_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(default_skip_log);
+    // Best effort: a skip must not fail the test.
+    if let Ok(mut f) = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+    {
+        use std::io::Write;
+        let _ = writeln!(f, "{test}: {why}");
+    }
     None
 }
 
@@ -245,6 +270,12 @@ impl Lan {
             text.contains("ncserver serving")
         });
         k
+    }
+
+    /// The process id of daemon `k` on host `i` (`ip netns exec` execs
+    /// it, so this is the daemon itself), e.g. to read its memory use.
+    pub fn daemon_pid(&self, i: usize, k: usize) -> u32 {
+        self.hosts[i].daemons[k].0.id()
     }
 
     /// The log of daemon `k` on host `i` so far.

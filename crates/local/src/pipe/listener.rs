@@ -20,7 +20,7 @@ use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::System::Pipes::GetNamedPipeClientProcessId;
 
 use super::security::{dacl_of, Descriptor};
-use crate::listener::{channel_path, BindError, PeerInfo};
+use crate::endpoint::{channel_path, BindError, PeerInfo};
 use crate::LocalStream;
 
 /// Longest pipe name Windows accepts, in UTF-16 units, `\\.\pipe\` included.
@@ -46,6 +46,24 @@ struct State {
 }
 
 impl LocalListener {
+    /// What [`LocalListener::bind`] checks before creating anything: the
+    /// channel name and the pipe name's length. Returns the pipe's path.
+    /// (`ncserver --check` runs it for every channel.)
+    pub fn check(dir: &Path, channel: &str) -> Result<PathBuf, BindError> {
+        names::check_channel(channel)?;
+        let path = channel_path(dir, channel);
+        let len = path.as_os_str().encode_wide_len();
+        if len > MAX_PIPE_NAME {
+            return Err(BindError::PathTooLong {
+                channel: channel.into(),
+                path,
+                len,
+                max: MAX_PIPE_NAME,
+            });
+        }
+        Ok(path)
+    }
+
     /// Creates the pipe `\\.\pipe\netcluster-{channel}` (`dir` plays no
     /// part on Windows) with a DACL made from `mode` (see
     /// [`super::security`]). Fails with [`BindError::InUse`] if the pipe
@@ -57,29 +75,22 @@ impl LocalListener {
         mode: u32,
         group: Option<u32>,
     ) -> Result<Self, BindError> {
-        names::check_channel(channel)?;
         if group.is_some() {
             return Err(BindError::GroupsUnsupported);
         }
-        let path = channel_path(dir, channel);
+        let path = Self::check(dir, channel)?;
+        // Finding the pipe server's process needs more Win32 than this is
+        // worth; the pipe name already says which channel is taken.
         let in_use = || BindError::InUse {
             channel: channel.into(),
             path: path.clone(),
+            holder: "a process".into(),
         };
-        let io_err = |source| BindError::Io {
+        let io_err = |cause| BindError::Io {
             channel: channel.into(),
             path: path.clone(),
-            source,
+            cause,
         };
-        let len = path.as_os_str().encode_wide_len();
-        if len > MAX_PIPE_NAME {
-            return Err(BindError::PathTooLong {
-                channel: channel.into(),
-                path,
-                len,
-                max: MAX_PIPE_NAME,
-            });
-        }
         // Is the pipe there already? Opening it as a client tells, the way
         // connecting to a socket does on Unix (this also covers systems
         // where FILE_FLAG_FIRST_PIPE_INSTANCE is not enforced, e.g. Wine).

@@ -80,7 +80,7 @@ async fn a_second_daemon_is_refused_and_unlink_removes_the_pipe() {
     let ch = channel("inuse");
     let l = bind(&ch, 0o660);
     match LocalListener::bind(Path::new("elsewhere"), &ch, 0o660, None) {
-        Err(BindError::InUse { channel, path }) => {
+        Err(BindError::InUse { channel, path, .. }) => {
             assert_eq!(channel, ch);
             assert_eq!(path, l.path());
         }

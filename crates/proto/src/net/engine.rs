@@ -3,10 +3,12 @@
 //! This module owns the glue and the rules between the parts: validation of
 //! what `send` accepts, authentication of what arrives (before anything
 //! else looks at it), the life of peers (created on their first valid
-//! datagram, up on their first heartbeat, down on silence or restart,
-//! remembered for a while after), the heartbeat and NAK timers, answering
-//! NAKs, the counters, and the single next deadline a driver arms its timer
-//! on. What is done with a peer's authenticated datagrams is in `input`.
+//! datagram, up once named by a heartbeat and synced, down on silence,
+//! restart or eviction, remembered for a while after), the heartbeat, SYNC
+//! and NAK timers, answering NAKs, the counters, the reports of dropped
+//! datagrams, and the single next deadline a driver arms its timer on. What
+//! is done with a peer's authenticated datagrams is in `input`, the SYNC
+//! handshake in `sync`, admission to a full peer table in `evict`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::net::SocketAddr;
@@ -17,15 +19,17 @@ use rustc_hash::FxHashMap;
 use crate::frame::{truncate_str, MAX_EVENT_LEN};
 use crate::names::MAX_CHANNEL_LEN;
 
+use super::droplog::DropLog;
 use super::peer::{Peer, PeerInfo, Tomb};
 use super::recv::{Limits, NakTiming, Staged};
 use super::rng::XorShift;
 use super::seal::{Key, Keyring};
 use super::send::{Pacer, SendOpts, Sender};
+use super::sync::Syncs;
 use super::wire::{self, Heartbeat, Kind, WireError, MAX_NAK_RANGES, MAX_NODE_NAME};
 use super::{
-    earliest, Dest, DownReason, InMessage, Incoming, NetConfig, NetEvent, NetStats, OutMessage,
-    SendError, Transmit, MAX_MTU, MAX_PEERS, MAX_REJECT_SOURCES, MIN_MTU,
+    earliest, Dest, DownReason, DropReason, InMessage, Incoming, NetConfig, NetEvent, NetStats,
+    OutMessage, SendError, Transmit, MAX_MTU, MAX_REJECT_SOURCES, MIN_MTU,
 };
 
 /// Removed peers remembered (their replay windows), oldest forgotten first.
@@ -36,8 +40,8 @@ const MAX_TOMBS: usize = 4096;
 #[derive(Debug)]
 pub struct Net {
     pub(super) cfg: NetConfig,
-    started: Instant,
-    next_heartbeat: Instant,
+    pub(super) started: Instant,
+    pub(super) next_heartbeat: Instant,
     pub(super) sender: Sender,
     pub(super) peers: FxHashMap<u64, Peer>,
     pub(super) tombs: FxHashMap<u64, Tomb>,
@@ -55,6 +59,12 @@ pub struct Net {
     /// Opened (decrypted) non-DATA datagrams, reused.
     open_buf: Vec<u8>,
     rejected_from: BTreeMap<SocketAddr, u64>,
+    pub(super) syncs: Syncs,
+    droplog: DropLog,
+    /// No eviction scan before this (the last one found nothing).
+    pub(super) rescan_at: Option<Instant>,
+    /// Receive memory of all peers together (see `budget`).
+    pub(super) recv_mem: usize,
 }
 
 impl Net {
@@ -80,6 +90,8 @@ impl Net {
             holdoff: cfg.reorder_timeout + cfg.nak_backoff,
             tail_probe: cfg.tail_probe,
             flow_timeout: cfg.flow_timeout,
+            retransmit_rate: cfg.retransmit_rate,
+            retransmit_burst: cfg.retransmit_burst,
         };
         let timing = NakTiming {
             first: cfg.reorder_timeout,
@@ -105,6 +117,10 @@ impl Net {
             timing,
             open_buf: Vec::new(),
             rejected_from: BTreeMap::new(),
+            syncs: Syncs::new(now),
+            droplog: DropLog::default(),
+            rescan_at: None,
+            recv_mem: 0,
         }
     }
 
@@ -164,7 +180,7 @@ impl Net {
         self.stats.bytes_in += data.len() as u64;
         let h = match wire::decode_header(data) {
             Ok((h, _)) => h,
-            Err(e) => return self.refuse(None, from, e),
+            Err(e) => return self.refuse_at(now, None, from, e),
         };
         if h.node == self.cfg.node_id {
             self.stats.own_ignored += 1;
@@ -172,49 +188,44 @@ impl Net {
         }
         let sealed = h.flags & wire::flags::SEALED != 0;
         if !sealed && !self.keys.accepts_plain(now) {
-            return self.reject(from, WireError::NotSealed);
+            return self.reject(now, from, WireError::NotSealed);
         }
         if h.kind == Kind::Data {
             let buf = if sealed {
                 // Opened into its own buffer: the messages share it.
                 let mut v = Vec::with_capacity(data.len());
                 if let Err(e) = self.keys.open(now, data, &mut v) {
-                    return self.reject(from, e);
+                    return self.reject(now, from, e);
                 }
                 bytes::Bytes::from(v)
             } else {
                 bytes::Bytes::copy_from_slice(data)
             };
-            if self.table_full(h.node) {
+            if !self.admit(now, h.node, from) {
                 return;
             }
-            return self.on_data(now, from, &h, buf);
+            self.on_data(now, from, &h, buf);
+            return self.account(now, h.node);
         }
         let mut buf = std::mem::take(&mut self.open_buf);
         let plain: &[u8] = if sealed {
             if let Err(e) = self.keys.open(now, data, &mut buf) {
                 self.open_buf = buf;
-                return self.reject(from, e);
+                return self.reject(now, from, e);
             }
             &buf
         } else {
             data
         };
-        if !self.table_full(h.node) {
+        if self.admit(now, h.node, from) {
             self.on_control(now, from, &h, plain);
         }
         self.open_buf = buf;
-    }
-
-    /// True (and counted) if `node` is new and the peer table is full.
-    fn table_full(&mut self, node: u64) -> bool {
-        let full = !self.peers.contains_key(&node) && self.peers.len() >= MAX_PEERS;
-        self.stats.peers_refused += full as u64;
-        full
+        self.account(now, h.node);
     }
 
     /// Counts a datagram that failed authentication, by source address.
-    fn reject(&mut self, from: SocketAddr, e: WireError) {
+    fn reject(&mut self, now: Instant, from: SocketAddr, e: WireError) {
         self.stats.rejected += 1;
         let n = self.rejected_from.len();
         match self.rejected_from.get_mut(&from) {
@@ -224,7 +235,34 @@ impl Net {
             }
             None => {}
         }
+        self.note_drop(now, from, None, DropReason::from_wire(&e));
         self.stats.last_error = Some((from, e));
+    }
+
+    /// Passes a dropped datagram to the report table; queues the report
+    /// if one is due.
+    pub(super) fn note_drop(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        node: Option<u64>,
+        reason: DropReason,
+    ) {
+        if let Some(e) = self.droplog.note(now, from, node, reason) {
+            self.events.push_back(e);
+        }
+    }
+
+    /// [`Net::refuse`], reported for the logs too.
+    pub(super) fn refuse_at(
+        &mut self,
+        now: Instant,
+        node: Option<u64>,
+        from: SocketAddr,
+        e: WireError,
+    ) {
+        self.note_drop(now, from, node, DropReason::from_wire(&e));
+        self.refuse(node, from, e);
     }
 
     /// Datagrams that failed authentication, by source address (at most
@@ -296,6 +334,13 @@ impl Net {
         let mut gone = Vec::new();
         let mut naks = Vec::new();
         for peer in self.peers.values_mut() {
+            super::sync::ask(
+                peer,
+                &mut self.syncs,
+                &mut self.sender,
+                &mut self.stats,
+                now,
+            );
             if peer.ack_at.is_some_and(|t| t <= now) {
                 super::input::ack(&mut self.sender, peer);
             }
@@ -336,6 +381,7 @@ impl Net {
         for (node, reason) in gone {
             self.remove_peer(now, node, reason);
         }
+        self.recount();
     }
 
     /// Counts a flow-control wait when DATA starts being held back.
@@ -347,11 +393,12 @@ impl Net {
 
     /// Removes a peer, delivering what it had held (the rest reported as
     /// gaps), reporting it down and remembering its windows.
-    fn remove_peer(&mut self, now: Instant, node: u64, reason: DownReason) {
+    pub(super) fn remove_peer(&mut self, now: Instant, node: u64, reason: DownReason) {
         let Some(mut peer) = self.peers.remove(&node) else {
             return;
         };
         self.sender.forget(node);
+        self.unaccount(peer.mem);
         let mut sink = super::input::Sink::new(
             &mut self.messages,
             &mut self.events,
@@ -364,6 +411,12 @@ impl Net {
         sink.drain(&mut peer);
         if peer.reasm.abandon() {
             sink.incomplete(&mut peer);
+        }
+        // A peer never synced has no position worth remembering (and a
+        // flood of fake node ids must not push real peers' tombs out).
+        // (It was never up either: up needs synced.)
+        if !peer.synced() {
+            return;
         }
         if self.tomb_order.len() >= MAX_TOMBS {
             if let Some(old) = self.tomb_order.pop_front() {
@@ -391,6 +444,7 @@ impl Net {
         t = earliest(t, self.sender.flow_at());
         for p in self.peers.values() {
             t = earliest(t, p.ack_at);
+            t = earliest(t, p.sync.as_ref().map(|a| a.due));
             t = earliest(t, Some(p.info.last_seen + self.cfg.peer_timeout));
             t = earliest(t, p.replaced_by.map(|(_, t)| t));
             t = earliest(t, p.window.nak_deadline());

@@ -2,9 +2,10 @@
 //!
 //! This module owns the per-kind rules on the receive side: DATA goes
 //! through the peer's window (applied in order, held, or dropped as a
-//! duplicate, gaps learned and NAKed); a HEARTBEAT names the peer, starts
-//! its window and announces its last DATA sequence number (tail loss); a
-//! NAK is answered if it asks this node, and otherwise suppresses this
+//! duplicate, gaps learned and NAKed), or is dropped while the peer is not
+//! synced (see `sync`); a HEARTBEAT names the peer and announces its last
+//! DATA sequence number (tail loss); SYNC requests and replies go to
+//! `sync`; a NAK is answered if it asks this node, and otherwise suppresses this
 //! node's own NAK for the same datagrams; a GONE gives up on what the
 //! sender no longer has. It also owns [`Sink`], which applies records in
 //! order, reassembles, and reports gaps.
@@ -20,7 +21,7 @@ use super::engine::Net;
 use super::peer::{replay_slot, Peer, Reported, Tomb};
 use super::recv::{self, Admit, FragOutcome, Limits, Staged, Step};
 use super::wire::{self, Header, Heartbeat, Kind, WireError, HEADER_LEN};
-use super::{InMessage, Incoming, NetEvent, NetStats};
+use super::{DropReason, InMessage, Incoming, NetEvent, NetStats};
 
 impl Net {
     /// A DATA datagram; `buf` is the plain datagram (header and records).
@@ -28,15 +29,24 @@ impl Net {
         let dup = self
             .peers
             .get(&h.node)
-            .is_some_and(|p| p.window.admit(h.seq) == Admit::Duplicate);
+            .is_some_and(|p| p.synced() && p.window.admit(h.seq) == Admit::Duplicate);
         if !dup {
             if let Err(e) = recv::stage(h.node, &buf, &buf[HEADER_LEN..], &mut self.staging) {
-                return self.refuse(Some(h.node), from, e);
+                return self.refuse_at(now, Some(h.node), from, e);
             }
         }
         self.stats.datagrams_in += 1;
         let peer = entry(&mut self.peers, &mut self.tombs, h.node, from, now);
         seen(peer, now, from, buf.len());
+        if !peer.synced() {
+            // Where this node's stream stands is not known yet: this may be
+            // a replay of its history, so nothing of it is taken, nothing
+            // asked (the SYNC reply says where to start).
+            self.staging.clear();
+            peer.info.unsynced += 1;
+            self.stats.unsynced += 1;
+            return self.ask_sync(now, h.node);
+        }
         let mut sink = Sink::new(
             &mut self.messages,
             &mut self.events,
@@ -71,7 +81,8 @@ impl Net {
         peer.refresh();
     }
 
-    /// A HEARTBEAT, NAK or GONE datagram; `data` is the plain datagram.
+    /// A HEARTBEAT, NAK, GONE, ACK or SYNC datagram; `data` is the plain
+    /// datagram.
     pub(super) fn on_control(&mut self, now: Instant, from: SocketAddr, h: &Header, data: &[u8]) {
         let body = &data[HEADER_LEN..];
         let decoded = match h.kind {
@@ -79,27 +90,56 @@ impl Net {
             Kind::Nak => wire::decode_nak(body).map(Control::Nak),
             Kind::Gone => wire::decode_gone(body).map(Control::Gone),
             Kind::Ack => wire::decode_ack(body).map(Control::Ack),
+            Kind::Sync => wire::decode_sync(body).map(Control::Sync),
+            Kind::SyncReply => wire::decode_sync_reply(body).map(Control::SyncReply),
             Kind::Data => unreachable!("DATA is handled by on_data"),
         };
         let c = match decoded {
             Ok(c) => c,
-            Err(e) => return self.refuse(Some(h.node), from, e),
+            Err(e) => return self.refuse_at(now, Some(h.node), from, e),
         };
         let peer = entry(&mut self.peers, &mut self.tombs, h.node, from, now);
-        if !peer.replay[replay_slot(h.kind)].check(h.seq) {
-            // Seen before: a replay, or the network duplicated it.
+        let window = &mut peer.replay[replay_slot(h.kind)];
+        let recent = window.recent(h.seq);
+        if !window.check(h.seq) {
+            // Seen before: a replay, or the network duplicated it. A recent
+            // repeat from the peer's own address is what a duplicating
+            // network (or multicast and unicast together) does: counted,
+            // not reported.
             peer.info.replayed += 1;
             self.stats.replayed += 1;
+            if !recent || from != peer.info.addr {
+                self.note_drop(now, from, Some(h.node), DropReason::Replayed);
+            }
             return;
         }
         self.stats.datagrams_in += 1;
         seen(peer, now, from, data.len());
+        let new = peer.sync.as_ref().is_some_and(|a| a.tries == 0);
+        // Without a key anyone can send a NAK or an ACK under any node id:
+        // only nodes that announced themselves count (see `budget` and
+        // the sender's limits for what they can still cause).
+        let heard = peer.info.up;
+        if !heard && matches!(c, Control::Nak(_) | Control::Ack(_)) {
+            self.stats.unheard_ignored += 1;
+            if new {
+                self.ask_sync(now, h.node);
+            }
+            return;
+        }
         match c {
-            Control::Heartbeat(hb) => self.on_heartbeat(now, from, h, &hb),
+            Control::Heartbeat(hb) => self.on_heartbeat(now, h, &hb),
+            Control::Sync(r) => self.on_sync(now, h.node, h.seq, &r),
+            Control::SyncReply(r) => self.on_sync_reply(now, h.node, &r),
             Control::Nak(nak) => {
-                if nak.target == self.cfg.node_id {
+                // Answered only for a requester known to be live in this
+                // run (synced): a NAK of a gone node replayed triggers no
+                // retransmission.
+                let live = self.peers.get(&h.node).is_some_and(|p| p.synced());
+                if nak.target == self.cfg.node_id && live {
                     self.stats.naks_in += 1;
-                    self.sender.on_nak(now, nak.ranges());
+                    let (_, limited) = self.sender.on_nak(now, h.node, nak.ranges());
+                    self.stats.retransmits_limited += limited;
                 } else if let Some(t) = self.peers.get_mut(&nak.target) {
                     // Another receiver asked for what we may miss too.
                     self.stats.naks_suppressed +=
@@ -131,12 +171,15 @@ impl Net {
                 peer.refresh();
             }
         }
+        if new {
+            self.ask_sync(now, h.node);
+        }
     }
 
-    fn on_heartbeat(&mut self, now: Instant, from: SocketAddr, h: &Header, hb: &Heartbeat<'_>) {
+    fn on_heartbeat(&mut self, now: Instant, h: &Header, hb: &Heartbeat<'_>) {
         let peer = self.peers.get_mut(&h.node).expect("created by on_control");
-        peer.window.start_after(hb.last_seq);
-        // Tail loss: the heartbeat says which DATA datagrams were sent.
+        // Tail loss: the heartbeat says which DATA datagrams were sent (a
+        // window not started yet, before the SYNC reply, learns nothing).
         peer.window
             .learn(hb.last_seq, now, &self.timing, &mut self.rng);
         peer.info.announced_seq = peer.info.announced_seq.max(hb.last_seq);
@@ -152,35 +195,24 @@ impl Net {
             datagrams_out: hb.datagrams_out,
             bytes_out: hb.bytes_out,
         };
-        if peer.info.up {
-            if peer.info.name != hb.name {
-                peer.info.name = hb.name.to_owned();
-            }
-            return;
+        if peer.info.name != hb.name {
+            peer.info.name = hb.name.to_owned();
         }
-        peer.info.up = true;
-        peer.info.name = hb.name.to_owned();
-        // A freshly started node with the same name and address is probably
-        // the old run restarted. The old entry is retired if it then misses
-        // its next heartbeat; if it is heard again, the two are distinct
-        // daemons sharing a name and an address, and both stay.
-        if u128::from(hb.uptime_ms) < self.cfg.peer_timeout.as_millis() {
-            let grace = self.cfg.heartbeat_interval + self.cfg.heartbeat_interval / 2;
-            for p in self.peers.values_mut() {
-                if p.info.node != h.node
-                    && p.info.up
-                    && p.info.name == hb.name
-                    && p.info.addr == from
-                {
-                    p.replaced_by = Some((h.node, now + grace));
-                }
-            }
+        self.maybe_up(now, h.node);
+        // A node counts the NAKs and ACKs only of nodes it has heard a
+        // heartbeat from. One started after our last heartbeat hears ours
+        // soon, not a heartbeat interval later (at most a tenth of one
+        // after the last).
+        let interval = self.cfg.heartbeat_interval;
+        let last = self
+            .next_heartbeat
+            .checked_sub(interval)
+            .unwrap_or(self.next_heartbeat);
+        let since = now.saturating_duration_since(last);
+        if u128::from(hb.uptime_ms) < since.as_millis() {
+            let soon = now.max(last + interval / 10);
+            self.next_heartbeat = self.next_heartbeat.min(soon);
         }
-        self.events.push_back(NetEvent::PeerUp {
-            node: h.node,
-            name: hb.name.to_owned(),
-            addr: from,
-        });
     }
 }
 
@@ -206,6 +238,8 @@ enum Control<'a> {
     Nak(wire::Nak<'a>),
     Gone(wire::Gone),
     Ack(wire::Ack),
+    Sync(wire::SyncRequest),
+    SyncReply(wire::SyncReply),
 }
 
 /// A receiver acknowledges a sender after this many DATA datagrams …

@@ -1,10 +1,11 @@
 //! The peer table: what this node knows about each other node it hears.
 //!
 //! This module owns [`PeerInfo`] (the public row shown by `showpeers()`)
-//! and the private per-peer state beside it: the receive window and the
-//! reassembly. Peers are keyed by node id, which is random per daemon start,
+//! and the private per-peer state beside it: the receive window, the
+//! reassembly, the replay windows and, until it is synced, the SYNC
+//! requests outstanding for it. Peers are keyed by node id, which is random per daemon start,
 //! so a restarted daemon is a new peer; the rule that retires the old entry
-//! early lives in the engine, which sees the heartbeats.
+//! early lives in `sync`, where a peer comes up.
 
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -21,8 +22,13 @@ pub struct PeerInfo {
     pub name: String,
     /// Source address of its last datagram.
     pub addr: SocketAddr,
-    /// True once its first heartbeat arrived and `PeerUp` was reported.
+    /// True once its first heartbeat arrived and its DATA position is
+    /// known (see `synced`), and `PeerUp` was reported.
     pub up: bool,
+    /// True once this node knows where its DATA stands (a SYNC reply, or
+    /// its window remembered from before it was removed): until then
+    /// nothing of it is delivered and nothing is sent on its behalf.
+    pub synced: bool,
     /// When it was first heard.
     pub first_seen: Instant,
     /// When it was last heard (any valid datagram).
@@ -46,6 +52,8 @@ pub struct PeerInfo {
     pub gaps: u64,
     /// HEARTBEAT, NAK and GONE datagrams from it seen before, dropped.
     pub replayed: u64,
+    /// DATA datagrams dropped before it was synced.
+    pub unsynced: u64,
     /// NAK datagrams this node sent asking it to retransmit.
     pub naks_out: u64,
     /// Fragmented messages refused for their size.
@@ -82,6 +90,7 @@ impl PeerInfo {
             name: String::new(),
             addr,
             up: false,
+            synced: false,
             first_seen: now,
             last_seen: now,
             datagrams_in: 0,
@@ -93,6 +102,7 @@ impl PeerInfo {
             lost: 0,
             gaps: 0,
             replayed: 0,
+            unsynced: 0,
             naks_out: 0,
             oversized: 0,
             incomplete: 0,
@@ -113,13 +123,18 @@ pub(crate) struct Peer {
     /// A fresh node with this peer's name and address appeared: its id, and
     /// when this peer is retired unless heard from again.
     pub(crate) replaced_by: Option<(u64, Instant)>,
-    /// Replay windows of its HEARTBEAT, NAK, GONE and ACK sequence numbers (its
-    /// DATA datagrams are checked by the receive window).
-    pub(crate) replay: [Replay; 4],
+    /// Replay windows of its HEARTBEAT, NAK, GONE, ACK, SYNC and SYNC reply
+    /// sequence numbers (its DATA datagrams are checked by the receive
+    /// window).
+    pub(crate) replay: [Replay; REPLAY_SLOTS],
+    /// While not synced: the SYNC requests sent for it.
+    pub(crate) sync: Option<Asking>,
     /// The next DATA sequence number last acknowledged to it.
     pub(crate) acked: u64,
     /// When an acknowledgement is due, if one is.
     pub(crate) ack_at: Option<Instant>,
+    /// Receive memory last accounted for it (see `budget`).
+    pub(crate) mem: usize,
 }
 
 /// What is remembered of a peer after it was removed, so that its old
@@ -127,7 +142,51 @@ pub(crate) struct Peer {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Tomb {
     pub(crate) next: Option<u64>,
-    pub(crate) replay: [Replay; 4],
+    pub(crate) replay: [Replay; REPLAY_SLOTS],
+}
+
+/// Kinds with a replay window (all but DATA).
+pub(crate) const REPLAY_SLOTS: usize = 6;
+
+/// Most SYNC requests remembered per unsynced peer: a reply must echo one
+/// of them.
+pub(crate) const ASKED: usize = 4;
+
+/// The SYNC requests outstanding for a peer that is not synced yet.
+#[derive(Debug, Clone)]
+pub(crate) struct Asking {
+    /// The latest requests' seqs and when they were queued, newest last.
+    pub(crate) asked: [Option<(u64, Instant)>; ASKED],
+    /// When the next request is due.
+    pub(crate) due: Instant,
+    /// Requests sent so far (the retry interval doubles with each).
+    pub(crate) tries: u32,
+}
+
+impl Asking {
+    pub(crate) fn new(now: Instant) -> Self {
+        Asking {
+            asked: [None; ASKED],
+            due: now,
+            tries: 0,
+        }
+    }
+
+    /// Records a request sent.
+    pub(crate) fn sent(&mut self, seq: u64, now: Instant) {
+        self.asked.rotate_left(1);
+        self.asked[ASKED - 1] = Some((seq, now));
+        self.tries += 1;
+    }
+
+    /// When the request a reply echoes was queued, if it is one of ours.
+    pub(crate) fn asked_at(&self, seq: u64) -> Option<Instant> {
+        self.asked
+            .iter()
+            .flatten()
+            .find(|a| a.0 == seq)
+            .map(|a| a.1)
+    }
 }
 
 /// Bits of a replay window: how far behind the highest sequence number a
@@ -163,6 +222,11 @@ impl Replay {
         true
     }
 
+    /// Whether `seq` is within the window (not older than it can tell).
+    pub(crate) fn recent(&self, seq: u64) -> bool {
+        seq.saturating_add(REPLAY_BITS) > self.top
+    }
+
     /// The window of a removed peer: everything up to the highest seen
     /// counts as seen.
     fn closed(self) -> Replay {
@@ -180,6 +244,8 @@ pub(crate) fn replay_slot(kind: Kind) -> usize {
         Kind::Nak => 1,
         Kind::Gone => 2,
         Kind::Ack => 3,
+        Kind::Sync => 4,
+        Kind::SyncReply => 5,
     }
 }
 
@@ -191,8 +257,10 @@ impl Peer {
             reasm: Reassembly::default(),
             replaced_by: None,
             replay: Default::default(),
+            sync: Some(Asking::new(now)),
             acked: 0,
             ack_at: None,
+            mem: 0,
         }
     }
 
@@ -202,6 +270,8 @@ impl Peer {
         let mut p = Peer::new(node, addr, now);
         if let Some(n) = t.next {
             p.window.start_after(n - 1);
+            p.sync = None;
+            p.info.synced = true;
         }
         p.replay = t.replay.map(Replay::closed);
         p
@@ -213,6 +283,11 @@ impl Peer {
             next: self.window.next_due(),
             replay: self.replay,
         }
+    }
+
+    /// Whether its DATA position is known.
+    pub(crate) fn synced(&self) -> bool {
+        self.sync.is_none()
     }
 
     /// Copies the receive state's gauges into the public row.

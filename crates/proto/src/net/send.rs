@@ -15,6 +15,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
+
 use crate::varint;
 
 use super::seal::Sealer;
@@ -54,6 +56,8 @@ enum Control {
     Heartbeat(Vec<u8>),
     /// A GONE, encoded when it leaves so it tells the window then.
     Gone,
+    /// An encoded SYNC request or reply (see `sync.rs`).
+    Sync(Vec<u8>, Kind),
 }
 
 /// What [`Sender::pop`] handed out.
@@ -101,9 +105,12 @@ pub(crate) struct Sender {
     pool: Vec<Vec<u8>>,
     scratch: Vec<u8>,
     pacer: Pacer,
-    /// Receivers' progress, for flow control: node id, next DATA seq it
-    /// expects, when that last moved.
-    flow: Vec<(u64, u64, Instant)>,
+    /// Receivers' progress, for flow control.
+    flow: Vec<Flow>,
+    /// Retransmissions per requesting peer: a token bucket each.
+    requesters: FxHashMap<u64, Pacer>,
+    /// Their rate (bytes per second, 0 = no limit) and burst (bytes).
+    retransmit_rate: (u64, usize),
     /// Most DATA datagrams sent ahead of the slowest live receiver; `None`
     /// without a retransmit window (then nothing could repair the loss
     /// flow control avoids, and nothing is held back).
@@ -123,6 +130,10 @@ pub(crate) struct SendOpts {
     /// A receiver that has not acknowledged for this long no longer holds
     /// the sender back.
     pub(crate) flow_timeout: Duration,
+    /// Retransmissions per requester: bytes per second (0 = no limit).
+    pub(crate) retransmit_rate: u64,
+    /// Retransmissions per requester: burst in bytes.
+    pub(crate) retransmit_burst: usize,
 }
 
 impl Sender {
@@ -163,6 +174,8 @@ impl Sender {
             scratch: Vec::new(),
             pacer,
             flow: Vec::new(),
+            requesters: FxHashMap::default(),
+            retransmit_rate: (opts.retransmit_rate, opts.retransmit_burst),
             max_ahead: (opts.retransmit_bytes > 0)
                 .then(|| (opts.retransmit_bytes / mtu).max(MIN_AHEAD) as u64),
             flow_timeout: opts.flow_timeout,
@@ -233,6 +246,7 @@ impl Sender {
         if let Some(c) = self.control.front() {
             return Some(match c {
                 Control::Nak(b) | Control::Ack(b) | Control::Heartbeat(b) => b.len(),
+                Control::Sync(b, _) => b.len(),
                 Control::Gone => HEADER_LEN + 2 * crate::varint::MAX_LEN,
             });
         }
@@ -464,6 +478,11 @@ impl Sender {
                     self.recycle(b);
                     Kind::Heartbeat
                 }
+                Control::Sync(b, k) => {
+                    emit(&b, buf);
+                    self.recycle(b);
+                    k
+                }
                 Control::Gone => {
                     self.gone_queued = false;
                     self.gone_seq += 1;
@@ -494,11 +513,8 @@ impl Sender {
                 again: true,
             });
         }
-        if self
-            .ready
-            .front()
-            .is_some_and(|d| d[6] == kind::DATA && self.flow_blocks(now, self.retx.next))
-        {
+        let data_next = self.ready.front().is_some_and(|d| d[6] == kind::DATA);
+        if data_next && self.flow_blocks(now, self.retx.next) {
             self.blocked.get_or_insert(now);
             // Heartbeats while held back make receivers acknowledge again.
             if self.probe_at.is_none() {
@@ -544,5 +560,6 @@ impl Sender {
 
 mod pacer;
 mod reliable;
+mod sync;
 pub(crate) use pacer::Pacer;
-use reliable::{Kept, Retx};
+use reliable::{Flow, Kept, Retx};

@@ -1,5 +1,5 @@
 //! Byte layout of network datagrams: the fixed header, the records of a DATA
-//! datagram, the HEARTBEAT, NAK, GONE and ACK bodies; their encoders and their
+//! datagram, the HEARTBEAT, NAK, GONE, ACK and SYNC bodies; their encoders and their
 //! decoders. Sealing (the AEAD around the body) lives in `seal`.
 //!
 //! This module owns every byte that crosses the network (documented in
@@ -51,6 +51,10 @@ pub mod kind {
     pub const GONE: u8 = 4;
     /// A receiver's progress: the next DATA sequence number it expects.
     pub const ACK: u8 = 5;
+    /// A receiver that has no state for a sender asks for its position.
+    pub const SYNC: u8 = 6;
+    /// A sender's answer to a SYNC: its DATA position and uptime.
+    pub const SYNC_REPLY: u8 = 7;
 }
 
 /// Record tag bits of a DATA body.
@@ -86,6 +90,10 @@ pub enum Kind {
     Gone,
     /// A receiver's progress.
     Ack,
+    /// A request for a sender's position.
+    Sync,
+    /// A sender's position, answering a SYNC.
+    SyncReply,
 }
 
 impl Kind {
@@ -97,6 +105,8 @@ impl Kind {
             Kind::Nak => kind::NAK,
             Kind::Gone => kind::GONE,
             Kind::Ack => kind::ACK,
+            Kind::Sync => kind::SYNC,
+            Kind::SyncReply => kind::SYNC_REPLY,
         }
     }
 }
@@ -139,6 +149,10 @@ pub enum Body<'a> {
     Gone(Gone),
     /// An ACK.
     Ack(Ack),
+    /// A SYNC request.
+    Sync(SyncRequest),
+    /// A SYNC reply.
+    SyncReply(SyncReply),
     /// A sealed body (ciphertext and tag), not decoded without the key.
     Sealed(&'a [u8]),
 }
@@ -318,6 +332,9 @@ pub enum WireError {
     /// A NAK body is inconsistent.
     #[error("bad NAK: {0}")]
     BadNak(&'static str),
+    /// A SYNC or SYNC reply body is inconsistent.
+    #[error("bad SYNC: {0}")]
+    BadSync(&'static str),
     /// A key id is set on a datagram that is not sealed.
     #[error("key id {0} on a datagram that is not sealed")]
     BadKeyId(u8),
@@ -450,6 +467,8 @@ pub fn decode_header(data: &[u8]) -> Result<(Header, &[u8]), WireError> {
         kind::NAK => Kind::Nak,
         kind::GONE => Kind::Gone,
         kind::ACK => Kind::Ack,
+        kind::SYNC => Kind::Sync,
+        kind::SYNC_REPLY => Kind::SyncReply,
         k => return Err(WireError::UnknownKind(k)),
     };
     let sealed = fl & flags::SEALED != 0;
@@ -505,6 +524,8 @@ pub fn decode_datagram(data: &[u8]) -> Result<Datagram<'_>, WireError> {
         Kind::Nak => Body::Nak(decode_nak(body)?),
         Kind::Gone => Body::Gone(decode_gone(body)?),
         Kind::Ack => Body::Ack(decode_ack(body)?),
+        Kind::Sync => Body::Sync(decode_sync(body)?),
+        Kind::SyncReply => Body::SyncReply(decode_sync_reply(body)?),
     };
     Ok(Datagram { header, body })
 }
@@ -574,6 +595,9 @@ pub use records::*;
 
 mod encode;
 pub use encode::*;
+
+mod sync;
+pub use sync::*;
 
 #[cfg(test)]
 mod tests;

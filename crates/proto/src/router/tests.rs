@@ -48,10 +48,11 @@ fn sender_never_gets_its_own_message() {
 fn false_true_regex_and_list() {
     let r = setup(Propagation::None);
     assert_eq!(routed(&r, "A", "x", Some(1)), vec![(2, true)]);
+    // `true` means every other channel except `control`.
     let r = setup(Propagation::All);
     assert_eq!(
         routed(&r, "A", "x", Some(1)),
-        vec![(2, true), (3, false), (4, false), (5, false)]
+        vec![(2, true), (3, false), (4, false)]
     );
     // Unanchored search: "B" matches "B" and "Bravo".
     let r = setup(pat(&["B"]));
@@ -61,10 +62,10 @@ fn false_true_regex_and_list() {
     );
     let r = setup(pat(&["^B$"]));
     assert_eq!(routed(&r, "A", "x", Some(1)), vec![(2, true), (3, false)]);
-    let r = setup(pat(&["^B$", "ntro"]));
+    let r = setup(pat(&["^B$", "avo"]));
     assert_eq!(
         routed(&r, "A", "x", Some(1)),
-        vec![(2, true), (3, false), (5, false)]
+        vec![(2, true), (3, false), (4, false)]
     );
     // A rule matching its own channel does not deliver twice.
     let r = setup(pat(&["A"]));
@@ -79,7 +80,7 @@ fn one_hop_only() {
     // B's own messages do follow B's rule.
     assert_eq!(
         routed(&r, "B", "x", Some(3)),
-        vec![(1, false), (2, false), (4, false), (5, false)]
+        vec![(1, false), (2, false), (4, false)]
     );
 }
 
@@ -130,7 +131,7 @@ fn set_rules_keeps_clients_of_unchanged_channels() {
     assert_eq!(routed(&r, "A", "x", Some(1)), vec![(2, true), (9, false)]);
     assert_eq!(
         routed(&r, "B", "x", Some(3)),
-        vec![(1, false), (2, false), (5, false), (9, false)]
+        vec![(1, false), (2, false), (9, false)]
     );
     assert_eq!(r.channel_names(), vec!["A", "B", "C", "control"]);
 }
@@ -143,4 +144,24 @@ fn rejoin_and_unknown_slots() {
     r.join(1, r.channel("B").unwrap());
     assert_eq!(routed(&r, "A", "x", None), vec![(2, true)]);
     assert_eq!(r.subscriptions(1), Vec::<&str>::new());
+}
+
+#[test]
+fn rules_never_target_the_control_channel() {
+    for prop in [
+        Propagation::All,
+        pat(&[".*"]),
+        pat(&["^control$"]),
+        pat(&["ntr", "B"]),
+    ] {
+        let r = setup(prop.clone());
+        let a = r.channel("A").unwrap();
+        assert!(!r.targets(a).any(|t| t == CONTROL_CHANNEL), "{prop:?}");
+        assert!(
+            !routed(&r, "A", "x", Some(1)).contains(&(5, false)),
+            "{prop:?}"
+        );
+        // The control channel's own clients still get its own messages.
+        assert_eq!(routed(&r, "control", "x", None)[0], (5, true));
+    }
 }

@@ -9,7 +9,10 @@
 //! `validate` and `values`. Every error names the file, line, column and the
 //! dotted key, and an unknown key comes with the nearest valid one.
 
+mod error;
+mod http;
 mod jsonc;
+mod private;
 mod validate;
 mod values;
 
@@ -20,6 +23,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
+pub use error::{ConfigError, Diagnostic};
+pub use http::{HttpConfig, TokenSource, DEFAULT_HTTP_TAIL, MAX_TOKEN_BYTES};
 use netcluster_proto::router::{ChannelRules, Propagation};
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -44,6 +49,16 @@ pub const DEFAULT_MTU: usize = netcluster_proto::net::DEFAULT_MTU;
 pub const DEFAULT_RETRANSMITBYTES: usize = netcluster_proto::net::DEFAULT_RETRANSMIT_BYTES;
 /// Largest accepted `retransmitbytes`.
 pub const MAX_RETRANSMITBYTES: u64 = 1024 * 1024 * 1024;
+/// Default `reassemblybytes`: receive memory of all peers together
+/// (partial messages, held and missing datagrams); raised to `maxmessage`
+/// if smaller.
+pub const DEFAULT_REASSEMBLYBYTES: usize = netcluster_proto::net::DEFAULT_REASSEMBLY_BYTES;
+/// Largest accepted `reassemblybytes`.
+pub const MAX_REASSEMBLYBYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Default `retransmitrate`: bytes per second sent again per requesting peer.
+pub const DEFAULT_RETRANSMITRATE: u64 = netcluster_proto::net::DEFAULT_RETRANSMIT_RATE;
+/// Largest accepted `retransmitrate` (0 = no limit).
+pub const MAX_RETRANSMITRATE: u64 = 1024 * 1024 * 1024;
 /// Default `acceptfromnet` of a channel.
 pub const DEFAULT_ACCEPTFROMNET: bool = true;
 /// Default of `startcontrol`: answer control requests.
@@ -76,6 +91,24 @@ pub const DEFAULT_SLOWCONSUMER: SlowConsumer = SlowConsumer::Block;
 pub const DEFAULT_BLOCKMS: u64 = 1000;
 /// Largest `blockms` (10 minutes).
 pub const MAX_BLOCKMS: u64 = 600_000;
+/// Default `frametimeoutms`: once the first byte of a frame (or of a seed
+/// packet) has arrived, the whole of it must arrive within this time, or
+/// the client gets an error and is closed. Only an unfinished frame is
+/// timed: a client idle between frames may stay silent forever.
+pub const DEFAULT_FRAMETIMEOUTMS: u64 = 10_000;
+/// Smallest accepted `frametimeoutms`.
+pub const MIN_FRAMETIMEOUTMS: u64 = 100;
+/// Largest accepted `frametimeoutms` (one hour).
+pub const MAX_FRAMETIMEOUTMS: u64 = 3_600_000;
+/// Default `partialbytes`: the most bytes all clients' unfinished frames
+/// may hold together (raised to one whole frame of `maxmessage` when that
+/// is larger, see [`Config::partial_budget`]).
+pub const DEFAULT_PARTIALBYTES: usize = 64 * 1024 * 1024;
+/// Smallest accepted `partialbytes` (it must also hold one whole frame of
+/// `maxmessage`).
+pub const MIN_PARTIALBYTES: u64 = 64 * 1024;
+/// Largest accepted `partialbytes`.
+pub const MAX_PARTIALBYTES: u64 = 64 * 1024 * 1024 * 1024;
 /// The channel that carries control requests; always present.
 pub const CONTROL_CHANNEL: &str = "control";
 /// File name used in diagnostics for a config sent in a reload request.
@@ -139,6 +172,11 @@ pub struct Config {
     pub keysource: Option<KeySource>,
     /// `retransmitbytes`: bytes of sent datagrams kept to answer NAKs.
     pub retransmitbytes: usize,
+    /// `reassemblybytes`: receive memory of all peers together.
+    pub reassemblybytes: usize,
+    /// `retransmitrate`: bytes per second sent again per requesting peer
+    /// (0 = no limit).
+    pub retransmitrate: u64,
     /// `startcontrol`: answer control requests on the control channel.
     pub startcontrol: bool,
     /// `socketdir`: directory of the channel sockets, if configured; see
@@ -152,9 +190,24 @@ pub struct Config {
     pub maxmessage: usize,
     /// `queuebytes`: bytes queued for one client before it counts as slow.
     pub queuebytes: usize,
+    /// `partialbytes`, when set: the most bytes all clients' unfinished
+    /// frames may hold together; [`Config::partial_budget`] is the value
+    /// in force.
+    pub partialbytes: Option<usize>,
+    /// `frametimeoutms`: how long a started frame may take to complete.
+    pub frametimeoutms: u64,
+    /// `adminuids`: users who may call the control functions that change
+    /// the daemon (`reloadconfig`), besides root and the daemon's own user.
+    pub adminuids: Vec<u32>,
+    /// `admingids`: groups (primary or supplementary) whose members may
+    /// call them too.
+    pub admingids: Vec<u32>,
     /// `channels`, in file order; the control channel is always present
     /// (first, when the file did not name it).
     pub channels: Vec<ChannelConfig>,
+    /// `http`: the HTTP endpoint (metrics, health, status, dashboard);
+    /// `None` = off.
+    pub http: Option<HttpConfig>,
 }
 
 /// Where the network key was configured.
@@ -308,68 +361,6 @@ impl ChannelConfig {
     }
 }
 
-/// A problem in a config's text, located precisely.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Diagnostic {
-    /// The file name (or [`RELOAD_REQUEST_FILE`]).
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column, in characters.
-    pub column: usize,
-    /// Dotted key path such as `channels.A.propagatetochannels` or
-    /// `channels.A.propagatetochannels[1]` (0-based index); keys that are not
-    /// plain words are quoted (`channels."a.b"`). `None` for syntax errors.
-    pub key: Option<String>,
-    /// What is wrong.
-    pub message: String,
-    /// The nearest valid key, for an unknown key.
-    pub hint: Option<String>,
-}
-
-impl fmt::Display for Diagnostic {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
-        if let Some(key) = &self.key {
-            write!(f, "{key}: ")?;
-        }
-        f.write_str(&self.message)?;
-        if let Some(hint) = &self.hint {
-            write!(f, "; did you mean \"{hint}\"?")?;
-        }
-        Ok(())
-    }
-}
-
-/// Why a config could not be loaded.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ConfigError {
-    /// The file could not be read (missing, permissions, not UTF-8).
-    #[error("cannot read config file {}: {source}", path.display())]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The underlying error.
-        source: std::io::Error,
-    },
-    /// The text is not valid JSONC or does not follow the schema. Only the
-    /// first problem is reported: a syntax error if there is one, else the
-    /// first schema error in document order.
-    #[error("{0}")]
-    Invalid(Box<Diagnostic>),
-}
-
-impl ConfigError {
-    /// The diagnostic, when the error is about the config's content.
-    pub fn diagnostic(&self) -> Option<&Diagnostic> {
-        match self {
-            ConfigError::Invalid(d) => Some(d),
-            ConfigError::Io { .. } => None,
-        }
-    }
-}
-
 impl Config {
     /// Every setting at its default: only the control channel.
     fn defaults(source: ConfigSource) -> Config {
@@ -388,12 +379,19 @@ impl Config {
             key: None,
             keysource: None,
             retransmitbytes: DEFAULT_RETRANSMITBYTES,
+            reassemblybytes: DEFAULT_REASSEMBLYBYTES,
+            retransmitrate: DEFAULT_RETRANSMITRATE,
             startcontrol: DEFAULT_STARTCONTROL,
             socketdir: None,
             socketmode: DEFAULT_SOCKETMODE,
             socketgroup: None,
             maxmessage: DEFAULT_MAXMESSAGE,
             queuebytes: DEFAULT_QUEUEBYTES,
+            partialbytes: None,
+            frametimeoutms: DEFAULT_FRAMETIMEOUTMS,
+            adminuids: Vec::new(),
+            admingids: Vec::new(),
+            http: None,
             channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
         }
     }
@@ -419,7 +417,23 @@ impl Config {
     }
 
     fn parse_as(text: &str, file: &str, source: ConfigSource) -> Result<Config, ConfigError> {
-        let invalid = |p: validate::Problem| {
+        Self::parse_with(text, file, source, false)
+    }
+
+    /// Parses; with `private`, errors repeat nothing of `text` (see
+    /// [`Config::load_private`]).
+    fn parse_with(
+        text: &str,
+        file: &str,
+        source: ConfigSource,
+        private: bool,
+    ) -> Result<Config, ConfigError> {
+        let invalid = |p: validate::Problem, syntax: bool| {
+            let p = if private {
+                private::redact(p, syntax)
+            } else {
+                p
+            };
             ConfigError::Invalid(Box::new(Diagnostic {
                 file: file.to_string(),
                 line: p.pos.line,
@@ -430,28 +444,45 @@ impl Config {
             }))
         };
         let root = jsonc::parse(text).map_err(|e| {
-            invalid(validate::Problem {
+            let p = validate::Problem {
                 pos: e.pos,
                 key: e.key,
                 message: e.message,
                 hint: None,
-            })
+                quotes_input: true,
+            };
+            invalid(p, true)
         })?;
         let mut config = Config::defaults(source);
-        validate::apply(&mut config, &root).map_err(invalid)?;
+        validate::apply(&mut config, &root).map_err(|p| invalid(p, false))?;
         Ok(config)
     }
 
     /// Reads and parses a config file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        Self::load_with(path, false)
+    }
+
+    /// Reads and parses a config file named by a client (`reloadconfig(path)`),
+    /// which may be a file the client could not read itself: errors name the
+    /// file, line, column and key (channel names and unknown keys replaced
+    /// by a placeholder) and what is wrong in general terms, never text from
+    /// the file. `ncserver --check FILE`, run by someone who may read the
+    /// file, shows the whole error.
+    pub fn load_private(path: &Path) -> Result<Config, ConfigError> {
+        Self::load_with(path, true)
+    }
+
+    fn load_with(path: &Path, private: bool) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|cause| ConfigError::Io {
             path: path.to_path_buf(),
-            source,
+            cause,
         })?;
-        Self::parse_as(
+        Self::parse_with(
             &text,
             &path.display().to_string(),
             ConfigSource::File(path.to_path_buf()),
+            private,
         )
     }
 
@@ -491,6 +522,8 @@ impl Config {
             None => None,
         };
         m.insert("retransmitbytes".into(), self.retransmitbytes.into());
+        m.insert("reassemblybytes".into(), self.reassemblybytes.into());
+        m.insert("retransmitrate".into(), self.retransmitrate.into());
         m.insert("startcontrol".into(), self.startcontrol.into());
         if let Some(dir) = &self.socketdir {
             m.insert(
@@ -509,13 +542,33 @@ impl Config {
         };
         m.insert("maxmessage".into(), self.maxmessage.into());
         m.insert("queuebytes".into(), self.queuebytes.into());
+        m.insert("partialbytes".into(), self.partial_budget().into());
+        m.insert("frametimeoutms".into(), self.frametimeoutms.into());
+        m.insert("adminuids".into(), self.adminuids.clone().into());
+        m.insert("admingids".into(), self.admingids.clone().into());
         let channels: Map<String, Value> = self
             .channels
             .iter()
             .map(|c| (c.name.clone(), c.to_json()))
             .collect();
         m.insert("channels".into(), Value::Object(channels));
+        if let Some(http) = &self.http {
+            m.insert("http".into(), http.to_json());
+        }
         Value::Object(m)
+    }
+
+    /// The bytes all unfinished frames may hold together: `partialbytes`,
+    /// or by default [`DEFAULT_PARTIALBYTES`] raised to one whole frame of
+    /// `maxmessage`, so that a message of any allowed size can arrive.
+    pub fn partial_budget(&self) -> usize {
+        self.partialbytes
+            .unwrap_or_else(|| DEFAULT_PARTIALBYTES.max(frame_bytes(self.maxmessage)))
+    }
+
+    /// `frametimeoutms` as a duration.
+    pub fn frame_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.frametimeoutms)
     }
 
     /// The channel named `name`.
@@ -527,6 +580,12 @@ impl Config {
     pub fn channel_rules(&self) -> Vec<ChannelRules> {
         self.channels.iter().map(ChannelConfig::rules).collect()
     }
+}
+
+/// The most bytes one frame carrying a message of `maxmessage` bytes may
+/// take on the local wire (header, event name and fields included).
+pub fn frame_bytes(maxmessage: usize) -> usize {
+    maxmessage + netcluster_proto::frame::FRAME_OVERHEAD + netcluster_proto::frame::HEADER_LEN
 }
 
 /// Resolves the socket directory: the configured one, else the rule the

@@ -13,9 +13,10 @@ use netcluster_proto::net::{MAX_MTU, MIN_MTU};
 
 use super::jsonc::{join_key, Kind, Member, Node, Pos};
 use super::values::{self, edit_distance};
-use super::MAX_RETRANSMITBYTES;
 use super::{ChannelConfig, Config, CONTROL_CHANNEL};
 use super::{MAX_BLOCKMS, MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
+use super::{MAX_FRAMETIMEOUTMS, MAX_PARTIALBYTES, MIN_FRAMETIMEOUTMS, MIN_PARTIALBYTES};
+use super::{MAX_REASSEMBLYBYTES, MAX_RETRANSMITBYTES, MAX_RETRANSMITRATE};
 use std::path::Path;
 
 /// A located problem, turned into a `Diagnostic` once the file name is added.
@@ -29,6 +30,10 @@ pub(super) struct Problem {
     pub message: String,
     /// Suggested key, for unknown keys.
     pub hint: Option<String>,
+    /// Whether `message` may repeat text from the config (a value, a
+    /// name): such messages are not shown for a file read on a client's
+    /// behalf (see `private`).
+    pub quotes_input: bool,
 }
 
 impl Problem {
@@ -39,16 +44,20 @@ impl Problem {
             key: (!path.is_empty()).then(|| path.to_string()),
             message: message.into(),
             hint: None,
+            quotes_input: true,
         }
     }
 
     /// A type error: `expected {what}, found {the node's type}`.
     pub fn expected(node: &Node, path: &str, what: &str) -> Problem {
-        Problem::at(
-            node,
-            path,
-            format!("expected {what}, found {}", node.kind.type_name()),
-        )
+        Problem {
+            quotes_input: false,
+            ..Problem::at(
+                node,
+                path,
+                format!("expected {what}, found {}", node.kind.type_name()),
+            )
+        }
     }
 }
 
@@ -60,7 +69,7 @@ pub(super) struct Key<T: 'static> {
     /// The key as written in the file.
     pub name: &'static str,
     /// How its value is read.
-    apply: Apply<T>,
+    pub apply: Apply<T>,
 }
 
 /// The keys of the top-level object.
@@ -139,6 +148,20 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         },
     },
     Key {
+        name: "reassemblybytes",
+        apply: |c, v, k| {
+            values::size(v, k, "reassemblybytes", 1 << 20, MAX_REASSEMBLYBYTES)
+                .map(|x| c.reassemblybytes = x)
+        },
+    },
+    Key {
+        name: "retransmitrate",
+        apply: |c, v, k| {
+            values::size(v, k, "retransmitrate", 0, MAX_RETRANSMITRATE)
+                .map(|x| c.retransmitrate = x as u64)
+        },
+    },
+    Key {
         name: "startcontrol",
         apply: |c, v, k| values::boolean(v, k).map(|x| c.startcontrol = x),
     },
@@ -169,8 +192,46 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         },
     },
     Key {
+        name: "partialbytes",
+        apply: |c, v, k| {
+            values::size(v, k, "partialbytes", MIN_PARTIALBYTES, MAX_PARTIALBYTES)
+                .map(|x| c.partialbytes = Some(x))
+        },
+    },
+    Key {
+        name: "frametimeoutms",
+        apply: |c, v, k| {
+            values::integer(
+                v,
+                k,
+                "frametimeoutms",
+                MIN_FRAMETIMEOUTMS,
+                MAX_FRAMETIMEOUTMS,
+            )
+            .map(|x| c.frametimeoutms = x)
+        },
+    },
+    Key {
+        name: "adminuids",
+        apply: |c, v, k| values::id_list(v, k).map(|x| c.adminuids = x),
+    },
+    Key {
+        name: "admingids",
+        apply: |c, v, k| values::id_list(v, k).map(|x| c.admingids = x),
+    },
+    Key {
         name: "channels",
         apply: |c, v, k| channels(v, k).map(|x| c.channels = x),
+    },
+    Key {
+        name: "http",
+        apply: |c, v, k| {
+            let base = match &c.source {
+                super::ConfigSource::File(p) => p.parent().map(Path::to_path_buf),
+                _ => None,
+            };
+            super::http::http(v, k, base.as_deref()).map(|x| c.http = Some(x))
+        },
     },
 ];
 
@@ -220,7 +281,41 @@ fn exclusive_key(c: &Config, v: &Node, path: &str) -> Result<(), Problem> {
 
 /// Reads the whole document into `config`, which holds the defaults.
 pub(super) fn apply(config: &mut Config, root: &Node) -> Result<(), Problem> {
-    apply_object(config, root, "", TOP_LEVEL_KEYS)
+    apply_object(config, root, "", TOP_LEVEL_KEYS)?;
+    check_partialbytes(config, root)
+}
+
+/// A `partialbytes` smaller than one frame of `maxmessage` would refuse
+/// every message of that size, so it is an error, located at
+/// `partialbytes`.
+fn check_partialbytes(config: &Config, root: &Node) -> Result<(), Problem> {
+    let Some(set) = config.partialbytes else {
+        return Ok(());
+    };
+    let need = super::frame_bytes(config.maxmessage);
+    if set >= need {
+        return Ok(());
+    }
+    let node = object(root, "")?
+        .iter()
+        .rev()
+        .find(|m| m.key == "partialbytes")
+        .map(|m| &m.value)
+        .expect("partialbytes was read from the document");
+    Err(Problem {
+        quotes_input: false,
+        ..Problem::at(
+            node,
+            "partialbytes",
+            format!(
+                "partialbytes ({set} bytes) must hold at least one whole frame of maxmessage \
+                 ({need} bytes = maxmessage {} + {} bytes of frame overhead), or no message \
+                 of that size could arrive",
+                config.maxmessage,
+                need - config.maxmessage
+            ),
+        )
+    })
 }
 
 /// The members of an object node, or a type error.
@@ -232,7 +327,7 @@ fn object<'a>(node: &'a Node, path: &str) -> Result<&'a [Member], Problem> {
 }
 
 /// Reads every member of the object `node` into `target` using `keys`.
-fn apply_object<T>(
+pub(super) fn apply_object<T>(
     target: &mut T,
     node: &Node,
     path: &str,
@@ -248,6 +343,7 @@ fn apply_object<T>(
                     key: Some(key_path),
                     message: "unknown key".into(),
                     hint: suggest(&m.key, keys.iter().map(|k| k.name)).map(str::to_string),
+                    quotes_input: false,
                 })
             }
         }
@@ -268,6 +364,7 @@ fn channels(node: &Node, path: &str) -> Result<Vec<ChannelConfig>, Problem> {
                 key: Some(key_path),
                 message: e.to_string(),
                 hint: None,
+                quotes_input: true,
             });
         }
         let mut channel = ChannelConfig::with_defaults(m.key.clone());

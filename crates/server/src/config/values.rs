@@ -49,6 +49,21 @@ fn string<'a>(v: &'a Node, path: &str) -> Result<&'a str, Problem> {
     }
 }
 
+/// `http.listen`: an address and port, `127.0.0.1:9454` or `[::1]:9454`.
+pub(super) fn listen(v: &Node, path: &str) -> Result<std::net::SocketAddr, Problem> {
+    let s = string(v, path)?;
+    s.parse().map_err(|_| {
+        Problem::at(
+            v,
+            path,
+            format!(
+                "{} is not an address and port such as \"127.0.0.1:9454\" or \"[::1]:9454\"",
+                quote(s)
+            ),
+        )
+    })
+}
+
 /// `addr`: an IPv4 or IPv6 address.
 pub(super) fn addr(v: &Node, path: &str) -> Result<IpAddr, Problem> {
     let s = string(v, path)?;

@@ -44,14 +44,7 @@ pub(super) fn setup_socket(
     match group.ip() {
         IpAddr::V4(g) => {
             if g.is_multicast() {
-                let how = match iface {
-                    Some(i) if i.index > 0 => socket2::InterfaceIndexOrAddress::Index(i.index),
-                    Some(i) => socket2::InterfaceIndexOrAddress::Address(
-                        i.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED),
-                    ),
-                    None => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
-                };
-                joined(s.join_multicast_v4_n(&g, &how), cfg, group)?;
+                joined(s.join_multicast_v4_n(&g, &join_on(iface)), cfg, group)?;
             }
             if let Some(addr) = iface.and_then(|i| i.ipv4) {
                 s.set_multicast_if_v4(&addr)?;
@@ -74,6 +67,44 @@ pub(super) fn setup_socket(
     Ok(s.into())
 }
 
+/// Joins the group on a fresh socket that is not bound to any port, and
+/// leaves it at once: whether start-up could join, for `ncserver --check`.
+pub(super) fn probe_join(
+    cfg: &Config,
+    group: SocketAddr,
+    iface: Option<&iface::Interface>,
+) -> io::Result<()> {
+    let domain = if group.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let s = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+    match group.ip() {
+        IpAddr::V4(g) if g.is_multicast() => {
+            joined(s.join_multicast_v4_n(&g, &join_on(iface)), cfg, group)
+        }
+        IpAddr::V6(g) if g.is_multicast() => joined(
+            s.join_multicast_v6(&g, iface.map_or(0, |i| i.index)),
+            cfg,
+            group,
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The interface an IPv4 group is joined on: the configured one, else the
+/// one the routing table picks.
+fn join_on(iface: Option<&iface::Interface>) -> socket2::InterfaceIndexOrAddress {
+    match iface {
+        Some(i) if i.index > 0 => socket2::InterfaceIndexOrAddress::Index(i.index),
+        Some(i) => {
+            socket2::InterfaceIndexOrAddress::Address(i.ipv4.unwrap_or(Ipv4Addr::UNSPECIFIED))
+        }
+        None => socket2::InterfaceIndexOrAddress::Address(Ipv4Addr::UNSPECIFIED),
+    }
+}
+
 /// Joining the group may fail where there is no multicast (no route, a
 /// cloud network): with unicast `peers` configured that is only a warning.
 fn joined(r: io::Result<()>, cfg: &Config, group: SocketAddr) -> io::Result<()> {
@@ -82,10 +113,25 @@ fn joined(r: io::Result<()>, cfg: &Config, group: SocketAddr) -> io::Result<()> 
             tracing::warn!(%group, "cannot join the multicast group ({e}); using the unicast peers only");
             Ok(())
         }
-        Err(e) => Err(io::Error::new(
-            e.kind(),
-            format!("cannot join multicast group {}: {e}", group.ip()),
-        )),
+        // The usual cause is a host without a multicast route, where the
+        // kernel answers "No such device": say what fixes it.
+        Err(e) => {
+            let (range, example) = if group.is_ipv4() {
+                ("224.0.0.0/4", "ip route add 224.0.0.0/4 dev eth0")
+            } else {
+                ("ff00::/8", "ip -6 route add ff00::/8 dev eth0 table local")
+            };
+            Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot join multicast group {}: {e}. Multicast needs a route for {range} \
+                     (e.g. `{example}`) or the config's `interface` naming the network \
+                     interface to use; where there is no multicast, list the other daemons \
+                     in `peers`",
+                    group.ip()
+                ),
+            ))
+        }
         Ok(()) => Ok(()),
     }
 }

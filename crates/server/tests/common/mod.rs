@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod abuse;
+pub mod flood;
 pub mod lan;
 
 use std::io::{self, Read, Write};

@@ -237,6 +237,7 @@ fn interleaved_partials_from_a_nonconforming_sender_use_one_slot() {
     };
     let (a, b) = (body(1), body(2));
     let (ta, tb) = (a.len() as u64, b.len() as u64);
+    fake_sync(&mut s.nodes[0].net, s.now, 9, from, 0);
     s.inject(0, from, &frag_datagram(1, 1, 0, 2, ta, 0, &a[..3000]));
     assert!(s.nodes[0].net.peers().next().unwrap().reassembly_bytes >= a.len());
     s.inject(0, from, &frag_datagram(2, 2, 0, 2, tb, 0, &b[..3000]));

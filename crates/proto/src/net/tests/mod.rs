@@ -7,6 +7,8 @@ mod peers;
 mod props;
 mod reliable;
 mod sealing;
+mod strangers;
+mod sync;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -80,3 +82,50 @@ fn ids(v: &[InMessage]) -> Vec<(u64, u64)> {
 }
 
 const MS: Duration = Duration::from_millis(1);
+
+/// Runs the SYNC handshake between `a` and `b` (both ways) at `now`, as a
+/// driver would, so that each takes the other's DATA from then on.
+fn sync_pair(a: &mut Net, b: &mut Net, now: Instant) {
+    let from: SocketAddr = "127.0.0.1:4000".parse().unwrap();
+    for _ in 0..8 {
+        a.handle_timeout(now);
+        b.handle_timeout(now);
+        for x in drain(a, now) {
+            b.handle_datagram(now, from, &x);
+        }
+        for x in drain(b, now) {
+            a.handle_datagram(now, from, &x);
+        }
+        let synced = |n: &Net| n.peers().all(|p| p.synced) && n.peers().count() == 1;
+        if synced(a) && synced(b) {
+            return;
+        }
+    }
+    panic!("no SYNC between the two nodes");
+}
+
+/// Makes `net` take the DATA of `node` (which never answers by itself)
+/// from its seq `last + 1`: the SYNC reply it would have sent, made to
+/// answer the request `net` sends on hearing it.
+fn fake_sync(net: &mut Net, now: Instant, node: u64, from: SocketAddr, last: u64) {
+    let me = net.config().node_id;
+    let reply = |seq, request_seq| {
+        let mut b = Vec::new();
+        let r = wire::SyncReply {
+            requester: me,
+            request_seq,
+            last_seq: last,
+            uptime_ms: 1 << 40,
+        };
+        wire::encode_sync_reply(&mut b, node, seq, &r);
+        b
+    };
+    // The first one answers nothing but makes `net` ask.
+    net.handle_datagram(now, from, &reply(1 << 40, 0));
+    let asked = net.stats().syncs_out;
+    net.handle_datagram(now, from, &reply((1 << 40) + 1, asked));
+    assert!(
+        net.peers().any(|p| p.node == node && p.synced),
+        "fake node {node} not synced"
+    );
+}

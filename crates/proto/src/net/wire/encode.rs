@@ -26,7 +26,7 @@ pub fn put_header(out: &mut [u8], h: &Header) {
 }
 
 /// Appends a plain header of `kind`.
-fn put_plain_header(out: &mut Vec<u8>, kind: Kind, node: u64, seq: u64) {
+pub(super) fn put_plain_header(out: &mut Vec<u8>, kind: Kind, node: u64, seq: u64) {
     let start = out.len();
     out.resize(start + HEADER_LEN, 0);
     put_header(

@@ -534,11 +534,13 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+mod link;
 mod memory;
 mod peers;
 mod plan;
 mod report;
 mod socket;
+pub use link::driver;
 pub use plan::check;
 use plan::Plan;
 use socket::setup_socket;

@@ -319,11 +319,11 @@ async fn read_loop(
         }
         // The network is behind (its receivers acknowledge too slowly):
         // stop taking messages for it until it has room.
-        if let Some(net) = hub.net_backlog(conn.channel_id) {
+        if let Some(link) = hub.link_backlog(conn.channel_id) {
             tokio::select! {
                 biased;
                 _ = conn.kill.notified() => return Ok("closed by the daemon"),
-                _ = net.wait_room() => {}
+                _ = link.wait_room() => {}
             }
             started = started.map(|_| Instant::now());
         }
@@ -620,7 +620,7 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
         return replied(hub, conn);
     }
     let seq = conn.next_seq();
-    if let Err(msg) = hub.send_to_net(conn.channel_id, event, payload.as_slice(), conn.id, seq) {
+    if let Err(msg) = hub.send_to_links(conn.channel_id, event, payload.as_slice(), conn.id, seq) {
         conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
         hub.touch(conn);
     }

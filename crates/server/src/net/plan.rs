@@ -55,7 +55,7 @@ impl Plan {
         ncfg.retransmit_bytes = cfg.retransmitbytes;
         // Spreads NAK timers between daemons; any value that differs
         // between nodes does.
-        ncfg.seed = crate::server::random_u64() ^ node_id;
+        ncfg.seed = crate::entropy::random_u64() ^ node_id;
         ncfg.reassembly_bytes = cfg.reassemblybytes.max(cfg.maxmessage);
         ncfg.retransmit_rate = cfg.retransmitrate;
         // Half a second's worth at once, at most the default burst, at

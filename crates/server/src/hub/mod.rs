@@ -22,6 +22,13 @@ use crate::config::{Config, SlowConsumer};
 use crate::conn::{bump, Conn, Dialect};
 use crate::outq::SHARE_PAYLOAD_MIN;
 
+mod describe;
+mod links;
+
+/// How a running daemon applies a new config: binding added channels,
+/// switching rules, closing removed ones (the server's part, above the hub).
+pub type Reloader = fn(&Rc<Hub>, Config) -> Result<serde_json::Value, String>;
+
 /// A message payload as the hub receives it.
 #[derive(Debug, Clone)]
 pub enum Payload<'a> {
@@ -153,8 +160,11 @@ pub struct Hub {
     /// The record being made of the client being closed.
     last_snapshot: RefCell<Option<serde_json::Value>>,
     disconnects: RefCell<DisconnectCounts>,
-    /// The network driver, when the daemon is connected to the network.
-    pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
+    /// The links (network, …) that carry some channels beyond this daemon.
+    links: RefCell<Vec<Rc<dyn crate::link::Link>>>,
+    /// Applies a new config to the running daemon (set by the server, which
+    /// owns listeners and links; see [`Hub::apply_config`]).
+    reloader: Cell<Option<Reloader>>,
     /// Live copies of messages for the dashboard's tail (free when none is open).
     pub taps: Rc<crate::tap::Taps>,
     /// The last `nc-gap` announcements, for the dashboard.
@@ -182,7 +192,8 @@ impl Hub {
             partial: Default::default(),
             listeners: RefCell::new(Default::default()),
             started: std::time::SystemTime::now(),
-            net: RefCell::new(None),
+            links: RefCell::new(Vec::new()),
+            reloader: Cell::new(None),
             departed: RefCell::new(Default::default()),
             last_snapshot: RefCell::new(None),
             disconnects: RefCell::new(DisconnectCounts::default()),
@@ -199,6 +210,20 @@ impl Hub {
     /// The active config.
     pub fn config(&self) -> Rc<Config> {
         self.config.borrow().clone()
+    }
+
+    /// Sets how a new config is applied (by the server, at start).
+    pub fn set_reloader(&self, reloader: Reloader) {
+        self.reloader.set(Some(reloader));
+    }
+
+    /// Applies a new config to the running daemon, as `reloadconfig` and
+    /// SIGHUP do; refused when no server set a reloader (an embedded hub).
+    pub fn apply_config(self: &Rc<Self>, new: Config) -> Result<serde_json::Value, String> {
+        match self.reloader.get() {
+            Some(apply) => apply(self, new),
+            None => Err("this daemon cannot reload its config".into()),
+        }
     }
 
     /// Replaces the active config and the router's rules. Clients of removed
@@ -323,7 +348,7 @@ impl Hub {
             return;
         }
         // Snapshot (with its subscriptions) before it leaves the router.
-        let snapshot = crate::control::client_json(self, conn);
+        let snapshot = self.client_json(conn);
         self.router.borrow_mut().leave(conn.slot);
         *self.last_snapshot.borrow_mut() = Some(snapshot);
         {
@@ -574,42 +599,6 @@ impl Hub {
         flow
     }
 
-    /// Copies a local message to the network if its channel propagates
-    /// there and the daemon is connected. The hub flushes after the batch.
-    pub fn send_to_net(
-        &self,
-        channel: ChannelId,
-        event: &str,
-        payload: &[u8],
-        client: u64,
-        seq: u64,
-    ) -> Result<(), String> {
-        let net = self.net.borrow();
-        let Some(net) = net.as_ref() else {
-            return Ok(());
-        };
-        if !self.router.borrow().rules(channel).to_net {
-            return Ok(());
-        }
-        let name = self.channels.borrow()[channel.index()]
-            .as_ref()
-            .expect("live channel")
-            .name
-            .clone();
-        net.send(&name, event, payload, client, seq)
-            .map_err(|e| format!("not sent to the network: {e}"))
-    }
-
-    /// The network driver, if `channel`'s messages go to the network and
-    /// too many datagrams wait to leave: its publishers should wait for
-    /// [`NetDriver::wait_room`](crate::net::NetDriver::wait_room) before
-    /// reading more (back-pressure from a slow receiver on the network).
-    pub fn net_backlog(&self, channel: ChannelId) -> Option<Rc<crate::net::NetDriver>> {
-        let net = self.net.borrow();
-        let net = net.as_ref()?;
-        (net.backlogged() && self.router.borrow().rules(channel).to_net).then(|| net.clone())
-    }
-
     /// Marks a connection as having new output to flush after this batch.
     #[inline]
     pub fn touch(&self, conn: &Rc<Conn>) {
@@ -641,9 +630,7 @@ impl Hub {
             *t = touched;
         }
         drop(t);
-        if let Some(net) = self.net.borrow().as_ref() {
-            net.flush();
-        }
+        self.flush_links();
         let doomed = std::mem::take(&mut *self.doomed.borrow_mut());
         for (conn, code, msg) in doomed {
             self.close(&conn, Some((code, &msg)), &msg);

@@ -347,7 +347,7 @@ impl Client {
         let (named, all) = table.matching(event);
         connection::dispatch(named.iter().chain(all), &msg, &mut removals).await;
         for id in removals {
-            remove_listener_id(s, id);
+            s.remove_listener(id);
         }
     }
 
@@ -386,7 +386,7 @@ impl Client {
             };
             if result.is_err() {
                 s.pending().acks.remove(&ack);
-                remove_listener_id(s, id);
+                s.remove_listener(id);
             }
             return result;
         }
@@ -420,7 +420,7 @@ impl Client {
     /// Removes a listener. Returns false if there was none with this id
     /// (already removed, or a `once` listener that fired).
     pub fn remove_listener(&self, id: ListenerId) -> bool {
-        remove_listener_id(&self.shared, id.0)
+        self.shared.remove_listener(id.0)
     }
 
     /// A stream of the messages with this event (`*` = all). Dropping it
@@ -575,28 +575,6 @@ fn unconfirmed(count: u64, reason: String) -> FlushError {
     }
 }
 
-/// Removes a listener and unsubscribes at the daemon if it was the last
-/// one for its event.
-pub(crate) fn remove_listener_id(s: &Shared, id: u64) -> bool {
-    match s.listeners.remove(id) {
-        None => false,
-        Some((event, last)) => {
-            if last && s.closed().is_none() {
-                // Unsubscribing is not awaited: the daemon applies it in
-                // order, and stray messages for the event are ignored.
-                let mut out = s.out();
-                let was_empty = out.buf.is_empty();
-                frame::encode_subscription(&mut out.buf, false, 0, [event.as_str()]);
-                drop(out);
-                if was_empty {
-                    s.wake.notify_one();
-                }
-            }
-            true
-        }
-    }
-}
-
 /// A stream of messages for one or several events; unsubscribes when
 /// dropped.
 #[derive(Debug)]
@@ -628,7 +606,7 @@ impl futures_core::Stream for Subscription {
 impl Drop for Subscription {
     fn drop(&mut self) {
         for &id in &self.ids {
-            remove_listener_id(&self.shared, id);
+            self.shared.remove_listener(id);
         }
     }
 }

@@ -632,6 +632,30 @@ async fn writer(shared: Arc<Shared>, wr: Stream, stop: Arc<Notify>) {
     shared.close("disconnected by the application");
 }
 
+impl Shared {
+    /// Removes a listener and unsubscribes at the daemon if it was the last
+    /// one for its event.
+    pub(crate) fn remove_listener(&self, id: u64) -> bool {
+        match self.listeners.remove(id) {
+            None => false,
+            Some((event, last)) => {
+                if last && self.closed().is_none() {
+                    // Unsubscribing is not awaited: the daemon applies it in
+                    // order, and stray messages for the event are ignored.
+                    let mut out = self.out();
+                    let was_empty = out.buf.is_empty();
+                    frame::encode_subscription(&mut out.buf, false, 0, [event.as_str()]);
+                    drop(out);
+                    if was_empty {
+                        self.wake.notify_one();
+                    }
+                }
+                true
+            }
+        }
+    }
+}
+
 mod reader;
 pub use reader::dispatch;
 use reader::reader;

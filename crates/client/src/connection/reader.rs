@@ -210,7 +210,7 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
             }
         }
         for id in removals.drain(..) {
-            crate::client::remove_listener_id(shared, id);
+            shared.remove_listener(id);
         }
     }
 }

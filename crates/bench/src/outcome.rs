@@ -24,7 +24,7 @@ pub enum System {
     /// netcluster's `ncserver`, through the `netcluster` client library.
     Nc,
     /// The same `ncserver`, through the raw-protocol client of
-    /// [`crate::ncraw`] (the yardstick for the library, issue 15).
+    /// `ncraw` (the yardstick for the library, issue 15).
     #[value(name = "nc-raw")]
     #[serde(rename = "nc_raw")]
     NcRaw,

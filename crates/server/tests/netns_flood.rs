@@ -1,5 +1,8 @@
-//! A hostile neighbour without the key (network namespaces on a bridge):
-//! a flood of fragments and held datagrams under 150 fake node ids keeps
+//! A hostile neighbour without the key (network namespaces on a bridge),
+//! whose fake nodes answer the daemon's SYNC requests and heartbeat as any
+//! stranger can (so that the daemon has them up and the bounds below, not
+//! the handshake, are what stops them): a flood of fragments and held
+//! datagrams under 150 fake node ids keeps
 //! the daemon's memory within its documented bound and the memory falls
 //! back afterwards; a spoofed NAK makes the sender send at most
 //! `NAK_ANSWER_MAX` datagrams, and many within the per-requester rate; a
@@ -11,12 +14,12 @@
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use common::flood::{mib, rss, Fake, RssSampler};
+use common::flood::{mib, rss, Fake, FakeDaemons, RssSampler};
 use common::lan::*;
 use netcluster_proto::net::NAK_ANSWER_MAX;
 use netcluster_testkit::netns::Lan;
@@ -24,6 +27,9 @@ use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_ncserver");
 const PORT: u16 = 4454;
+/// The daemons' multicast group (the default `addr`), where their SYNC
+/// requests go.
+const GROUP: Ipv4Addr = Ipv4Addr::new(239, 255, 77, 54);
 /// What the README promises above idle under a flood, at the defaults.
 const RSS_BOUND: u64 = 64 << 20;
 
@@ -44,6 +50,24 @@ fn node_id(p: &Value) -> u64 {
     u64::from_str_radix(p["node"].as_str().unwrap(), 16).unwrap()
 }
 
+/// Waits until host `dir`'s daemon has `want` peers up.
+async fn wait_up(dir: &Path, want: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = peers(dir).await;
+        if up(&p) == want {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {want} peers up: {}",
+            up(&p),
+            p["totals"]
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[test]
 fn a_fragment_flood_from_fake_ids_keeps_memory_bounded_and_it_falls_back() {
     let Some(mut lan) = Lan::new(2) else { return };
@@ -55,9 +79,18 @@ fn a_fragment_flood_from_fake_ids_keeps_memory_bounded_and_it_falls_back() {
     let sampler = RssSampler::start(pid);
     // 150 fake ids, each announcing a 16 MiB message and sending 16
     // fragments of 60 000 bytes (900 MB announced, 144 MB sent), then
-    // each holding 16 more datagrams behind a missing one.
+    // 150 more each holding 16 more datagrams behind a missing one. All
+    // 300 are synced and up first (which takes a few seconds: the daemon
+    // sends at most `SYNC_RATE` requests a second), and heartbeat until
+    // the flood ends.
     const IDS: u64 = 150;
     const LEN: usize = 60_000;
+    let ids: Vec<u64> = (0..IDS)
+        .flat_map(|id| [0xf100_0000 + id, 0xf200_0000 + id])
+        .collect();
+    let to = SocketAddrV4::new(lan.hosts[0].ip, PORT);
+    let fakes = FakeDaemons::start(&lan.hosts[1].ns, GROUP, to, &ids);
+    rt().block_on(wait_up(lan.hosts[0].dir(), ids.len()));
     let total_len: u64 = 16 << 20;
     let count = total_len.div_ceil(LEN as u64);
     let sent = lan.run_in(1, || {
@@ -94,6 +127,7 @@ fn a_fragment_flood_from_fake_ids_keeps_memory_bounded_and_it_falls_back() {
         }
         sent
     });
+    fakes.stop();
     std::thread::sleep(Duration::from_millis(500));
     let during = rt().block_on(peers(lan.hosts[0].dir()));
     let peak = sampler.peak();
@@ -124,6 +158,9 @@ fn a_fragment_flood_from_fake_ids_keeps_memory_bounded_and_it_falls_back() {
         "{during}"
     );
     assert!(total(&during, "evicted") > 0, "{during}");
+    // The fakes were synced before the flood: the bound, not the SYNC
+    // handshake, is what held the flood back.
+    assert_eq!(total(&during, "unsynced"), 0, "{during}");
     assert!(
         peak.saturating_sub(idle) <= RSS_BOUND,
         "RSS rose {:.1} MiB above idle under the flood",
@@ -173,10 +210,13 @@ fn a_spoofed_nak_makes_the_sender_send_a_few_datagrams_within_a_rate() {
         stream(&dirs, 2000).await;
         node_id(&peers(dirs[0]).await)
     });
+    // The fake requester answers SYNC and heartbeats on a thread of its
+    // own: it is up, so its NAKs count.
     let mut f = Fake::new(0xbad0_0001);
+    let to = SocketAddrV4::new(lan.hosts[0].ip, PORT);
+    let _fake = FakeDaemons::start(&lan.hosts[2].ns, GROUP, to, &[f.node]);
+    rt.block_on(wait_node_up(dirs[0], f.node));
     let s = lan.run_in(2, || UdpSocket::bind("0.0.0.0:0").unwrap());
-    s.send_to(&f.heartbeat(), target).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     let before = rt.block_on(peers(dirs[0]));
     let nak = f.nak(sender, &[(1, 2000)]);
     s.send_to(&nak, target).unwrap();
@@ -221,6 +261,9 @@ fn a_spoofed_nak_makes_the_sender_send_a_few_datagrams_within_a_rate() {
     );
     assert!((resent as f64) <= allowed + 4.0, "{last}");
     assert!(total(&last, "retransmits_limited") > 0, "{last}");
+    // Every NAK counted: the fake was up (not ignored as unheard).
+    let ignored = total(&last, "unheard_ignored") - total(&before, "unheard_ignored");
+    assert_eq!(ignored, 0, "{last}");
 }
 
 #[test]
@@ -241,17 +284,23 @@ fn a_fake_receiver_acking_without_progress_does_not_stall_a_stream() {
         wait_peers(&dirs[..2], 1).await;
         node_id(&peers(dirs[0]).await)
     });
+    // The fake receiver answers SYNC and heartbeats on a thread of its own
+    // (it is up before the stream starts, so its ACKs count), and ACKs
+    // from another.
+    let to = SocketAddrV4::new(lan.hosts[0].ip, PORT);
+    let fake = FakeDaemons::start(&lan.hosts[2].ns, GROUP, to, &[0xbad0_0002]);
+    rt.block_on(wait_node_up(dirs[0], 0xbad0_0002));
+    let before = rt.block_on(peers(dirs[0]));
     let stop = AtomicBool::new(false);
     let took = std::thread::scope(|scope| {
         scope.spawn(|| {
             lan.run_in(2, || {
-                // Announces itself, then "progresses" by one datagram
-                // every half second, as the stalling attacker did.
+                // "Progresses" by one datagram every half second, as the
+                // stalling attacker did.
                 let s = UdpSocket::bind("0.0.0.0:0").unwrap();
                 let mut f = Fake::new(0xbad0_0002);
                 let mut next = 1;
                 while !stop.load(Ordering::Relaxed) {
-                    s.send_to(&f.heartbeat(), target).unwrap();
                     s.send_to(&f.ack(sender, next), target).unwrap();
                     next += 1;
                     std::thread::sleep(Duration::from_millis(500));
@@ -266,7 +315,6 @@ fn a_fake_receiver_acking_without_progress_does_not_stall_a_stream() {
             }
         }
         let _stop = Stop(&stop);
-        std::thread::sleep(Duration::from_millis(700));
         let start = Instant::now();
         let r = rt.block_on(async {
             tokio::time::timeout(Duration::from_secs(120), stream(&dirs, 2000)).await
@@ -274,6 +322,7 @@ fn a_fake_receiver_acking_without_progress_does_not_stall_a_stream() {
         r.map(|_| start.elapsed())
     });
     let p = rt.block_on(peers(dirs[0]));
+    fake.stop();
     let took = took.unwrap_or_else(|_| panic!("the stream stalled: {p}"));
     assert!(
         p["peers"]
@@ -283,6 +332,10 @@ fn a_fake_receiver_acking_without_progress_does_not_stall_a_stream() {
             .any(|x| x["name"] == "fake" && x["up"] == true),
         "the fake receiver was up: {p}"
     );
+    // Its ACKs counted (it was up all along), so the stream got through
+    // because of `flow_timeout`, not because they were ignored.
+    let ignored = total(&p, "unheard_ignored") - total(&before, "unheard_ignored");
+    assert_eq!(ignored, 0, "{p}");
     eprintln!(
         "2000 messages with a fake ACKer: {took:?}; flow waits {}",
         total(&p, "flow_waits")

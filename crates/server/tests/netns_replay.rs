@@ -15,6 +15,7 @@ use std::net::{Ipv4Addr, SocketAddrV4};
 use std::path::Path;
 use std::time::Duration;
 
+use common::flood::FakeDaemons;
 use common::lan::*;
 use netcluster_proto::net::wire;
 use netcluster_testkit::netns::Lan;
@@ -101,29 +102,6 @@ fn unblock(lan: &Lan, i: usize, _rules: tempfile::TempDir) {
         "nft: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Waits until host `dir`'s daemon has the node `node` up.
-async fn wait_node_up(dir: &Path, node: u64) {
-    let want = format!("{node:016x}");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let p = peers(dir).await;
-        let up = p["peers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|x| x["node"] == want.as_str() && x["up"] == true);
-        if up {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "node {want} never came up: {}",
-            p["totals"]
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[test]
@@ -337,73 +315,6 @@ fn another_key_and_foreign_floods_are_logged_once_per_source() {
     );
 }
 
-/// Plays `n` fake daemons from host `ns` until `stop`: heartbeats for each
-/// to `to` every 300 ms, and the SYNC reply to every SYNC request that
-/// names one of them (read from the group), so that `to` has them all up.
-fn fake_daemons(
-    ns: String,
-    to: &'static str,
-    n: u64,
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    use std::os::fd::AsRawFd;
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(format!("/var/run/netns/{ns}")).unwrap();
-        // SAFETY: setns with a valid namespace fd; this thread only.
-        let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        let listen = capture_socket();
-        listen
-            .set_read_timeout(Some(Duration::from_millis(20)))
-            .unwrap();
-        let out = std::net::UdpSocket::bind("0.0.0.0:0").unwrap();
-        let base = 0xfa4e_0000_0000_0000u64;
-        let mut seq = 0u64;
-        let mut reply_seq = 0u64;
-        let mut next_beat = std::time::Instant::now();
-        let mut buf = vec![0u8; 65_536];
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            if std::time::Instant::now() >= next_beat {
-                seq += 1;
-                for i in 0..n {
-                    let mut b = Vec::new();
-                    let hb = wire::Heartbeat {
-                        name: "fake",
-                        last_seq: 0,
-                        uptime_ms: 3_600_000 + seq,
-                        messages_out: 0,
-                        datagrams_out: 0,
-                        bytes_out: 0,
-                    };
-                    wire::encode_heartbeat(&mut b, base | i, seq, &hb);
-                    let _ = out.send_to(&b, (to, PORT));
-                }
-                next_beat = std::time::Instant::now() + Duration::from_millis(300);
-            }
-            let Ok((len, _)) = listen.recv_from(&mut buf) else {
-                continue;
-            };
-            let Ok(d) = wire::decode_datagram(&buf[..len]) else {
-                continue;
-            };
-            if let wire::Body::Sync(r) = d.body {
-                if r.target & !0xffff == base {
-                    reply_seq += 1;
-                    let mut b = Vec::new();
-                    let reply = wire::SyncReply {
-                        requester: d.header.node,
-                        request_seq: d.header.seq,
-                        last_seq: 0,
-                        uptime_ms: 3_600_000,
-                    };
-                    wire::encode_sync_reply(&mut b, r.target, reply_seq, &reply);
-                    let _ = out.send_to(&b, (to, PORT));
-                }
-            }
-        }
-    })
-}
-
 #[test]
 fn a_daemon_refused_by_a_table_full_of_live_peers_is_logged_and_announced_as_nc_gap() {
     let Some(mut lan) = Lan::new(3) else { return };
@@ -412,8 +323,9 @@ fn a_daemon_refused_by_a_table_full_of_live_peers_is_logged_and_announced_as_nc_
     let dirs: Vec<std::path::PathBuf> = lan.hosts.iter().map(|h| h.dir().to_owned()).collect();
     // Host 1 plays 1024 daemons that answer SYNC: host 0's table fills up
     // with peers that are up.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let fakes = fake_daemons(lan.hosts[1].ns.clone(), "10.77.0.1", 1024, stop.clone());
+    let ids: Vec<u64> = (0..1024u64).map(|i| 0xfa4e_0000_0000_0000 | i).collect();
+    let to = SocketAddrV4::new(Ipv4Addr::new(10, 77, 0, 1), PORT);
+    let fakes = FakeDaemons::start(&lan.hosts[1].ns, GROUP, to, &ids);
     let (r0, mut gaps) = rt.block_on(async {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         loop {
@@ -454,9 +366,8 @@ fn a_daemon_refused_by_a_table_full_of_live_peers_is_logged_and_announced_as_nc_
             "{log}"
         );
         // Once the fakes fall silent they are stale: the real daemon gets in.
-        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        fakes.stop();
         wait_node_up(&dirs[0], h2.node_id()).await;
         drop(r0);
     });
-    fakes.join().unwrap();
 }

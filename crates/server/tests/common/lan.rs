@@ -64,6 +64,29 @@ pub async fn wait_peers(dirs: &[&Path], want: usize) {
     }
 }
 
+/// Waits until host `dir`'s daemon has the node `node` up.
+pub async fn wait_node_up(dir: &Path, node: u64) {
+    let want = format!("{node:016x}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let p = peers(dir).await;
+        let up = p["peers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["node"] == want.as_str() && x["up"] == true);
+        if up {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "node {want} never came up: {}",
+            p["totals"]
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// The next message within `secs`.
 pub async fn next(sub: &mut Subscription, secs: u64) -> Option<Message> {
     tokio::time::timeout(Duration::from_secs(secs), sub.recv())

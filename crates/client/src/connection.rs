@@ -1,5 +1,6 @@
 //! The connection: one socket at a time, owned by a reader and a writer,
-//! and a supervisor that reconnects when the daemon goes away.
+//! and a supervisor that reconnects when the daemon goes away. Dialing and
+//! the handshake are in `dial`, the reader in `reader`.
 //!
 //! Emitters encode frames straight into a shared output buffer under a
 //! short lock and wake the writer only when the buffer was empty, so a
@@ -18,7 +19,6 @@
 //! between two flush barriers.
 
 use std::collections::HashMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -26,14 +26,12 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use netcluster_local::LocalStream;
-use netcluster_proto::frame::{self, Frame};
+use netcluster_proto::frame;
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::error::ConnectError;
 use crate::table::Listeners;
 
-/// How long the handshake may take.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes reserved per read.
 const READ_CHUNK: usize = 256 * 1024;
 /// First and longest pause between reconnection attempts.
@@ -372,124 +370,6 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
     Ok(shared)
 }
 
-/// Connects and shakes hands.
-async fn dial(path: &Path, channel: &str, name: &str) -> Result<(Stream, Welcome), ConnectError> {
-    let mut attempts = 0;
-    let (stream, result) = loop {
-        let stream = connect(path, channel).await?;
-        let result =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel)).await;
-        attempts += 1;
-        match result {
-            // A very busy machine delayed our hello past the daemon's wait
-            // for seed clients: a fresh connection fixes it.
-            Ok(Err(HandshakeError::Late)) if attempts < 3 => continue,
-            r => break (stream, r),
-        }
-    };
-    let welcome = result
-        .map_err(|_| ConnectError::Handshake {
-            path: path.into(),
-            reason: format!("no answer within {HANDSHAKE_TIMEOUT:?}"),
-        })?
-        .map_err(|e| match e {
-            HandshakeError::Late => ConnectError::Handshake {
-                path: path.into(),
-                reason: "the daemon took this connection for a seed (JSON) client because the hello came late"
-                    .into(),
-            },
-            HandshakeError::Refused(message) => ConnectError::Refused {
-                channel: channel.into(),
-                message,
-            },
-            HandshakeError::Other(reason) => ConnectError::Handshake {
-                path: path.into(),
-                reason,
-            },
-        })?;
-    Ok((stream, welcome))
-}
-
-async fn connect(path: &Path, channel: &str) -> Result<Stream, ConnectError> {
-    netcluster_local::connect(path)
-        .await
-        .map(Arc::new)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => ConnectError::NoSuchChannel {
-                channel: channel.into(),
-                path: path.into(),
-            },
-            io::ErrorKind::ConnectionRefused => ConnectError::NotRunning {
-                channel: channel.into(),
-                path: path.into(),
-            },
-            io::ErrorKind::PermissionDenied => ConnectError::PermissionDenied {
-                channel: channel.into(),
-                path: path.into(),
-            },
-            _ => ConnectError::Io {
-                path: path.into(),
-                cause: e,
-            },
-        })
-}
-
-enum HandshakeError {
-    Refused(String),
-    /// The daemon decided we were a seed client before our hello arrived.
-    Late,
-    Other(String),
-}
-
-async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome, HandshakeError> {
-    let other = |e: io::Error| HandshakeError::Other(e.to_string());
-    let mut b = BytesMut::new();
-    frame::encode_hello(&mut b, std::process::id(), name);
-    stream.write_all(&b).await.map_err(other)?;
-    let mut buf = BytesMut::with_capacity(512);
-    loop {
-        match frame::decode(&buf, 64 * 1024) {
-            Ok(Some((
-                Frame::Welcome {
-                    node,
-                    client,
-                    max_message,
-                    channel: ch,
-                    ..
-                },
-                _,
-            ))) => {
-                if ch != channel {
-                    return Err(HandshakeError::Other(format!(
-                        "server says this is channel {ch:?}, expected {channel:?}"
-                    )));
-                }
-                return Ok(Welcome {
-                    node,
-                    client,
-                    max_message: max_message as usize,
-                });
-            }
-            Ok(Some((Frame::Error { message, .. }, _))) => {
-                return Err(HandshakeError::Refused(message.to_string()))
-            }
-            Ok(Some((f, _))) => {
-                return Err(HandshakeError::Other(format!(
-                    "unexpected first frame from server: {f:?}"
-                )))
-            }
-            Ok(None) => {}
-            Err(frame::FrameError::UnknownType(b'{')) => return Err(HandshakeError::Late),
-            Err(e) => return Err(HandshakeError::Other(format!("bad frame from server: {e}"))),
-        }
-        if stream.read_buf(&mut buf).await.map_err(other)? == 0 {
-            return Err(HandshakeError::Other(
-                "the server closed the connection".into(),
-            ));
-        }
-    }
-}
-
 /// How a connection ended.
 struct Ended {
     pub(super) reason: String,
@@ -656,6 +536,8 @@ impl Shared {
     }
 }
 
+mod dial;
 mod reader;
+use dial::dial;
 pub use reader::dispatch;
 use reader::reader;

@@ -7,6 +7,7 @@
 pub mod abuse;
 pub mod flood;
 pub mod lan;
+pub mod slow;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;

@@ -1,8 +1,8 @@
-//! A client session: handshake, then the read loop.
+//! A client session: handshake (the `handshake` module), admission, then the read loop.
 //!
 //! The first byte tells the dialect: `{` starts the seed's JSON packets,
 //! anything else must be a native Hello frame; a client that stays silent
-//! for [`LEGACY_SILENCE`] is a seed client that only listens. After the handshake the
+//! for [`handshake::LEGACY_SILENCE`] is a seed client that only listens. After the handshake the
 //! session reads in batches (into the hub's shared read buffer, so an idle
 //! client holds no read memory), handles every complete frame or packet,
 //! and flushes all queues touched by the batch at once. When a recipient's
@@ -30,11 +30,10 @@ use crate::outq::SHARE_PAYLOAD_MIN;
 use crate::partial::{self, frame_end, holds_partial, restart_clock, too_slow, wanted, Held};
 use netcluster_local::{LocalStream, PeerInfo};
 
-/// How long a new connection may take to say hello.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// A new connection that sends nothing for this long is taken for a seed
-/// client that only listens (native clients send their hello at once).
-const LEGACY_SILENCE: Duration = Duration::from_millis(500);
+mod handshake;
+
+use handshake::{handshake, Refusal, HANDSHAKE_TIMEOUT};
+
 /// Most bytes of event names one client may be subscribed to (some 30 000
 /// names of 32 bytes), so that subscribing cannot grow the daemon without
 /// bound; a Subscribe past it is refused with an error, name by name.
@@ -176,97 +175,6 @@ async fn run(hub: Rc<Hub>, conn: Rc<Conn>, pending: BytesMut) {
         }
     }
     let _ = writer.await;
-}
-
-/// What the handshake learned.
-struct Hello {
-    dialect: Dialect,
-    name: String,
-    pid: u32,
-}
-
-/// Why a handshake failed.
-struct Refusal {
-    code: ErrorCode,
-    message: String,
-}
-
-async fn handshake(stream: &LocalStream, pending: &mut BytesMut) -> Result<Hello, Refusal> {
-    let io = |e: io::Error| Refusal {
-        code: ErrorCode::BadFrame,
-        message: e.to_string(),
-    };
-    loop {
-        if pending.first() == Some(&b'{') {
-            return Ok(Hello {
-                dialect: Dialect::Legacy,
-                name: "legacy".into(),
-                pid: 0,
-            });
-        }
-        match frame::decode(pending, 4096) {
-            Ok(Some((Frame::Hello { version, pid, name }, n))) => {
-                if version < 1 {
-                    return Err(Refusal {
-                        code: ErrorCode::Version,
-                        message: format!(
-                            "protocol version {version} is not supported; this server speaks {}",
-                            frame::VERSION
-                        ),
-                    });
-                }
-                let hello = Hello {
-                    dialect: Dialect::Native,
-                    name: name.to_string(),
-                    pid,
-                };
-                pending.advance(n);
-                return Ok(hello);
-            }
-            Ok(Some(_)) => {
-                return Err(Refusal {
-                    code: ErrorCode::BadFrame,
-                    message: "expected a hello frame first".into(),
-                });
-            }
-            Ok(None) => {}
-            Err(e) => {
-                return Err(Refusal {
-                    code: ErrorCode::BadFrame,
-                    message: format!("{e}; is this a netcluster client?"),
-                })
-            }
-        }
-        if pending.is_empty() {
-            // The seed's clients may connect and only listen, never sending
-            // a byte; native clients send their hello at once. Silence
-            // therefore means a legacy client.
-            match tokio::time::timeout(LEGACY_SILENCE, stream.readable()).await {
-                Err(_) => {
-                    return Ok(Hello {
-                        dialect: Dialect::Legacy,
-                        name: "legacy".into(),
-                        pid: 0,
-                    })
-                }
-                Ok(r) => r.map_err(io)?,
-            }
-        } else {
-            stream.readable().await.map_err(io)?;
-        }
-        pending.reserve(4096);
-        match stream.try_read_buf(pending) {
-            Ok(0) => {
-                return Err(Refusal {
-                    code: ErrorCode::BadFrame,
-                    message: "closed before hello".into(),
-                })
-            }
-            Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(io(e)),
-        }
-    }
 }
 
 /// Reads and handles input until the client leaves (`Ok(reason)`) or

@@ -174,13 +174,17 @@ wait_clients() {
 echo "== wine: transport, client library and ncclient tests of the Windows build"
 # Pipe names are global to a Wine prefix (the socket directory plays no
 # part on Windows), so the tests' daemons run one at a time. Skipped: four
-# tests that look at socket files or Unix paths.
+# tests that look at socket files or Unix paths, one that expects an empty
+# socket dir to hold no daemon (pipe names are machine-wide: the running
+# test daemon answers) and the quick start's shell idiom (needs sh).
 if (cd "$ROOT" && CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$WINE" timeout 900 \
   cargo test --target "$TARGET" "${TEST_PACKAGES[@]}" --no-fail-fast -- --test-threads=1 \
   --skip reload_adds_removes_and_changes_channels_keeping_other_clients \
   --skip bad_reload_is_refused_and_the_old_config_stays \
   --skip reload_paths_become_absolute \
-  --skip a_missing_channel_or_daemon_is_status_2_naming_the_socket) >"$WORK/cargo-test.log" 2>&1; then
+  --skip a_missing_channel_or_daemon_is_status_2_naming_the_socket \
+  --skip errors_speak_ncclient \
+  --skip quick_start_emit_after_the_listening_line_always_arrives) >"$WORK/cargo-test.log" 2>&1; then
   ok "cargo test of netcluster-local, netcluster, netcluster-cli under Wine ($(grep -c '^test .* ok$' "$WORK/cargo-test.log") tests)"
 else
   fail "cargo test of netcluster-local, netcluster, netcluster-cli under Wine" "$WORK/cargo-test.log"

@@ -67,6 +67,10 @@ pub struct ChannelInfo {
     pub allow_uids: Rc<[u32]>,
     /// `allowgids`.
     pub allow_gids: Rc<[u32]>,
+    /// `propagatetonats`.
+    pub to_nats: bool,
+    /// `acceptfromnats`.
+    pub from_nats: bool,
 }
 
 /// A channel being served: its listener and the task accepting on it.
@@ -155,6 +159,8 @@ pub struct Hub {
     disconnects: RefCell<DisconnectCounts>,
     /// The network driver, when the daemon is connected to the network.
     pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
+    /// The NATS bridge, when the config has a `nats` section.
+    pub nats: RefCell<Option<Rc<crate::nats::NatsBridge>>>,
     /// Live copies of messages for the dashboard's tail (free when none is open).
     pub taps: Rc<crate::tap::Taps>,
     /// The last `nc-gap` announcements, for the dashboard.
@@ -183,6 +189,7 @@ impl Hub {
             listeners: RefCell::new(Default::default()),
             started: std::time::SystemTime::now(),
             net: RefCell::new(None),
+            nats: RefCell::new(None),
             departed: RefCell::new(Default::default()),
             last_snapshot: RefCell::new(None),
             disconnects: RefCell::new(DisconnectCounts::default()),
@@ -242,6 +249,8 @@ impl Hub {
                 block: Duration::from_millis(ch.blockms),
                 allow_uids: ch.allowuids.as_slice().into(),
                 allow_gids: ch.allowgids.as_slice().into(),
+                to_nats: ch.propagatetonats,
+                from_nats: ch.acceptfromnats,
             });
         }
     }
@@ -563,6 +572,35 @@ impl Hub {
             .map_err(|e| format!("not sent to the network: {e}"))
     }
 
+    /// Queues a local client's message for NATS if its channel has
+    /// `propagatetonats` and the daemon has a bridge; never waits (a full
+    /// buffer drops and counts). Only the local publish path calls this,
+    /// so messages from the network or NATS are never sent out again.
+    pub fn send_to_nats(
+        &self,
+        channel: ChannelId,
+        event: &str,
+        payload: &[u8],
+        client: u64,
+        seq: u64,
+    ) {
+        let nats = self.nats.borrow();
+        let Some(nats) = nats.as_ref() else {
+            return;
+        };
+        let infos = self.channels.borrow();
+        let info = infos[channel.index()].as_ref().expect("live channel");
+        if info.to_nats {
+            nats.send(&info.name, event, payload, client, seq);
+        }
+    }
+
+    /// Whether `node` is a peer currently up on the multicast network
+    /// (its messages come that way, so the NATS path drops them).
+    pub fn hears_on_lan(&self, node: u64) -> bool {
+        self.net.borrow().as_ref().is_some_and(|n| n.hears(node))
+    }
+
     /// The network driver, if `channel`'s messages go to the network and
     /// too many datagrams wait to leave: its publishers should wait for
     /// [`NetDriver::wait_room`](crate::net::NetDriver::wait_room) before
@@ -606,6 +644,9 @@ impl Hub {
         drop(t);
         if let Some(net) = self.net.borrow().as_ref() {
             net.flush();
+        }
+        if let Some(nats) = self.nats.borrow().as_ref() {
+            nats.flush();
         }
         let doomed = std::mem::take(&mut *self.doomed.borrow_mut());
         for (conn, code, msg) in doomed {

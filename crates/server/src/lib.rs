@@ -16,6 +16,7 @@ mod control;
 mod http;
 mod hub;
 mod iface;
+mod nats;
 mod net;
 mod outq;
 mod partial;

@@ -45,6 +45,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The NATS bridge's settings could not be used (e.g. an unreadable
+    /// credentials file).
+    #[error("cannot start the NATS bridge: {0}")]
+    Nats(String),
     /// The runtime or thread could not be created.
     #[error("cannot start the daemon thread: {0}")]
     Runtime(std::io::Error),
@@ -280,6 +284,19 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
                 }
             }
         }
+        if hub.config().nats.is_some() {
+            let cfg = hub.config();
+            let nodename = cfg.nodename.clone().unwrap_or_else(crate::iface::hostname);
+            let bridge = crate::nats::NatsBridge::new(&cfg, node_id, &nodename);
+            if let Err(e) = bridge.options() {
+                abort_all(&hub);
+                tokio::task::yield_now().await;
+                let _ = ready.send(Err(StartError::Nats(e)));
+                return;
+            }
+            *hub.nats.borrow_mut() = Some(bridge.clone());
+            tokio::task::spawn_local(bridge.run(hub.clone()));
+        }
         hub.ops.health.set(crate::stats::Health::Serving);
         tracing::info!(
             node = format!("{node_id:016x}"),
@@ -354,6 +371,9 @@ async fn shutdown(hub: &Rc<Hub>) {
     tracing::info!("stopping: closing listeners and flushing clients");
     hub.ops.health.set(crate::stats::Health::Stopping);
     abort_all(hub);
+    if let Some(nats) = hub.nats.borrow_mut().take() {
+        nats.shutdown();
+    }
     if let Some(net) = hub.net.borrow_mut().take() {
         // Send what local clients emitted last, then stop the driver.
         net.flush();
@@ -422,6 +442,11 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         )));
     }
     let old = hub.config();
+    if old.nats != new.nats {
+        return Err(refused(
+            "nats cannot change while running; restart ncserver".to_string(),
+        ));
+    }
     if let Some(key) = network_change(&old, &new) {
         return Err(refused(format!(
             "{key} cannot change while running; restart ncserver"
@@ -459,6 +484,10 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
     let change = hub.set_config(new);
     if let Some(net) = hub.net.borrow().as_ref() {
         net.reload(&hub.config());
+    }
+    let nats = hub.nats.borrow().clone();
+    if let Some(nats) = nats {
+        nats.update_subscriptions(hub);
     }
     for (name, _) in &change.removed {
         let served = hub.listeners.borrow_mut().remove(name);

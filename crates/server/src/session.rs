@@ -576,6 +576,7 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
         return replied(hub, conn);
     }
     let seq = conn.next_seq();
+    hub.send_to_nats(conn.channel_id, event, payload.as_slice(), conn.id, seq);
     if let Err(msg) = hub.send_to_net(conn.channel_id, event, payload.as_slice(), conn.id, seq) {
         conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
         hub.touch(conn);

@@ -590,7 +590,7 @@ impl Hub {
         };
         let infos = self.channels.borrow();
         let info = infos[channel.index()].as_ref().expect("live channel");
-        if info.to_nats {
+        if info.to_nats && &*info.name != netcluster_proto::names::CONTROL_CHANNEL {
             nats.send(&info.name, event, payload, client, seq);
         }
     }

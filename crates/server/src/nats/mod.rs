@@ -11,6 +11,9 @@
 //! pass the per-origin [`Receiver`] (in order, once, loops dropped, gaps
 //! reported as `nc-gap` with `"cause":"nats"`).
 //!
+//! The control channel never crosses NATS (requests and answers are for
+//! this daemon only).
+//!
 //! Sending never waits: messages go to a queue bounded by `nats.buffer`
 //! bytes, drained by the bridge's own task; past the bound they are
 //! dropped and counted, so a slow or absent NATS server never stalls local
@@ -289,7 +292,7 @@ impl NatsBridge {
         let want: Vec<&str> = cfg
             .channels
             .iter()
-            .filter(|c| c.acceptfromnats)
+            .filter(|c| c.acceptfromnats && c.name != names::CONTROL_CHANNEL)
             .map(|c| c.name.as_str())
             .collect();
         let mut subs = self.subs.borrow_mut();
@@ -393,7 +396,7 @@ impl NatsBridge {
         let Some(ch) = hub.router.borrow().channel(&channel) else {
             return self.refuse(format_args!("no local channel {channel:?}"));
         };
-        if !hub.channel_info(ch).from_nats {
+        if !hub.channel_info(ch).from_nats || channel == names::CONTROL_CHANNEL {
             return self.refuse(format_args!("channel {channel:?} has acceptfromnats false"));
         }
         if m.payload.len() > hub.max_message() {

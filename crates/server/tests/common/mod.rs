@@ -6,6 +6,7 @@
 
 pub mod abuse;
 pub mod lan;
+pub mod nats;
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;

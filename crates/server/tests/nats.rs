@@ -5,6 +5,7 @@
 //! propagation rules on both sides make no loops; and a NATS server killed
 //! and restarted mid-stream loses nothing silently: every message arrives
 //! or is covered by an `nc-gap` with `"cause":"nats"`.
+#![cfg(unix)]
 
 mod common;
 
@@ -449,4 +450,63 @@ fn outage_past_the_buffer_drops_counts_and_reports_gaps() {
         gaps.len(),
         s["nats"]
     );
+}
+
+#[test]
+fn reload_applies_channel_settings_and_refuses_connection_changes() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let url = nats.url();
+    let d = Daemon::start(&config(&url, ""));
+    wait_bridged(&d, 1);
+    let mut ctl = d.control();
+    let cfg = |accept: bool, extra: &str| {
+        serde_json::from_str::<Value>(&format!(
+            r#"{{"nats": {{"servers": ["{url}"]{extra}}},
+                "channels": {{"A": {{"propagatetonats": true, "acceptfromnats": {accept}}}}}}}"#
+        ))
+        .unwrap()
+    };
+    // acceptfromnats off: the subscription goes at once.
+    ctl.request("nc-control-reloadconfig", &cfg(false, ""))
+        .unwrap();
+    netcluster_testkit::wait_until(10, "the subscription to be dropped", || {
+        status(&d)["nats"]["subscriptions"] == 0
+    });
+    let mut plain = RawNats::connect(nats.port);
+    let mut l = d.raw("A", "l");
+    l.subscribe(&["*"]);
+    plain.publish("netcluster.A.ev", b"not wanted");
+    plain.sync();
+    std::thread::sleep(Duration::from_millis(300));
+    let got: Vec<_> = l
+        .ping()
+        .into_iter()
+        .filter(|g| matches!(g, Got::Deliver { .. }))
+        .collect();
+    assert!(got.is_empty(), "{got:?}");
+    // And back on.
+    ctl.request("nc-control-reloadconfig", &cfg(true, ""))
+        .unwrap();
+    wait_bridged(&d, 1);
+    // Connection settings need a restart.
+    let e = ctl
+        .request(
+            "nc-control-reloadconfig",
+            &cfg(true, r#", "prefix": "other""#),
+        )
+        .unwrap_err();
+    assert!(
+        e.contains("nats cannot change while running; restart ncserver"),
+        "{e}"
+    );
+    // The password is never shown.
+    let e = ctl.request(
+        "nc-control-reloadconfig",
+        &cfg(true, r#", "user": "u", "password": "s3cretpw""#),
+    );
+    assert!(!format!("{e:?}").contains("s3cretpw"));
+    let shown = ctl.request("nc-control-showconfig", &Value::Null).unwrap();
+    assert_eq!(shown["nats"]["prefix"], "netcluster");
 }

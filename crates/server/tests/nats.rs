@@ -510,3 +510,51 @@ fn reload_applies_channel_settings_and_refuses_connection_changes() {
     let shown = ctl.request("nc-control-showconfig", &Value::Null).unwrap();
     assert_eq!(shown["nats"]["prefix"], "netcluster");
 }
+
+#[test]
+fn tls_with_user_and_password() {
+    let Some(nats) = NatsServer::start_with(Some(|dir: &std::path::Path| {
+        common::nats::make_certs(dir);
+        r#"
+            tls { cert_file: "server.pem", key_file: "server.key" }
+            authorization { user: "site", password: "s3cret-pw" }
+        "#
+        .to_string()
+    })) else {
+        return;
+    };
+    let ca = nats.dir.path().join("ca.pem");
+    let cfg = |password: &str| {
+        format!(
+            r#"{{"nats": {{"servers": ["tls://127.0.0.1:{}"], "user": "site", "password": "{password}",
+                 "tls": {{"ca": "{}"}}}},
+                "channels": {{"A": {{"propagatetonats": true}}}}}}"#,
+            nats.port,
+            ca.display()
+        )
+    };
+    let d1 = Daemon::start(&cfg("s3cret-pw"));
+    let d2 = Daemon::start(&cfg("s3cret-pw"));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l2 = d2.raw("A", "l2");
+    l2.subscribe(&["e", "warm"]);
+    let mut p1 = d1.raw("A", "p1");
+    warm_up(&mut p1, &mut l2);
+    for i in 0..100 {
+        p1.publish("e", i.to_string().as_bytes());
+    }
+    expect_in_order(&mut l2, "e", 100);
+    // A wrong password never connects, and is not shown anywhere.
+    let bad = Daemon::start(&cfg("wrong-pw"));
+    std::thread::sleep(Duration::from_secs(2));
+    let s = status(&bad);
+    assert_ne!(s["nats"]["state"], "connected", "{s}");
+    let shown = bad
+        .control()
+        .request("nc-control-showconfig", &Value::Null)
+        .unwrap();
+    assert_eq!(shown["nats"]["password"], "(set)");
+    assert!(!bad.log().contains("wrong-pw"));
+    assert!(!d1.log().contains("s3cret-pw"));
+}

@@ -36,12 +36,20 @@ pub struct NatsServer {
     bin: PathBuf,
     child: Option<Child>,
     pub port: u16,
-    dir: tempfile::TempDir,
+    pub dir: tempfile::TempDir,
+    /// A config file (`-c`) in `dir`, if any.
+    conf: Option<String>,
 }
 
 impl NatsServer {
     /// Starts one on a free port, or `None` when not installed.
     pub fn start() -> Option<NatsServer> {
+        NatsServer::start_with(None::<fn(&std::path::Path) -> String>)
+    }
+
+    /// Starts one with a config file written by `conf` (given the
+    /// server's folder, for certificates made there).
+    pub fn start_with(conf: Option<impl FnOnce(&std::path::Path) -> String>) -> Option<NatsServer> {
         let bin = nats_server_bin()?;
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -53,7 +61,13 @@ impl NatsServer {
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
+            conf: None,
         };
+        if let Some(f) = conf {
+            let text = f(s.dir.path());
+            std::fs::write(s.dir.path().join("nats.conf"), text).unwrap();
+            s.conf = Some("nats.conf".into());
+        }
         s.restart();
         Some(s)
     }
@@ -82,6 +96,9 @@ impl NatsServer {
                 Ok(())
             });
         }
+        if let Some(c) = &self.conf {
+            cmd.args(["-c", c]);
+        }
         let child = cmd
             .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
             .current_dir(self.dir.path())
@@ -93,7 +110,11 @@ impl NatsServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(20);
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(Instant::now() < deadline, "nats-server did not start");
+            assert!(
+                Instant::now() < deadline,
+                "nats-server did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -246,4 +267,74 @@ impl RawNats {
         b.truncate(len);
         b
     }
+}
+
+/// Makes a CA and a server certificate for 127.0.0.1 signed by it in
+/// `dir` (ca.pem, server.pem, server.key) with the openssl command.
+pub fn make_certs(dir: &std::path::Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl (apt-get install openssl)");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut a = vec!["req", "-x509"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=netcluster test CA",
+    ]);
+    run(&a);
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend([
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=localhost",
+    ]);
+    run(&a);
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
 }

@@ -141,6 +141,9 @@ impl NatsBridge {
             .name(&self.conn_name)
             .retry_on_initial_connect()
             .max_reconnects(None)
+            // The list is in order of preference (the site's own server
+            // first); async-nats would otherwise shuffle it.
+            .retain_servers_order()
             .client_capacity(CLIENT_CAPACITY)
             .reconnect_delay_callback(|n| {
                 (Duration::from_millis(100) * n.min(100) as u32).min(MAX_RECONNECT_DELAY)

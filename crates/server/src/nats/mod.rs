@@ -66,6 +66,13 @@ impl Out {
     }
 }
 
+/// One channel's subscription task; `ready` once the server confirmed
+/// the subscription (a round trip after SUB), which `status()` counts.
+struct Sub {
+    task: tokio::task::AbortHandle,
+    ready: Rc<Cell<bool>>,
+}
+
 #[derive(Default)]
 struct Counters {
     msgs_out: Cell<u64>,
@@ -90,7 +97,7 @@ pub struct NatsBridge {
     wake: Notify,
     stop: Notify,
     recv: RefCell<Receiver>,
-    subs: RefCell<HashMap<String, tokio::task::AbortHandle>>,
+    subs: RefCell<HashMap<String, Sub>>,
     counters: Counters,
     /// `Connected` events after the first: reconnects.
     connects: Arc<AtomicU64>,
@@ -192,7 +199,7 @@ impl NatsBridge {
     /// Stops the bridge's task (the connection closes when dropped).
     pub fn shutdown(&self) {
         for (_, h) in self.subs.borrow_mut().drain() {
-            h.abort();
+            h.task.abort();
         }
         self.stop.notify_one();
     }
@@ -302,7 +309,7 @@ impl NatsBridge {
         subs.retain(|name, h| {
             let keep = want.contains(&name.as_str());
             if !keep {
-                h.abort();
+                h.task.abort();
             }
             keep
         });
@@ -311,13 +318,25 @@ impl NatsBridge {
                 continue;
             }
             let subject = wire::subject::channel_wildcard(&self.cfg.prefix, name);
-            let task =
-                tokio::task::spawn_local(self.clone().listen(hub.clone(), client.clone(), subject));
-            subs.insert(name.to_string(), task.abort_handle());
+            let ready = Rc::new(Cell::new(false));
+            let task = tokio::task::spawn_local(self.clone().listen(
+                hub.clone(),
+                client.clone(),
+                subject,
+                ready.clone(),
+            ));
+            let task = task.abort_handle();
+            subs.insert(name.to_string(), Sub { task, ready });
         }
     }
 
-    async fn listen(self: Rc<Self>, hub: Rc<Hub>, client: async_nats::Client, subject: String) {
+    async fn listen(
+        self: Rc<Self>,
+        hub: Rc<Hub>,
+        client: async_nats::Client,
+        subject: String,
+        ready: Rc<Cell<bool>>,
+    ) {
         let mut sub: Subscriber = match client.subscribe(subject.clone()).await {
             Ok(s) => s,
             Err(e) => {
@@ -325,6 +344,10 @@ impl NatsBridge {
                 return;
             }
         };
+        // The SUB is queued; a flush round trip confirms the server has it.
+        if client.flush().await.is_ok() {
+            ready.set(true);
+        }
         tracing::debug!(%subject, "subscribed on NATS");
         loop {
             let next =
@@ -470,7 +493,7 @@ impl NatsBridge {
             "loops": c.loops.get(),
             "gaps": c.gaps.get(),
             "lost": c.lost.get(),
-            "subscriptions": self.subs.borrow().len(),
+            "subscriptions": self.subs.borrow().values().filter(|s| s.ready.get()).count(),
         })
     }
 }

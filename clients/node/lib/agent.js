@@ -126,6 +126,15 @@ class NCAgent extends EventEmitter {
     this._pings = new Map();
     this._echoes = [];
     this._closedWhy = null;
+    // Messages emitted on the current connection, and how many of them the
+    // daemon confirmed (a Pong answers everything written before its Ping).
+    this._sent = 0;
+    this._confirmed = 0;
+  }
+
+  /** Messages emitted on this connection that the daemon has not confirmed (yet). */
+  get unconfirmed() {
+    return this._sent - this._confirmed;
   }
 
   /** True once the daemon welcomed this agent, until it disconnects. */
@@ -185,6 +194,8 @@ class NCAgent extends EventEmitter {
     this._closedWhy = null;
     this._fatalSeen = false;
     this._echoes = [];
+    this._sent = 0;
+    this._confirmed = 0;
     const reader = new frame.FrameReader();
     this._reader = reader;
     this._welcomed = false;
@@ -303,6 +314,7 @@ class NCAgent extends EventEmitter {
         const waiter = this._pings.get(key);
         if (waiter) {
           this._pings.delete(key);
+          this._confirmed = Math.max(this._confirmed, waiter.upTo);
           waiter.resolve();
         }
         break;
@@ -373,6 +385,7 @@ class NCAgent extends EventEmitter {
       });
     }
     this._socket.write(frame.encodePublish(event, payload));
+    this._sent += 1;
     if (this._opts.echo) {
       if (this.state === 'connected') this._echo(event, payload);
       else this._echoes.push({ event, payload });
@@ -382,17 +395,49 @@ class NCAgent extends EventEmitter {
 
   /**
    * Resolves once the daemon has handled everything this agent sent before
-   * (subscriptions included): a Ping/Pong barrier.
+   * (subscriptions included): a Ping/Pong barrier the daemon answers after
+   * routing every message emitted before it. If the connection breaks first
+   * (the daemon stopped or crashed), it rejects with code `UNCONFIRMED` and
+   * `err.unconfirmed` = the messages emitted on this connection that the
+   * daemon never confirmed: any of them may be lost, and none confirmed by
+   * an earlier `sync()` is. With `cb`, calls `cb(err)` instead.
    */
-  sync() {
+  sync(cb) {
+    const p = this._sync();
+    if (typeof cb === 'function') {
+      p.then(() => cb.call(this, null), (err) => cb.call(this, err));
+      return undefined;
+    }
+    return p;
+  }
+
+  /** The same as `sync()`: waits until the daemon has confirmed every message emitted before. */
+  flush(cb) {
+    return this.sync(cb);
+  }
+
+  _sync() {
     if (this.state !== 'connected' && this.state !== 'connecting') {
-      return Promise.reject(new NetclusterError('not connected', { code: 'NOT_CONNECTED' }));
+      return Promise.reject(this._lostError());
     }
     const token = BigInt(this._id()) | (BigInt(process.pid) << 32n);
     return new Promise((resolve, reject) => {
-      this._pings.set(token.toString(), { resolve, reject });
+      this._pings.set(token.toString(), { resolve, reject, upTo: this._sent });
       this._socket.write(frame.encodePing(true, token));
     });
+  }
+
+  /** Why a barrier failed: not connected, naming the messages left unconfirmed. */
+  _lostError() {
+    const why = this._closedWhy || 'the connection closed';
+    const n = this.unconfirmed;
+    if (n > 0) {
+      return new NetclusterError(`${n} message(s) emitted were not confirmed by the daemon and may be lost: ${why}`, {
+        code: 'UNCONFIRMED',
+        unconfirmed: n,
+      });
+    }
+    return new NetclusterError(`not connected: ${why}`, { code: 'NOT_CONNECTED' });
   }
 
   /**
@@ -432,9 +477,7 @@ class NCAgent extends EventEmitter {
   _teardown(why) {
     this.state = 'closed';
     if (!this._closedWhy) this._closedWhy = why;
-    for (const { reject } of this._pings.values()) {
-      reject(new NetclusterError(`not connected: ${this._closedWhy}`, { code: 'NOT_CONNECTED' }));
-    }
+    for (const { reject } of this._pings.values()) reject(this._lostError());
     this._pings.clear();
     this._echoes = [];
     this._welcomed = false;

@@ -164,6 +164,10 @@ struct SuiteArgs {
     /// netcluster: the daemon's PID (the in-process daemon of a test: own PID).
     #[arg(long)]
     nc_pid: Option<u32>,
+    /// Skip the raw-protocol client's row (by default it runs beside the
+    /// library's, on the same daemon).
+    #[arg(long)]
+    no_nc_raw: bool,
     /// NATS: host:port.
     #[arg(long, requires = "nats_pid")]
     nats_addr: Option<String>,
@@ -377,6 +381,13 @@ fn run_suite(a: SuiteArgs) -> Result<()> {
     }
     let mut brokers = Vec::new();
     if let (Some(at), Some(pid)) = (a.nc_dir, a.nc_pid) {
+        if !a.no_nc_raw {
+            brokers.push(Broker {
+                system: System::NcRaw,
+                pid,
+                at: at.clone(),
+            });
+        }
         brokers.push(Broker {
             system: System::Nc,
             pid,

@@ -4,8 +4,10 @@
 //! and writes the report; the roles it starts (`sub`, `pub`, `ping`,
 //! `pong`, `idle`, `raw-ping`, `raw-pong`) are the same executable in
 //! separate processes, so publisher, subscribers and broker never share a
-//! process. netcluster is driven through its public client library, NATS
-//! and Redis through small hand-written clients with batched writes; the
+//! process. netcluster is driven through its public client library and,
+//! as a yardstick for the library, through a raw-protocol client
+//! (`ncraw`); NATS and Redis through small hand-written clients with
+//! batched writes; the
 //! multicast rows run two daemons in network namespaces (`mcast`). See
 //! `docs/PERFORMANCE.md` for the method and `bench/run.sh` for the run.
 //!
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod mcast;
 pub mod nats;
 pub mod nc;
+pub mod ncraw;
 pub mod outcome;
 pub mod payload;
 pub mod report;

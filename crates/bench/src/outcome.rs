@@ -23,6 +23,11 @@ use serde::{Deserialize, Serialize};
 pub enum System {
     /// netcluster's `ncserver`, through the `netcluster` client library.
     Nc,
+    /// The same `ncserver`, through the raw-protocol client of
+    /// `ncraw` (the yardstick for the library, issue 15).
+    #[value(name = "nc-raw")]
+    #[serde(rename = "nc_raw")]
+    NcRaw,
     /// nats-server, NATS text protocol over TCP loopback.
     Nats,
     /// redis-server, RESP over its Unix socket.
@@ -31,12 +36,13 @@ pub enum System {
 
 impl System {
     /// Every system, in table order.
-    pub const ALL: [System; 3] = [System::Nc, System::Nats, System::Redis];
+    pub const ALL: [System; 4] = [System::Nc, System::NcRaw, System::Nats, System::Redis];
 
     /// The name in tables.
     pub fn label(self) -> &'static str {
         match self {
             System::Nc => "netcluster",
+            System::NcRaw => "netcluster (raw)",
             System::Nats => "NATS",
             System::Redis => "Redis",
         }
@@ -46,6 +52,7 @@ impl System {
     pub fn arg(self) -> &'static str {
         match self {
             System::Nc => "nc",
+            System::NcRaw => "nc-raw",
             System::Nats => "nats",
             System::Redis => "redis",
         }

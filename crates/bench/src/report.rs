@@ -104,16 +104,16 @@ fn rows(r: &Results) -> Vec<Row> {
     out
 }
 
-const HEAD: [&str; 8] = [
-    "workload",
-    "unit",
-    "better",
-    "netcluster",
-    "NATS",
-    "Redis",
-    "netcluster ÷ best peer",
-    "target (netcluster)",
-];
+/// The table's header: one column per system between the fixed ones.
+fn head() -> Vec<&'static str> {
+    let mut v = vec!["workload", "unit", "better"];
+    v.extend(System::ALL.iter().map(|s| s.label()));
+    v.extend(["netcluster ÷ best peer", "target (netcluster)"]);
+    v
+}
+
+/// Columns holding numbers (right-aligned): the systems and the ratio.
+const NUMBERS: std::ops::RangeInclusive<usize> = 3..=3 + System::ALL.len();
 
 fn row_cells(x: &Row) -> Vec<&str> {
     let mut v = vec![x.label.as_str(), &x.unit, &x.better];
@@ -126,16 +126,17 @@ fn row_cells(x: &Row) -> Vec<&str> {
 /// The table for the terminal.
 pub fn text_table(r: &Results) -> String {
     let rows = rows(r);
-    let all: Vec<Vec<&str>> = std::iter::once(HEAD.to_vec())
+    let head = head();
+    let all: Vec<Vec<&str>> = std::iter::once(head.clone())
         .chain(rows.iter().map(row_cells))
         .collect();
     let width = |i: usize| all.iter().map(|c| c[i].chars().count()).max().unwrap_or(0);
-    let widths: Vec<usize> = (0..HEAD.len()).map(width).collect();
+    let widths: Vec<usize> = (0..head.len()).map(width).collect();
     let mut s = String::new();
     for (k, cells) in all.iter().enumerate() {
         for (i, c) in cells.iter().enumerate() {
             let pad = widths[i] - c.chars().count();
-            if (3..=6).contains(&i) {
+            if NUMBERS.contains(&i) {
                 let _ = write!(s, "{}{c}  ", " ".repeat(pad));
             } else {
                 let _ = write!(s, "{c}{}  ", " ".repeat(pad));
@@ -209,8 +210,12 @@ pub fn markdown(r: &Results, chart: &str) -> String {
     );
     let _ = writeln!(s, "## Latest results\n");
     let rows = rows(r);
-    let _ = writeln!(s, "| {} |", HEAD.join(" | "));
-    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---|");
+    let _ = writeln!(s, "| {} |", head().join(" | "));
+    let _ = writeln!(
+        s,
+        "|---|---|---|{}---|",
+        "---:|".repeat(System::ALL.len() + 1)
+    );
     for x in &rows {
         let _ = writeln!(s, "| {} |", row_cells(x).join(" | "));
     }
@@ -223,7 +228,15 @@ pub fn markdown(r: &Results, chart: &str) -> String {
     );
     let _ = writeln!(s, "{}.\n", yardstick(r));
     let _ = writeln!(s, "![netcluster vs NATS and Redis]({chart})\n");
-    let _ = writeln!(s, "## Targets\n\nIssue 4's targets, judged on this run:\n");
+    let _ = writeln!(
+        s,
+        "\"netcluster (raw)\" is the same daemon driven by `ncbench`'s raw-protocol \
+         client instead of the client library: the yardstick for the library (issue 15).\n"
+    );
+    let _ = writeln!(
+        s,
+        "## Targets\n\nIssue 4's and issue 15's targets, judged on this run:\n"
+    );
     for t in targets(r) {
         let mark = match t.verdict {
             Verdict::Met => "✔ met",
@@ -268,7 +281,7 @@ pub fn markdown(r: &Results, chart: &str) -> String {
     s
 }
 
-const COLORS: [&str; 3] = ["#d9480f", "#1c7ed6", "#868e96"];
+const COLORS: [&str; 4] = ["#d9480f", "#f59f00", "#1c7ed6", "#868e96"];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -286,7 +299,7 @@ pub fn svg(r: &Results) -> String {
         .filter(|m| m.pending.is_none() && r.best_peer(m.id).is_some())
         .collect();
     let cap = 3.0f64;
-    let (left, top, plot_h, group_w, bar_w) = (60.0, 100.0, 320.0, 74.0, 20.0);
+    let (left, top, plot_h, group_w, bar_w) = (60.0, 100.0, 320.0, 92.0, 20.0);
     let width = left + group_w * groups.len().max(1) as f64 + 20.0;
     let height = top + plot_h + 100.0;
     let legend_y = top + plot_h + 48.0;
@@ -318,7 +331,7 @@ pub fn svg(r: &Results) -> String {
             sys.label()
         );
     }
-    let tx = left + 3.0 * 110.0;
+    let tx = left + System::ALL.len() as f64 * 110.0;
     let _ = writeln!(
         s,
         r#"<line x1="{tx}" x2="{:.0}" y1="{:.0}" y2="{:.0}" stroke="black" stroke-width="2" stroke-dasharray="4 2"/><text x="{:.0}" y="{legend_y:.0}">netcluster's target (issue 4)</text>"#,
@@ -394,7 +407,7 @@ pub fn svg(r: &Results) -> String {
             let _ = writeln!(
                 s,
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                gx + 1.5 * bar_w,
+                gx + 0.5 * bar_w * System::ALL.len() as f64,
                 top + plot_h + 16.0 + 14.0 * line as f64,
                 esc(text)
             );
@@ -498,7 +511,7 @@ mod tests {
     fn svg_is_well_formed_enough() {
         let s = svg(&sample());
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
-        assert_eq!(s.matches("<rect").count(), 1 + 3 + 3 * 3);
+        assert_eq!(s.matches("<rect").count(), 1 + 4 + 3 * 3);
     }
 
     #[test]

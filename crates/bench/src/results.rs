@@ -578,12 +578,61 @@ pub fn targets(r: &Results) -> Vec<TargetCheck> {
             detail: v.map_or("not measured".into(), |v| format!("{v:.1} MiB")),
         });
     }
+    out.extend(library_targets(r));
     let mc = r.get("mcast_64", System::Nc);
     out.push(TargetCheck {
         target: "Multicast between two namespaces ≥ 1 M messages/s at 64 B".into(),
         verdict: judge(mc.map(|v| v >= 1e6)),
         detail: mc.map_or("not measured (needs root)".into(), |v| {
             format!("{:.2} M msg/s", v / 1e6)
+        }),
+    });
+    out
+}
+
+/// Issue 15's targets: the client library against the raw-protocol
+/// client on the same daemon, in the same run.
+pub fn library_targets(r: &Results) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    for (id, what) in [
+        ("tp_1to1_16", "Library 1→1 16 B ≥ 90 % of the raw client's"),
+        (
+            "tp_1to1_256",
+            "Library 1→1 256 B ≥ 90 % of the raw client's",
+        ),
+        (
+            "tp_1to4_256",
+            "Library 1→4 256 B ≥ 90 % of the raw client's",
+        ),
+    ] {
+        let pair = r.get(id, System::Nc).zip(r.get(id, System::NcRaw));
+        out.push(TargetCheck {
+            target: what.into(),
+            verdict: judge(pair.map(|(lib, raw)| lib >= 0.9 * raw)),
+            detail: pair.map_or("not measured".into(), |(lib, raw)| {
+                let u = metric(id).unit;
+                format!(
+                    "{:.0} % ({} vs raw {})",
+                    100.0 * lib / raw,
+                    u.format(lib),
+                    u.format(raw)
+                )
+            }),
+        });
+    }
+    let pair = r
+        .get("rtt1_p50", System::Nc)
+        .zip(r.get("rtt1_p50", System::NcRaw));
+    out.push(TargetCheck {
+        target: "Library round trip p50 on one CPU ≤ the raw client's + 1 µs".into(),
+        verdict: judge(pair.map(|(lib, raw)| lib <= raw + 1000.0)),
+        detail: pair.map_or("not measured".into(), |(lib, raw)| {
+            format!(
+                "+{:.1} µs ({:.1} µs vs raw {:.1} µs)",
+                (lib - raw) / 1e3,
+                lib / 1e3,
+                raw / 1e3
+            )
         }),
     });
     out
@@ -637,6 +686,24 @@ mod tests {
         assert_eq!(v("Round trip p50 on one CPU ≤ 0.7"), Verdict::NotMet);
         assert_eq!(v("Daemon RSS ≤ 8 MiB"), Verdict::NotMet);
         assert_eq!(v("Multicast"), Verdict::Unknown);
+        assert_eq!(v("Library 1→1 16 B"), Verdict::Unknown);
+    }
+
+    #[test]
+    fn library_is_judged_against_the_raw_client() {
+        let mut r = sample();
+        r.set("tp_1to1_16", System::NcRaw, 9.5e6);
+        r.set("tp_1to1_256", System::Nc, 3e6);
+        r.set("tp_1to1_256", System::NcRaw, 5e6);
+        r.set("rtt1_p50", System::NcRaw, 39_500.0);
+        let t = library_targets(&r);
+        assert_eq!(t[0].verdict, Verdict::Met, "{}", t[0].detail);
+        assert!(t[0].detail.starts_with("95 %"), "{}", t[0].detail);
+        assert_eq!(t[1].verdict, Verdict::NotMet);
+        assert_eq!(t[2].verdict, Verdict::Unknown);
+        assert_eq!(t[3].verdict, Verdict::Met, "{}", t[3].detail);
+        r.set("rtt1_p50", System::NcRaw, 38_900.0);
+        assert_eq!(library_targets(&r)[3].verdict, Verdict::NotMet);
     }
 
     #[test]

@@ -4,8 +4,9 @@
 //! process (the suite starts them), so publisher, subscribers and broker
 //! never share a process.
 //!
-//! netcluster's roles live in [`crate::nc`] (its client library); NATS and
-//! Redis use the hand-written clients with batched writes.
+//! netcluster's roles live in [`crate::nc`] (its client library) and
+//! [`crate::ncraw`] (the raw-protocol yardstick); NATS and Redis use the
+//! hand-written clients with batched writes.
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
@@ -19,7 +20,7 @@ pub use crate::outcome::{LatencyOut, PubOut, SubOut, System};
 use crate::payload::{self, Checker, Progress};
 use crate::sys::monotonic_ns;
 use crate::wire::BatchWriter;
-use crate::{nats, nc, resp};
+use crate::{nats, nc, ncraw, resp};
 
 /// How long a peer client's blocking read may wait before the run fails.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -50,6 +51,9 @@ pub fn subscriber(
     let deadline = Instant::now() + timeout;
     match sys {
         System::Nc => return nc::subscriber(Path::new(at), subject, count, size, timeout, ready),
+        System::NcRaw => {
+            return ncraw::subscriber(Path::new(at), subject, count, size, timeout, ready)
+        }
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -113,6 +117,7 @@ pub fn publisher(
     let mut p = payload::new(size);
     match sys {
         System::Nc => nc::publisher(Path::new(at), subject, count, size),
+        System::NcRaw => ncraw::publisher(Path::new(at), subject, count, size),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -186,6 +191,7 @@ pub fn ponger(
     let checker = Checker::new(size, count);
     match sys {
         System::Nc => nc::ponger(Path::new(at), count, size, ready),
+        System::NcRaw => ncraw::ponger(Path::new(at), count, size, ready),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -258,8 +264,10 @@ pub fn pinger(
     size: usize,
     timeout: Duration,
 ) -> Result<LatencyOut> {
-    if sys == System::Nc {
-        return nc::pinger(Path::new(at), count, warmup, size, timeout);
+    match sys {
+        System::Nc => return nc::pinger(Path::new(at), count, warmup, size, timeout),
+        System::NcRaw => return ncraw::pinger(Path::new(at), count, warmup, size, timeout),
+        System::Nats | System::Redis => {}
     }
     let total = warmup + count;
     let checker = Checker::new(size, total);
@@ -267,7 +275,7 @@ pub fn pinger(
     let mut rtts = Vec::with_capacity(count as usize);
     let deadline = Instant::now() + timeout;
     match sys {
-        System::Nc => unreachable!(),
+        System::Nc | System::NcRaw => unreachable!("handled above"),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -343,6 +351,7 @@ pub fn idle(
     crate::sys::raise_nofile(u64::from(clients) + 256)?;
     match sys {
         System::Nc => nc::idle(Path::new(at), clients, ready, hold),
+        System::NcRaw => ncraw::idle(Path::new(at), clients, ready, hold),
         System::Nats => {
             let mut all = Vec::with_capacity(clients as usize);
             for i in 0..clients {

@@ -245,7 +245,10 @@ pub fn run(opts: Options) -> Result<Results> {
     };
     let plan = opts.plan;
 
-    for b in &brokers {
+    // The raw client's row shares the library's daemon: memory is a
+    // property of the broker, measured once, on the library's row.
+    let memory_rows = |b: &&Broker| b.system != System::NcRaw;
+    for b in brokers.iter().filter(memory_rows) {
         let m = sys::mem(b.pid)?;
         r.set("rss_idle", b.system, m.rss_kib as f64);
         say!(
@@ -257,7 +260,7 @@ pub fn run(opts: Options) -> Result<Results> {
 
     // Idle clients on the fresh brokers: after the runs their heaps keep
     // what the runs allocated, which is not what idle clients cost.
-    for b in &brokers {
+    for b in brokers.iter().filter(memory_rows) {
         let kib = idle_rss(&c, b).with_context(|| {
             format!(
                 "{} with {} idle clients",
@@ -346,7 +349,7 @@ pub fn run(opts: Options) -> Result<Results> {
         }
     }
 
-    for b in &brokers {
+    for b in brokers.iter().filter(memory_rows) {
         let m = sys::mem(b.pid)?;
         r.set("rss_peak", b.system, m.hwm_kib as f64);
         say!(

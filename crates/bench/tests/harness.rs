@@ -93,6 +93,28 @@ fn tiny_suite_runs_every_netcluster_workload() {
     );
     assert!(r.socketpair.values().all(|l| l.samples == r.plan.rtt_count));
     assert_eq!(r.get("tp_1to1_16", System::Nats), None);
+    // The raw-protocol client's row runs beside the library's, on the same
+    // daemon; memory rows belong to the daemon and are not repeated.
+    for id in [
+        "tp_1to1_16",
+        "tp_1to1_256",
+        "tp_1to4_256",
+        "rtt_p50",
+        "rtt1_p50",
+    ] {
+        let v = r.get(id, System::NcRaw);
+        assert!(
+            v.is_some_and(|v| v.is_finite() && v > 0.0),
+            "raw {id}: {v:?}"
+        );
+    }
+    assert_eq!(r.get("rss_idle", System::NcRaw), None);
+    assert!(
+        json.contains("\"nc_raw\""),
+        "latest.json keys the raw row nc_raw"
+    );
+    assert!(stdout.contains("netcluster (raw)"), "{stdout}");
+    assert!(stdout.contains("Library 1→1 16 B ≥ 90 %"), "{stdout}");
 
     assert!(stdout.contains("1→4 fan-out, 256 B"), "{stdout}");
     // No --ncserver: the multicast rows are not measured.
@@ -121,9 +143,13 @@ fn tiny_suite_runs_every_netcluster_workload() {
 
 /// Starts a subscriber role and waits for its READY line.
 fn subscriber(dir: &Path, count: u64, size: usize) -> std::process::Child {
+    subscriber_of("nc", dir, count, size)
+}
+
+fn subscriber_of(system: &str, dir: &Path, count: u64, size: usize) -> std::process::Child {
     use std::io::{BufRead, BufReader};
     let mut child = Command::new(env!("CARGO_BIN_EXE_ncbench"))
-        .args(["sub", "--system", "nc", "--at", dir.to_str().unwrap()])
+        .args(["sub", "--system", system, "--at", dir.to_str().unwrap()])
         .args(["--count", &count.to_string(), "--size", &size.to_string()])
         .args(["--timeout-s", "3"])
         .stdout(Stdio::piped())
@@ -139,10 +165,14 @@ fn subscriber(dir: &Path, count: u64, size: usize) -> std::process::Child {
 }
 
 fn publish(dir: &Path, count: u64, size: usize) {
+    publish_with("nc", dir, count, size)
+}
+
+fn publish_with(system: &str, dir: &Path, count: u64, size: usize) {
     let out = ncbench(&[
         "pub",
         "--system",
-        "nc",
+        system,
         "--at",
         dir.to_str().unwrap(),
         "--count",
@@ -184,4 +214,69 @@ fn socketpair_yardstick_runs() {
     let l: netcluster_bench::roles::LatencyOut = serde_json::from_str(json).unwrap();
     assert_eq!(l.samples, 50);
     assert!(l.min_ns > 0 && l.min_ns <= l.p50_ns && l.p50_ns <= l.max_ns);
+}
+
+/// The RESULT line's JSON of a role's output.
+fn result_json(out: &Output) -> String {
+    let stdout = text(&out.stdout);
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .unwrap_or_else(|| panic!("no RESULT line: {stdout}"))
+        .to_string()
+}
+
+#[test]
+fn raw_client_and_library_exchange_messages_both_ways() {
+    // The raw client is written from docs/PROTOCOL.md: it must interoperate
+    // with the library in both directions, in order, with exact counts.
+    let daemon = TestDaemon::start(CONFIG);
+    let dir = daemon.socket_dir();
+    for (sub, publ) in [("nc-raw", "nc"), ("nc", "nc-raw"), ("nc-raw", "nc-raw")] {
+        let s = subscriber_of(sub, dir, 3000, 256);
+        publish_with(publ, dir, 3000, 256);
+        let out = s.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{sub} ← {publ}: {}",
+            text(&out.stderr)
+        );
+        let r: netcluster_bench::outcome::SubOut =
+            serde_json::from_str(&result_json(&out)).unwrap();
+        assert_eq!(r.count, 3000);
+    }
+    // And it notices a short count like the library's subscriber does.
+    let s = subscriber_of("nc-raw", dir, 100, 16);
+    publish_with("nc-raw", dir, 60, 16);
+    let out = s.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("received 60 of 100"), "{err}");
+}
+
+#[test]
+fn raw_client_round_trips() {
+    use std::io::{BufRead, BufReader};
+    let daemon = TestDaemon::start(CONFIG);
+    let dir = daemon.socket_dir().to_str().unwrap().to_string();
+    let mut pong = Command::new(env!("CARGO_BIN_EXE_ncbench"))
+        .args(["pong", "--system", "nc-raw", "--at", &dir, "--count", "60"])
+        .args(["--size", "16"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(pong.stdout.as_mut().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert_eq!(line.trim(), "READY");
+    let out = ncbench(&[
+        "ping", "--system", "nc-raw", "--at", &dir, "--count", "50", "--warmup", "10", "--size",
+        "16",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let l: netcluster_bench::roles::LatencyOut = serde_json::from_str(&result_json(&out)).unwrap();
+    assert_eq!(l.samples, 50);
+    assert!(l.min_ns > 0 && l.min_ns <= l.p50_ns && l.p50_ns <= l.max_ns);
+    assert!(pong.wait().unwrap().success());
 }

@@ -4,8 +4,13 @@
 //! not, so `emit A log 42` sends the number and `emit A log hello` the
 //! string "hello". Without DATA each line of stdin is one message under the
 //! same rule (blank lines are skipped). `--raw` sends the bytes unchanged.
-//! The command waits until the daemon has taken every message
-//! (`Client::flush`) before exiting, so nothing is lost.
+//! The command waits until the daemon has confirmed every message
+//! (`Client::flush`, a barrier the daemon answers after routing what came
+//! before it) before exiting 0. Lines are confirmed as they go (every
+//! [`CONFIRM_EVERY`] lines, and whenever stdin pauses); if the connection
+//! breaks (the daemon stopped or crashed), the command exits non-zero
+//! naming how many of the lines it sent were not confirmed: any of those
+//! may be lost, none of the confirmed ones is.
 
 use std::io::BufRead;
 
@@ -19,6 +24,8 @@ use crate::common::{self, Global};
 const CLIENT_NAME: &str = "ncclient emit";
 /// Lines read ahead of the connection.
 const STDIN_QUEUE: usize = 256;
+/// Lines sent before the daemon is asked to confirm them, at most.
+pub const CONFIRM_EVERY: u64 = 1000;
 
 /// What to emit.
 #[derive(Debug, Clone)]
@@ -38,14 +45,16 @@ pub fn run(global: &Global, req: Request) -> anyhow::Result<()> {
     let rt = common::runtime()?;
     rt.block_on(async {
         let client = global.connect(&req.channel, CLIENT_NAME, false).await?;
-        let sent = match &req.data {
-            Some(data) => emit_one(&client, &req, data).await.map(|()| 1),
-            None => emit_lines(&client, &req).await,
-        }?;
-        client
-            .flush()
-            .await
-            .with_context(|| format!("the daemon did not confirm the {sent} message(s) sent"))?;
+        match &req.data {
+            Some(data) => {
+                emit_one(&client, &req, data).await?;
+                client
+                    .flush()
+                    .await
+                    .context("the daemon did not confirm the message")?;
+            }
+            None => emit_lines(&client, &req).await?,
+        }
         // Everything is with the daemon; a failure to close is not the
         // caller's problem.
         let _ = client.disconnect().await;
@@ -71,8 +80,42 @@ async fn emit_one(client: &Client, req: &Request, data: &[u8]) -> anyhow::Result
         })
 }
 
-/// Emits every non-blank line of stdin; returns how many.
-async fn emit_lines(client: &Client, req: &Request) -> anyhow::Result<u64> {
+/// Lines sent and confirmed so far.
+#[derive(Debug, Default)]
+struct Tally {
+    sent: u64,
+    confirmed: u64,
+}
+
+impl Tally {
+    /// Asks the daemon to confirm what was sent since the last time.
+    async fn confirm(&mut self, client: &Client) -> anyhow::Result<()> {
+        if self.sent == self.confirmed {
+            return Ok(());
+        }
+        match client.flush().await {
+            Ok(()) => {
+                self.confirmed = self.sent;
+                Ok(())
+            }
+            Err(e) => Err(self.failed(e)),
+        }
+    }
+
+    /// The error naming the lines left unconfirmed.
+    fn failed(&self, why: impl std::fmt::Display) -> anyhow::Error {
+        anyhow::anyhow!(
+            "{} of the {} lines sent were not confirmed by the daemon and may be lost \
+             ({} confirmed): {why}",
+            self.sent - self.confirmed,
+            self.sent,
+            self.confirmed
+        )
+    }
+}
+
+/// Emits every non-blank line of stdin, confirming them as it goes.
+async fn emit_lines(client: &Client, req: &Request) -> anyhow::Result<()> {
     // Stdin is read on a thread of its own so a slow producer never stalls
     // the connection, and each line leaves as soon as it is read.
     let (tx, mut rx) = mpsc::channel::<std::io::Result<Vec<u8>>>(STDIN_QUEUE);
@@ -80,17 +123,34 @@ async fn emit_lines(client: &Client, req: &Request) -> anyhow::Result<u64> {
         .name("ncclient-stdin".into())
         .spawn(move || read_lines(tx))
         .context("cannot start the stdin reader")?;
-    let mut n = 0;
-    while let Some(line) = rx.recv().await {
+    let mut t = Tally::default();
+    loop {
+        let line = match rx.try_recv() {
+            Ok(line) => line,
+            Err(mpsc::error::TryRecvError::Empty) => {
+                // Stdin pauses: have what was sent confirmed meanwhile.
+                t.confirm(client).await?;
+                match rx.recv().await {
+                    Some(line) => line,
+                    None => break,
+                }
+            }
+            Err(mpsc::error::TryRecvError::Disconnected) => break,
+        };
         let mut line = line.context("cannot read stdin")?;
         trim_line_end(&mut line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        emit_one(client, req, &line).await?;
-        n += 1;
+        t.sent += 1;
+        if let Err(e) = emit_one(client, req, &line).await {
+            return Err(t.failed(format!("{e:#}")));
+        }
+        if t.sent - t.confirmed >= CONFIRM_EVERY {
+            t.confirm(client).await?;
+        }
     }
-    Ok(n)
+    t.confirm(client).await
 }
 
 fn read_lines(tx: mpsc::Sender<std::io::Result<Vec<u8>>>) {

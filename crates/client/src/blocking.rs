@@ -236,7 +236,9 @@ impl Client {
         })
     }
 
-    /// Waits until the daemon has handled everything emitted so far.
+    /// Waits until the daemon has handled everything emitted so far; see
+    /// [`crate::Client::flush`] for what `Ok` promises and for
+    /// [`FlushError::Unconfirmed`] when the connection broke meanwhile.
     pub fn flush(&self) -> Result<(), FlushError> {
         block(&self.rt, self.inner.flush())
     }

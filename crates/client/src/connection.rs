@@ -12,7 +12,10 @@
 //! daemon refused us for good). Emits made meanwhile stay in the output
 //! buffer, up to the offline bound, and are sent after the listeners'
 //! subscriptions are renewed on the new connection. The bytes of a write
-//! that was cut off by the break may be lost.
+//! that was cut off by the break, and what the daemon had not handled when
+//! it went away, may be lost: `flush` tells (see `Client::flush`), by
+//! counting the publishes appended and the connections lost per window
+//! between two flush barriers.
 
 use std::collections::HashMap;
 use std::io;
@@ -61,7 +64,8 @@ pub enum ConnectionState {
 pub struct Pending {
     pub requests: HashMap<u32, oneshot::Sender<Reply>>,
     pub acks: HashMap<u32, oneshot::Sender<Result<(), String>>>,
-    pub pings: HashMap<u64, oneshot::Sender<()>>,
+    /// Flush barriers, answered with the count of connections lost so far.
+    pub pings: HashMap<u64, oneshot::Sender<u64>>,
 }
 
 impl Pending {
@@ -86,6 +90,25 @@ pub struct Out {
     pub offline: Option<String>,
     /// The application asked to close after the buffer is written.
     pub closing: bool,
+    /// Publish frames ever appended to `buf` (counts messages for flush).
+    pub appended: u64,
+    /// Connections lost so far: a flush window that saw this change may
+    /// have lost messages.
+    pub breaks: u64,
+    /// Where the current flush window starts: `appended` and `breaks` when
+    /// the last flush's barrier was queued.
+    pub window: (u64, u64),
+    /// Why the last connection was lost.
+    pub last_break: String,
+}
+
+/// Where a frame went in the stream of publishes: `appended` publishes
+/// before it (itself included if it is one), and the flush window open
+/// then: (`appended`, connections lost) at the previous barrier.
+#[derive(Debug, Clone, Copy)]
+pub struct Mark {
+    pub appended: u64,
+    pub window: (u64, u64),
 }
 
 /// What the server told us in its Welcome.
@@ -207,25 +230,43 @@ impl Shared {
     /// buffer is over `max_pending`; while reconnecting it fails once the
     /// buffer holds `offline_bytes`; closed, it fails.
     pub async fn send(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<(), String> {
+        self.send_marked(encode, false).await.map(drop)
+    }
+
+    /// [`Shared::send`] for a flush barrier: also closes the current flush
+    /// window where the frame goes, and returns it (see [`Mark`]).
+    pub async fn send_barrier(&self, encode: impl FnOnce(&mut BytesMut)) -> Result<Mark, String> {
+        self.send_marked(encode, true).await
+    }
+
+    async fn send_marked(
+        &self,
+        encode: impl FnOnce(&mut BytesMut),
+        barrier: bool,
+    ) -> Result<Mark, String> {
         let mut encode = Some(encode);
         // Fast path: room now, no waiter registered.
-        if self.try_put(&mut encode)? {
-            return Ok(());
+        if let Some(m) = self.try_put(&mut encode, barrier)? {
+            return Ok(m);
         }
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
-            if self.try_put(&mut encode)? {
-                return Ok(());
+            if let Some(m) = self.try_put(&mut encode, barrier)? {
+                return Ok(m);
             }
             space.await;
         }
     }
 
-    /// Appends with `encode` if there is room: `Ok(true)` when done,
-    /// `Ok(false)` when the caller must wait for room.
-    fn try_put(&self, encode: &mut Option<impl FnOnce(&mut BytesMut)>) -> Result<bool, String> {
+    /// Appends with `encode` if there is room: `Ok(Some(_))` when done,
+    /// `Ok(None)` when the caller must wait for room.
+    fn try_put(
+        &self,
+        encode: &mut Option<impl FnOnce(&mut BytesMut)>,
+        barrier: bool,
+    ) -> Result<Option<Mark>, String> {
         let mut out = self.out();
         if let Some(r) = &out.closed {
             return Err(r.clone());
@@ -244,15 +285,31 @@ impl Shared {
             None => out.buf.len() < self.opts.max_pending,
         };
         if !room {
-            return Ok(false);
+            return Ok(None);
         }
         let was_empty = out.buf.is_empty();
+        let start = out.buf.len();
         (encode.take().expect("called once"))(&mut out.buf);
+        if out.buf.len() > start && out.buf[start] == frame::kind::PUBLISH {
+            out.appended += 1;
+        }
+        let mark = Mark {
+            appended: out.appended,
+            window: out.window,
+        };
+        if barrier {
+            out.window = (out.appended, out.breaks);
+        }
         drop(out);
         if was_empty {
             self.wake.notify_one();
         }
-        Ok(true)
+        Ok(Some(mark))
+    }
+
+    /// Why the last connection was lost.
+    pub fn last_break(&self) -> String {
+        self.out().last_break.clone()
     }
 
     /// Closes the connection for good and fails everything pending.
@@ -263,6 +320,8 @@ impl Shared {
                 return;
             }
             out.closed = Some(reason.to_string());
+            out.breaks += 1;
+            out.last_break = reason.to_string();
         }
         tracing::debug!(channel = %self.channel, reason, "connection closed");
         self.pending().fail_all(reason);
@@ -294,6 +353,10 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
             closed: None,
             offline: None,
             closing: false,
+            appended: 0,
+            breaks: 0,
+            window: (0, 0),
+            last_break: String::new(),
         }),
         space: Notify::new(),
         wake: Notify::new(),
@@ -453,7 +516,14 @@ async fn supervise(shared: Arc<Shared>, first: Stream) {
             return;
         }
         tracing::info!(channel = %shared.channel, reason = %ended.reason, "connection lost; reconnecting");
-        shared.out().offline = Some(ended.reason.clone());
+        {
+            let mut out = shared.out();
+            out.offline = Some(ended.reason.clone());
+            // What was written and not confirmed may be lost: the flush
+            // windows open now say so.
+            out.breaks += 1;
+            out.last_break = ended.reason.clone();
+        }
         shared
             .pending()
             .fail_all(&format!("reconnecting to the daemon ({})", ended.reason));
@@ -560,6 +630,30 @@ async fn writer(shared: Arc<Shared>, wr: Stream, stop: Arc<Notify>) {
     // here, not in the reader, lets a handler disconnect its own client.
     let _ = wr.shutdown_write();
     shared.close("disconnected by the application");
+}
+
+impl Shared {
+    /// Removes a listener and unsubscribes at the daemon if it was the last
+    /// one for its event.
+    pub(crate) fn remove_listener(&self, id: u64) -> bool {
+        match self.listeners.remove(id) {
+            None => false,
+            Some((event, last)) => {
+                if last && self.closed().is_none() {
+                    // Unsubscribing is not awaited: the daemon applies it in
+                    // order, and stray messages for the event are ignored.
+                    let mut out = self.out();
+                    let was_empty = out.buf.is_empty();
+                    frame::encode_subscription(&mut out.buf, false, 0, [event.as_str()]);
+                    drop(out);
+                    if was_empty {
+                        self.wake.notify_one();
+                    }
+                }
+                true
+            }
+        }
+    }
 }
 
 mod reader;

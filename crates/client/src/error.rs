@@ -140,4 +140,27 @@ pub enum FlushError {
     /// The connection closed before everything was written.
     #[error("not connected: {0}")]
     Disconnected(String),
+    /// The connection to the daemon broke since the previous flush: of the
+    /// `count` messages emitted since then, any may have been lost (those
+    /// written before the break and not yet handled by the daemon); the
+    /// daemon confirmed none of them. Those still queued in the client were
+    /// sent after reconnecting, unless the client is closed.
+    #[error("{count} messages not confirmed by the daemon: the connection broke ({reason})")]
+    Unconfirmed {
+        /// Messages emitted since the previous flush (none confirmed).
+        count: u64,
+        /// Why the connection broke, as last known.
+        reason: String,
+    },
+}
+
+impl FlushError {
+    /// How many messages this error leaves unconfirmed (0 when it does not
+    /// say).
+    pub fn unconfirmed(&self) -> u64 {
+        match self {
+            FlushError::Unconfirmed { count, .. } => *count,
+            FlushError::Disconnected(_) => 0,
+        }
+    }
 }

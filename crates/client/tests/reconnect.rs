@@ -151,6 +151,10 @@ async fn offline_emits_are_sent_after_reconnecting_up_to_the_bound() {
 
     d.restart();
     wait_state(&tx, ConnectionState::Connected).await;
+    // The first flush's window spans the restart: it confirms none of the
+    // messages emitted in it, and says how many; the next one is clean.
+    let err = tx.flush().await.unwrap_err();
+    assert_eq!(err.unconfirmed(), 210 - refused, "{err}");
     tx.flush().await.unwrap();
     // The daemon received what was queued offline.
     let ctl = Client::builder("control")

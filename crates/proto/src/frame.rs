@@ -335,6 +335,14 @@ impl<'a> Body<'a> {
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     fn varint(&mut self) -> Result<u64, FrameError> {
+        // Client ids and sequence numbers below 128 take one byte: the
+        // common case of small frames, decoded without the loop.
+        if let Some(&v) = self.rest.first() {
+            if v < 0x80 {
+                self.rest = &self.rest[1..];
+                return Ok(u64::from(v));
+            }
+        }
         match varint::decode(self.rest) {
             Some((v, n)) => {
                 self.rest = &self.rest[n..];
@@ -518,30 +526,8 @@ pub fn decode(buf: &[u8], max_body: usize) -> Result<Option<(Frame<'_>, usize)>,
     Ok(Some((frame, total)))
 }
 
-fn decode_deliver(mut b: Body<'_>) -> Result<Deliver<'_>, FrameError> {
-    let flags = b.u8()?;
-    let client = b.varint()?;
-    let seq = b.varint()?;
-    let node = if flags & deliver_flags::REMOTE != 0 {
-        Some(b.u64()?)
-    } else {
-        None
-    };
-    let channel = if flags & deliver_flags::CHANNEL != 0 {
-        let len = b.u8()? as usize;
-        Some(b.str(len, "channel name")?)
-    } else {
-        None
-    };
-    let event = b.event()?;
-    Ok(Deliver {
-        node,
-        client,
-        seq,
-        channel,
-        event,
-        payload: b.rest,
-    })
+fn decode_deliver(b: Body<'_>) -> Result<Deliver<'_>, FrameError> {
+    decode_deliver_raw(b.rest)?.with_event(None)
 }
 
 fn frame_name(t: u8) -> Result<&'static str, FrameError> {
@@ -562,7 +548,9 @@ fn frame_name(t: u8) -> Result<&'static str, FrameError> {
     })
 }
 
+mod deliver;
 mod encode;
+pub use deliver::{decode_deliver_raw, RawDeliver};
 pub use encode::*;
 
 #[cfg(test)]

@@ -86,8 +86,9 @@ pub struct Conn {
     pub dialect: Dialect,
     /// When it connected.
     pub since: SystemTime,
-    /// The socket.
-    pub stream: LocalStream,
+    /// The socket (shared with the session that reads it, which may hand
+    /// it from a provisional record to the final one).
+    pub stream: Rc<LocalStream>,
     /// Bytes waiting to be written.
     pub out: RefCell<OutQueue>,
     /// Counters.
@@ -100,7 +101,11 @@ pub struct Conn {
     pub touched: Cell<bool>,
     /// Publishers waiting for this queue to drain.
     pub waiters: Cell<u32>,
-    /// Messages dropped (policy `drop`) since the last `nc-gap` event.
+    /// Output is held (queued, not written): a connection still silent,
+    /// registered as a legacy listener before its dialect is known.
+    pub held: Cell<bool>,
+    /// Messages dropped (policy `drop`, or network messages for a full
+    /// queue) since the last `nc-gap` event.
     gap: Cell<u64>,
     /// Bytes of the event names the client is subscribed to.
     pub subscribed_bytes: Cell<usize>,
@@ -125,7 +130,7 @@ pub struct ConnInit {
     pub hello_pid: u32,
     pub peer: PeerInfo,
     pub dialect: Dialect,
-    pub stream: LocalStream,
+    pub stream: Rc<LocalStream>,
 }
 
 impl Conn {
@@ -148,6 +153,7 @@ impl Conn {
             writer_busy: Cell::new(false),
             touched: Cell::new(false),
             waiters: Cell::new(0),
+            held: Cell::new(false),
             gap: Cell::new(0),
             subscribed_bytes: Cell::new(0),
             closed: RefCell::new(None),
@@ -208,17 +214,31 @@ impl Conn {
         f(self.out.borrow_mut().tail())
     }
 
-    /// Counts a message not queued for this client (policy `drop`).
+    /// Counts a message not queued for this client (policy `drop`, or a
+    /// network message for a full queue).
     pub fn note_drop(&self) {
         bump(&self.stats.dropped, 1);
         self.gap.set(self.gap.get() + 1);
     }
 
-    /// Queues one `nc-gap` event telling the client how many messages it
-    /// missed, once its queue is down to half the limit.
-    fn report_gap(&self, limit: usize) {
+    /// Whether a message that may not wait must be dropped for this
+    /// client: its queue is full, or it already missed messages and is not
+    /// yet down to half the limit (so that a client at the edge gets one
+    /// `nc-gap` for a run of drops, not one per message).
+    pub fn must_drop(&self, limit: usize) -> bool {
+        let len = self.out.borrow().len();
+        len >= limit || (self.gap.get() > 0 && len > limit / 2)
+    }
+
+    /// Queues the `nc-gap` event telling the client how many messages it
+    /// missed, if it missed any since the last one. Called right before
+    /// the next message is queued for it, and when its queue has drained
+    /// to half the limit with nothing more for it: either way the event
+    /// sits exactly between the last message before the hole and the
+    /// first after it.
+    pub fn queue_gap(&self, limit: usize) {
         let n = self.gap.get();
-        if n == 0 || self.out.borrow().len() > limit / 2 {
+        if n == 0 {
             return;
         }
         self.gap.set(0);
@@ -242,6 +262,14 @@ impl Conn {
                 body.as_bytes(),
                 true,
             ),
+        }
+    }
+
+    /// The `nc-gap` of a client that stopped missing messages, once its
+    /// queue is down to half the limit.
+    fn report_gap(&self, limit: usize) {
+        if self.gap.get() > 0 && self.out.borrow().len() <= limit / 2 {
+            self.queue_gap(limit);
         }
     }
 
@@ -273,7 +301,7 @@ impl Conn {
     /// has room, else hands the rest to the writer task. `Err` means the
     /// socket failed and the connection must be closed.
     pub fn flush_or_defer(&self, limit: usize) -> io::Result<()> {
-        if self.writer_busy.get() {
+        if self.writer_busy.get() || self.held.get() {
             return Ok(());
         }
         if !self.flush(limit)? {

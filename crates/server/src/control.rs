@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 
 use crate::config::{Config, ConfigSource};
 use crate::conn::{Conn, Dialect};
-use crate::hub::{origin_string, Hub};
+use crate::hub::Hub;
 use crate::timefmt::rfc3339;
 
 /// Prefix of control request events.
@@ -95,8 +95,8 @@ pub fn request(hub: &Rc<Hub>, caller: &Conn, event: &str, arg: &[u8]) -> Result<
         "showclient" => show_client(hub, &arg),
         "status" => Ok(status(hub)),
         "showpeers" => {
-            let nats = hub.nats.borrow().as_ref().map(|n| n.status_json());
-            match (hub.net.borrow().as_ref(), nats) {
+            let nats = crate::nats::bridge(hub).map(|n| n.status_json());
+            match (crate::net::driver(hub), nats) {
                 (Some(net), nats) => {
                     let mut v = net.peers_json();
                     if let (Some(o), Some(n)) = (v.as_object_mut(), nats) {
@@ -170,30 +170,7 @@ fn reload(hub: &Rc<Hub>, arg: &Value) -> Result<Value, String> {
         },
         _ => return Err("reloadconfig takes a path (string) or a config object".into()),
     };
-    crate::server::apply_config(hub, new)
-}
-
-/// A client as `showchannel` and `showclient` describe it.
-pub(crate) fn client_json(hub: &Hub, c: &Conn) -> Value {
-    json!({
-        "id": c.id,
-        "origin": origin_string(hub.node_id, c.id),
-        "name": c.name,
-        "channel": &*c.channel,
-        "protocol": match c.dialect { Dialect::Native => "native", Dialect::Legacy => "legacy" },
-        "pid": c.peer.pid.map(i64::from).unwrap_or(c.hello_pid as i64),
-        "uid": c.peer.uid,
-        "gid": c.peer.gid,
-        "connected": rfc3339(c.since),
-        "messages_in": c.stats.msgs_in.get(),
-        "messages_out": c.stats.msgs_out.get(),
-        "bytes_in": c.stats.bytes_in.get(),
-        "bytes_out": c.stats.bytes_out.get(),
-        "queued_bytes": c.out.borrow().len(),
-        "dropped": c.stats.dropped.get(),
-        "blocked": c.stats.blocked.get(),
-        "subscriptions": hub.router.borrow().subscriptions(c.slot),
-    })
+    hub.apply_config(new)
 }
 
 fn unknown_channel(hub: &Hub, name: &str) -> String {
@@ -232,7 +209,7 @@ pub(crate) fn show_channel(hub: &Hub, arg: &Value) -> Result<Value, String> {
                 clients
                     .iter()
                     .filter(|c| &*c.channel == name)
-                    .map(|c| client_json(hub, c))
+                    .map(|c| hub.client_json(c))
                     .collect(),
             ))
         }
@@ -280,7 +257,7 @@ fn show_client(hub: &Hub, arg: &Value) -> Result<Value, String> {
     hub.clients()
         .iter()
         .find(|c| &*c.channel == chan && c.id == id)
-        .map(|c| client_json(hub, c))
+        .map(|c| hub.client_json(c))
         .or_else(|| hub.departed(chan, id))
         .ok_or_else(|| {
             format!("no client {id} on channel {chan:?} (showchannel({chan:?}) lists them)")
@@ -310,6 +287,6 @@ pub(crate) fn status(hub: &Hub) -> Value {
             "protocol_error": hub.disconnect_counts().protocol_error,
             "channel_removed": hub.disconnect_counts().channel_removed,
         },
-        "nats": hub.nats.borrow().as_ref().map(|n| n.status_json()),
+        "nats": crate::nats::bridge(hub).map(|n| n.status_json()),
     })
 }

@@ -19,17 +19,20 @@ use std::net::SocketAddr;
 use std::rc::Rc;
 use std::time::{Instant, SystemTime};
 
-use netcluster_proto::net::{Dest, InMessage, Net, NetEvent, OutMessage, SendError};
+use netcluster_proto::net::{Dest, InMessage, Incoming, Net, NetEvent, OutMessage, SendError};
 use tokio::net::UdpSocket;
 use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::conn::GAP_EVENT;
-use crate::hub::{Flow, Hub, Origin, Payload};
+use crate::hub::{Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
 
 /// Most datagrams read before the messages they carry are delivered.
 const RECV_BATCH: usize = 256;
+/// Messages from the network queued for local clients between two
+/// flushes of their queues.
+const FLUSH_EVERY: usize = 32;
 /// Largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
 /// Publishers to the network wait while more datagrams than this are
@@ -92,6 +95,8 @@ pub struct NetDriver {
     /// Messages refused by `acceptfromnet: false`.
     refused: Cell<u64>,
     started: (Instant, SystemTime),
+    /// Highest receive memory (all peers) since memory was last returned.
+    recv_high: Cell<usize>,
 }
 
 impl NetDriver {
@@ -140,6 +145,7 @@ impl NetDriver {
             unknown_channel: Cell::new(0),
             refused: Cell::new(0),
             started: (now, SystemTime::now()),
+            recv_high: Cell::new(0),
         }))
     }
 
@@ -339,15 +345,25 @@ impl NetDriver {
             let now = Instant::now();
             if self.net.borrow().poll_timeout().is_some_and(|t| t <= now) {
                 self.net.borrow_mut().handle_timeout(now);
+                self.return_memory();
             }
-            self.deliver(&hub).await;
+            self.deliver(&hub);
             self.report_events(&hub);
             self.flush();
+            // Let the other tasks and the I/O driver run between batches.
+            // Under a steady stream the socket never reports WouldBlock,
+            // so without this the loop would keep the thread for as long
+            // as tokio's cooperative budget lasts (128 batches of up to
+            // RECV_BATCH datagrams: seconds on a busy machine), starving
+            // every client's writer and reader.
+            tokio::task::yield_now().await;
         }
     }
 
     fn receive(&self, rbuf: &mut [u8]) {
         let mut net = self.net.borrow_mut();
+        self.recv_high
+            .set(self.recv_high.get().max(net.receive_memory()));
         // One clock reading per batch: the timers it feeds are milliseconds.
         let now = Instant::now();
         for _ in 0..RECV_BATCH {
@@ -363,35 +379,53 @@ impl NetDriver {
         }
     }
 
-    /// Hands every message received from other nodes to local clients.
-    async fn deliver(&self, hub: &Rc<Hub>) {
+    /// Hands every message received from other nodes to local clients,
+    /// and announces each gap at its place among them. Never waits: a
+    /// client too slow for what the network brings misses it (see
+    /// [`Hub::fan_out`]), so a slow local client cannot stall the network
+    /// path, its acknowledgements, or the other channels.
+    fn deliver(&self, hub: &Rc<Hub>) {
+        let mut queued = 0;
         loop {
-            let Some(m) = self.net.borrow_mut().poll_message() else {
+            let Some(m) = self.net.borrow_mut().poll_incoming() else {
                 break;
             };
-            let flow = self.deliver_one(hub, m);
-            hub.flush_touched();
-            if let Flow::Block(target) = flow {
-                // Lossless like a local publisher: wait for the slow
-                // client (the kernel buffers datagrams meanwhile).
-                crate::session::wait_drain(hub, None, target).await;
+            match m {
+                Incoming::Message(m) => self.deliver_one(hub, m),
+                Incoming::Gap { node, first, last } => {
+                    tracing::warn!(
+                        node = format!("{node:016x}"),
+                        first,
+                        last,
+                        "messages lost on the network: datagrams {first}..={last} could not be recovered"
+                    );
+                    self.announce_gap(hub, node, first, last);
+                }
+            }
+            // Written every few messages, as far as each socket takes it:
+            // a burst of datagrams must not pile up in the queues before
+            // any of it is written (a client keeping up would find its
+            // queue full), nor leave in one tiny write per message.
+            queued += 1;
+            if queued % FLUSH_EVERY == 0 {
+                hub.flush_touched();
             }
         }
         hub.flush_touched();
     }
 
-    fn deliver_one(&self, hub: &Rc<Hub>, m: InMessage) -> Flow {
+    fn deliver_one(&self, hub: &Rc<Hub>, m: InMessage) {
         let channel = {
             let router = hub.router.borrow();
             match router.channel(&m.channel) {
                 Some(ch) if router.rules(ch).from_net => ch,
                 Some(_) => {
                     self.refused.set(self.refused.get() + 1);
-                    return Flow::Continue;
+                    return;
                 }
                 None => {
                     self.unknown_channel.set(self.unknown_channel.get() + 1);
-                    return Flow::Continue;
+                    return;
                 }
             }
         };
@@ -412,7 +446,8 @@ impl NetDriver {
         } else {
             Payload::Borrowed(&m.payload)
         };
-        hub.fan_out(channel, &m.event, payload, origin, None)
+        // Network origin: never a wait (Flow::Continue).
+        let _ = hub.fan_out(channel, &m.event, payload, origin, None);
     }
 
     fn report_events(&self, hub: &Rc<Hub>) {
@@ -421,15 +456,8 @@ impl NetDriver {
                 break;
             };
             match e {
-                NetEvent::Gap { node, first, last } => {
-                    tracing::warn!(
-                        node = format!("{node:016x}"),
-                        first,
-                        last,
-                        "messages lost on the network: datagrams {first}..={last} could not be recovered"
-                    );
-                    self.announce_gap(hub, node, first, last);
-                }
+                // Logged and announced in order by `deliver`.
+                NetEvent::Gap { .. } => {}
                 NetEvent::PeerUp { node, name, addr } => {
                     tracing::info!(peer = %name, node = format!("{node:016x}"), %addr, "peer up")
                 }
@@ -465,10 +493,11 @@ impl NetDriver {
                 .collect()
         };
         for c in channels {
-            // A full queue is not waited for: the event is small and rare.
-            let _ = hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
+            // Like the messages around it, never waited for: a client
+            // whose queue is full misses it and gets its own slow-consumer
+            // `nc-gap`, which covers this hole too.
+            hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
         }
-        hub.flush_touched();
     }
 }
 
@@ -510,10 +539,13 @@ fn preview(payload: &[u8]) -> String {
     }
 }
 
+mod link;
+mod memory;
 mod peers;
 mod plan;
 mod report;
 mod socket;
+pub use link::driver;
 pub use plan::check;
 use plan::Plan;
 use socket::setup_socket;

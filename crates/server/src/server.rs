@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, Notify};
 
 use crate::config::GroupSpec;
 use crate::config::{resolve_socket_dir, Config, ConfigSource};
+use crate::entropy::random_u64;
 use crate::hub::{Hub, Served};
 use crate::net::{NetDriver, NetError};
 use crate::session;
@@ -231,6 +232,7 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
     local.block_on(&rt, async move {
         let names: Vec<String> = config.channels.iter().map(|c| c.name.clone()).collect();
         let hub = Hub::new(node_id, socket_dir, config);
+        hub.set_reloader(apply_config);
         // HTTP first: /healthz says "starting" until every channel is bound,
         // and a busy address fails the start before any socket exists.
         if let Some(h) = hub.config().http.clone() {
@@ -273,7 +275,7 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
         if hub.config().connecttonet {
             match NetDriver::open(&hub.config(), node_id) {
                 Ok(net) => {
-                    *hub.net.borrow_mut() = Some(net.clone());
+                    hub.add_link(net.clone());
                     tokio::task::spawn_local(net.run(hub.clone()));
                 }
                 Err(e) => {
@@ -294,7 +296,10 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
                 let _ = ready.send(Err(StartError::Nats(e)));
                 return;
             }
-            *hub.nats.borrow_mut() = Some(bridge.clone());
+            // Messages from nodes heard by multicast come that way.
+            let net = crate::net::driver(&hub);
+            bridge.set_lan_check(move |node| net.as_ref().is_some_and(|n| n.hears(node)));
+            hub.add_link(bridge.clone());
             tokio::task::spawn_local(bridge.run(hub.clone()));
         }
         hub.ops.health.set(crate::stats::Health::Serving);
@@ -371,13 +376,16 @@ async fn shutdown(hub: &Rc<Hub>) {
     tracing::info!("stopping: closing listeners and flushing clients");
     hub.ops.health.set(crate::stats::Health::Stopping);
     abort_all(hub);
-    if let Some(nats) = hub.nats.borrow_mut().take() {
-        nats.shutdown();
-    }
-    if let Some(net) = hub.net.borrow_mut().take() {
+    for link in hub.take_links() {
         // Send what local clients emitted last, then stop the driver.
-        net.flush();
-        net.shutdown();
+        link.flush();
+        let any = link.as_any();
+        if let Ok(net) = any.clone().downcast::<NetDriver>() {
+            net.shutdown();
+        }
+        if let Ok(nats) = any.downcast::<crate::nats::NatsBridge>() {
+            nats.shutdown();
+        }
     }
     let clients = hub.clients();
     for c in &clients {
@@ -482,11 +490,10 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         ConfigSource::Inline => "reload request".into(),
     };
     let change = hub.set_config(new);
-    if let Some(net) = hub.net.borrow().as_ref() {
+    if let Some(net) = crate::net::driver(hub) {
         net.reload(&hub.config());
     }
-    let nats = hub.nats.borrow().clone();
-    if let Some(nats) = nats {
+    if let Some(nats) = crate::nats::bridge(hub) {
         nats.update_subscriptions(hub);
     }
     for (name, _) in &change.removed {
@@ -613,19 +620,4 @@ pub fn is_root() -> bool {
     {
         false
     }
-}
-
-/// A random 64-bit value from the standard library's randomly seeded
-/// hasher (no extra dependency), mixed with the time and pid.
-pub fn random_u64() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos(),
-    );
-    h.write_u32(std::process::id());
-    h.finish()
 }

@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::access;
 use crate::conn::{bump, Conn, ConnInit, Dialect};
 use crate::control;
+use crate::early;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
 use crate::partial::{self, frame_end, holds_partial, restart_clock, too_slow, wanted, Held};
@@ -49,12 +50,41 @@ enum Step {
     Close(ErrorCode, String),
 }
 
-/// Serves one accepted connection until it ends.
-pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: Rc<str>) {
+/// Serves one accepted connection until it ends. Called by the accept
+/// loop: before the returned future first runs, the connection is already
+/// registered as an early listener (see [`early`]), so it gets everything
+/// routed to its channel after the accept.
+pub fn serve(
+    hub: Rc<Hub>,
+    stream: LocalStream,
+    peer: PeerInfo,
+    channel: Rc<str>,
+) -> impl std::future::Future<Output = ()> {
+    let stream = Rc::new(stream);
+    // Until it speaks, it may be a seed client that only listens: it gets
+    // its channel's messages from now on (held until the dialect is known).
+    let early = early::register(&hub, &stream, &peer, &channel);
+    handshake_and_run(hub, stream, peer, channel, early)
+}
+
+async fn handshake_and_run(
+    hub: Rc<Hub>,
+    stream: Rc<LocalStream>,
+    peer: PeerInfo,
+    channel: Rc<str>,
+    early: Option<Rc<Conn>>,
+) {
     let mut pending = BytesMut::new();
-    let hello = match tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, &mut pending))
-        .await
-    {
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, &mut pending)).await;
+    let dialect = match &hello {
+        Ok(Ok(h)) => Some(h.dialect),
+        _ => None,
+    };
+    if let Some(conn) = early::settle(&hub, early, dialect) {
+        tracing::info!(client = conn.id, name = %conn.name, channel = %channel, pid = ?conn.peer.pid, dialect = ?conn.dialect, "client connected");
+        return run(hub, conn, pending).await;
+    }
+    let hello = match hello {
         Ok(Ok(h)) => h,
         Ok(Err(Refusal { code, message })) => {
             tracing::debug!(channel = %channel, %message, "handshake refused");
@@ -121,6 +151,13 @@ pub async fn serve(hub: Rc<Hub>, stream: LocalStream, peer: PeerInfo, channel: R
         hub.touch(&conn);
         hub.flush_touched();
     }
+    run(hub, conn, pending).await
+}
+
+/// Runs an established connection: its writer task and its read loop,
+/// until it ends.
+async fn run(hub: Rc<Hub>, conn: Rc<Conn>, pending: BytesMut) {
+    let (id, channel) = (conn.id, conn.channel.clone());
     let writer = {
         let (hub, conn) = (hub.clone(), conn.clone());
         tokio::task::spawn_local(async move {
@@ -282,11 +319,11 @@ async fn read_loop(
         }
         // The network is behind (its receivers acknowledge too slowly):
         // stop taking messages for it until it has room.
-        if let Some(net) = hub.net_backlog(conn.channel_id) {
+        if let Some(link) = hub.link_backlog(conn.channel_id) {
             tokio::select! {
                 biased;
                 _ = conn.kill.notified() => return Ok("closed by the daemon"),
-                _ = net.wait_room() => {}
+                _ = link.wait_room() => {}
             }
             started = started.map(|_| Instant::now());
         }
@@ -540,6 +577,13 @@ fn process_legacy(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
             Ok(Some((packet, n))) if legacy::is_blank(packet) => (Flow::Continue, n),
             Ok(Some((packet, n))) => match legacy::parse(packet) {
                 Ok(p) => (publish(hub, conn, &p.event, Payload::Borrowed(p.data)), n),
+                // The seed forwarded such packets and its clients never
+                // reconnect: refuse just this one, keep the connection.
+                Err(e @ legacy::LegacyError::BadEvent(_)) => {
+                    let msg = format!("packet dropped: {e}");
+                    conn.queue_error(ErrorCode::BadName, 0, false, &msg);
+                    (replied(hub, conn), n)
+                }
                 Err(e) => return Step::Close(ErrorCode::BadFrame, e.to_string()),
             },
         };
@@ -576,8 +620,7 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
         return replied(hub, conn);
     }
     let seq = conn.next_seq();
-    hub.send_to_nats(conn.channel_id, event, payload.as_slice(), conn.id, seq);
-    if let Err(msg) = hub.send_to_net(conn.channel_id, event, payload.as_slice(), conn.id, seq) {
+    if let Err(msg) = hub.send_to_links(conn.channel_id, event, payload.as_slice(), conn.id, seq) {
         conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
         hub.touch(conn);
     }

@@ -212,3 +212,110 @@ fn legacy_control_events_are_answered_to_the_caller() {
         "the other control client saw nothing"
     );
 }
+
+/// The clients of `channel` as `showchannel` lists them.
+async fn show_channel(ctl: &netcluster::Client, channel: &str) -> Vec<Value> {
+    let v = ctl
+        .request("nc-control-showchannel", channel)
+        .await
+        .unwrap();
+    v.as_array().unwrap().clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_legacy_listener_gets_everything_from_the_moment_it_connects() {
+    let d = TestDaemon::start(CONFIG);
+    let tx = netcluster::Client::builder("A")
+        .socket_dir(d.socket_dir())
+        .connect()
+        .await
+        .unwrap();
+    let ctl = netcluster::Client::builder("control")
+        .socket_dir(d.socket_dir())
+        .connect()
+        .await
+        .unwrap();
+    let before = show_channel(&ctl, "A").await.len();
+    // It sends nothing: the daemon learns it is a seed client only after
+    // 500 ms of silence, yet it must get what is sent meanwhile.
+    let leg = Legacy::connect(&d, "A");
+    let t0 = tokio::time::Instant::now();
+    let reader = tokio::task::spawn_blocking(move || {
+        let mut leg = leg;
+        (0..4)
+            .map(|_| leg.recv().expect("a packet"))
+            .collect::<Vec<_>>()
+    });
+    let mut listed = None;
+    for (i, at) in [0u64, 50, 200, 400].into_iter().enumerate() {
+        tokio::time::sleep_until(t0 + Duration::from_millis(at)).await;
+        tx.emit("early", &i).await.unwrap();
+        tx.flush().await.unwrap();
+        if listed.is_none() {
+            let clients = show_channel(&ctl, "A").await;
+            if clients.len() > before {
+                let c = clients.last().unwrap();
+                assert_eq!(c["protocol"], "legacy", "{c}");
+                listed = Some(t0.elapsed());
+            }
+        }
+    }
+    let got = tokio::time::timeout(Duration::from_secs(10), reader)
+        .await
+        .expect("four packets")
+        .unwrap();
+    let data: Vec<Value> = got.iter().map(|p| p["data"].clone()).collect();
+    assert_eq!(
+        data,
+        vec![json!(0), json!(1), json!(2), json!(3)],
+        "{got:?}"
+    );
+    assert!(got.iter().all(|p| p["event"] == "early"));
+    let listed = listed.expect("the silent client was never listed by showchannel while silent");
+    eprintln!("listed by showchannel {listed:?} after connecting; got all 4 packets");
+}
+
+#[test]
+fn a_legacy_packet_with_a_bad_event_name_is_refused_alone() {
+    let d = TestDaemon::start(CONFIG);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (native, mut sub) = rt.block_on(async {
+        let c = netcluster::Client::builder("A")
+            .socket_dir(d.socket_dir())
+            .connect()
+            .await
+            .unwrap();
+        let s = c.subscribe("*").await.unwrap();
+        (c, s)
+    });
+    let mut leg = Legacy::connect(&d, "A");
+    let long = "e".repeat(1025);
+    for bad in ["", "*", long.as_str()] {
+        leg.send_raw(&packet(bad, json!("dropped")));
+        let err = leg.recv().expect("an error packet, not a disconnect");
+        assert_eq!(err["event"], "nc-error", "{err}");
+        let text = err["data"]["error"].as_str().unwrap();
+        assert!(text.contains("packet dropped"), "{text}");
+    }
+    // Still connected both ways: its next packet is delivered, and it
+    // gets what others send.
+    leg.send_raw(&packet("fine", json!(1)));
+    let m = rt.block_on(async {
+        let m = tokio::time::timeout(Duration::from_secs(5), sub.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        native.emit("back", &2).await.unwrap();
+        native.flush().await.unwrap();
+        m
+    });
+    assert_eq!(m.event(), "fine");
+    let p = leg.recv().expect("still connected");
+    assert_eq!(
+        (p["event"].clone(), p["data"].clone()),
+        (json!("back"), json!(2))
+    );
+}

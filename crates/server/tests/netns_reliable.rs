@@ -211,23 +211,44 @@ fn unrecoverable_loss_reaches_clients_as_nc_gap() {
             tx.emit("n", &(i, &pad)).await.unwrap();
         }
         tx.flush().await.unwrap();
-        let (mut last, mut got, mut gaps) = (None::<u64>, 0u64, 0u64);
+        // Each message fills one datagram, so message i travels in DATA
+        // datagram s0 + i (s0 fixed, learned from the first gap): every
+        // gap must cover exactly the messages missing where it sits, i.e.
+        // it arrives after the last message before the hole and before the
+        // first one after it.
+        let (mut prev, mut got, mut gaps) = (-1i64, 0u64, 0u64);
+        let mut s0: Option<i64> = None;
+        // The next datagram a gap at this point must start at, as a
+        // message index: right after `prev`, or after the previous gap.
+        let mut expect_from = 0i64;
         while let Some(m) = next(&mut all, 3).await {
             match m.event() {
                 "n" => {
                     let (i, _) = m.json::<(u64, String)>().unwrap();
-                    assert!(
-                        last.map_or(true, |l| i > l),
-                        "out of order: {i} after {last:?}"
+                    let i = i as i64;
+                    assert_eq!(
+                        i, expect_from,
+                        "message {i} after message {prev}: a hole without its nc-gap \
+                         right before it, or out of order"
                     );
-                    last = Some(i);
+                    prev = i;
+                    expect_from = i + 1;
                     got += 1;
                 }
                 "nc-gap" => {
                     let v: Value = m.json().unwrap();
                     assert_eq!(v["cause"], "network", "{v}");
                     assert_eq!(v["node"], format!("{:016x}", tx.node_id()));
-                    assert!(v["first"].as_u64().unwrap() <= v["last"].as_u64().unwrap());
+                    let first = v["first"].as_u64().unwrap() as i64;
+                    let last = v["last"].as_u64().unwrap() as i64;
+                    assert!(first <= last, "{v}");
+                    let base = *s0.get_or_insert(first - expect_from);
+                    assert_eq!(
+                        first - base,
+                        expect_from,
+                        "gap {v} out of place: after message {prev} (datagrams start at {base})"
+                    );
+                    expect_from = last - base + 1;
                     gaps += 1;
                 }
                 e => panic!("unexpected event {e}"),
@@ -237,6 +258,8 @@ fn unrecoverable_loss_reaches_clients_as_nc_gap() {
             gaps > 0 && got < N && got > N / 2,
             "{got} messages, {gaps} gaps"
         );
+        assert!(expect_from <= N as i64, "gaps past the last message");
+        eprintln!("{got} of {N} messages, {gaps} gaps, each in its place");
         let p = peers(dirs[1]).await;
         assert_eq!(p["totals"]["gaps"].as_u64().unwrap(), gaps, "{p}");
     });

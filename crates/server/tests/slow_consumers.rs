@@ -154,7 +154,8 @@ impl Legacy {
         let before: Vec<u64> = legacy_ids(ctl);
         let s = UnixStream::connect(d.path("S")).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-        // The daemon takes a silent client for a seed client after 200 ms.
+        // A silent client is listed (as a seed client) as soon as it is
+        // accepted.
         let mut id = None;
         let t = Instant::now();
         while id.is_none() {
@@ -473,11 +474,15 @@ fn drop_counts_what_stalled_clients_miss_and_tells_them_with_one_gap_event() {
         report("slowconsumer drop", &d, MESSAGES, base, t);
 
         // showclient: a full queue and the drops, for both stalled clients.
+        // (Once a client misses messages it gets none until its queue is
+        // down to half, so a queue that shrank a little after the first
+        // drop — the legacy client's, held while it was still silent and
+        // written when it turned out to be a seed client — stays there.)
         let mut dropped = Vec::new();
         for id in [native.client, legacy.id] {
             let v = ctl.show_client("S", id).unwrap();
             let q = v["queued_bytes"].as_u64().unwrap();
-            assert!((QUEUE..QUEUE + 2 * PAYLOAD as u64).contains(&q), "{v}");
+            assert!((QUEUE / 2..QUEUE + 2 * PAYLOAD as u64).contains(&q), "{v}");
             let n = v["dropped"].as_u64().unwrap();
             assert!(n > 0 && n < MESSAGES, "{v}");
             assert_eq!(v["blocked"], 0, "{v}");
@@ -583,5 +588,133 @@ fn a_listener_a_little_slower_than_the_publisher_loses_nothing_under_block() {
         );
         report("slightly slower listener", &d, COUNT, base, t);
         d.assert_alive();
+    });
+}
+
+#[test]
+fn drop_puts_each_gap_right_before_the_first_message_after_the_hole() {
+    let _g = serial();
+    bounded(120, "slowconsumer drop, gap position", || {
+        const COUNT: u64 = 600;
+        let d = Daemon::start(&config("drop"));
+        // A reader slower than the publisher that never stops: it misses
+        // runs of messages and catches up again, many times.
+        let mut slow = d.raw("S", "slow-reader");
+        slow.subscribe(&["*"]);
+        let reader = std::thread::spawn(move || {
+            // (index of the message it follows, dropped) per nc-gap.
+            let (mut next, mut gaps, mut got) = (0u64, Vec::new(), 0u64);
+            while next < COUNT {
+                match slow.next().expect("slow reader: more frames") {
+                    Got::Deliver { event, payload, .. } if event == "bulk" => {
+                        let i = index_of(&payload);
+                        assert_eq!(
+                            i, next,
+                            "message {i} where {next} was due: a hole with no nc-gap right before it"
+                        );
+                        next = i + 1;
+                        got += 1;
+                    }
+                    Got::Deliver {
+                        event,
+                        payload,
+                        client: 0,
+                        ..
+                    } if event == "nc-gap" => {
+                        let v: Value = serde_json::from_slice(&payload).unwrap();
+                        assert_eq!(v["cause"], "slowconsumer", "{v}");
+                        let n = v["dropped"].as_u64().unwrap();
+                        assert!(n > 0, "{v}");
+                        gaps.push((next, n));
+                        // The messages it stands for: the next one due is
+                        // the first after the hole.
+                        next += n;
+                    }
+                    other => panic!("slow reader: unexpected {other:?}"),
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert_eq!(next, COUNT, "the gaps count more messages than were sent");
+            (got, gaps)
+        });
+        let p = publish(&d, COUNT, &[], false);
+        let (got, gaps) = reader.join().unwrap();
+        let dropped: u64 = gaps.iter().map(|g| g.1).sum();
+        eprintln!(
+            "slow reader: {got} of {COUNT} messages, {} nc-gap events for {dropped} dropped, \
+             each right before the first message after its hole",
+            gaps.len()
+        );
+        assert!(!gaps.is_empty(), "the reader was never too slow");
+        assert_eq!(got + dropped, COUNT);
+        drop(p);
+    });
+}
+
+#[test]
+fn a_publisher_blocked_on_one_channel_holds_up_no_other_channel() {
+    let _g = serial();
+    bounded(120, "blocked publisher isolation", || {
+        let d = Daemon::start(
+            r#"{ "queuebytes": "1MiB", "channels": { "S": { "blockms": 60000 }, "T": {} } }"#,
+        );
+        let _stalled = stalled_native(&d);
+        let connect = |ch: &str| {
+            netcluster::blocking::Client::builder(ch)
+                .with(|b| b.socket_dir(d.dir()).echo(false))
+                .connect()
+                .unwrap()
+        };
+        // S's publisher fills the stalled client's queue and then waits.
+        let s_pub = connect("S");
+        let filler = std::thread::spawn(move || {
+            for i in 0..64 {
+                // Fails only once the daemon is gone at the end.
+                let _ = s_pub.emit_bytes("bulk", payload(i));
+            }
+        });
+        let mut ctl = d.control();
+        let t = Instant::now();
+        loop {
+            let v = ctl.request("nc-control-showchannel", &json!("S")).unwrap();
+            let blocked: u64 = v
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["blocked"].as_u64().unwrap())
+                .sum();
+            if blocked > 0 {
+                break;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "S's publisher never waited: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // Meanwhile T flows as usual.
+        let t_rx = connect("T");
+        let mut sub = t_rx.subscribe("n").unwrap();
+        let t_tx = connect("T");
+        for i in 0..1000u64 {
+            t_tx.emit("n", &i).unwrap();
+        }
+        t_tx.flush().unwrap();
+        for i in 0..1000u64 {
+            let m = sub
+                .recv_timeout(Duration::from_secs(10))
+                .unwrap_or_else(|| panic!("T's message {i} held up"));
+            assert_eq!(m.json::<u64>().unwrap(), i);
+        }
+        // And S's publisher is still held by the stalled client (blockms
+        // is a minute here), whose queue is full.
+        let v = ctl.request("nc-control-showchannel", &json!("S")).unwrap();
+        let full = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["queued_bytes"].as_u64().unwrap() >= QUEUE);
+        assert!(full, "{v}");
+        drop(filler);
     });
 }

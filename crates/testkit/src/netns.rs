@@ -272,6 +272,12 @@ impl Lan {
         k
     }
 
+    /// The process id of daemon `k` on host `i` (`ip netns exec` execs
+    /// it, so this is the daemon itself), e.g. to read its memory use.
+    pub fn daemon_pid(&self, i: usize, k: usize) -> u32 {
+        self.hosts[i].daemons[k].0.id()
+    }
+
     /// The log of daemon `k` on host `i` so far.
     pub fn log(&self, i: usize, k: usize) -> String {
         std::fs::read_to_string(&self.hosts[i].daemons[k].1).unwrap_or_default()

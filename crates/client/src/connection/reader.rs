@@ -2,12 +2,14 @@
 //! dispatches deliveries to the listener table and completes pending
 //! requests, subscription acks and pings. Runs inside the supervisor task.
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::Poll;
 
 use bytes::BytesMut;
 use netcluster_proto::frame::{self, ErrorCode, Frame, Status, FRAME_OVERHEAD, HEADER_LEN};
 
-use super::{Ended, Shared, Stream, READ_CHUNK};
+use super::{ConnectionState, Ended, Shared, Stream, READ_CHUNK};
 use crate::table::Sink;
 use crate::Message;
 
@@ -15,10 +17,30 @@ pub(super) async fn reader(shared: &Arc<Shared>, rd: &Stream) -> Ended {
     let closed = shared.done.notified();
     tokio::pin!(closed);
     closed.as_mut().enable();
-    tokio::select! {
-        e = read_loop(shared, rd) => e,
-        _ = closed => Ended { reason: shared.closed().unwrap_or_default(), permanent: true },
-    }
+    let read = read_loop(shared, rd);
+    tokio::pin!(read);
+    let mut registered = false;
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(e) = read.as_mut().poll(cx) {
+            return Poll::Ready(e);
+        }
+        // Polling a `Notified` takes the `Notify`'s lock, and this runs on
+        // every wake (every batch of frames). Once polled, it keeps this
+        // task's waker and `close` wakes us through it; `close` sets the
+        // state to Closed before notifying, so it needs polling again
+        // only then.
+        if !registered || shared.state() == ConnectionState::Closed {
+            registered = true;
+            if closed.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(Ended {
+                    reason: shared.closed().unwrap_or_default(),
+                    permanent: true,
+                });
+            }
+        }
+        Poll::Pending
+    })
+    .await
 }
 
 async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
@@ -64,6 +86,61 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
         let mut msg: Option<Message> = None;
         let mut off = 0;
         while off < chunk.len() {
+            if chunk[off] == frame::kind::DELIVER {
+                // Deliveries, the bulk of the traffic, skip the general
+                // decoder. Runs of one event are common: its name is
+                // checked (UTF-8) and its listeners looked up once per
+                // run, and later frames of the run use the first one's
+                // name (same bytes, same chunk).
+                let h = &chunk[off..off + HEADER_LEN];
+                let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
+                let body = &chunk[off + HEADER_LEN..off + HEADER_LEN + len];
+                off += HEADER_LEN + len;
+                let raw = match frame::decode_deliver_raw(body) {
+                    Ok(r) => r,
+                    Err(e) => return ended(format!("bad frame from the daemon: {e}")),
+                };
+                let (event, (named, all)) = match last_event {
+                    Some((e, found)) if same_name(e.as_bytes(), raw.event) => (Some(e), found),
+                    _ => (None, ([].as_slice(), [].as_slice())),
+                };
+                let d = match raw.with_event(event) {
+                    Ok(d) => d,
+                    Err(e) => return ended(format!("bad frame from the daemon: {e}")),
+                };
+                let (named, all) = if event.is_some() {
+                    (named, all)
+                } else {
+                    let found = table.matching(d.event);
+                    last_event = Some((d.event, found));
+                    found
+                };
+                if named.is_empty() && all.is_empty() {
+                    continue;
+                }
+                let msg = match &mut msg {
+                    Some(m) => {
+                        m.retarget(&d, welcome.node);
+                        m
+                    }
+                    None => msg.insert(Message::from_deliver(
+                        &chunk,
+                        &d,
+                        &shared.channel,
+                        welcome.node,
+                    )),
+                };
+                // The common case, one `on` handler: called here, without
+                // building the general dispatch's future per message.
+                if let ([only], []) = (named, all) {
+                    if let (Sink::Handler(h), None) = (&only.sink, &only.fired) {
+                        h(msg);
+                        continue;
+                    }
+                }
+                dispatch(named.iter().chain(all), msg, &mut removals).await;
+                continue;
+            }
             let (f, n) = match frame::decode(&chunk[off..], max_body) {
                 Ok(Some(x)) => x,
                 Ok(None) => unreachable!("complete frames were measured"),
@@ -71,34 +148,6 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
             };
             off += n;
             match f {
-                Frame::Deliver(d) => {
-                    // Runs of one event are common: look the listeners up
-                    // once per run.
-                    let (named, all) = match last_event {
-                        Some((e, found)) if e == d.event => found,
-                        _ => {
-                            let found = table.matching(d.event);
-                            last_event = Some((d.event, found));
-                            found
-                        }
-                    };
-                    if named.is_empty() && all.is_empty() {
-                        continue;
-                    }
-                    let msg = match &mut msg {
-                        Some(m) => {
-                            m.retarget(&d, welcome.node);
-                            m
-                        }
-                        None => msg.insert(Message::from_deliver(
-                            &chunk,
-                            &d,
-                            &shared.channel,
-                            welcome.node,
-                        )),
-                    };
-                    dispatch(named.iter().chain(all), msg, &mut removals).await;
-                }
                 Frame::Response {
                     id,
                     status,
@@ -119,8 +168,12 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
                     }
                 }
                 Frame::Pong(token) => {
-                    if let Some(tx) = shared.pending().pings.remove(&token) {
-                        let _ = tx.send(());
+                    let tx = shared.pending().pings.remove(&token);
+                    if let Some(tx) = tx {
+                        // Still on the connection the window ends on: no
+                        // break can be counted between this and the answer.
+                        let breaks = shared.out().breaks;
+                        let _ = tx.send(breaks);
                     }
                 }
                 Frame::Ping(token) => {
@@ -152,11 +205,12 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
                         }
                     }
                 }
+                // (Deliver frames were handled above, without this decoder.)
                 other => return ended(format!("unexpected frame from the daemon: {other:?}")),
             }
         }
         for id in removals.drain(..) {
-            crate::client::remove_listener_id(shared, id);
+            shared.remove_listener(id);
         }
     }
 }
@@ -189,6 +243,13 @@ pub async fn dispatch<'a>(
             },
         }
     }
+}
+
+/// Byte equality for event names, which are short: a loop the compiler
+/// keeps inline beats a call to `memcmp` for a handful of bytes.
+#[inline]
+fn same_name(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x == y)
 }
 
 fn error_text(payload: &[u8]) -> String {

@@ -76,16 +76,25 @@ pub fn encode_subscription<'n>(
 #[inline]
 pub fn encode_publish(out: &mut BytesMut, event: &str, payload: &[u8]) {
     encode_publish_header(out, event, payload.len());
-    out.put_slice(payload);
+    out.extend_from_slice(payload);
 }
 
 /// Appends a Publish frame's header and event; the caller appends exactly
 /// `payload_len` payload bytes next (lets a serializer write in place).
 #[inline]
 pub fn encode_publish_header(out: &mut BytesMut, event: &str, payload_len: usize) {
-    out.reserve(HEADER_LEN + 2 + event.len() + payload_len);
-    header(out, kind::PUBLISH, 2 + event.len() + payload_len);
-    put_event(out, event);
+    debug_assert!(event.len() <= MAX_EVENT_LEN);
+    let body = 2 + event.len() + payload_len;
+    debug_assert!(body <= u32::MAX as usize);
+    out.reserve(HEADER_LEN + body);
+    // The fixed part in one copy: emits are the client's hottest path, and
+    // each `put_*` on a BytesMut checks and advances on its own.
+    let mut head = [0u8; HEADER_LEN + 2];
+    head[0] = kind::PUBLISH;
+    head[1..HEADER_LEN].copy_from_slice(&(body as u32).to_le_bytes());
+    head[HEADER_LEN..].copy_from_slice(&(event.len() as u16).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(event.as_bytes());
 }
 
 /// Rewrites the body length of a frame that starts at `start` in `out` and

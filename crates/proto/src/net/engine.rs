@@ -28,8 +28,8 @@ use super::send::{Pacer, SendOpts, Sender};
 use super::sync::Syncs;
 use super::wire::{self, Heartbeat, Kind, WireError, MAX_NAK_RANGES, MAX_NODE_NAME};
 use super::{
-    earliest, Dest, DownReason, DropReason, InMessage, NetConfig, NetEvent, NetStats, OutMessage,
-    SendError, Transmit, MAX_MTU, MAX_REJECT_SOURCES, MIN_MTU,
+    earliest, Dest, DownReason, DropReason, InMessage, Incoming, NetConfig, NetEvent, NetStats,
+    OutMessage, SendError, Transmit, MAX_MTU, MAX_REJECT_SOURCES, MIN_MTU,
 };
 
 /// Removed peers remembered (their replay windows), oldest forgotten first.
@@ -41,12 +41,13 @@ const MAX_TOMBS: usize = 4096;
 pub struct Net {
     pub(super) cfg: NetConfig,
     pub(super) started: Instant,
-    next_heartbeat: Instant,
+    pub(super) next_heartbeat: Instant,
     pub(super) sender: Sender,
     pub(super) peers: FxHashMap<u64, Peer>,
     pub(super) tombs: FxHashMap<u64, Tomb>,
     tomb_order: VecDeque<u64>,
-    pub(super) messages: VecDeque<InMessage>,
+    /// Messages and gaps in delivery order (see [`Net::poll_incoming`]).
+    pub(super) messages: VecDeque<Incoming>,
     pub(super) events: VecDeque<NetEvent>,
     pub(super) stats: NetStats,
     /// Records of the datagram being decoded, reused between datagrams.
@@ -62,6 +63,8 @@ pub struct Net {
     droplog: DropLog,
     /// No eviction scan before this (the last one found nothing).
     pub(super) rescan_at: Option<Instant>,
+    /// Receive memory of all peers together (see `budget`).
+    pub(super) recv_mem: usize,
 }
 
 impl Net {
@@ -87,6 +90,8 @@ impl Net {
             holdoff: cfg.reorder_timeout + cfg.nak_backoff,
             tail_probe: cfg.tail_probe,
             flow_timeout: cfg.flow_timeout,
+            retransmit_rate: cfg.retransmit_rate,
+            retransmit_burst: cfg.retransmit_burst,
         };
         let timing = NakTiming {
             first: cfg.reorder_timeout,
@@ -115,6 +120,7 @@ impl Net {
             syncs: Syncs::new(now),
             droplog: DropLog::default(),
             rescan_at: None,
+            recv_mem: 0,
         }
     }
 
@@ -198,7 +204,8 @@ impl Net {
             if !self.admit(now, h.node, from) {
                 return;
             }
-            return self.on_data(now, from, &h, buf);
+            self.on_data(now, from, &h, buf);
+            return self.account(now, h.node);
         }
         let mut buf = std::mem::take(&mut self.open_buf);
         let plain: &[u8] = if sealed {
@@ -214,6 +221,7 @@ impl Net {
             self.on_control(now, from, &h, plain);
         }
         self.open_buf = buf;
+        self.account(now, h.node);
     }
 
     /// Counts a datagram that failed authentication, by source address.
@@ -373,6 +381,7 @@ impl Net {
         for (node, reason) in gone {
             self.remove_peer(now, node, reason);
         }
+        self.recount();
     }
 
     /// Counts a flow-control wait when DATA starts being held back.
@@ -389,6 +398,7 @@ impl Net {
             return;
         };
         self.sender.forget(node);
+        self.unaccount(peer.mem);
         let mut sink = super::input::Sink::new(
             &mut self.messages,
             &mut self.events,
@@ -466,8 +476,22 @@ impl Net {
         Some(Transmit { dest: Dest::All })
     }
 
-    /// The next received message, in order per sender.
+    /// The next received message, in order per sender. Gaps are skipped
+    /// (they are reported by [`Net::poll_event`]); a driver that must
+    /// place them among the messages uses [`Net::poll_incoming`] instead.
     pub fn poll_message(&mut self) -> Option<InMessage> {
+        loop {
+            match self.messages.pop_front()? {
+                Incoming::Message(m) => return Some(m),
+                Incoming::Gap { .. } => {}
+            }
+        }
+    }
+
+    /// The next received message or gap: each sender's messages in order,
+    /// with each of its gaps exactly between the last message before the
+    /// hole and the first after it.
+    pub fn poll_incoming(&mut self) -> Option<Incoming> {
         self.messages.pop_front()
     }
 

@@ -21,7 +21,7 @@ use super::engine::Net;
 use super::peer::{replay_slot, Peer, Reported, Tomb};
 use super::recv::{self, Admit, FragOutcome, Limits, Staged, Step};
 use super::wire::{self, Header, Heartbeat, Kind, WireError, HEADER_LEN};
-use super::{DropReason, InMessage, NetEvent, NetStats};
+use super::{DropReason, InMessage, Incoming, NetEvent, NetStats};
 
 impl Net {
     /// A DATA datagram; `buf` is the plain datagram (header and records).
@@ -116,6 +116,17 @@ impl Net {
         self.stats.datagrams_in += 1;
         seen(peer, now, from, data.len());
         let new = peer.sync.as_ref().is_some_and(|a| a.tries == 0);
+        // Without a key anyone can send a NAK or an ACK under any node id:
+        // only nodes that announced themselves count (see `budget` and
+        // the sender's limits for what they can still cause).
+        let heard = peer.info.up;
+        if !heard && matches!(c, Control::Nak(_) | Control::Ack(_)) {
+            self.stats.unheard_ignored += 1;
+            if new {
+                self.ask_sync(now, h.node);
+            }
+            return;
+        }
         match c {
             Control::Heartbeat(hb) => self.on_heartbeat(now, h, &hb),
             Control::Sync(r) => self.on_sync(now, h.node, h.seq, &r),
@@ -127,7 +138,8 @@ impl Net {
                 let live = self.peers.get(&h.node).is_some_and(|p| p.synced());
                 if nak.target == self.cfg.node_id && live {
                     self.stats.naks_in += 1;
-                    self.sender.on_nak(now, nak.ranges());
+                    let (_, limited) = self.sender.on_nak(now, h.node, nak.ranges());
+                    self.stats.retransmits_limited += limited;
                 } else if let Some(t) = self.peers.get_mut(&nak.target) {
                     // Another receiver asked for what we may miss too.
                     self.stats.naks_suppressed +=
@@ -187,6 +199,20 @@ impl Net {
             peer.info.name = hb.name.to_owned();
         }
         self.maybe_up(now, h.node);
+        // A node counts the NAKs and ACKs only of nodes it has heard a
+        // heartbeat from. One started after our last heartbeat hears ours
+        // soon, not a heartbeat interval later (at most a tenth of one
+        // after the last).
+        let interval = self.cfg.heartbeat_interval;
+        let last = self
+            .next_heartbeat
+            .checked_sub(interval)
+            .unwrap_or(self.next_heartbeat);
+        let since = now.saturating_duration_since(last);
+        if u128::from(hb.uptime_ms) < since.as_millis() {
+            let soon = now.max(last + interval / 10);
+            self.next_heartbeat = self.next_heartbeat.min(soon);
+        }
     }
 }
 
@@ -254,7 +280,7 @@ fn seen(peer: &mut Peer, now: Instant, from: SocketAddr, len: usize) {
 
 /// Where decoded messages, events and counters go while a peer is borrowed.
 pub(super) struct Sink<'a> {
-    messages: &'a mut VecDeque<InMessage>,
+    messages: &'a mut VecDeque<Incoming>,
     events: &'a mut VecDeque<NetEvent>,
     pub(super) stats: &'a mut NetStats,
     limits: Limits,
@@ -264,7 +290,7 @@ pub(super) struct Sink<'a> {
 
 impl<'a> Sink<'a> {
     pub(super) fn new(
-        messages: &'a mut VecDeque<InMessage>,
+        messages: &'a mut VecDeque<Incoming>,
         events: &'a mut VecDeque<NetEvent>,
         stats: &'a mut NetStats,
         limits: Limits,
@@ -327,7 +353,7 @@ impl<'a> Sink<'a> {
         peer.info.messages_in += 1;
         peer.info.payload_bytes_in += m.payload.len() as u64;
         self.stats.messages_in += 1;
-        self.messages.push_back(m);
+        self.messages.push_back(Incoming::Message(m));
     }
 
     pub(super) fn incomplete(&mut self, peer: &mut Peer) {
@@ -358,6 +384,11 @@ impl<'a> Sink<'a> {
                     self.stats.lost += n;
                     self.stats.gaps += 1;
                     self.events.push_back(NetEvent::Gap {
+                        node: peer.info.node,
+                        first,
+                        last,
+                    });
+                    self.messages.push_back(Incoming::Gap {
                         node: peer.info.node,
                         first,
                         last,

@@ -18,6 +18,7 @@
 //! unicast peers), `poll_message` and `poll_event`, then re-arm one timer at
 //! `poll_timeout`.
 
+mod budget;
 mod droplog;
 mod engine;
 mod evict;
@@ -58,8 +59,22 @@ pub const MIN_MTU: usize = 256;
 pub const MAX_MTU: usize = 65_507;
 /// Default largest message payload (16 MiB).
 pub const DEFAULT_MAX_MESSAGE: usize = 16 << 20;
-/// Default per-peer reassembly memory (64 MiB).
-pub const DEFAULT_REASSEMBLY_BYTES: usize = 64 << 20;
+/// Default receive memory of all peers together (32 MiB): partial
+/// fragmented messages, held out-of-order datagrams and tracked missing
+/// ones. Twice the default `max_message`, so one largest message fits
+/// beside other traffic, and small enough that a flood from strangers keeps
+/// the daemon well within 64 MiB of its idle size.
+pub const DEFAULT_REASSEMBLY_BYTES: usize = 32 << 20;
+/// Most DATA datagrams one NAK can make a sender send again. A NAK is at
+/// least 35 bytes (24 of header, 8 of target, 3 of one range), a DATA
+/// datagram at most `mtu` bytes, so at the default `mtu` one NAK yields at
+/// most 4 × 1400 = 5600 bytes plus a GONE (about 45 bytes): at most 161
+/// times its own size. Receivers ask for at most this many per NAK.
+pub const NAK_ANSWER_MAX: usize = 4;
+/// Default rate of retransmissions per requesting peer (bytes per second).
+pub const DEFAULT_RETRANSMIT_RATE: u64 = 16 << 20;
+/// Default burst of retransmissions per requesting peer (bytes).
+pub const DEFAULT_RETRANSMIT_BURST: usize = 1 << 20;
 /// Most peers tracked at once, so spoofed node ids cannot grow the table
 /// without bound. When it is full, a new node evicts peers that are not up
 /// (never named by a heartbeat first, then the longest silent), then up
@@ -105,8 +120,12 @@ pub struct NetConfig {
     /// A partially reassembled message with no new fragment for this long
     /// is dropped.
     pub reassembly_timeout: Duration,
-    /// Reassembly memory per peer; a message whose fragments announce more
-    /// is dropped and counted.
+    /// Receive memory of all peers together: partial messages (their
+    /// bytes received, never their announced size), held out-of-order
+    /// datagrams and tracked missing ones. When a datagram takes it over,
+    /// the state of the peers heard from least recently is released first
+    /// (counted in [`NetStats::evicted`]). A message announcing more is
+    /// refused and counted.
     pub reassembly_bytes: usize,
     /// How long a missing DATA datagram is waited for before it is NAKed
     /// for the first time (a reordered datagram usually arrives meanwhile).
@@ -128,9 +147,17 @@ pub struct NetConfig {
     /// Bytes of recently sent DATA datagrams kept to answer NAKs; 0 keeps
     /// none (every NAK is answered "gone").
     pub retransmit_bytes: usize,
-    /// Flow control: a receiver that has acknowledged nothing for this long
-    /// no longer holds the sender back (it will see a gap instead).
+    /// Flow control: a receiver holds the sender back for at most this
+    /// long in total until it has caught up with everything sent; then it
+    /// no longer counts (it will see a gap instead). ACKs without progress
+    /// do not renew it.
     pub flow_timeout: Duration,
+    /// Retransmissions per requesting peer, in bytes per second (a token
+    /// bucket); 0 = no limit.
+    pub retransmit_rate: u64,
+    /// Retransmissions a requesting peer may get at once (the bucket's
+    /// size), in bytes.
+    pub retransmit_burst: usize,
     /// After the last DATA datagram of a burst, a heartbeat follows after
     /// this long, so receivers notice tail loss without waiting for the
     /// next regular heartbeat. Zero: no such heartbeat.
@@ -170,6 +197,8 @@ impl NetConfig {
             retransmit_bytes: DEFAULT_RETRANSMIT_BYTES,
             tail_probe: Duration::from_millis(5),
             flow_timeout: Duration::from_secs(1),
+            retransmit_rate: DEFAULT_RETRANSMIT_RATE,
+            retransmit_burst: DEFAULT_RETRANSMIT_BURST,
             key: None,
             key_grace: DEFAULT_KEY_GRACE,
             seed: node_id,
@@ -230,10 +259,10 @@ pub enum NetConfigError {
     /// No NAK round is allowed.
     #[error("nak_rounds must be at least 1")]
     NakRounds,
-    /// Reassembly memory cannot hold one largest message.
+    /// Receive memory cannot hold one largest message.
     #[error("reassembly memory ({reassembly_bytes} bytes) is smaller than the largest message ({max_message} bytes)")]
     ReassemblyBytes {
-        /// Per-peer reassembly memory.
+        /// Receive memory of all peers together.
         reassembly_bytes: usize,
         /// Largest message.
         max_message: usize,
@@ -294,6 +323,25 @@ pub struct InMessage {
     pub event: ByteStr,
     /// Payload; shares the received datagram's buffer when it fitted one.
     pub payload: Bytes,
+}
+
+/// What [`Net::poll_incoming`] yields: the messages of each sender in
+/// order, with its gaps in their place among them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Incoming {
+    /// A message from another node.
+    Message(InMessage),
+    /// DATA datagrams of `node` were given up on (the same gap is also
+    /// reported as [`NetEvent::Gap`]): every message of `node` yielded
+    /// before it was sent before the hole, every one after it after.
+    Gap {
+        /// The sending node.
+        node: u64,
+        /// First missing DATA sequence number.
+        first: u64,
+        /// Last missing DATA sequence number (inclusive).
+        last: u64,
+    },
 }
 
 /// Something that happened to a peer.
@@ -459,6 +507,15 @@ pub struct NetStats {
     pub syncs_limited: u64,
     /// Peers synced by a SYNC reply.
     pub synced: u64,
+    /// Times receive memory (`reassembly_bytes`) was full and a peer's
+    /// partial message, held datagrams and missing ones were released.
+    pub evicted: u64,
+    /// NAKed datagrams not sent again: more than [`NAK_ANSWER_MAX`] in one
+    /// NAK, or over the requester's `retransmit_rate`.
+    pub retransmits_limited: u64,
+    /// NAK and ACK datagrams ignored because their sender had not sent a
+    /// heartbeat yet.
+    pub unheard_ignored: u64,
     /// The last dropped datagram's source and reason, for logs.
     pub last_error: Option<(SocketAddr, WireError)>,
 }

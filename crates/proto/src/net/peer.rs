@@ -133,6 +133,8 @@ pub(crate) struct Peer {
     pub(crate) acked: u64,
     /// When an acknowledgement is due, if one is.
     pub(crate) ack_at: Option<Instant>,
+    /// Receive memory last accounted for it (see `budget`).
+    pub(crate) mem: usize,
 }
 
 /// What is remembered of a peer after it was removed, so that its old
@@ -258,6 +260,7 @@ impl Peer {
             sync: Some(Asking::new(now)),
             acked: 0,
             ack_at: None,
+            mem: 0,
         }
     }
 

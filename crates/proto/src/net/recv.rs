@@ -18,7 +18,10 @@ use bytes::Bytes;
 
 use super::rng::XorShift;
 use super::wire;
-use super::{ByteStr, InMessage, MAX_TRACKED};
+use super::{ByteStr, InMessage, MAX_TRACKED, NAK_ANSWER_MAX};
+
+mod reasm;
+pub(crate) use reasm::{FragOutcome, Limits, Reassembly};
 
 /// A decoded record waiting to be applied in sequence order; owns slices of
 /// the received datagram.
@@ -81,6 +84,12 @@ pub(crate) struct NakTiming {
     pub(crate) rounds: u32,
 }
 
+/// Missing entries looked at per NAK: the rest wait for the next NAK, so
+/// that a stranger announcing a far sequence number costs a bounded scan.
+const NAK_SCAN_MAX: usize = 4096;
+/// Shortest wait before a NAK round goes on after a bounded scan.
+const NAK_MIN_SPACING: Duration = Duration::from_micros(500);
+
 /// The wait between NAK rounds doubles each round up to this many times
 /// `nak_interval`, so that a sender stalled for a moment (a busy machine)
 /// is not given up on after a hundred milliseconds.
@@ -119,6 +128,39 @@ pub(crate) struct Window {
     /// No missing datagram is due before this (a lower bound: it may be
     /// early after a missing one arrived, which only costs a scan).
     nak_due: Option<Instant>,
+    /// Memory of the held datagrams (see [`held_cost`]).
+    held_bytes: usize,
+    /// Where the next NAK round's scan resumes (0: at the floor), and the
+    /// earliest due time seen since the scan last started at the floor.
+    cursor: u64,
+    pass_earliest: Option<Instant>,
+    /// When a NAK could not ask for everything due (a sender answers at
+    /// most [`NAK_ANSWER_MAX`] per NAK): the next one goes out as soon as
+    /// an answer arrives, or after `nak_interval` if none does, so a
+    /// stranger that never answers does not draw a stream of NAKs.
+    more: Option<Instant>,
+}
+
+/// Memory accounted for each sequence number tracked as missing (a map
+/// entry and its NAK schedule), so that a stranger announcing a far seq
+/// pays for the tracking it causes.
+pub(crate) const MISS_COST: usize = 64;
+
+/// Memory accounted for a held datagram: its records (each pins a slice of
+/// the datagram's buffer and takes a decoded record's room) and the map
+/// entry. A datagram of many tiny records costs far more decoded than on
+/// the wire, which this counts.
+fn held_cost(items: &[Staged]) -> usize {
+    let per = std::mem::size_of::<Staged>() + 16;
+    super::wire::HEADER_LEN
+        + MISS_COST
+        + items
+            .iter()
+            .map(|i| match i {
+                Staged::Msg(m) => per + m.payload.len() + m.channel.len() + m.event.len(),
+                Staged::Frag(p) => per + p.data.len(),
+            })
+            .sum::<usize>()
 }
 
 impl Window {
@@ -161,7 +203,7 @@ impl Window {
 
     /// Records that the due datagram (`seq`, admitted `Now`) was applied.
     pub(crate) fn advance(&mut self, seq: u64) {
-        self.missing.remove(&seq);
+        self.arrived(seq);
         self.known = self.known.max(seq);
         self.next = Some(seq.saturating_add(1));
     }
@@ -205,8 +247,18 @@ impl Window {
         rng: &mut XorShift,
     ) {
         self.learn(seq, now, t, rng);
-        self.missing.remove(&seq);
+        self.arrived(seq);
+        self.held_bytes += held_cost(&items);
         self.held.insert(seq, items);
+    }
+
+    /// A missing datagram arrived: if it had been NAKed and more is due,
+    /// the next NAK goes out now.
+    fn arrived(&mut self, seq: u64) {
+        let nakked = self.missing.remove(&seq).is_some_and(|m| m.rounds > 0);
+        if let Some(t) = self.more.filter(|_| nakked) {
+            self.nak_due = Some(t);
+        }
     }
 
     /// Number of held datagrams.
@@ -214,10 +266,16 @@ impl Window {
         self.held.len()
     }
 
+    /// Memory this window holds: held datagrams and tracked missing ones.
+    pub(crate) fn memory(&self) -> usize {
+        self.held_bytes + self.missing.len() * MISS_COST
+    }
+
     /// The next step of in-order delivery, if any can be taken.
     pub(crate) fn take_next(&mut self) -> Option<Step> {
         let n = self.next?;
         if let Some(items) = self.held.remove(&n) {
+            self.held_bytes -= held_cost(&items);
             self.advance(n);
             return Some(Step::Apply(items));
         }
@@ -293,9 +351,16 @@ impl Window {
         if !matches!(self.nak_due, Some(d) if d <= now) {
             return ranges;
         }
-        let mut earliest: Option<Instant> = None;
+        let mut asked = 0;
+        let mut stop = None;
         let floor = self.floor;
-        for (&q, m) in self.missing.range_mut(floor..) {
+        let start = self.cursor.max(floor);
+        let mut earliest = self.pass_earliest;
+        for (scanned, (&q, m)) in self.missing.range_mut(start..).enumerate() {
+            if scanned == NAK_SCAN_MAX {
+                stop = Some((q, false));
+                break;
+            }
             if m.lost {
                 continue;
             }
@@ -305,21 +370,42 @@ impl Window {
                     continue;
                 }
                 let extends = ranges.last().is_some_and(|r| r.1 + 1 == q);
+                if asked == NAK_ANSWER_MAX || (!extends && ranges.len() == max_ranges) {
+                    stop = Some((q, true));
+                    break;
+                }
                 if extends {
                     ranges.last_mut().expect("checked").1 = q;
-                } else if ranges.len() == max_ranges {
-                    // No room in this NAK: due again at once.
-                    earliest = Some(now);
-                    continue;
                 } else {
                     ranges.push((q, q));
                 }
+                asked += 1;
                 m.rounds += 1;
                 m.due = now + t.after(m.rounds, rng);
             }
             earliest = Some(earliest.map_or(m.due, |e| e.min(m.due)));
         }
-        self.nak_due = earliest;
+        match stop {
+            // More is due than one NAK asks for: the rest after an answer.
+            Some((q, true)) => {
+                self.cursor = q;
+                self.pass_earliest = earliest;
+                self.more = Some(now);
+                self.nak_due = Some(now + t.interval.max(NAK_MIN_SPACING));
+            }
+            // Scanned enough for one call: go on shortly.
+            Some((q, false)) => {
+                self.cursor = q;
+                self.pass_earliest = earliest;
+                self.nak_due = Some(now + NAK_MIN_SPACING);
+            }
+            None => {
+                self.cursor = 0;
+                self.pass_earliest = None;
+                self.more = None;
+                self.nak_due = earliest;
+            }
+        }
         ranges
     }
 
@@ -334,7 +420,16 @@ impl Window {
         rng: &mut XorShift,
     ) -> u64 {
         let mut spared = 0;
+        // A NAK gets at most NAK_ANSWER_MAX datagrams sent again, so only
+        // that many count as asked for.
+        let mut counted = 0u64;
         for (a, b) in ranges {
+            let room = NAK_ANSWER_MAX as u64 - counted;
+            if room == 0 {
+                break;
+            }
+            let b = b.min(a.saturating_add(room - 1));
+            counted += b - a + 1;
             let a = a.max(self.floor);
             if a > b {
                 continue;
@@ -349,162 +444,6 @@ impl Window {
             }
         }
         spared
-    }
-}
-
-/// Limits a reassembly is checked against.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Limits {
-    /// Largest message body accepted (payload limit plus the largest head).
-    pub(crate) max_total: u64,
-    /// Memory a peer's partial message may use.
-    pub(crate) budget: usize,
-}
-
-/// What a fragment did.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) enum FragOutcome {
-    /// Stored, message not complete yet.
-    Stored,
-    /// Already had it.
-    Duplicate,
-    /// The message is complete: its body.
-    Complete(Bytes),
-    /// The message was refused for its size (counted once per message;
-    /// its further fragments are dropped silently).
-    Oversized,
-    /// Another fragment of a message already refused.
-    Refused,
-    /// A fragment after the first of a message whose start was lost (the
-    /// first such fragment of a message; later ones are `Refused`).
-    Orphan,
-    /// The fragment contradicts the partial message (numbers differ, or
-    /// all fragments came but the bytes do not add up); both dropped.
-    Inconsistent,
-}
-
-/// A message being put back together.
-#[derive(Debug)]
-struct Partial {
-    msg_id: u64,
-    count: u64,
-    total: u64,
-    body: Vec<u8>,
-    /// One bit per fragment index received.
-    have: Vec<u64>,
-    fragments: u64,
-    bytes: u64,
-    last: Instant,
-}
-
-impl Partial {
-    fn memory(&self) -> usize {
-        self.body.len() + self.have.len() * 8
-    }
-}
-
-/// The reassembly of one peer.
-#[derive(Debug, Default)]
-pub(crate) struct Reassembly {
-    partial: Option<Partial>,
-    refused: Option<u64>,
-}
-
-impl Reassembly {
-    /// Bytes held by the partial message.
-    pub(crate) fn memory(&self) -> usize {
-        self.partial.as_ref().map_or(0, Partial::memory)
-    }
-
-    /// The id of the partial message, if any.
-    pub(crate) fn partial_id(&self) -> Option<u64> {
-        self.partial.as_ref().map(|p| p.msg_id)
-    }
-
-    /// Drops the partial message; true if there was one.
-    pub(crate) fn abandon(&mut self) -> bool {
-        self.partial.take().is_some()
-    }
-
-    /// Drops the partial message because a gap interrupts it; its further
-    /// fragments are then dropped silently. True if there was one.
-    pub(crate) fn abandon_for_gap(&mut self) -> bool {
-        match self.partial.take() {
-            Some(p) => {
-                self.refused = Some(p.msg_id);
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// When the partial message expires.
-    pub(crate) fn deadline(&self, timeout: Duration) -> Option<Instant> {
-        self.partial.as_ref().map(|p| p.last + timeout)
-    }
-
-    /// Adds a fragment. The caller has abandoned any partial of another id.
-    pub(crate) fn push(&mut self, p: Piece, now: Instant, lim: Limits) -> FragOutcome {
-        if self.refused == Some(p.msg_id) {
-            return FragOutcome::Refused;
-        }
-        if self.partial_id().is_some_and(|id| id != p.msg_id) {
-            self.partial = None;
-        }
-        let part = match &mut self.partial {
-            Some(q) => {
-                if q.count != p.count || q.total != p.total {
-                    self.partial = None;
-                    return FragOutcome::Inconsistent;
-                }
-                q
-            }
-            None if p.index != 0 => {
-                // Fragments are applied in order, so a message's first
-                // fragment comes first: without it, the start was lost.
-                self.refused = Some(p.msg_id);
-                return FragOutcome::Orphan;
-            }
-            None => {
-                let words = p.count.div_ceil(64) as usize;
-                let memory = (p.total as usize).saturating_add(words * 8);
-                if p.total > lim.max_total || memory > lim.budget {
-                    self.refused = Some(p.msg_id);
-                    return FragOutcome::Oversized;
-                }
-                // Zeroed memory is mapped lazily by the allocator, so a
-                // large announced total costs little until it is filled.
-                self.partial.insert(Partial {
-                    msg_id: p.msg_id,
-                    count: p.count,
-                    total: p.total,
-                    body: vec![0; p.total as usize],
-                    have: vec![0; words],
-                    fragments: 0,
-                    bytes: 0,
-                    last: now,
-                })
-            }
-        };
-        let (w, bit) = ((p.index / 64) as usize, 1u64 << (p.index % 64));
-        if part.have[w] & bit != 0 {
-            return FragOutcome::Duplicate;
-        }
-        part.have[w] |= bit;
-        part.fragments += 1;
-        part.bytes += p.data.len() as u64;
-        part.last = now;
-        // The decoder checked offset + len <= total.
-        let at = p.offset as usize;
-        part.body[at..at + p.data.len()].copy_from_slice(&p.data);
-        if part.fragments < part.count {
-            return FragOutcome::Stored;
-        }
-        let done = self.partial.take().expect("partial present");
-        if done.bytes != done.total {
-            return FragOutcome::Inconsistent;
-        }
-        FragOutcome::Complete(Bytes::from(done.body))
     }
 }
 

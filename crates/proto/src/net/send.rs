@@ -15,6 +15,8 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use rustc_hash::FxHashMap;
+
 use crate::varint;
 
 use super::seal::Sealer;
@@ -103,9 +105,12 @@ pub(crate) struct Sender {
     pool: Vec<Vec<u8>>,
     scratch: Vec<u8>,
     pacer: Pacer,
-    /// Receivers' progress, for flow control: node id, next DATA seq it
-    /// expects, when that last moved.
-    flow: Vec<(u64, u64, Instant)>,
+    /// Receivers' progress, for flow control.
+    flow: Vec<Flow>,
+    /// Retransmissions per requesting peer: a token bucket each.
+    requesters: FxHashMap<u64, Pacer>,
+    /// Their rate (bytes per second, 0 = no limit) and burst (bytes).
+    retransmit_rate: (u64, usize),
     /// Most DATA datagrams sent ahead of the slowest live receiver; `None`
     /// without a retransmit window (then nothing could repair the loss
     /// flow control avoids, and nothing is held back).
@@ -125,6 +130,10 @@ pub(crate) struct SendOpts {
     /// A receiver that has not acknowledged for this long no longer holds
     /// the sender back.
     pub(crate) flow_timeout: Duration,
+    /// Retransmissions per requester: bytes per second (0 = no limit).
+    pub(crate) retransmit_rate: u64,
+    /// Retransmissions per requester: burst in bytes.
+    pub(crate) retransmit_burst: usize,
 }
 
 impl Sender {
@@ -165,6 +174,8 @@ impl Sender {
             scratch: Vec::new(),
             pacer,
             flow: Vec::new(),
+            requesters: FxHashMap::default(),
+            retransmit_rate: (opts.retransmit_rate, opts.retransmit_burst),
             max_ahead: (opts.retransmit_bytes > 0)
                 .then(|| (opts.retransmit_bytes / mtu).max(MIN_AHEAD) as u64),
             flow_timeout: opts.flow_timeout,
@@ -502,11 +513,8 @@ impl Sender {
                 again: true,
             });
         }
-        if self
-            .ready
-            .front()
-            .is_some_and(|d| d[6] == kind::DATA && self.flow_blocks(now, self.retx.next))
-        {
+        let data_next = self.ready.front().is_some_and(|d| d[6] == kind::DATA);
+        if data_next && self.flow_blocks(now, self.retx.next) {
             self.blocked.get_or_insert(now);
             // Heartbeats while held back make receivers acknowledge again.
             if self.probe_at.is_none() {
@@ -554,4 +562,4 @@ mod pacer;
 mod reliable;
 mod sync;
 pub(crate) use pacer::Pacer;
-use reliable::{Kept, Retx};
+use reliable::{Flow, Kept, Retx};

@@ -13,7 +13,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use super::rng::XorShift;
-use super::{InMessage, Net, NetConfig, NetEvent, OutMessage};
+use super::{InMessage, Incoming, Net, NetConfig, NetEvent, OutMessage};
 
 /// What the simulated link does to each datagram, per receiver.
 #[derive(Debug, Clone)]
@@ -50,6 +50,9 @@ pub(crate) struct Node {
     pub(crate) online: bool,
     pub(crate) inbox: Vec<InMessage>,
     pub(crate) events: Vec<NetEvent>,
+    /// The gaps yielded among the messages: (inbox length when the gap
+    /// came, node, first, last).
+    pub(crate) gap_marks: Vec<(usize, u64, u64, u64)>,
 }
 
 /// A datagram on its way.
@@ -98,6 +101,7 @@ impl Sim {
                 online: true,
                 inbox: Vec::new(),
                 events: Vec::new(),
+                gap_marks: Vec::new(),
             })
             .collect();
         Sim {
@@ -261,8 +265,13 @@ impl Sim {
 
     fn collect(&mut self, i: usize) {
         let n = &mut self.nodes[i];
-        while let Some(m) = n.net.poll_message() {
-            n.inbox.push(m);
+        while let Some(m) = n.net.poll_incoming() {
+            match m {
+                Incoming::Message(m) => n.inbox.push(m),
+                Incoming::Gap { node, first, last } => {
+                    n.gap_marks.push((n.inbox.len(), node, first, last))
+                }
+            }
         }
         while let Some(e) = n.net.poll_event() {
             n.events.push(e);

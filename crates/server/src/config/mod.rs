@@ -54,6 +54,16 @@ pub const DEFAULT_MTU: usize = netcluster_proto::net::DEFAULT_MTU;
 pub const DEFAULT_RETRANSMITBYTES: usize = netcluster_proto::net::DEFAULT_RETRANSMIT_BYTES;
 /// Largest accepted `retransmitbytes`.
 pub const MAX_RETRANSMITBYTES: u64 = 1024 * 1024 * 1024;
+/// Default `reassemblybytes`: receive memory of all peers together
+/// (partial messages, held and missing datagrams); raised to `maxmessage`
+/// if smaller.
+pub const DEFAULT_REASSEMBLYBYTES: usize = netcluster_proto::net::DEFAULT_REASSEMBLY_BYTES;
+/// Largest accepted `reassemblybytes`.
+pub const MAX_REASSEMBLYBYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// Default `retransmitrate`: bytes per second sent again per requesting peer.
+pub const DEFAULT_RETRANSMITRATE: u64 = netcluster_proto::net::DEFAULT_RETRANSMIT_RATE;
+/// Largest accepted `retransmitrate` (0 = no limit).
+pub const MAX_RETRANSMITRATE: u64 = 1024 * 1024 * 1024;
 /// Default `acceptfromnet` of a channel.
 pub const DEFAULT_ACCEPTFROMNET: bool = true;
 /// Default of `startcontrol`: answer control requests.
@@ -172,6 +182,11 @@ pub struct Config {
     pub keysource: Option<KeySource>,
     /// `retransmitbytes`: bytes of sent datagrams kept to answer NAKs.
     pub retransmitbytes: usize,
+    /// `reassemblybytes`: receive memory of all peers together.
+    pub reassemblybytes: usize,
+    /// `retransmitrate`: bytes per second sent again per requesting peer
+    /// (0 = no limit).
+    pub retransmitrate: u64,
     /// `startcontrol`: answer control requests on the control channel.
     pub startcontrol: bool,
     /// `socketdir`: directory of the channel sockets, if configured; see
@@ -385,6 +400,8 @@ impl Config {
             key: None,
             keysource: None,
             retransmitbytes: DEFAULT_RETRANSMITBYTES,
+            reassemblybytes: DEFAULT_REASSEMBLYBYTES,
+            retransmitrate: DEFAULT_RETRANSMITRATE,
             startcontrol: DEFAULT_STARTCONTROL,
             socketdir: None,
             socketmode: DEFAULT_SOCKETMODE,
@@ -527,6 +544,8 @@ impl Config {
             None => None,
         };
         m.insert("retransmitbytes".into(), self.retransmitbytes.into());
+        m.insert("reassemblybytes".into(), self.reassemblybytes.into());
+        m.insert("retransmitrate".into(), self.retransmitrate.into());
         m.insert("startcontrol".into(), self.startcontrol.into());
         if let Some(dir) = &self.socketdir {
             m.insert(

@@ -13,10 +13,10 @@ use netcluster_proto::net::{MAX_MTU, MIN_MTU};
 
 use super::jsonc::{join_key, Kind, Member, Node, Pos};
 use super::values::{self, edit_distance};
-use super::MAX_RETRANSMITBYTES;
 use super::{ChannelConfig, Config, CONTROL_CHANNEL};
 use super::{MAX_BLOCKMS, MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
 use super::{MAX_FRAMETIMEOUTMS, MAX_PARTIALBYTES, MIN_FRAMETIMEOUTMS, MIN_PARTIALBYTES};
+use super::{MAX_REASSEMBLYBYTES, MAX_RETRANSMITBYTES, MAX_RETRANSMITRATE};
 use std::path::Path;
 
 /// A located problem, turned into a `Diagnostic` once the file name is added.
@@ -145,6 +145,20 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
         apply: |c, v, k| {
             values::size(v, k, "retransmitbytes", 0, MAX_RETRANSMITBYTES)
                 .map(|x| c.retransmitbytes = x)
+        },
+    },
+    Key {
+        name: "reassemblybytes",
+        apply: |c, v, k| {
+            values::size(v, k, "reassemblybytes", 1 << 20, MAX_REASSEMBLYBYTES)
+                .map(|x| c.reassemblybytes = x)
+        },
+    },
+    Key {
+        name: "retransmitrate",
+        apply: |c, v, k| {
+            values::size(v, k, "retransmitrate", 0, MAX_RETRANSMITRATE)
+                .map(|x| c.retransmitrate = x as u64)
         },
     },
     Key {

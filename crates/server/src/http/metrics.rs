@@ -190,7 +190,7 @@ pub fn render(hub: &Hub, openmetrics: bool) -> (String, &'static str) {
 }
 
 fn network(b: &mut Builder, hub: &Hub) {
-    let net = hub.net.borrow().as_ref().map(|n| n.metrics());
+    let net = crate::net::driver(hub).map(|n| n.metrics());
     b.gauge1(
         "net_connected",
         "1 if the daemon is on the network (connecttonet), else 0.",

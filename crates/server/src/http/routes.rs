@@ -92,11 +92,7 @@ fn api_status(hub: &Hub, req: &Request) -> Response {
             .push("WWW-Authenticate: Bearer realm=\"netcluster\"".into());
         return r;
     }
-    let peers = hub
-        .net
-        .borrow()
-        .as_ref()
-        .map_or(Value::Null, |n| n.peers_json());
+    let peers = crate::net::driver(hub).map_or(Value::Null, |n| n.peers_json());
     let body = json!({
         "status": crate::control::status(hub),
         "channels": crate::control::show_channel(hub, &Value::Null).unwrap_or(Value::Null),

@@ -17,12 +17,14 @@
 //! Sending never waits: messages go to a queue bounded by `nats.buffer`
 //! bytes, drained by the bridge's own task; past the bound they are
 //! dropped and counted, so a slow or absent NATS server never stalls local
-//! delivery. Today the hub holds the bridge directly beside the network
-//! driver; the calls it makes (`send`, `flush`, `reload`, `status_json`)
-//! are the shape of the hub's link interface.
+//! delivery. The hub knows the bridge only as one of its links
+//! ([`crate::link::Link`], implemented in `link.rs`); which channels it
+//! carries and accepts is its own state, updated at start and on reload.
+//! Whether an origin is heard on the LAN is asked through a function the
+//! server hands over, so the bridge does not depend on the network link.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,9 +39,12 @@ use serde_json::{json, Value};
 use tokio::sync::Notify;
 
 use crate::config::{Config, NatsAuth, NatsConfig};
+
+mod link;
 use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
+pub use link::bridge;
 
 /// The `cause` of the `nc-gap` events the bridge raises.
 pub const GAP_CAUSE: &str = "nats";
@@ -65,6 +70,9 @@ impl Out {
         self.payload.len() + self.subject.len() + QUEUED_OVERHEAD
     }
 }
+
+/// Asks whether a node is a peer currently up on the LAN.
+type LanCheck = Box<dyn Fn(u64) -> bool>;
 
 /// One channel's subscription task; `ready` once the server confirmed
 /// the subscription (a round trip after SUB), which `status()` counts.
@@ -98,6 +106,15 @@ pub struct NatsBridge {
     stop: Notify,
     recv: RefCell<Receiver>,
     subs: RefCell<HashMap<String, Sub>>,
+    /// Channels with `propagatetonats` (what [`Link::carries`]).
+    ///
+    /// [`Link::carries`]: crate::link::Link::carries
+    carried: RefCell<HashSet<String>>,
+    /// Channels with `acceptfromnats`.
+    accepted: RefCell<HashSet<String>>,
+    /// Whether a node is a peer currently up on the LAN (set by the server
+    /// when the daemon is also on the multicast network).
+    heard: RefCell<Option<LanCheck>>,
     counters: Counters,
     /// `Connected` events after the first: reconnects.
     connects: Arc<AtomicU64>,
@@ -109,7 +126,7 @@ impl NatsBridge {
     /// connecting when [`run`](Self::run) is spawned.
     pub fn new(cfg: &Config, node_id: u64, nodename: &str) -> Rc<NatsBridge> {
         let nats = cfg.nats.clone().expect("nats section");
-        Rc::new(NatsBridge {
+        let b = Rc::new(NatsBridge {
             conn_name: nats
                 .name
                 .clone()
@@ -123,10 +140,43 @@ impl NatsBridge {
             stop: Notify::new(),
             recv: RefCell::new(Receiver::new(node_id)),
             subs: RefCell::new(HashMap::new()),
+            carried: RefCell::new(HashSet::new()),
+            accepted: RefCell::new(HashSet::new()),
+            heard: RefCell::new(None),
             counters: Counters::default(),
             connects: Arc::new(AtomicU64::new(0)),
             disconnects: Arc::new(AtomicU64::new(0)),
-        })
+        });
+        b.set_channels(cfg);
+        b
+    }
+
+    /// Tells the bridge how to ask whether a node is heard on the LAN.
+    pub fn set_lan_check(&self, heard: impl Fn(u64) -> bool + 'static) {
+        *self.heard.borrow_mut() = Some(Box::new(heard));
+    }
+
+    fn heard_on_lan(&self, node: u64) -> bool {
+        self.heard.borrow().as_ref().is_some_and(|f| f(node))
+    }
+
+    /// Takes the channel settings of `cfg` (the control channel never
+    /// crosses NATS: its requests and answers are for this daemon only).
+    fn set_channels(&self, cfg: &Config) {
+        let pick = |f: fn(&crate::config::ChannelConfig) -> bool| {
+            cfg.channels
+                .iter()
+                .filter(|c| f(c) && c.name != names::CONTROL_CHANNEL)
+                .map(|c| c.name.clone())
+                .collect::<HashSet<_>>()
+        };
+        *self.carried.borrow_mut() = pick(|c| c.propagatetonats);
+        *self.accepted.borrow_mut() = pick(|c| c.acceptfromnats);
+    }
+
+    /// Whether local messages of `channel` go to NATS.
+    pub fn carries_channel(&self, channel: &str) -> bool {
+        self.carried.borrow().contains(channel)
     }
 
     /// The client options: auth, TLS, reconnect policy, event counters.
@@ -204,9 +254,28 @@ impl NatsBridge {
         self.stop.notify_one();
     }
 
-    /// Queues a local client's message for NATS; never waits. Returns
-    /// false when it was dropped because the buffer is full.
-    pub fn send(&self, channel: &str, event: &str, payload: &[u8], client: u64, seq: u64) -> bool {
+    /// Queues a local client's message for NATS; never waits. A message
+    /// the buffer has no room for is dropped and counted (receivers see
+    /// the hole as `nc-gap`); one larger than the server's `max_payload`
+    /// is an error for its publisher.
+    pub fn send(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: &[u8],
+        client: u64,
+        seq: u64,
+    ) -> Result<(), String> {
+        if let Some(c) = self.client.borrow().as_ref() {
+            let max = c.server_info().max_payload;
+            if max > 0 && payload.len() > max {
+                self.counters.dropped.set(self.counters.dropped.get() + 1);
+                return Err(format!(
+                    "{} bytes exceed the NATS server's max_payload ({max} bytes)",
+                    payload.len()
+                ));
+            }
+        }
         let env = Envelope {
             node: self.node_id,
             client,
@@ -226,11 +295,11 @@ impl NatsBridge {
         let cost = out.cost();
         if self.queued.get() + cost > self.cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
             self.counters.dropped.set(self.counters.dropped.get() + 1);
-            return false;
+            return Ok(());
         }
         self.queued.set(self.queued.get() + cost);
         self.queue.borrow_mut().push_back(out);
-        true
+        Ok(())
     }
 
     /// Wakes the sending task after a batch of [`send`](Self::send)s.
@@ -292,19 +361,16 @@ impl NatsBridge {
         }
     }
 
-    /// Subscribes for every channel with `acceptfromnats` and drops the
-    /// subscriptions of channels that lost it (at start and on reload).
+    /// Takes the channel settings of the hub's config, subscribes for
+    /// every channel with `acceptfromnats` and drops the subscriptions of
+    /// channels that lost it (at start and on reload).
     pub fn update_subscriptions(self: &Rc<Self>, hub: &Rc<Hub>) {
+        self.set_channels(&hub.config());
         let Some(client) = self.client.borrow().clone() else {
             return; // run() calls again once connected
         };
-        let cfg = hub.config();
-        let want: Vec<&str> = cfg
-            .channels
-            .iter()
-            .filter(|c| c.acceptfromnats && c.name != names::CONTROL_CHANNEL)
-            .map(|c| c.name.as_str())
-            .collect();
+        let accepted = self.accepted.borrow().clone();
+        let want: Vec<&str> = accepted.iter().map(String::as_str).collect();
         let mut subs = self.subs.borrow_mut();
         subs.retain(|name, h| {
             let keep = want.contains(&name.as_str());
@@ -354,13 +420,11 @@ impl NatsBridge {
                 std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut sub), cx))
                     .await;
             let Some(m) = next else { return };
-            let flow = self.deliver(&hub, m);
+            // A message from a remote origin never waits for a slow local
+            // client (the hub drops it for that client and tells it with
+            // an `nc-gap`), so the flow is always "continue".
+            let _ = self.deliver(&hub, m);
             hub.flush_touched();
-            if let Flow::Block(target) = flow {
-                // Lossless like a local publisher: the NATS client buffers
-                // meanwhile (and reports a slow consumer past its bound).
-                crate::session::wait_drain(&hub, None, target).await;
-            }
         }
     }
 
@@ -389,7 +453,7 @@ impl NatsBridge {
                 (channel, event, o, None)
             }
             Ok(Inbound::Bridged(env)) => {
-                let heard = hub.hears_on_lan(env.node);
+                let heard = self.heard_on_lan(env.node);
                 match self
                     .recv
                     .borrow_mut()
@@ -422,7 +486,7 @@ impl NatsBridge {
         let Some(ch) = hub.router.borrow().channel(&channel) else {
             return self.refuse(format_args!("no local channel {channel:?}"));
         };
-        if !hub.channel_info(ch).from_nats || channel == names::CONTROL_CHANNEL {
+        if !self.accepted.borrow().contains(&channel) {
             return self.refuse(format_args!("channel {channel:?} has acceptfromnats false"));
         }
         if m.payload.len() > hub.max_message() {
@@ -457,7 +521,7 @@ impl NatsBridge {
         tracing::warn!(%node, client = o.client, first, last, "messages lost on the NATS path");
         let body = json!({"cause": GAP_CAUSE, "node": node, "client": o.client, "first": first, "last": last});
         hub.gaps.note(body.clone());
-        let _ = hub.fan_out_own(ch, GAP_EVENT, body.to_string().as_bytes());
+        hub.fan_out_own(ch, GAP_EVENT, body.to_string().as_bytes());
     }
 
     /// The bridge's state for `status()` and `showpeers()`.

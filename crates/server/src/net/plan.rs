@@ -55,8 +55,15 @@ impl Plan {
         ncfg.retransmit_bytes = cfg.retransmitbytes;
         // Spreads NAK timers between daemons; any value that differs
         // between nodes does.
-        ncfg.seed = crate::server::random_u64() ^ node_id;
-        ncfg.reassembly_bytes = ncfg.reassembly_bytes.max(cfg.maxmessage);
+        ncfg.seed = crate::entropy::random_u64() ^ node_id;
+        ncfg.reassembly_bytes = cfg.reassemblybytes.max(cfg.maxmessage);
+        ncfg.retransmit_rate = cfg.retransmitrate;
+        // Half a second's worth at once, at most the default burst, at
+        // least one NAK's answer.
+        ncfg.retransmit_burst = (cfg.retransmitrate / 2)
+            .min(netcluster_proto::net::DEFAULT_RETRANSMIT_BURST as u64)
+            .max((netcluster_proto::net::NAK_ANSWER_MAX * cfg.mtu) as u64)
+            as usize;
         // No batching timer: the hub flushes after every read batch.
         ncfg.flush_delay = Duration::ZERO;
         ncfg.check().map_err(|e| fail(e.to_string()))?;

@@ -64,7 +64,7 @@ impl NetDriver {
         };
         for c in channels {
             // A full queue is not waited for: the event is small and rare.
-            let _ = hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
+            hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
         }
         hub.flush_touched();
     }

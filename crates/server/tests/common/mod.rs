@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod abuse;
+pub mod flood;
 pub mod lan;
 pub mod nats;
 
@@ -43,6 +44,31 @@ impl Daemon {
         let cfg = files.path().join("config.json");
         std::fs::write(&cfg, config).unwrap();
         let log = files.path().join("stderr.log");
+        let child = Self::spawn(&cfg, sockets.path(), &log);
+        let mut d = Daemon {
+            child,
+            sockets,
+            log,
+            _files: files,
+        };
+        d.wait_ready();
+        d
+    }
+
+    /// Kills the daemon with SIGKILL (no cleanup, as in a crash), then
+    /// starts it again on the same config and socket directory and waits
+    /// until it serves.
+    pub fn kill_and_restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let n = std::fs::read_dir(self._files.path()).unwrap().count();
+        self.log = self._files.path().join(format!("stderr-{n}.log"));
+        let cfg = self._files.path().join("config.json");
+        self.child = Self::spawn(&cfg, self.sockets.path(), &self.log);
+        self.wait_ready();
+    }
+
+    fn spawn(cfg: &Path, sockets: &Path, log: &Path) -> Child {
         let mut cmd = Command::new(BIN);
         // SAFETY: prctl is async-signal-safe and touches no memory of ours.
         // The daemon dies with the thread that started it, so a test that
@@ -54,23 +80,14 @@ impl Daemon {
                 Ok(())
             });
         }
-        let child = cmd
-            .arg(&cfg)
-            .env("NETCLUSTER_SOCKET_DIR", sockets.path())
+        cmd.arg(cfg)
+            .env("NETCLUSTER_SOCKET_DIR", sockets)
             .env("RUST_LOG", "info")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::File::create(log).unwrap())
             .spawn()
-            .expect("spawn ncserver");
-        let mut d = Daemon {
-            child,
-            sockets,
-            log,
-            _files: files,
-        };
-        d.wait_ready();
-        d
+            .expect("spawn ncserver")
     }
 
     fn wait_ready(&mut self) {

@@ -2,9 +2,10 @@
 //! NAKs, and flow control from the receivers' ACKs.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::*;
+use crate::net::NAK_ANSWER_MAX;
 
 /// A DATA datagram kept for retransmission.
 #[derive(Debug)]
@@ -43,36 +44,92 @@ impl Retx {
     }
 }
 
+/// One receiver's part in flow control.
+#[derive(Debug)]
+pub(super) struct Flow {
+    node: u64,
+    /// The next DATA seq it expects (its acknowledged progress).
+    next: u64,
+    /// Its `next` when it started using up its time: progress of half a
+    /// window from here (or catching up with everything sent) gives the
+    /// time back.
+    mark: u64,
+    /// Time it has held the sender back since `mark`, besides the
+    /// current wait.
+    spent: Duration,
+    /// Since when it holds the sender back now, if it does.
+    since: Option<Instant>,
+    /// It used up `flow_timeout`: it no longer counts until it progresses.
+    released: bool,
+}
+
 impl Sender {
-    /// A receiver acknowledged every DATA datagram below `next`.
-    pub(crate) fn on_ack(&mut self, node: u64, next: u64, now: Instant) {
-        match self.flow.iter_mut().find(|f| f.0 == node) {
-            // Only progress counts: a receiver that answers but does not
-            // get further stops holding the sender back after the timeout.
-            Some(f) if next > f.1 => {
-                f.1 = next;
-                f.2 = now;
+    /// A receiver acknowledged every DATA datagram below `next`. Only
+    /// progress counts: an ACK that repeats (or goes back) changes nothing,
+    /// and one beyond what was sent counts as catching up.
+    pub(crate) fn on_ack(&mut self, node: u64, next: u64, _now: Instant) {
+        let sent = self.retx.next;
+        let next = next.min(sent);
+        let half = self.max_ahead.unwrap_or(0) / 2;
+        let f = match self.flow.iter_mut().position(|f| f.node == node) {
+            Some(i) => &mut self.flow[i],
+            None => {
+                self.flow.push(Flow {
+                    node,
+                    next,
+                    mark: next,
+                    spent: Duration::ZERO,
+                    since: None,
+                    released: false,
+                });
+                return;
             }
-            Some(_) => {}
-            None => self.flow.push((node, next, now)),
+        };
+        if next <= f.next {
+            return;
+        }
+        f.next = next;
+        if next >= sent || next >= f.mark.saturating_add(half.max(1)) {
+            // Real progress: its time is given back.
+            f.mark = next;
+            f.spent = Duration::ZERO;
+            f.since = None;
+            f.released = false;
         }
     }
 
     /// Forgets a receiver (it went down).
     pub(crate) fn forget(&mut self, node: u64) {
-        self.flow.retain(|f| f.0 != node);
+        self.flow.retain(|f| f.node != node);
+        self.requesters.remove(&node);
     }
 
     /// Whether DATA `seq` must wait for the slowest live receiver: it would
-    /// push a datagram that receiver still needs out of the window.
-    pub(super) fn flow_blocks(&self, now: Instant, seq: u64) -> bool {
+    /// push a datagram that receiver still needs out of the window. Each
+    /// receiver may hold the sender back for `flow_timeout` in total until
+    /// it progresses by half a window (or catches up); then it is released.
+    pub(super) fn flow_blocks(&mut self, now: Instant, seq: u64) -> bool {
         let Some(max) = self.max_ahead else {
             return false;
         };
-        self.flow
-            .iter()
-            .filter(|f| now < f.2 + self.flow_timeout)
-            .any(|f| seq >= f.1.saturating_add(max))
+        let timeout = self.flow_timeout;
+        let mut blocks = false;
+        for f in self.flow.iter_mut().filter(|f| !f.released) {
+            if seq < f.next.saturating_add(max) {
+                if let Some(t) = f.since.take() {
+                    f.spent += now.saturating_duration_since(t);
+                }
+                continue;
+            }
+            let t = *f.since.get_or_insert(now);
+            if f.spent + now.saturating_duration_since(t) >= timeout {
+                f.released = true;
+                f.since = None;
+                continue;
+            }
+            blocks = true;
+        }
+        blocks
     }
 
     /// Since when DATA is held back by flow control, if it is.
@@ -83,11 +140,13 @@ impl Sender {
     /// When a receiver holding DATA back stops counting, while it does.
     pub(crate) fn flow_at(&self) -> Option<Instant> {
         self.blocked?;
-        let max = self.max_ahead?;
         self.flow
             .iter()
-            .filter(|f| self.retx.next >= f.1.saturating_add(max))
-            .map(|f| f.2 + self.flow_timeout)
+            .filter(|f| !f.released)
+            .filter_map(|f| {
+                let t = f.since?;
+                Some(t + self.flow_timeout.saturating_sub(f.spent))
+            })
             .min()
     }
 
@@ -121,14 +180,27 @@ impl Sender {
         self.control.push_back(Control::Nak(b));
     }
 
-    /// Answers a NAK for `ranges`: queues each datagram still kept (unless
-    /// it was sent within the hold-off or is queued already), and a GONE
-    /// if some are no longer kept. Returns how many were queued.
-    pub(crate) fn on_nak(&mut self, now: Instant, ranges: impl Iterator<Item = (u64, u64)>) -> u64 {
+    /// Answers a NAK from `requester` for `ranges`: queues each datagram
+    /// still kept (unless it was sent within the hold-off or is queued
+    /// already), at most [`NAK_ANSWER_MAX`] and within the requester's
+    /// rate, and a GONE if some are no longer kept. Returns how many were
+    /// queued and how many were not for those limits.
+    pub(crate) fn on_nak(
+        &mut self,
+        now: Instant,
+        requester: u64,
+        ranges: impl Iterator<Item = (u64, u64)>,
+    ) -> (u64, u64) {
         let first = self.retx.first();
         let last = self.retx.next - 1;
+        let (rate, burst) = self.retransmit_rate;
+        let bucket = self
+            .requesters
+            .entry(requester)
+            .or_insert_with(|| Pacer::new(rate, burst, now));
         let mut gone = false;
         let mut queued = 0;
+        let mut limited = 0u64;
         for (a, b) in ranges {
             let b = b.min(last);
             if a > b {
@@ -138,24 +210,28 @@ impl Sender {
                 gone = true;
             }
             for q in a.max(first)..=b {
-                let holdoff = self.holdoff;
                 let Some(k) = self.retx.get_mut(q) else {
                     break;
                 };
                 let recent = k
                     .resent
-                    .is_some_and(|t| now.saturating_duration_since(t) < holdoff);
-                if !k.queued && !recent {
-                    k.queued = true;
-                    self.resend.push_back(q);
-                    queued += 1;
+                    .is_some_and(|t| now.saturating_duration_since(t) < self.holdoff);
+                if k.queued || recent {
+                    continue;
                 }
+                if queued == NAK_ANSWER_MAX as u64 || !bucket.take(now, k.data.len() + TAG_LEN) {
+                    limited = limited.saturating_add(b - q + 1);
+                    break;
+                }
+                k.queued = true;
+                self.resend.push_back(q);
+                queued += 1;
             }
         }
         if gone && !self.gone_queued {
             self.gone_queued = true;
             self.control.push_back(Control::Gone);
         }
-        queued
+        (queued, limited)
     }
 }

@@ -7,6 +7,7 @@ mod peers;
 mod props;
 mod reliable;
 mod sealing;
+mod strangers;
 mod sync;
 
 use std::net::SocketAddr;

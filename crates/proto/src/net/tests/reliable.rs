@@ -93,6 +93,47 @@ pub(super) fn check_stream(s: &Sim, r: usize, sent: &[(u64, Vec<u8>)], carried: 
             *touched.entry(*q).or_default() |= in_gap(*d);
         }
     }
+    // Each gap sits between the messages of the datagrams before it and
+    // those after it.
+    let marks = &s.nodes[r].gap_marks;
+    assert_eq!(
+        marks
+            .iter()
+            .map(|&(_, n, a, b)| (n, a, b))
+            .collect::<Vec<_>>(),
+        gaps,
+        "node {r}: the gaps among the messages are the gap events"
+    );
+    let span = |q: u64| {
+        let ds = carried
+            .iter()
+            .filter(|(_, m)| m.contains(&q))
+            .map(|(d, _)| *d);
+        (ds.clone().min().unwrap(), ds.max().unwrap())
+    };
+    for &(at, node, first, last) in marks.iter().filter(|m| m.1 == 1) {
+        for (k, m) in s.nodes[r]
+            .inbox
+            .iter()
+            .enumerate()
+            .filter(|(_, m)| m.node == node)
+        {
+            let (lo, hi) = span(m.seq);
+            if k < at {
+                assert!(
+                    hi < first,
+                    "node {r}: message {} (datagrams {lo}..={hi}) after gap {first}..={last}",
+                    m.seq
+                );
+            } else {
+                assert!(
+                    lo > last,
+                    "node {r}: message {} (datagrams {lo}..={hi}) before gap {first}..={last}",
+                    m.seq
+                );
+            }
+        }
+    }
     let delivered: std::collections::BTreeSet<u64> = seqs.iter().copied().collect();
     for (q, _) in sent {
         let gap = touched.get(q).copied().unwrap_or(false);

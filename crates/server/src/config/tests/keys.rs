@@ -93,3 +93,15 @@ fn keyfile_errors_name_the_file_and_the_config_position() {
         )
     );
 }
+
+#[test]
+fn receive_memory_and_retransmit_rate_are_sizes_with_ranges() {
+    let c = ok(r#"{"reassemblybytes": "48MiB", "retransmitrate": "4MiB"}"#);
+    assert_eq!(c.reassemblybytes, 48 << 20);
+    assert_eq!(c.retransmitrate, 4 << 20);
+    assert_eq!(ok(r#"{"retransmitrate": 0}"#).retransmitrate, 0);
+    assert_eq!(
+        err(r#"{"reassemblybytes": 1000}"#),
+        "config.json:1:21: reassemblybytes: reassemblybytes must be between 1 MiB and 4 GiB, found 1000 bytes"
+    );
+}

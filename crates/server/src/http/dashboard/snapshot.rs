@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Value};
 
-use crate::control::{client_json, status};
+use crate::control::status;
 use crate::hub::Hub;
 
 /// How many departed clients a snapshot lists (newest first).
@@ -46,7 +46,7 @@ pub fn build(hub: &Hub) -> Value {
                 members.truncate(SNAPSHOT_CLIENTS);
                 members.sort_by_key(|c| c.id);
             }
-            let members: Vec<Value> = members.iter().map(|c| client_json(hub, c)).collect();
+            let members: Vec<Value> = members.iter().map(|c| hub.client_json(c)).collect();
             json!({
                 "name": ch.name,
                 "propagatesto": targets,
@@ -66,7 +66,7 @@ pub fn build(hub: &Hub) -> Value {
         })
         .collect();
     drop(router);
-    let net = hub.net.borrow().as_ref().map(|n| n.peers_json());
+    let net = crate::net::driver(hub).map(|n| n.peers_json());
     let name = net
         .as_ref()
         .and_then(|n| n["name"].as_str().map(str::to_string))

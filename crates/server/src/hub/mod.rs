@@ -22,6 +22,14 @@ use crate::config::{Config, SlowConsumer};
 use crate::conn::{bump, Conn, Dialect};
 use crate::outq::SHARE_PAYLOAD_MIN;
 
+mod describe;
+mod links;
+mod route;
+
+/// How a running daemon applies a new config: binding added channels,
+/// switching rules, closing removed ones (the server's part, above the hub).
+pub type Reloader = fn(&Rc<Hub>, Config) -> Result<serde_json::Value, String>;
+
 /// A message payload as the hub receives it.
 #[derive(Debug, Clone)]
 pub enum Payload<'a> {
@@ -67,10 +75,6 @@ pub struct ChannelInfo {
     pub allow_uids: Rc<[u32]>,
     /// `allowgids`.
     pub allow_gids: Rc<[u32]>,
-    /// `propagatetonats`.
-    pub to_nats: bool,
-    /// `acceptfromnats`.
-    pub from_nats: bool,
 }
 
 /// A channel being served: its listener and the task accepting on it.
@@ -157,10 +161,11 @@ pub struct Hub {
     /// The record being made of the client being closed.
     last_snapshot: RefCell<Option<serde_json::Value>>,
     disconnects: RefCell<DisconnectCounts>,
-    /// The network driver, when the daemon is connected to the network.
-    pub net: RefCell<Option<Rc<crate::net::NetDriver>>>,
-    /// The NATS bridge, when the config has a `nats` section.
-    pub nats: RefCell<Option<Rc<crate::nats::NatsBridge>>>,
+    /// The links (network, …) that carry some channels beyond this daemon.
+    links: RefCell<Vec<Rc<dyn crate::link::Link>>>,
+    /// Applies a new config to the running daemon (set by the server, which
+    /// owns listeners and links; see [`Hub::apply_config`]).
+    reloader: Cell<Option<Reloader>>,
     /// Live copies of messages for the dashboard's tail (free when none is open).
     pub taps: Rc<crate::tap::Taps>,
     /// The last `nc-gap` announcements, for the dashboard.
@@ -188,8 +193,8 @@ impl Hub {
             partial: Default::default(),
             listeners: RefCell::new(Default::default()),
             started: std::time::SystemTime::now(),
-            net: RefCell::new(None),
-            nats: RefCell::new(None),
+            links: RefCell::new(Vec::new()),
+            reloader: Cell::new(None),
             departed: RefCell::new(Default::default()),
             last_snapshot: RefCell::new(None),
             disconnects: RefCell::new(DisconnectCounts::default()),
@@ -206,6 +211,20 @@ impl Hub {
     /// The active config.
     pub fn config(&self) -> Rc<Config> {
         self.config.borrow().clone()
+    }
+
+    /// Sets how a new config is applied (by the server, at start).
+    pub fn set_reloader(&self, reloader: Reloader) {
+        self.reloader.set(Some(reloader));
+    }
+
+    /// Applies a new config to the running daemon, as `reloadconfig` and
+    /// SIGHUP do; refused when no server set a reloader (an embedded hub).
+    pub fn apply_config(self: &Rc<Self>, new: Config) -> Result<serde_json::Value, String> {
+        match self.reloader.get() {
+            Some(apply) => apply(self, new),
+            None => Err("this daemon cannot reload its config".into()),
+        }
     }
 
     /// Replaces the active config and the router's rules. Clients of removed
@@ -249,8 +268,6 @@ impl Hub {
                 block: Duration::from_millis(ch.blockms),
                 allow_uids: ch.allowuids.as_slice().into(),
                 allow_gids: ch.allowgids.as_slice().into(),
-                to_nats: ch.propagatetonats,
-                from_nats: ch.acceptfromnats,
             });
         }
     }
@@ -294,6 +311,27 @@ impl Hub {
         self.clients.borrow_mut()[slot] = Some(conn);
     }
 
+    /// Takes back a provisional registration (a silent connection that
+    /// turned out to speak the native protocol): it leaves the router and
+    /// the table without a trace, its queued output is discarded, and its
+    /// slot stays reserved for the final record.
+    pub fn forget_provisional(&self, conn: &Rc<Conn>) {
+        self.router.borrow_mut().leave(conn.slot);
+        let mut clients = self.clients.borrow_mut();
+        if clients
+            .get(conn.slot as usize)
+            .and_then(Option::as_ref)
+            .is_some_and(|c| Rc::ptr_eq(c, conn))
+        {
+            clients[conn.slot as usize] = None;
+        }
+    }
+
+    /// Gives back a slot reserved and never registered.
+    pub fn release_slot(&self, slot: Slot) {
+        self.free_slots.borrow_mut().push(slot);
+    }
+
     /// The connection in a slot.
     pub fn client(&self, slot: Slot) -> Option<Rc<Conn>> {
         self.clients.borrow().get(slot as usize).cloned().flatten()
@@ -311,7 +349,7 @@ impl Hub {
             return;
         }
         // Snapshot (with its subscriptions) before it leaves the router.
-        let snapshot = crate::control::client_json(self, conn);
+        let snapshot = self.client_json(conn);
         self.router.borrow_mut().leave(conn.slot);
         *self.last_snapshot.borrow_mut() = Some(snapshot);
         {
@@ -394,223 +432,6 @@ impl Hub {
         self.doomed.borrow_mut().push((conn.clone(), code, msg));
     }
 
-    /// Delivers a message on `channel` to its recipients: the channel's
-    /// other subscribers, then those of the channels its rule selects.
-    /// `exclude` is the emitter, who never gets its own message back.
-    pub fn fan_out(
-        &self,
-        channel: ChannelId,
-        event: &str,
-        payload: Payload<'_>,
-        origin: Origin,
-        exclude: Option<Slot>,
-    ) -> Flow {
-        self.fan_out_to(channel, event, payload, origin, exclude, true)
-    }
-
-    /// Delivers a message to `channel`'s own subscribers only, without
-    /// its propagation rule (events the daemon raises per channel, such
-    /// as `nc-gap` for network loss, so no client gets one twice).
-    pub fn fan_out_own(&self, channel: ChannelId, event: &str, payload: &[u8]) -> Flow {
-        let origin = Origin {
-            node: None,
-            client: 0,
-            seq: 0,
-        };
-        let payload = Payload::Borrowed(payload);
-        self.fan_out_to(channel, event, payload, origin, None, false)
-    }
-
-    fn fan_out_to(
-        &self,
-        channel: ChannelId,
-        event: &str,
-        payload: Payload<'_>,
-        origin: Origin,
-        exclude: Option<Slot>,
-        propagate: bool,
-    ) -> Flow {
-        let infos = self.channels.borrow();
-        let info = infos[channel.index()].as_ref().expect("live channel");
-        if info.dump {
-            dump_line(&info.name, event, payload.as_slice(), &origin, self.node_id);
-        }
-        if self.taps.any() {
-            let from = (
-                origin.node.unwrap_or(self.node_id),
-                origin.client,
-                origin.seq,
-            );
-            self.taps.offer(&info.name, event, payload.as_slice(), from);
-        }
-        let limit = self.queue_limit();
-        let router = self.router.borrow();
-        let clients = self.clients.borrow();
-        let mut sc = self.scratch.borrow_mut();
-        let sc = &mut *sc;
-        sc.recipients.clear();
-        router.route(channel, event, exclude, propagate, &mut sc.recipients);
-        if sc.recipients.is_empty() {
-            return Flow::Continue;
-        }
-        let data = payload.as_slice();
-        let shared = match &payload {
-            Payload::Shared(b) => Some(b.clone()),
-            Payload::Borrowed(b) if b.len() >= SHARE_PAYLOAD_MIN && sc.recipients.len() > 1 => {
-                Some(Bytes::copy_from_slice(b))
-            }
-            Payload::Borrowed(_) => None,
-        };
-        sc.own.clear();
-        sc.other.clear();
-        sc.legacy.clear();
-        let mut flow = Flow::Continue;
-        let mut legacy_is_json = None;
-        let single = sc.recipients.len() == 1;
-        for r in &sc.recipients {
-            let Some(target) = clients[r.slot as usize].as_ref() else {
-                continue;
-            };
-            let policy = match infos.get(target.channel_id.index()) {
-                Some(Some(i)) => i.policy,
-                _ => SlowConsumer::Block,
-            };
-            if policy == SlowConsumer::Drop && target.out.borrow().len() >= limit {
-                target.note_drop();
-                continue;
-            }
-            match target.dialect {
-                Dialect::Native if single && shared.is_none() => {
-                    // One recipient: encode straight into its queue, one
-                    // copy of the payload instead of two.
-                    let h = DeliverHeader {
-                        node: origin.node,
-                        client: origin.client,
-                        seq: origin.seq,
-                        channel: (!r.own_channel).then_some(&*info.name),
-                    };
-                    let mut q = target.out.borrow_mut();
-                    frame::encode_deliver(q.tail(), &h, event, data);
-                    q.seal();
-                }
-                Dialect::Native => {
-                    let buf = if r.own_channel {
-                        &mut sc.own
-                    } else {
-                        &mut sc.other
-                    };
-                    if buf.is_empty() {
-                        let h = DeliverHeader {
-                            node: origin.node,
-                            client: origin.client,
-                            seq: origin.seq,
-                            channel: (!r.own_channel).then_some(&*info.name),
-                        };
-                        match shared {
-                            Some(_) => frame::encode_deliver_header(buf, &h, event, data.len()),
-                            None => frame::encode_deliver(buf, &h, event, data),
-                        }
-                    }
-                    let mut q = target.out.borrow_mut();
-                    match &shared {
-                        Some(p) => q.push_shared(buf, p.clone()),
-                        None => q.push_copy(buf),
-                    }
-                }
-                Dialect::Legacy => {
-                    if sc.legacy.is_empty() {
-                        let is_json = *legacy_is_json.get_or_insert_with(|| legacy::is_json(data));
-                        let from =
-                            origin_string(origin.node.unwrap_or(self.node_id), origin.client);
-                        legacy::encode(&mut sc.legacy, &from, &info.name, event, data, is_json);
-                    }
-                    target.out.borrow_mut().push_copy(&sc.legacy);
-                }
-            }
-            bump(&target.stats.msgs_out, 1);
-            self.touch(target);
-            if target.out.borrow().len() > limit {
-                match policy {
-                    SlowConsumer::Block if matches!(flow, Flow::Continue) => {
-                        flow = Flow::Block(target.clone())
-                    }
-                    SlowConsumer::Disconnect => {
-                        let msg =
-                            format!("slow consumer: queue reached queuebytes ({limit} bytes)");
-                        self.close_later(target, ErrorCode::SlowConsumer, msg);
-                    }
-                    _ => {}
-                }
-            }
-        }
-        flow
-    }
-
-    /// Copies a local message to the network if its channel propagates
-    /// there and the daemon is connected. The hub flushes after the batch.
-    pub fn send_to_net(
-        &self,
-        channel: ChannelId,
-        event: &str,
-        payload: &[u8],
-        client: u64,
-        seq: u64,
-    ) -> Result<(), String> {
-        let net = self.net.borrow();
-        let Some(net) = net.as_ref() else {
-            return Ok(());
-        };
-        if !self.router.borrow().rules(channel).to_net {
-            return Ok(());
-        }
-        let name = self.channels.borrow()[channel.index()]
-            .as_ref()
-            .expect("live channel")
-            .name
-            .clone();
-        net.send(&name, event, payload, client, seq)
-            .map_err(|e| format!("not sent to the network: {e}"))
-    }
-
-    /// Queues a local client's message for NATS if its channel has
-    /// `propagatetonats` and the daemon has a bridge; never waits (a full
-    /// buffer drops and counts). Only the local publish path calls this,
-    /// so messages from the network or NATS are never sent out again.
-    pub fn send_to_nats(
-        &self,
-        channel: ChannelId,
-        event: &str,
-        payload: &[u8],
-        client: u64,
-        seq: u64,
-    ) {
-        let nats = self.nats.borrow();
-        let Some(nats) = nats.as_ref() else {
-            return;
-        };
-        let infos = self.channels.borrow();
-        let info = infos[channel.index()].as_ref().expect("live channel");
-        if info.to_nats && &*info.name != netcluster_proto::names::CONTROL_CHANNEL {
-            nats.send(&info.name, event, payload, client, seq);
-        }
-    }
-
-    /// Whether `node` is a peer currently up on the multicast network
-    /// (its messages come that way, so the NATS path drops them).
-    pub fn hears_on_lan(&self, node: u64) -> bool {
-        self.net.borrow().as_ref().is_some_and(|n| n.hears(node))
-    }
-
-    /// The network driver, if `channel`'s messages go to the network and
-    /// too many datagrams wait to leave: its publishers should wait for
-    /// [`NetDriver::wait_room`](crate::net::NetDriver::wait_room) before
-    /// reading more (back-pressure from a slow receiver on the network).
-    pub fn net_backlog(&self, channel: ChannelId) -> Option<Rc<crate::net::NetDriver>> {
-        let net = self.net.borrow();
-        let net = net.as_ref()?;
-        (net.backlogged() && self.router.borrow().rules(channel).to_net).then(|| net.clone())
-    }
-
     /// Marks a connection as having new output to flush after this batch.
     #[inline]
     pub fn touch(&self, conn: &Rc<Conn>) {
@@ -642,12 +463,7 @@ impl Hub {
             *t = touched;
         }
         drop(t);
-        if let Some(net) = self.net.borrow().as_ref() {
-            net.flush();
-        }
-        if let Some(nats) = self.nats.borrow().as_ref() {
-            nats.flush();
-        }
+        self.flush_links();
         let doomed = std::mem::take(&mut *self.doomed.borrow_mut());
         for (conn, code, msg) in doomed {
             self.close(&conn, Some((code, &msg)), &msg);
@@ -658,21 +474,4 @@ impl Hub {
 /// The text form of a message origin: `{node as 16 hex digits}:{client}`.
 pub fn origin_string(node: u64, client: u64) -> String {
     format!("{node:016x}:{client}")
-}
-
-/// Logs one message as a readable line (`dumptoconsole`).
-fn dump_line(channel: &str, event: &str, payload: &[u8], origin: &Origin, local: u64) {
-    const SHOW: usize = 200;
-    let text = String::from_utf8_lossy(&payload[..payload.len().min(SHOW)]);
-    let more = if payload.len() > SHOW {
-        format!("… ({} bytes)", payload.len())
-    } else {
-        String::new()
-    };
-    tracing::info!(
-        target: "netcluster::dump",
-        "[{channel}] {event} from {} #{}: {text}{more}",
-        origin_string(origin.node.unwrap_or(local), origin.client),
-        origin.seq
-    );
 }

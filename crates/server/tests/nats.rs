@@ -558,3 +558,60 @@ fn tls_with_user_and_password() {
     assert!(!bad.log().contains("wrong-pw"));
     assert!(!d1.log().contains("s3cret-pw"));
 }
+
+/// GET `path` from the daemon's HTTP endpoint; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn metrics_show_the_bridge_and_are_documented() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start(&format!(
+        r#"{{"http": {{"listen": "127.0.0.1:{port}"}},
+            "nats": {{"servers": ["{}"], "token": "tok-secret-1"}},
+            "channels": {{"A": {{"propagatetonats": true}}}}}}"#,
+        nats.url()
+    ));
+    wait_bridged(&d, 1);
+    let mut p = d.raw("A", "p");
+    p.publish("e", b"x");
+    p.ping();
+    netcluster_testkit::wait_until(10, "the message to be published", || {
+        status(&d)["nats"]["messages_out"] == 1
+    });
+    let m = http_get(port, "/metrics");
+    assert!(m.contains("netcluster_nats_connected 1"), "{m}");
+    assert!(m.contains("netcluster_nats_sent_messages_total 1"), "{m}");
+    assert!(!m.contains("tok-secret-1"));
+    let doc = include_str!("../../../docs/METRICS.md");
+    let mut n = 0;
+    for name in m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE netcluster_nats"))
+    {
+        let name = format!("netcluster_nats{}", name.split(' ').next().unwrap());
+        assert!(
+            doc.contains(&format!("`{name}`")) || doc.contains(&format!("`{name}_total`")),
+            "{name} is not in docs/METRICS.md"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 11, "{m}");
+}

@@ -94,6 +94,33 @@ struct Counters {
     publish_errors: Cell<u64>,
 }
 
+/// The bridge's counters for `/metrics` (see docs/METRICS.md).
+#[derive(Debug, Clone, Copy)]
+pub struct NatsMetrics {
+    /// Connected to a server now.
+    pub connected: bool,
+    /// Connections after the first.
+    pub reconnects: u64,
+    /// Messages handed to the NATS client.
+    pub messages_out: u64,
+    /// Messages from NATS delivered.
+    pub messages_in: u64,
+    /// Local messages dropped (buffer full, too large).
+    pub dropped: u64,
+    /// Bytes waiting in the bridge's buffer.
+    pub buffered_bytes: u64,
+    /// Messages from NATS refused (malformed, unknown channel).
+    pub refused: u64,
+    /// Messages from NATS dropped as duplicates.
+    pub duplicates: u64,
+    /// Gaps reported.
+    pub gaps: u64,
+    /// Messages covered by gaps.
+    pub lost: u64,
+    /// Publishes the NATS client refused.
+    pub publish_errors: u64,
+}
+
 /// See the module docs.
 pub struct NatsBridge {
     cfg: NatsConfig,
@@ -522,6 +549,30 @@ impl NatsBridge {
         let body = json!({"cause": GAP_CAUSE, "node": node, "client": o.client, "first": first, "last": last});
         hub.gaps.note(body.clone());
         hub.fan_out_own(ch, GAP_EVENT, body.to_string().as_bytes());
+    }
+
+    /// The counters the metrics endpoint shows.
+    pub fn metrics(&self) -> NatsMetrics {
+        let c = &self.counters;
+        let connected = self.client.borrow().as_ref().is_some_and(|c| {
+            matches!(
+                c.connection_state(),
+                async_nats::connection::State::Connected
+            )
+        });
+        NatsMetrics {
+            connected,
+            reconnects: self.connects.load(Ordering::Relaxed).saturating_sub(1),
+            messages_out: c.msgs_out.get(),
+            messages_in: c.msgs_in.get(),
+            dropped: c.dropped.get(),
+            buffered_bytes: self.queued.get() as u64,
+            refused: c.refused.get(),
+            duplicates: c.duplicates.get(),
+            gaps: c.gaps.get(),
+            lost: c.lost.get(),
+            publish_errors: c.publish_errors.get(),
+        }
     }
 
     /// The bridge's state for `status()` and `showpeers()`.

@@ -79,7 +79,12 @@ fn expect_in_order(r: &mut Raw, event: &str, n: usize) {
         .into_iter()
         .filter(|g| matches!(g, Got::Deliver { event: e, .. } if e == event))
         .collect();
-    assert!(extra.is_empty(), "duplicates: {extra:?}");
+    assert!(
+        extra.is_empty(),
+        "{} duplicates, first {:?}",
+        extra.len(),
+        extra.first()
+    );
 }
 
 #[test]
@@ -614,4 +619,43 @@ fn metrics_show_the_bridge_and_are_documented() {
         n += 1;
     }
     assert_eq!(n, 11, "{m}");
+}
+
+#[test]
+fn leaf_node_layout() {
+    // A hub server accepting leaf nodes, and a site-local server that is
+    // its leaf; one daemon on each.
+    let leaf_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(hub) = NatsServer::start_with(Some(move |_: &std::path::Path| {
+        format!("leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n")
+    })) else {
+        return;
+    };
+    let Some(leaf) = NatsServer::start_with(Some(move |_: &std::path::Path| {
+        format!("leafnodes {{ remotes = [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ] }}\n")
+    })) else {
+        return;
+    };
+    let d1 = Daemon::start(&config(&leaf.url(), ""));
+    let d2 = Daemon::start(&config(&hub.url(), ""));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l1 = d1.raw("A", "l1");
+    let mut l2 = d2.raw("A", "l2");
+    l1.subscribe(&["e2", "warm"]);
+    l2.subscribe(&["e1", "warm"]);
+    let mut p1 = d1.raw("A", "p1");
+    let mut p2 = d2.raw("A", "p2");
+    warm_up(&mut p1, &mut l2);
+    warm_up(&mut p2, &mut l1);
+    for i in 0..500 {
+        p1.publish("e1", i.to_string().as_bytes());
+        p2.publish("e2", i.to_string().as_bytes());
+    }
+    expect_in_order(&mut l2, "e1", 500);
+    expect_in_order(&mut l1, "e2", 500);
 }

@@ -384,6 +384,7 @@ async fn shutdown(hub: &Rc<Hub>) {
             net.shutdown();
         }
         if let Ok(nats) = any.downcast::<crate::nats::NatsBridge>() {
+            nats.drain(crate::nats::STOP_DRAIN).await;
             nats.shutdown();
         }
     }

@@ -659,3 +659,27 @@ fn leaf_node_layout() {
     expect_in_order(&mut l2, "e1", 500);
     expect_in_order(&mut l1, "e2", 500);
 }
+
+#[test]
+fn stopping_daemon_drains_what_clients_emitted_last() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut d = Daemon::start(&config(&nats.url(), ""));
+    wait_bridged(&d, 1);
+    let mut plain = RawNats::connect(nats.port);
+    plain.subscribe("netcluster.A.e", 1);
+    let mut p = d.raw("A", "p");
+    const N: usize = 2000;
+    for i in 0..N {
+        p.publish("e", i.to_string().as_bytes());
+    }
+    p.ping();
+    // SIGTERM right away: the daemon stops, sending what is queued first.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGTERM) };
+    let _ = d.child.wait();
+    for i in 0..N {
+        let m = plain.next_msg();
+        assert_eq!(m.payload, i.to_string().as_bytes());
+    }
+}

@@ -213,6 +213,15 @@ fn servers(v: &Node, path: &str) -> Result<Vec<String>, Problem> {
     for (i, item) in items.iter().enumerate() {
         let k = super::jsonc::join_index(path, i);
         let s = values::nonempty_string(item, &k, "a server")?;
+        // Credentials in a URL would be shown by showconfig and logs.
+        let authority = s.split_once("://").map_or(s.as_str(), |(_, r)| r);
+        if authority.split('/').next().is_some_and(|a| a.contains('@')) {
+            return Err(Problem::at(
+                item,
+                &k,
+                "put credentials in user/password or token, not in the server URL (it is shown by showconfig)",
+            ));
+        }
         if let Err(e) = s.parse::<async_nats::ServerAddr>() {
             return Err(Problem::at(
                 item,

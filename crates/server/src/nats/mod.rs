@@ -56,6 +56,9 @@ pub const FOREIGN_NODE: u64 = 0x4e41_5453_0000_0000;
 const CLIENT_CAPACITY: usize = 4096;
 /// Longest wait between reconnect attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Longest a stopping daemon waits for queued messages to reach the NATS
+/// server.
+pub const STOP_DRAIN: Duration = Duration::from_secs(2);
 /// Per-message overhead counted against `buffer` besides the payload.
 const QUEUED_OVERHEAD: usize = 128;
 
@@ -271,6 +274,29 @@ impl NatsBridge {
             }
         }
         Ok(o)
+    }
+
+    /// Waits (at most `limit`) until what local clients emitted last has
+    /// reached the server, when connected: called before stopping.
+    pub async fn drain(&self, limit: Duration) {
+        let Some(client) = self.client.borrow().clone() else {
+            return;
+        };
+        let connected = matches!(
+            client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+        if !connected {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, async {
+            self.wake.notify_one();
+            while !self.queue.borrow().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = client.flush().await;
+        })
+        .await;
     }
 
     /// Stops the bridge's task (the connection closes when dropped).

@@ -108,6 +108,12 @@ fn errors_name_file_line_column_and_key() {
         e.starts_with("config.json:1:40: channels.A.propagatetonats: expected a boolean"),
         "{e}"
     );
+    let e = err(r#"{"nats": {"servers": ["nats://u:sekrit98@h:4222"]}}"#);
+    assert!(
+        e.starts_with("config.json:1:23: nats.servers[0]: put credentials in user/password"),
+        "{e}"
+    );
+    assert!(!e.contains("sekrit98"), "{e}");
     let e = err(r#"{"nats": {"servers": ["h:4222"], "password": "sekrit99"}}"#);
     assert!(!e.contains("sekrit99"), "{e}");
 }

@@ -189,7 +189,7 @@ fn two_sites_through_a_nats_cluster_once_in_order_and_failover() {
     // Every host publishes at once: host 0 and 1 reach each other by
     // multicast and host 2 by NATS; host 2 reaches both by NATS. Each
     // listener gets three streams (its own host's too), each once.
-    const N: u64 = 2000;
+    const N: u64 = 10_000;
     let spawn = |mut p: Raw, host: usize| {
         std::thread::spawn(move || {
             for i in 0..N {

@@ -207,7 +207,7 @@ fn two_sites_through_a_nats_cluster_once_in_order_and_failover() {
     let mut p2 = t2.join().unwrap();
     // Host 1 heard host 0 on the LAN: the NATS copies were dropped.
     let s1 = status(&lan, 1);
-    assert!(s1["nats"]["loops"].as_u64().unwrap() >= 2 * N, "{s1}");
+    assert!(s1["nats"]["loops"].as_u64().unwrap() >= N, "{s1}");
 
     // Failover: kill the NATS server host 2 is connected to (its own, the
     // first in its list) while host 2 publishes.

@@ -29,6 +29,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use async_nats::{HeaderMap, Subscriber};
@@ -56,6 +57,9 @@ pub const FOREIGN_NODE: u64 = 0x4e41_5453_0000_0000;
 const CLIENT_CAPACITY: usize = 4096;
 /// Longest wait between reconnect attempts.
 const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Most messages from NATS delivered before the clients' queues are
+/// flushed.
+const RECV_BATCH: usize = 256;
 /// Longest a stopping daemon waits for queued messages to reach the NATS
 /// server.
 pub const STOP_DRAIN: Duration = Duration::from_secs(2);
@@ -231,6 +235,9 @@ impl NatsBridge {
             // The list is in order of preference (the site's own server
             // first); async-nats would otherwise shuffle it.
             .retain_servers_order()
+            // Our own publications need not come back (the receive state
+            // would drop them anyway).
+            .no_echo()
             .client_capacity(CLIENT_CAPACITY)
             .reconnect_delay_callback(|n| {
                 (Duration::from_millis(100) * n.min(100) as u32).min(MAX_RECONNECT_DELAY)
@@ -469,14 +476,31 @@ impl NatsBridge {
         }
         tracing::debug!(%subject, "subscribed on NATS");
         loop {
-            let next =
-                std::future::poll_fn(|cx| futures_core::Stream::poll_next(Pin::new(&mut sub), cx))
-                    .await;
-            let Some(m) = next else { return };
-            // A message from a remote origin never waits for a slow local
-            // client (the hub drops it for that client and tells it with
-            // an `nc-gap`), so the flow is always "continue".
-            let _ = self.deliver(&hub, m);
+            // Every message already received, up to RECV_BATCH, then one
+            // flush of the clients' queues: few writes under a burst.
+            let batch = std::future::poll_fn(|cx| {
+                let mut out = Vec::new();
+                while out.len() < RECV_BATCH {
+                    match futures_core::Stream::poll_next(Pin::new(&mut sub), cx) {
+                        Poll::Ready(Some(m)) => out.push(m),
+                        Poll::Ready(None) if out.is_empty() => return Poll::Ready(None),
+                        Poll::Ready(None) | Poll::Pending => break,
+                    }
+                }
+                if out.is_empty() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Some(out))
+                }
+            })
+            .await;
+            let Some(batch) = batch else { return };
+            for m in batch {
+                // A message from a remote origin never waits for a slow
+                // local client (the hub drops it for that client and tells
+                // it with an `nc-gap`), so the flow is always "continue".
+                let _ = self.deliver(&hub, m);
+            }
             hub.flush_touched();
         }
     }

@@ -12,12 +12,15 @@
 //! - [`names`]: what a valid channel or event name is.
 //! - [`net`]: datagrams between daemons and the network state machine
 //!   (batching, fragmentation, ordering, peers, heartbeats).
+//! - [`nats`]: how messages look on NATS (subjects, escaping, headers)
+//!   and the per-origin receive state of the NATS bridge.
 //! - [`varint`]: LEB128 integers used by the frames.
 #![warn(missing_docs)]
 
 pub mod frame;
 pub mod legacy;
 pub mod names;
+pub mod nats;
 pub mod net;
 pub mod router;
 pub mod varint;

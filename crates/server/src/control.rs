@@ -94,12 +94,22 @@ pub fn request(hub: &Rc<Hub>, caller: &Conn, event: &str, arg: &[u8]) -> Result<
         "showchannel" => show_channel(hub, &arg),
         "showclient" => show_client(hub, &arg),
         "status" => Ok(status(hub)),
-        "showpeers" => match crate::net::driver(hub) {
-            Some(net) => Ok(net.peers_json()),
-            None => {
-                Err("this daemon is not connected to the network (connecttonet is false)".into())
+        "showpeers" => {
+            let nats = crate::nats::bridge(hub).map(|n| n.status_json());
+            match (crate::net::driver(hub), nats) {
+                (Some(net), nats) => {
+                    let mut v = net.peers_json();
+                    if let (Some(o), Some(n)) = (v.as_object_mut(), nats) {
+                        o.insert("nats".into(), n);
+                    }
+                    Ok(v)
+                }
+                (None, Some(n)) => Ok(json!({ "nats": n })),
+                (None, None) => Err(
+                    "this daemon is not connected to the network (connecttonet is false) nor to NATS (no nats section)".into(),
+                ),
             }
-        },
+        }
         other => Err(format!(
             "unknown control command {other:?}; known commands: {}",
             COMMANDS.join(", ")
@@ -277,5 +287,6 @@ pub(crate) fn status(hub: &Hub) -> Value {
             "protocol_error": hub.disconnect_counts().protocol_error,
             "channel_removed": hub.disconnect_counts().channel_removed,
         },
+        "nats": crate::nats::bridge(hub).map(|n| n.status_json()),
     })
 }

@@ -19,6 +19,7 @@ mod http;
 mod hub;
 mod iface;
 mod link;
+mod nats;
 mod net;
 mod outq;
 mod partial;

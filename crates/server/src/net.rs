@@ -502,6 +502,11 @@ impl NetDriver {
 }
 
 impl NetDriver {
+    /// Whether `node` is a peer that is up (heard recently).
+    pub fn hears(&self, node: u64) -> bool {
+        self.net.borrow().peers().any(|p| p.node == node && p.up)
+    }
+
     /// The counters the metrics endpoint shows.
     pub fn metrics(&self) -> crate::stats::NetMetrics {
         let net = self.net.borrow();

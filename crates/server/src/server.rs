@@ -46,6 +46,10 @@ pub enum StartError {
         #[source]
         source: std::io::Error,
     },
+    /// The NATS bridge's settings could not be used (e.g. an unreadable
+    /// credentials file).
+    #[error("cannot start the NATS bridge: {0}")]
+    Nats(String),
     /// The runtime or thread could not be created.
     #[error("cannot start the daemon thread: {0}")]
     Runtime(std::io::Error),
@@ -282,6 +286,22 @@ fn run(config: Config, daemon: Daemon, ready: std::sync::mpsc::Sender<Result<(),
                 }
             }
         }
+        if hub.config().nats.is_some() {
+            let cfg = hub.config();
+            let nodename = cfg.nodename.clone().unwrap_or_else(crate::iface::hostname);
+            let bridge = crate::nats::NatsBridge::new(&cfg, node_id, &nodename);
+            if let Err(e) = bridge.options() {
+                abort_all(&hub);
+                tokio::task::yield_now().await;
+                let _ = ready.send(Err(StartError::Nats(e)));
+                return;
+            }
+            // Messages from nodes heard by multicast come that way.
+            let net = crate::net::driver(&hub);
+            bridge.set_lan_check(move |node| net.as_ref().is_some_and(|n| n.hears(node)));
+            hub.add_link(bridge.clone());
+            tokio::task::spawn_local(bridge.run(hub.clone()));
+        }
         hub.ops.health.set(crate::stats::Health::Serving);
         tracing::info!(
             node = format!("{node_id:016x}"),
@@ -359,8 +379,13 @@ async fn shutdown(hub: &Rc<Hub>) {
     for link in hub.take_links() {
         // Send what local clients emitted last, then stop the driver.
         link.flush();
-        if let Ok(net) = link.as_any().downcast::<NetDriver>() {
+        let any = link.as_any();
+        if let Ok(net) = any.clone().downcast::<NetDriver>() {
             net.shutdown();
+        }
+        if let Ok(nats) = any.downcast::<crate::nats::NatsBridge>() {
+            nats.drain(crate::nats::STOP_DRAIN).await;
+            nats.shutdown();
         }
     }
     let clients = hub.clients();
@@ -426,6 +451,11 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         )));
     }
     let old = hub.config();
+    if old.nats != new.nats {
+        return Err(refused(
+            "nats cannot change while running; restart ncserver".to_string(),
+        ));
+    }
     if let Some(key) = network_change(&old, &new) {
         return Err(refused(format!(
             "{key} cannot change while running; restart ncserver"
@@ -463,6 +493,9 @@ pub(crate) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
     let change = hub.set_config(new);
     if let Some(net) = crate::net::driver(hub) {
         net.reload(&hub.config());
+    }
+    if let Some(nats) = crate::nats::bridge(hub) {
+        nats.update_subscriptions(hub);
     }
     for (name, _) in &change.removed {
         let served = hub.listeners.borrow_mut().remove(name);

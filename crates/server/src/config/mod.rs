@@ -12,6 +12,7 @@
 mod error;
 mod http;
 mod jsonc;
+mod nats;
 mod private;
 mod validate;
 mod values;
@@ -25,6 +26,10 @@ use std::path::{Path, PathBuf};
 
 pub use error::{ConfigError, Diagnostic};
 pub use http::{HttpConfig, TokenSource, DEFAULT_HTTP_TAIL, MAX_TOKEN_BYTES};
+pub use nats::{
+    NatsAuth, NatsConfig, NatsTls, DEFAULT_NATS_BUFFER, DEFAULT_NATS_PREFIX, MAX_NATS_BUFFER,
+    MAX_NATS_PREFIX,
+};
 use netcluster_proto::router::{ChannelRules, Propagation};
 use regex::Regex;
 use serde_json::{Map, Value};
@@ -83,6 +88,11 @@ pub const MIN_QUEUEBYTES: u64 = 64 * 1024;
 pub const MAX_QUEUEBYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Default of a channel's `propagatetonet`.
 pub const DEFAULT_PROPAGATETONET: bool = false;
+/// Default of a channel's `propagatetonats`: local messages stay off NATS.
+pub const DEFAULT_PROPAGATETONATS: bool = false;
+/// Default of a channel's `acceptfromnats`: deliver what comes from NATS
+/// (when the daemon has a `nats` bridge at all).
+pub const DEFAULT_ACCEPTFROMNATS: bool = true;
 /// Default of a channel's `dumptoconsole`.
 pub const DEFAULT_DUMPTOCONSOLE: bool = false;
 /// Default `slowconsumer` policy of a channel.
@@ -208,6 +218,8 @@ pub struct Config {
     /// `http`: the HTTP endpoint (metrics, health, status, dashboard);
     /// `None` = off.
     pub http: Option<HttpConfig>,
+    /// `nats`: the bridge to NATS; `None` = off.
+    pub nats: Option<NatsConfig>,
 }
 
 /// Where the network key was configured.
@@ -233,6 +245,11 @@ pub struct ChannelConfig {
     /// `acceptfromnet`: deliver this channel's messages that come from
     /// other nodes.
     pub acceptfromnet: bool,
+    /// `propagatetonats`: publish this channel's local messages to NATS.
+    pub propagatetonats: bool,
+    /// `acceptfromnats`: subscribe to this channel on NATS and deliver
+    /// what arrives.
+    pub acceptfromnats: bool,
     /// `slowconsumer`: what happens when a client of this channel does not
     /// read fast enough and its queue reaches `queuebytes`.
     pub slowconsumer: SlowConsumer,
@@ -325,6 +342,8 @@ impl ChannelConfig {
             propagatetonet: DEFAULT_PROPAGATETONET,
             dumptoconsole: DEFAULT_DUMPTOCONSOLE,
             acceptfromnet: DEFAULT_ACCEPTFROMNET,
+            propagatetonats: DEFAULT_PROPAGATETONATS,
+            acceptfromnats: DEFAULT_ACCEPTFROMNATS,
             slowconsumer: DEFAULT_SLOWCONSUMER,
             blockms: DEFAULT_BLOCKMS,
             allowuids: Vec::new(),
@@ -342,6 +361,8 @@ impl ChannelConfig {
         m.insert("propagatetonet".into(), self.propagatetonet.into());
         m.insert("dumptoconsole".into(), self.dumptoconsole.into());
         m.insert("acceptfromnet".into(), self.acceptfromnet.into());
+        m.insert("propagatetonats".into(), self.propagatetonats.into());
+        m.insert("acceptfromnats".into(), self.acceptfromnats.into());
         m.insert("slowconsumer".into(), self.slowconsumer.as_str().into());
         m.insert("blockms".into(), self.blockms.into());
         m.insert("allowuids".into(), self.allowuids.clone().into());
@@ -392,6 +413,7 @@ impl Config {
             adminuids: Vec::new(),
             admingids: Vec::new(),
             http: None,
+            nats: None,
             channels: vec![ChannelConfig::with_defaults(CONTROL_CHANNEL)],
         }
     }
@@ -554,6 +576,9 @@ impl Config {
         m.insert("channels".into(), Value::Object(channels));
         if let Some(http) = &self.http {
             m.insert("http".into(), http.to_json());
+        }
+        if let Some(nats) = &self.nats {
+            m.insert("nats".into(), nats.to_json());
         }
         Value::Object(m)
     }

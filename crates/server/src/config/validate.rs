@@ -233,6 +233,16 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
             super::http::http(v, k, base.as_deref()).map(|x| c.http = Some(x))
         },
     },
+    Key {
+        name: "nats",
+        apply: |c, v, k| {
+            let base = match &c.source {
+                super::ConfigSource::File(p) => p.parent().map(Path::to_path_buf),
+                _ => None,
+            };
+            super::nats::nats(v, k, base.as_deref()).map(|x| c.nats = Some(x))
+        },
+    },
 ];
 
 /// The keys of a channel object (`channels.{name}`).
@@ -252,6 +262,14 @@ pub(super) const CHANNEL_KEYS: &[Key<ChannelConfig>] = &[
     Key {
         name: "acceptfromnet",
         apply: |c, v, k| values::boolean(v, k).map(|x| c.acceptfromnet = x),
+    },
+    Key {
+        name: "propagatetonats",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.propagatetonats = x),
+    },
+    Key {
+        name: "acceptfromnats",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.acceptfromnats = x),
     },
     Key {
         name: "slowconsumer",

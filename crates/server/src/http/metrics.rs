@@ -179,6 +179,7 @@ pub fn render(hub: &Hub, openmetrics: bool) -> (String, &'static str) {
             .collect(),
     );
     network(&mut b, hub);
+    nats(&mut b, hub);
     process(&mut b, hub);
     let mut text = String::new();
     encode(&mut text, &b.registry).expect("writing to a String cannot fail");
@@ -187,6 +188,67 @@ pub fn render(hub: &Hub, openmetrics: bool) -> (String, &'static str) {
     } else {
         (to_classic(&text), CLASSIC)
     }
+}
+
+fn nats(b: &mut Builder, hub: &Hub) {
+    let Some(m) = crate::nats::bridge(hub).map(|n| n.metrics()) else {
+        return;
+    };
+    b.gauge1(
+        "nats_connected",
+        "1 if the NATS bridge is connected to a server, else 0.",
+        m.connected as i64,
+    );
+    b.counter1(
+        "nats_reconnects",
+        "Reconnections of the NATS bridge.",
+        m.reconnects,
+    );
+    b.counter1(
+        "nats_sent_messages",
+        "Local messages published to NATS.",
+        m.messages_out,
+    );
+    b.counter1(
+        "nats_received_messages",
+        "Messages from NATS delivered to local clients.",
+        m.messages_in,
+    );
+    b.counter1(
+        "nats_dropped_messages",
+        "Local messages not published (bridge buffer full, or over the server's max_payload).",
+        m.dropped,
+    );
+    b.gauge1(
+        "nats_buffered_bytes",
+        "Bytes waiting in the bridge's buffer.",
+        m.buffered_bytes as i64,
+    );
+    b.counter1(
+        "nats_refused_messages",
+        "Messages from NATS refused (malformed headers, unknown channel, too large).",
+        m.refused,
+    );
+    b.counter1(
+        "nats_duplicate_messages",
+        "Messages from NATS dropped as already delivered.",
+        m.duplicates,
+    );
+    b.counter1(
+        "nats_gaps",
+        "Gaps in an origin's sequence on the NATS path (each one an nc-gap event).",
+        m.gaps,
+    );
+    b.counter1(
+        "nats_lost_messages",
+        "Messages covered by NATS gaps.",
+        m.lost,
+    );
+    b.counter1(
+        "nats_publish_errors",
+        "Publishes the NATS client refused.",
+        m.publish_errors,
+    );
 }
 
 fn network(b: &mut Builder, hub: &Hub) {

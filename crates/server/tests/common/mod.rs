@@ -7,6 +7,7 @@
 pub mod abuse;
 pub mod flood;
 pub mod lan;
+pub mod nats;
 pub mod slow;
 
 use std::io::{self, Read, Write};

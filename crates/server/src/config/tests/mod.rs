@@ -14,6 +14,7 @@ use super::*;
 mod admin;
 mod errors;
 mod keys;
+mod nats;
 
 /// The config example from the seed's README, verbatim.
 const SEED_EXAMPLE: &str = include_str!("../../../../../examples/seed-config.json");
@@ -74,7 +75,8 @@ fn seed_example_loads_unchanged() {
 fn default_channel(propagate: serde_json::Value) -> serde_json::Value {
     json!({
         "propagatetochannels": propagate, "propagatetonet": false, "dumptoconsole": false,
-        "acceptfromnet": true, "slowconsumer": "block", "blockms": 1000, "allowuids": [], "allowgids": []
+        "acceptfromnet": true, "propagatetonats": false, "acceptfromnats": true,
+        "slowconsumer": "block", "blockms": 1000, "allowuids": [], "allowgids": []
     })
 }
 

@@ -1,0 +1,664 @@
+//! The NATS bridge: the tokio shell around `netcluster_proto::nats`.
+//!
+//! It connects to the configured NATS servers with `async-nats` (which
+//! fails over between them and reconnects by itself), publishes messages
+//! that local clients emit on channels with `propagatetonats`, and
+//! subscribes to `{prefix}.{channel}.*` for every channel with
+//! `acceptfromnats`, handing what arrives to the hub as messages from a
+//! remote origin. Only local-origin messages ever go out: the hub calls
+//! [`NatsBridge::send`] from the publish path of local clients alone, so
+//! what came from multicast or NATS is never sent back. Incoming messages
+//! pass the per-origin [`Receiver`] (in order, once, loops dropped, gaps
+//! reported as `nc-gap` with `"cause":"nats"`).
+//!
+//! The control channel never crosses NATS (requests and answers are for
+//! this daemon only).
+//!
+//! Sending never waits: messages go to a queue bounded by `nats.buffer`
+//! bytes, drained by the bridge's own task; past the bound they are
+//! dropped and counted, so a slow or absent NATS server never stalls local
+//! delivery. The hub knows the bridge only as one of its links
+//! ([`crate::link::Link`], implemented in `link.rs`); which channels it
+//! carries and accepts is its own state, updated at start and on reload.
+//! Whether an origin is heard on the LAN is asked through a function the
+//! server hands over, so the bridge does not depend on the network link.
+
+use std::cell::{Cell, RefCell};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use async_nats::{HeaderMap, Subscriber};
+use bytes::Bytes;
+use netcluster_proto::names;
+use netcluster_proto::nats::{self as wire, Envelope, Inbound, Receiver, Verdict};
+use serde_json::{json, Value};
+use tokio::sync::Notify;
+
+use crate::config::{Config, NatsAuth, NatsConfig};
+
+mod link;
+use crate::conn::GAP_EVENT;
+use crate::hub::{Flow, Hub, Origin, Payload};
+use crate::outq::SHARE_PAYLOAD_MIN;
+pub use link::bridge;
+
+/// The `cause` of the `nc-gap` events the bridge raises.
+pub const GAP_CAUSE: &str = "nats";
+/// Origin node shown for messages from plain NATS clients (no netcluster
+/// headers): the ASCII bytes "NATS" followed by zeros.
+pub const FOREIGN_NODE: u64 = 0x4e41_5453_0000_0000;
+/// Commands async-nats queues towards its connection task. Our own queue
+/// (bounded by bytes) sits in front of it.
+const CLIENT_CAPACITY: usize = 4096;
+/// Longest wait between reconnect attempts.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(2);
+/// Most messages from NATS delivered before the clients' queues are
+/// flushed.
+const RECV_BATCH: usize = 256;
+/// Longest a stopping daemon waits for queued messages to reach the NATS
+/// server.
+pub const STOP_DRAIN: Duration = Duration::from_secs(2);
+/// Per-message overhead counted against `buffer` besides the payload.
+const QUEUED_OVERHEAD: usize = 128;
+
+struct Out {
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+}
+
+impl Out {
+    fn cost(&self) -> usize {
+        self.payload.len() + self.subject.len() + QUEUED_OVERHEAD
+    }
+}
+
+/// Asks whether a node is a peer currently up on the LAN.
+type LanCheck = Box<dyn Fn(u64) -> bool>;
+
+/// One channel's subscription task; `ready` once the server confirmed
+/// the subscription (a round trip after SUB), which `status()` counts.
+struct Sub {
+    task: tokio::task::AbortHandle,
+    ready: Rc<Cell<bool>>,
+}
+
+#[derive(Default)]
+struct Counters {
+    msgs_out: Cell<u64>,
+    msgs_in: Cell<u64>,
+    dropped: Cell<u64>,
+    refused: Cell<u64>,
+    duplicates: Cell<u64>,
+    loops: Cell<u64>,
+    gaps: Cell<u64>,
+    lost: Cell<u64>,
+    publish_errors: Cell<u64>,
+}
+
+/// The bridge's counters for `/metrics` (see docs/METRICS.md).
+#[derive(Debug, Clone, Copy)]
+pub struct NatsMetrics {
+    /// Connected to a server now.
+    pub connected: bool,
+    /// Connections after the first.
+    pub reconnects: u64,
+    /// Messages handed to the NATS client.
+    pub messages_out: u64,
+    /// Messages from NATS delivered.
+    pub messages_in: u64,
+    /// Local messages dropped (buffer full, too large).
+    pub dropped: u64,
+    /// Bytes waiting in the bridge's buffer.
+    pub buffered_bytes: u64,
+    /// Messages from NATS refused (malformed, unknown channel).
+    pub refused: u64,
+    /// Messages from NATS dropped as duplicates.
+    pub duplicates: u64,
+    /// Gaps reported.
+    pub gaps: u64,
+    /// Messages covered by gaps.
+    pub lost: u64,
+    /// Publishes the NATS client refused.
+    pub publish_errors: u64,
+}
+
+/// See the module docs.
+pub struct NatsBridge {
+    cfg: NatsConfig,
+    conn_name: String,
+    node_id: u64,
+    client: RefCell<Option<async_nats::Client>>,
+    queue: RefCell<VecDeque<Out>>,
+    queued: Cell<usize>,
+    wake: Notify,
+    stop: Notify,
+    recv: RefCell<Receiver>,
+    subs: RefCell<HashMap<String, Sub>>,
+    /// Channels with `propagatetonats` (what [`Link::carries`]).
+    ///
+    /// [`Link::carries`]: crate::link::Link::carries
+    carried: RefCell<HashSet<String>>,
+    /// Channels with `acceptfromnats`.
+    accepted: RefCell<HashSet<String>>,
+    /// Whether a node is a peer currently up on the LAN (set by the server
+    /// when the daemon is also on the multicast network).
+    heard: RefCell<Option<LanCheck>>,
+    counters: Counters,
+    /// `Connected` events after the first: reconnects.
+    connects: Arc<AtomicU64>,
+    disconnects: Arc<AtomicU64>,
+}
+
+impl NatsBridge {
+    /// A bridge for `cfg`'s `nats` section (which must be set); it starts
+    /// connecting when [`run`](Self::run) is spawned.
+    pub fn new(cfg: &Config, node_id: u64, nodename: &str) -> Rc<NatsBridge> {
+        let nats = cfg.nats.clone().expect("nats section");
+        let b = Rc::new(NatsBridge {
+            conn_name: nats
+                .name
+                .clone()
+                .unwrap_or_else(|| format!("netcluster {nodename}")),
+            cfg: nats,
+            node_id,
+            client: RefCell::new(None),
+            queue: RefCell::new(VecDeque::new()),
+            queued: Cell::new(0),
+            wake: Notify::new(),
+            stop: Notify::new(),
+            recv: RefCell::new(Receiver::new(node_id)),
+            subs: RefCell::new(HashMap::new()),
+            carried: RefCell::new(HashSet::new()),
+            accepted: RefCell::new(HashSet::new()),
+            heard: RefCell::new(None),
+            counters: Counters::default(),
+            connects: Arc::new(AtomicU64::new(0)),
+            disconnects: Arc::new(AtomicU64::new(0)),
+        });
+        b.set_channels(cfg);
+        b
+    }
+
+    /// Tells the bridge how to ask whether a node is heard on the LAN.
+    pub fn set_lan_check(&self, heard: impl Fn(u64) -> bool + 'static) {
+        *self.heard.borrow_mut() = Some(Box::new(heard));
+    }
+
+    fn heard_on_lan(&self, node: u64) -> bool {
+        self.heard.borrow().as_ref().is_some_and(|f| f(node))
+    }
+
+    /// Takes the channel settings of `cfg` (the control channel never
+    /// crosses NATS: its requests and answers are for this daemon only).
+    fn set_channels(&self, cfg: &Config) {
+        let pick = |f: fn(&crate::config::ChannelConfig) -> bool| {
+            cfg.channels
+                .iter()
+                .filter(|c| f(c) && c.name != names::CONTROL_CHANNEL)
+                .map(|c| c.name.clone())
+                .collect::<HashSet<_>>()
+        };
+        *self.carried.borrow_mut() = pick(|c| c.propagatetonats);
+        *self.accepted.borrow_mut() = pick(|c| c.acceptfromnats);
+    }
+
+    /// Whether local messages of `channel` go to NATS.
+    pub fn carries_channel(&self, channel: &str) -> bool {
+        self.carried.borrow().contains(channel)
+    }
+
+    /// The client options: auth, TLS, reconnect policy, event counters.
+    pub fn options(&self) -> Result<async_nats::ConnectOptions, String> {
+        let connects = self.connects.clone();
+        let disconnects = self.disconnects.clone();
+        // A creds file builds its own options (JWT and signer); the other
+        // settings are added on top of them.
+        let base = match &self.cfg.auth {
+            Some(NatsAuth::CredsFile(p)) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read nats.credsfile {}: {e}", p.display()))?;
+                async_nats::ConnectOptions::with_credentials(&text)
+                    .map_err(|e| format!("nats.credsfile {}: {e}", p.display()))?
+            }
+            _ => async_nats::ConnectOptions::new(),
+        };
+        let mut o = base
+            .name(&self.conn_name)
+            .retry_on_initial_connect()
+            .max_reconnects(None)
+            // The list is in order of preference (the site's own server
+            // first); async-nats would otherwise shuffle it.
+            .retain_servers_order()
+            // Our own publications need not come back (the receive state
+            // would drop them anyway).
+            .no_echo()
+            .client_capacity(CLIENT_CAPACITY)
+            .reconnect_delay_callback(|n| {
+                (Duration::from_millis(100) * n.min(100) as u32).min(MAX_RECONNECT_DELAY)
+            })
+            .event_callback(move |e| {
+                match e {
+                    async_nats::Event::Connected => {
+                        connects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    async_nats::Event::Disconnected => {
+                        disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+                async {}
+            });
+        match &self.cfg.auth {
+            Some(NatsAuth::UserPassword { user, password }) => {
+                o = o.user_and_password(user.clone(), password.clone())
+            }
+            Some(NatsAuth::Token(t)) => o = o.token(t.clone()),
+            Some(NatsAuth::CredsFile(_)) => {}
+            Some(NatsAuth::NkeyFile(p)) => {
+                let text = std::fs::read_to_string(p)
+                    .map_err(|e| format!("cannot read nats.nkeyfile {}: {e}", p.display()))?;
+                let seed = text
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| l.starts_with('S'))
+                    .ok_or_else(|| format!("nats.nkeyfile {} holds no seed", p.display()))?;
+                o = o.nkey(seed.to_string());
+            }
+            None => {}
+        }
+        if let Some(tls) = &self.cfg.tls {
+            if let Some(ca) = &tls.ca {
+                o = o.add_root_certificates(ca.clone());
+            }
+            if let (Some(c), Some(k)) = (&tls.cert, &tls.key) {
+                o = o.add_client_certificate(c.clone(), k.clone());
+            }
+        }
+        Ok(o)
+    }
+
+    /// Waits (at most `limit`) until what local clients emitted last has
+    /// reached the server, when connected: called before stopping.
+    pub async fn drain(&self, limit: Duration) {
+        let Some(client) = self.client.borrow().clone() else {
+            return;
+        };
+        let connected = matches!(
+            client.connection_state(),
+            async_nats::connection::State::Connected
+        );
+        if !connected {
+            return;
+        }
+        let _ = tokio::time::timeout(limit, async {
+            self.wake.notify_one();
+            while !self.queue.borrow().is_empty() {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let _ = client.flush().await;
+        })
+        .await;
+    }
+
+    /// Stops the bridge's task (the connection closes when dropped).
+    pub fn shutdown(&self) {
+        for (_, h) in self.subs.borrow_mut().drain() {
+            h.task.abort();
+        }
+        self.stop.notify_one();
+    }
+
+    /// Queues a local client's message for NATS; never waits. A message
+    /// the buffer has no room for is dropped and counted (receivers see
+    /// the hole as `nc-gap`); one larger than the server's `max_payload`
+    /// is an error for its publisher.
+    pub fn send(
+        &self,
+        channel: &str,
+        event: &str,
+        payload: &[u8],
+        client: u64,
+        seq: u64,
+    ) -> Result<(), String> {
+        if let Some(c) = self.client.borrow().as_ref() {
+            let max = c.server_info().max_payload;
+            if max > 0 && payload.len() > max {
+                self.counters.dropped.set(self.counters.dropped.get() + 1);
+                return Err(format!(
+                    "{} bytes exceed the NATS server's max_payload ({max} bytes)",
+                    payload.len()
+                ));
+            }
+        }
+        let env = Envelope {
+            node: self.node_id,
+            client,
+            seq,
+            channel: channel.to_string(),
+            event: event.to_string(),
+        };
+        let mut headers = HeaderMap::new();
+        for (k, v) in wire::encode_headers(&env) {
+            headers.insert(k, v);
+        }
+        let out = Out {
+            subject: wire::subject(&self.cfg.prefix, channel, event),
+            headers,
+            payload: Bytes::copy_from_slice(payload),
+        };
+        let cost = out.cost();
+        if self.queued.get() + cost > self.cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
+            self.counters.dropped.set(self.counters.dropped.get() + 1);
+            return Ok(());
+        }
+        self.queued.set(self.queued.get() + cost);
+        self.queue.borrow_mut().push_back(out);
+        Ok(())
+    }
+
+    /// Wakes the sending task after a batch of [`send`](Self::send)s.
+    pub fn flush(&self) {
+        if !self.queue.borrow().is_empty() {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The bridge task: connects, subscribes, and sends what is queued.
+    pub async fn run(self: Rc<Self>, hub: Rc<Hub>) {
+        let opts = match self.options() {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::error!("NATS bridge not started: {e}");
+                return;
+            }
+        };
+        let client = tokio::select! {
+            _ = self.stop.notified() => return,
+            c = opts.connect(self.cfg.servers.clone()) => match c {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!("NATS bridge not started: {e}");
+                    return;
+                }
+            },
+        };
+        *self.client.borrow_mut() = Some(client.clone());
+        self.update_subscriptions(&hub);
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.stop.notified() => return,
+                _ = self.wake.notified() => {}
+            }
+            loop {
+                let Some(m) = self.queue.borrow_mut().pop_front() else {
+                    break;
+                };
+                let cost = m.cost();
+                let r = tokio::select! {
+                    biased;
+                    _ = self.stop.notified() => return,
+                    r = client.publish_with_headers(m.subject, m.headers, m.payload) => r,
+                };
+                self.queued.set(self.queued.get() - cost);
+                match r {
+                    Ok(()) => self.counters.msgs_out.set(self.counters.msgs_out.get() + 1),
+                    Err(e) => {
+                        let n = self.counters.publish_errors.get() + 1;
+                        self.counters.publish_errors.set(n);
+                        if n == 1 || n % 10_000 == 0 {
+                            tracing::warn!(errors = n, "cannot publish to NATS: {e}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Takes the channel settings of the hub's config, subscribes for
+    /// every channel with `acceptfromnats` and drops the subscriptions of
+    /// channels that lost it (at start and on reload).
+    pub fn update_subscriptions(self: &Rc<Self>, hub: &Rc<Hub>) {
+        self.set_channels(&hub.config());
+        let Some(client) = self.client.borrow().clone() else {
+            return; // run() calls again once connected
+        };
+        let accepted = self.accepted.borrow().clone();
+        let want: Vec<&str> = accepted.iter().map(String::as_str).collect();
+        let mut subs = self.subs.borrow_mut();
+        subs.retain(|name, h| {
+            let keep = want.contains(&name.as_str());
+            if !keep {
+                h.task.abort();
+            }
+            keep
+        });
+        for name in want {
+            if subs.contains_key(name) {
+                continue;
+            }
+            let subject = wire::subject::channel_wildcard(&self.cfg.prefix, name);
+            let ready = Rc::new(Cell::new(false));
+            let task = tokio::task::spawn_local(self.clone().listen(
+                hub.clone(),
+                client.clone(),
+                subject,
+                ready.clone(),
+            ));
+            let task = task.abort_handle();
+            subs.insert(name.to_string(), Sub { task, ready });
+        }
+    }
+
+    async fn listen(
+        self: Rc<Self>,
+        hub: Rc<Hub>,
+        client: async_nats::Client,
+        subject: String,
+        ready: Rc<Cell<bool>>,
+    ) {
+        let mut sub: Subscriber = match client.subscribe(subject.clone()).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(%subject, "cannot subscribe on NATS: {e}");
+                return;
+            }
+        };
+        // The SUB is queued; a flush round trip confirms the server has it.
+        if client.flush().await.is_ok() {
+            ready.set(true);
+        }
+        tracing::debug!(%subject, "subscribed on NATS");
+        loop {
+            // Every message already received, up to RECV_BATCH, then one
+            // flush of the clients' queues: few writes under a burst.
+            let batch = std::future::poll_fn(|cx| {
+                let mut out = Vec::new();
+                while out.len() < RECV_BATCH {
+                    match futures_core::Stream::poll_next(Pin::new(&mut sub), cx) {
+                        Poll::Ready(Some(m)) => out.push(m),
+                        Poll::Ready(None) if out.is_empty() => return Poll::Ready(None),
+                        Poll::Ready(None) | Poll::Pending => break,
+                    }
+                }
+                if out.is_empty() {
+                    Poll::Pending
+                } else {
+                    Poll::Ready(Some(out))
+                }
+            })
+            .await;
+            let Some(batch) = batch else { return };
+            for m in batch {
+                // A message from a remote origin never waits for a slow
+                // local client (the hub drops it for that client and tells
+                // it with an `nc-gap`), so the flow is always "continue".
+                let _ = self.deliver(&hub, m);
+            }
+            hub.flush_touched();
+        }
+    }
+
+    fn refuse(&self, why: impl std::fmt::Display) -> Flow {
+        let n = self.counters.refused.get() + 1;
+        self.counters.refused.set(n);
+        if n == 1 || n % 10_000 == 0 {
+            tracing::warn!(refused = n, "message from NATS refused: {why}");
+        }
+        Flow::Continue
+    }
+
+    fn deliver(&self, hub: &Rc<Hub>, m: async_nats::Message) -> Flow {
+        let headers = m.headers.as_ref();
+        let inbound = wire::decode(&self.cfg.prefix, &m.subject, |h| {
+            headers.and_then(|hs| hs.get(h)).map(|v| v.as_str())
+        });
+        let (channel, event, origin, gap) = match inbound {
+            Err(e) => return self.refuse(e),
+            Ok(Inbound::Foreign { channel, event }) => {
+                let o = Origin {
+                    node: Some(FOREIGN_NODE),
+                    client: 0,
+                    seq: 0,
+                };
+                (channel, event, o, None)
+            }
+            Ok(Inbound::Bridged(env)) => {
+                let heard = self.heard_on_lan(env.node);
+                match self
+                    .recv
+                    .borrow_mut()
+                    .accept(env.node, env.client, env.seq, heard)
+                {
+                    Verdict::Deliver { gap } => {
+                        let o = Origin {
+                            node: Some(env.node),
+                            client: env.client,
+                            seq: env.seq,
+                        };
+                        (env.channel, env.event, o, gap)
+                    }
+                    Verdict::Duplicate => {
+                        let c = &self.counters.duplicates;
+                        c.set(c.get() + 1);
+                        return Flow::Continue;
+                    }
+                    Verdict::Own | Verdict::HeardOnLan => {
+                        let c = &self.counters.loops;
+                        c.set(c.get() + 1);
+                        return Flow::Continue;
+                    }
+                }
+            }
+        };
+        if let Err(e) = names::check_event(&event) {
+            return self.refuse(e);
+        }
+        let Some(ch) = hub.router.borrow().channel(&channel) else {
+            return self.refuse(format_args!("no local channel {channel:?}"));
+        };
+        if !self.accepted.borrow().contains(&channel) {
+            return self.refuse(format_args!("channel {channel:?} has acceptfromnats false"));
+        }
+        if m.payload.len() > hub.max_message() {
+            return self.refuse(format_args!("{} bytes exceed maxmessage", m.payload.len()));
+        }
+        if let Some((first, last)) = gap {
+            self.announce_gap(hub, ch, origin, first, last);
+        }
+        self.counters.msgs_in.set(self.counters.msgs_in.get() + 1);
+        let payload = if m.payload.len() >= SHARE_PAYLOAD_MIN {
+            Payload::Shared(m.payload.clone())
+        } else {
+            Payload::Borrowed(&m.payload)
+        };
+        hub.fan_out(ch, &event, payload, origin, None)
+    }
+
+    /// Tells the channel's clients (listening to `nc-gap` or `*`) that
+    /// messages of one origin were lost on the NATS path.
+    fn announce_gap(
+        &self,
+        hub: &Rc<Hub>,
+        ch: netcluster_proto::router::ChannelId,
+        o: Origin,
+        first: u64,
+        last: u64,
+    ) {
+        let node = format!("{:016x}", o.node.unwrap_or(0));
+        self.counters.gaps.set(self.counters.gaps.get() + 1);
+        let lost = &self.counters.lost;
+        lost.set(lost.get() + (last - first + 1));
+        tracing::warn!(%node, client = o.client, first, last, "messages lost on the NATS path");
+        let body = json!({"cause": GAP_CAUSE, "node": node, "client": o.client, "first": first, "last": last});
+        hub.gaps.note(body.clone());
+        hub.fan_out_own(ch, GAP_EVENT, body.to_string().as_bytes());
+    }
+
+    /// The counters the metrics endpoint shows.
+    pub fn metrics(&self) -> NatsMetrics {
+        let c = &self.counters;
+        let connected = self.client.borrow().as_ref().is_some_and(|c| {
+            matches!(
+                c.connection_state(),
+                async_nats::connection::State::Connected
+            )
+        });
+        NatsMetrics {
+            connected,
+            reconnects: self.connects.load(Ordering::Relaxed).saturating_sub(1),
+            messages_out: c.msgs_out.get(),
+            messages_in: c.msgs_in.get(),
+            dropped: c.dropped.get(),
+            buffered_bytes: self.queued.get() as u64,
+            refused: c.refused.get(),
+            duplicates: c.duplicates.get(),
+            gaps: c.gaps.get(),
+            lost: c.lost.get(),
+            publish_errors: c.publish_errors.get(),
+        }
+    }
+
+    /// The bridge's state for `status()` and `showpeers()`.
+    pub fn status_json(&self) -> Value {
+        let client = self.client.borrow();
+        let (state, server) = match client.as_ref() {
+            Some(c) => {
+                let state = c.connection_state();
+                let connected = matches!(state, async_nats::connection::State::Connected);
+                let info = c.server_info();
+                let server = connected.then(|| format!("{}:{}", info.host, info.port));
+                (state.to_string(), server)
+            }
+            None => ("connecting".to_string(), None),
+        };
+        let c = &self.counters;
+        json!({
+            "state": state,
+            "server": server,
+            "servers": self.cfg.servers,
+            "prefix": self.cfg.prefix,
+            "reconnects": self.connects.load(Ordering::Relaxed).saturating_sub(1),
+            "disconnects": self.disconnects.load(Ordering::Relaxed),
+            "buffered_bytes": self.queued.get(),
+            "buffered_messages": self.queue.borrow().len(),
+            "buffer": self.cfg.buffer,
+            "dropped": c.dropped.get(),
+            "messages_out": c.msgs_out.get(),
+            "messages_in": c.msgs_in.get(),
+            "publish_errors": c.publish_errors.get(),
+            "refused": c.refused.get(),
+            "duplicates": c.duplicates.get(),
+            "loops": c.loops.get(),
+            "gaps": c.gaps.get(),
+            "lost": c.lost.get(),
+            "subscriptions": self.subs.borrow().values().filter(|s| s.ready.get()).count(),
+        })
+    }
+}

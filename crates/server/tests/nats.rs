@@ -1,0 +1,685 @@
+//! The NATS bridge against a real `nats-server` on loopback: two daemons
+//! (separate socket folders, no multicast) connected to it exchange
+//! messages both ways in order and once; a plain NATS client publishes to
+//! and subscribes from the bus with payloads unchanged and escaped names;
+//! propagation rules on both sides make no loops; and a NATS server killed
+//! and restarted mid-stream loses nothing silently: every message arrives
+//! or is covered by an `nc-gap` with `"cause":"nats"`.
+#![cfg(unix)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::nats::{NatsServer, RawNats};
+use common::{Daemon, Got, Raw};
+use serde_json::Value;
+
+fn config(url: &str, extra_channels: &str) -> String {
+    format!(
+        r#"{{"nats": {{"servers": ["{url}"]}},
+            "channels": {{"A": {{"propagatetonats": true}}{extra_channels}}}}}"#
+    )
+}
+
+fn status(d: &Daemon) -> Value {
+    d.control()
+        .request("nc-control-status", &Value::Null)
+        .unwrap()
+}
+
+/// Waits until the daemon's bridge is connected and subscribed.
+fn wait_bridged(d: &Daemon, subs: u64) {
+    netcluster_testkit::wait_until(30, "the NATS bridge to connect and subscribe", || {
+        let s = status(d);
+        s["nats"]["state"] == "connected" && s["nats"]["subscriptions"].as_u64() >= Some(subs)
+    });
+}
+
+/// Publishes `warm` on `from` until `to` gets one: NATS interest has
+/// propagated. Returns how many it took.
+fn warm_up(from: &mut Raw, to: &mut Raw) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    to.s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    loop {
+        from.publish("warm", b"w");
+        match to.try_next() {
+            Ok(Some(Got::Deliver { event, .. })) if event == "warm" => break,
+            _ => assert!(Instant::now() < deadline, "no message crossed NATS"),
+        }
+    }
+    // Drain the other warm-ups still on their way.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(Some(_)) = to.try_next() {}
+    to.s.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+}
+
+/// Reads `n` deliveries of `event` and checks they are 0..n in order.
+fn expect_in_order(r: &mut Raw, event: &str, n: usize) {
+    let mut next = 0usize;
+    while next < n {
+        match r.next() {
+            Some(Got::Deliver {
+                event: e, payload, ..
+            }) if e == event => {
+                let i: usize = String::from_utf8(payload).unwrap().parse().unwrap();
+                assert_eq!(i, next, "out of order or duplicate");
+                next += 1;
+            }
+            Some(Got::Deliver { event: e, .. }) if e == "warm" => {}
+            other => panic!("unexpected {other:?} after {next} of {n}"),
+        }
+    }
+    // Nothing more (no duplicates) once the daemon has answered a ping.
+    std::thread::sleep(Duration::from_millis(300));
+    let extra: Vec<_> = r
+        .ping()
+        .into_iter()
+        .filter(|g| matches!(g, Got::Deliver { event: e, .. } if e == event))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{} duplicates, first {:?}",
+        extra.len(),
+        extra.first()
+    );
+}
+
+#[test]
+fn two_daemons_cross_both_ways_in_order_once() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let d1 = Daemon::start(&config(&nats.url(), ""));
+    let d2 = Daemon::start(&config(&nats.url(), ""));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l1 = d1.raw("A", "l1");
+    let mut l2 = d2.raw("A", "l2");
+    l1.subscribe(&["e2", "warm"]);
+    l2.subscribe(&["e1", "warm"]);
+    let mut p1 = d1.raw("A", "p1");
+    let mut p2 = d2.raw("A", "p2");
+    warm_up(&mut p1, &mut l2);
+    warm_up(&mut p2, &mut l1);
+    const N: usize = 3000;
+    let t1 = std::thread::spawn(move || {
+        for i in 0..N {
+            p1.publish("e1", i.to_string().as_bytes());
+        }
+        p1.ping();
+        p1
+    });
+    let t2 = std::thread::spawn(move || {
+        for i in 0..N {
+            p2.publish("e2", i.to_string().as_bytes());
+        }
+        p2.ping();
+        p2
+    });
+    let r2 = std::thread::spawn(move || {
+        expect_in_order(&mut l2, "e1", N);
+        l2
+    });
+    expect_in_order(&mut l1, "e2", N);
+    r2.join().unwrap();
+    t1.join().unwrap();
+    t2.join().unwrap();
+    let s1 = status(&d1);
+    assert_eq!(s1["nats"]["dropped"], 0, "{s1}");
+    assert_eq!(s1["nats"]["gaps"], 0, "{s1}");
+    assert!(
+        s1["nats"]["messages_out"].as_u64().unwrap() >= N as u64,
+        "{s1}"
+    );
+    assert!(
+        s1["nats"]["messages_in"].as_u64().unwrap() >= N as u64,
+        "{s1}"
+    );
+    // The bridge connects with no_echo: its own messages do not come back.
+    assert_eq!(s1["nats"]["loops"], 0, "{s1}");
+    let peers = d1
+        .control()
+        .request("nc-control-showpeers", &Value::Null)
+        .unwrap();
+    assert_eq!(peers["nats"]["server"], format!("127.0.0.1:{}", nats.port));
+    // One subscription: A (the control channel never crosses NATS).
+    assert_eq!(peers["nats"]["subscriptions"], 1);
+}
+
+#[test]
+fn plain_nats_clients_publish_and_subscribe_with_escaped_names() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let d = Daemon::start(&config(
+        &nats.url(),
+        r#", "my chan": {"propagatetonats": true}"#,
+    ));
+    wait_bridged(&d, 2);
+    let mut plain = RawNats::connect(nats.port);
+    plain.subscribe("netcluster.>", 1);
+
+    // netcluster → NATS: subject escaped, payload unchanged, headers exact.
+    let mut p = d.raw("my chan", "p");
+    let payload = b"\x00binary\xffpayload\r\n";
+    p.publish("a.b", payload);
+    let m = plain.next_msg();
+    assert_eq!(m.subject, "netcluster.~my%20chan.~a%2Eb");
+    assert_eq!(m.payload, payload);
+    assert_eq!(m.header("Nc-Channel"), Some("my chan"));
+    assert_eq!(m.header("Nc-Event"), Some("a.b"));
+    assert_eq!(
+        m.header("Nc-Node"),
+        Some(format!("{:016x}", p.node).as_str())
+    );
+    assert_eq!(m.header("Nc-Client"), Some(p.client.to_string().as_str()));
+    assert_eq!(m.header("Nc-Seq"), Some("1"));
+
+    // NATS → netcluster, plain and escaped names.
+    let mut l = d.raw("my chan", "l");
+    l.subscribe(&["hello world", "x"]);
+    let mut la = d.raw("A", "la");
+    la.subscribe(&["*"]);
+    // Interest of the bridge's subscription is in place (status said so);
+    // a round trip makes sure the plain client's messages follow it.
+    plain.publish("netcluster.~my%20chan.~hello%20world", b"{\"n\":1}");
+    plain.publish("netcluster.~my%20chan.x", b"plain");
+    plain.publish("netcluster.A.ev", b"to A");
+    // Malformed netcluster headers are refused and counted, not delivered.
+    plain.publish_with_headers("netcluster.A.ev", &[("Nc-Node", "zz")], b"refused");
+    plain.publish_with_headers(
+        "netcluster.A.ev",
+        &[
+            ("Nc-Node", "00000000000000aa"),
+            ("Nc-Client", "1"),
+            ("Nc-Seq", "1"),
+            ("Nc-Channel", "B"),
+            ("Nc-Event", "ev"),
+        ],
+        b"refused: names disagree with the subject",
+    );
+    plain.sync();
+    match l.next() {
+        Some(Got::Deliver { event, payload, .. }) => {
+            assert_eq!(event, "hello world");
+            assert_eq!(payload, b"{\"n\":1}");
+        }
+        other => panic!("{other:?}"),
+    }
+    match l.next() {
+        Some(Got::Deliver { event, payload, .. }) => {
+            assert_eq!((event.as_str(), payload.as_slice()), ("x", &b"plain"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    match la.next() {
+        Some(Got::Deliver { event, payload, .. }) => {
+            assert_eq!((event.as_str(), payload.as_slice()), ("ev", &b"to A"[..]));
+        }
+        other => panic!("{other:?}"),
+    }
+    netcluster_testkit::wait_until(10, "the refused messages to be counted", || {
+        status(&d)["nats"]["refused"].as_u64() >= Some(2)
+    });
+    let after: Vec<_> = la
+        .ping()
+        .into_iter()
+        .filter(|g| matches!(g, Got::Deliver { .. }))
+        .collect();
+    assert!(after.is_empty(), "refused messages delivered: {after:?}");
+    // Messages from NATS are never sent back to NATS.
+    plain.sync();
+    let s = status(&d);
+    assert_eq!(s["nats"]["messages_out"], 1, "{s}");
+}
+
+#[test]
+fn propagation_rules_on_both_sides_make_no_loops() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let rules = r#"{"nats": {"servers": ["URL"]}, "channels": {
+        "A": {"propagatetonats": true, "propagatetochannels": "^B$"},
+        "B": {"propagatetonats": true, "propagatetochannels": "^A$"}}}"#
+        .replace("URL", &nats.url());
+    let d1 = Daemon::start(&rules);
+    let d2 = Daemon::start(&rules);
+    wait_bridged(&d1, 2);
+    wait_bridged(&d2, 2);
+    let mut l2a = d2.raw("A", "l2a");
+    let mut l2b = d2.raw("B", "l2b");
+    let mut l1b = d1.raw("B", "l1b");
+    let mut l1a = d1.raw("A", "l1a");
+    for l in [&mut l2a, &mut l2b, &mut l1b, &mut l1a] {
+        l.subscribe(&["x", "warm"]);
+    }
+    let mut p = d1.raw("A", "p");
+    warm_up(&mut p, &mut l2a);
+    for l in [&mut l2b, &mut l1b, &mut l1a] {
+        std::thread::sleep(Duration::from_millis(200));
+        let _ = l.ping();
+    }
+    for i in 0..10 {
+        p.publish("x", i.to_string().as_bytes());
+    }
+    p.ping();
+    for l in [&mut l2a, &mut l2b, &mut l1b, &mut l1a] {
+        expect_in_order(l, "x", 10);
+    }
+    let (s1, s2) = (status(&d1), status(&d2));
+    // d2 published nothing: what it got from NATS was never sent back.
+    assert_eq!(s2["nats"]["messages_out"], 0, "{s2}");
+    // d1 published each message once (on A; B's copy is not local-origin).
+    let out1 = s1["nats"]["messages_out"].as_u64().unwrap();
+    let warm = out1 - 10;
+    assert!(warm >= 1, "{s1}");
+    assert_eq!(s2["nats"]["duplicates"], 0, "{s2}");
+}
+
+#[test]
+fn nats_server_restart_loses_nothing_silently() {
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    let d1 = Daemon::start(&config(&nats.url(), ""));
+    let d2 = Daemon::start(&config(&nats.url(), ""));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l2 = d2.raw("A", "l2");
+    l2.subscribe(&["e", "warm", "nc-gap"]);
+    let mut p1 = d1.raw("A", "p1");
+    warm_up(&mut p1, &mut l2);
+    let before = status(&d1)["nats"]["reconnects"].as_u64().unwrap();
+
+    const N: u64 = 600;
+    let publisher = std::thread::spawn(move || {
+        for i in 0..N {
+            p1.publish("e", i.to_string().as_bytes());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        p1.ping();
+        p1
+    });
+    std::thread::sleep(Duration::from_millis(800));
+    nats.kill();
+    std::thread::sleep(Duration::from_millis(500));
+    nats.restart();
+    let mut p1 = publisher.join().unwrap();
+    netcluster_testkit::wait_until(30, "both bridges to reconnect", || {
+        let (a, b) = (status(&d1), status(&d2));
+        a["nats"]["state"] == "connected" && b["nats"]["state"] == "connected"
+    });
+    assert!(status(&d1)["nats"]["reconnects"].as_u64().unwrap() > before);
+    let (delivered, gaps) = collect_until_marker(&mut p1, &mut l2);
+    let missing = check_accounted(&delivered, &gaps, N);
+    let got = N - missing;
+    eprintln!(
+        "restart: {} of {N} delivered, {missing} reported lost in {} gaps; d1 {}",
+        got,
+        gaps.len(),
+        status(&d1)["nats"]
+    );
+}
+
+/// (origin sequence number, index) of a delivery, or (first, last) of a gap.
+type Pair = (u64, u64);
+
+/// After a reconnect: publishes markers until one arrives, so the receiver
+/// has seen a sequence number after any lost range; returns the "e"
+/// deliveries as (origin seq, index) and the gaps reported.
+fn collect_until_marker(p1: &mut Raw, l2: &mut Raw) -> (Vec<Pair>, Vec<Pair>) {
+    let mut delivered = Vec::new();
+    let mut gaps: Vec<(u64, u64)> = Vec::new();
+    l2.s.set_read_timeout(Some(Duration::from_millis(300)))
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = 0;
+    loop {
+        assert!(Instant::now() < deadline, "no marker after the restart");
+        p1.publish("warm", b"marker");
+        loop {
+            match l2.try_next() {
+                Ok(Some(Got::Deliver {
+                    event,
+                    payload,
+                    seq,
+                    ..
+                })) => match event.as_str() {
+                    "e" => {
+                        let i: u64 = String::from_utf8_lossy(&payload).parse().unwrap();
+                        last = seq;
+                        delivered.push((seq, i));
+                    }
+                    "nc-gap" => {
+                        let v: Value = serde_json::from_slice(&payload).unwrap();
+                        assert_eq!(v["cause"], "nats", "{v}");
+                        gaps.push((v["first"].as_u64().unwrap(), v["last"].as_u64().unwrap()));
+                    }
+                    "warm" if seq > last && !delivered.is_empty() => return (delivered, gaps),
+                    // A marker after a lost tail of "e": the gap before it
+                    // has been reported (gaps come before the message).
+                    "warm" if !gaps.is_empty() => return (delivered, gaps),
+                    _ => {}
+                },
+                Ok(Some(_)) => {}
+                Ok(None) => panic!("daemon closed"),
+                Err(_) => break,
+            }
+        }
+    }
+}
+
+/// Every "e" delivered is in order and once; every "e" index below `n`
+/// not delivered lies in a reported gap. `base_seq` is "e" 0's sequence
+/// number (the publisher's first "e" came right after its warm-ups).
+/// Returns how many were reported lost.
+fn check_accounted(delivered: &[(u64, u64)], gaps: &[(u64, u64)], n: u64) -> u64 {
+    assert!(
+        delivered
+            .windows(2)
+            .all(|w| w[0].0 < w[1].0 && w[0].1 < w[1].1),
+        "order"
+    );
+    assert!(!delivered.is_empty(), "nothing delivered; gaps {gaps:?}");
+    let base = delivered[0].0 - delivered[0].1;
+    let got: std::collections::HashSet<u64> = delivered.iter().map(|d| d.1).collect();
+    let mut missing = 0;
+    for i in 0..n {
+        if !got.contains(&i) {
+            let seq = base + i;
+            assert!(
+                gaps.iter().any(|&(a, b)| a <= seq && seq <= b),
+                "e {i} (seq {seq}) neither delivered nor reported; gaps {gaps:?}"
+            );
+            missing += 1;
+        }
+    }
+    missing
+}
+
+#[test]
+fn outage_past_the_buffer_drops_counts_and_reports_gaps() {
+    let Some(mut nats) = NatsServer::start() else {
+        return;
+    };
+    let small = |url: &str| {
+        format!(
+            r#"{{"nats": {{"servers": ["{url}"], "buffer": "16KiB"}},
+                "channels": {{"A": {{"propagatetonats": true}}}}}}"#
+        )
+    };
+    let d1 = Daemon::start(&small(&nats.url()));
+    let d2 = Daemon::start(&small(&nats.url()));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l2 = d2.raw("A", "l2");
+    l2.subscribe(&["e", "warm", "nc-gap"]);
+    let mut p1 = d1.raw("A", "p1");
+    warm_up(&mut p1, &mut l2);
+    // "e" 0 goes through before the outage, so the base is known.
+    p1.publish("e", b"0");
+    match l2.next() {
+        Some(Got::Deliver { event, .. }) if event == "e" => {}
+        other => panic!("{other:?}"),
+    }
+    nats.kill();
+    netcluster_testkit::wait_until(30, "the bridge to notice the outage", || {
+        status(&d1)["nats"]["state"] != "connected"
+    });
+    // More than async-nats's own queue (4096 commands) plus 16 KiB.
+    const N: u64 = 9000;
+    for i in 1..N {
+        p1.publish("e", i.to_string().as_bytes());
+    }
+    p1.ping();
+    netcluster_testkit::wait_until(30, "messages past the buffer to be dropped", || {
+        status(&d1)["nats"]["dropped"].as_u64() > Some(0)
+    });
+    nats.restart();
+    netcluster_testkit::wait_until(30, "both bridges to reconnect", || {
+        let (a, b) = (status(&d1), status(&d2));
+        a["nats"]["state"] == "connected" && b["nats"]["state"] == "connected"
+    });
+    let (mut delivered, gaps) = collect_until_marker(&mut p1, &mut l2);
+    delivered.insert(0, (delivered.first().map_or(0, |d| d.0 - d.1), 0));
+    let missing = check_accounted(&delivered, &gaps, N);
+    let s = status(&d1);
+    assert!(missing > 0, "nothing was lost? {s}");
+    assert!(!gaps.is_empty());
+    eprintln!(
+        "outage: {} of {N} delivered, {missing} reported lost in {} gaps; d1 {}",
+        N - missing,
+        gaps.len(),
+        s["nats"]
+    );
+}
+
+#[test]
+fn reload_applies_channel_settings_and_refuses_connection_changes() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let url = nats.url();
+    let d = Daemon::start(&config(&url, ""));
+    wait_bridged(&d, 1);
+    let mut ctl = d.control();
+    let cfg = |accept: bool, extra: &str| {
+        serde_json::from_str::<Value>(&format!(
+            r#"{{"nats": {{"servers": ["{url}"]{extra}}},
+                "channels": {{"A": {{"propagatetonats": true, "acceptfromnats": {accept}}}}}}}"#
+        ))
+        .unwrap()
+    };
+    // acceptfromnats off: the subscription goes at once.
+    ctl.request("nc-control-reloadconfig", &cfg(false, ""))
+        .unwrap();
+    netcluster_testkit::wait_until(10, "the subscription to be dropped", || {
+        status(&d)["nats"]["subscriptions"] == 0
+    });
+    let mut plain = RawNats::connect(nats.port);
+    let mut l = d.raw("A", "l");
+    l.subscribe(&["*"]);
+    plain.publish("netcluster.A.ev", b"not wanted");
+    plain.sync();
+    std::thread::sleep(Duration::from_millis(300));
+    let got: Vec<_> = l
+        .ping()
+        .into_iter()
+        .filter(|g| matches!(g, Got::Deliver { .. }))
+        .collect();
+    assert!(got.is_empty(), "{got:?}");
+    // And back on.
+    ctl.request("nc-control-reloadconfig", &cfg(true, ""))
+        .unwrap();
+    wait_bridged(&d, 1);
+    // Connection settings need a restart.
+    let e = ctl
+        .request(
+            "nc-control-reloadconfig",
+            &cfg(true, r#", "prefix": "other""#),
+        )
+        .unwrap_err();
+    assert!(
+        e.contains("nats cannot change while running; restart ncserver"),
+        "{e}"
+    );
+    // The password is never shown.
+    let e = ctl.request(
+        "nc-control-reloadconfig",
+        &cfg(true, r#", "user": "u", "password": "s3cretpw""#),
+    );
+    assert!(!format!("{e:?}").contains("s3cretpw"));
+    let shown = ctl.request("nc-control-showconfig", &Value::Null).unwrap();
+    assert_eq!(shown["nats"]["prefix"], "netcluster");
+}
+
+#[test]
+fn tls_with_user_and_password() {
+    let Some(nats) = NatsServer::start_with(Some(|dir: &std::path::Path| {
+        common::nats::make_certs(dir);
+        r#"
+            tls { cert_file: "server.pem", key_file: "server.key" }
+            authorization { user: "site", password: "s3cret-pw" }
+        "#
+        .to_string()
+    })) else {
+        return;
+    };
+    let ca = nats.dir.path().join("ca.pem");
+    let cfg = |password: &str| {
+        format!(
+            r#"{{"nats": {{"servers": ["tls://127.0.0.1:{}"], "user": "site", "password": "{password}",
+                 "tls": {{"ca": "{}"}}}},
+                "channels": {{"A": {{"propagatetonats": true}}}}}}"#,
+            nats.port,
+            ca.display()
+        )
+    };
+    let d1 = Daemon::start(&cfg("s3cret-pw"));
+    let d2 = Daemon::start(&cfg("s3cret-pw"));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l2 = d2.raw("A", "l2");
+    l2.subscribe(&["e", "warm"]);
+    let mut p1 = d1.raw("A", "p1");
+    warm_up(&mut p1, &mut l2);
+    for i in 0..100 {
+        p1.publish("e", i.to_string().as_bytes());
+    }
+    expect_in_order(&mut l2, "e", 100);
+    // A wrong password never connects, and is not shown anywhere.
+    let bad = Daemon::start(&cfg("wrong-pw"));
+    std::thread::sleep(Duration::from_secs(2));
+    let s = status(&bad);
+    assert_ne!(s["nats"]["state"], "connected", "{s}");
+    let shown = bad
+        .control()
+        .request("nc-control-showconfig", &Value::Null)
+        .unwrap();
+    assert_eq!(shown["nats"]["password"], "(set)");
+    assert!(!bad.log().contains("wrong-pw"));
+    assert!(!d1.log().contains("s3cret-pw"));
+}
+
+/// GET `path` from the daemon's HTTP endpoint; returns the body.
+fn http_get(port: u16, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").unwrap().1.to_string()
+}
+
+#[test]
+fn metrics_show_the_bridge_and_are_documented() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let d = Daemon::start(&format!(
+        r#"{{"http": {{"listen": "127.0.0.1:{port}"}},
+            "nats": {{"servers": ["{}"], "token": "tok-secret-1"}},
+            "channels": {{"A": {{"propagatetonats": true}}}}}}"#,
+        nats.url()
+    ));
+    wait_bridged(&d, 1);
+    let mut p = d.raw("A", "p");
+    p.publish("e", b"x");
+    p.ping();
+    netcluster_testkit::wait_until(10, "the message to be published", || {
+        status(&d)["nats"]["messages_out"] == 1
+    });
+    let m = http_get(port, "/metrics");
+    assert!(m.contains("netcluster_nats_connected 1"), "{m}");
+    assert!(m.contains("netcluster_nats_sent_messages_total 1"), "{m}");
+    assert!(!m.contains("tok-secret-1"));
+    let doc = include_str!("../../../docs/METRICS.md");
+    let mut n = 0;
+    for name in m
+        .lines()
+        .filter_map(|l| l.strip_prefix("# TYPE netcluster_nats"))
+    {
+        let name = format!("netcluster_nats{}", name.split(' ').next().unwrap());
+        assert!(
+            doc.contains(&format!("`{name}`")) || doc.contains(&format!("`{name}_total`")),
+            "{name} is not in docs/METRICS.md"
+        );
+        n += 1;
+    }
+    assert_eq!(n, 11, "{m}");
+}
+
+#[test]
+fn leaf_node_layout() {
+    // A hub server accepting leaf nodes, and a site-local server that is
+    // its leaf; one daemon on each.
+    let leaf_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let Some(hub) = NatsServer::start_with(Some(move |_: &std::path::Path| {
+        format!("leafnodes {{ listen: \"127.0.0.1:{leaf_port}\" }}\n")
+    })) else {
+        return;
+    };
+    let Some(leaf) = NatsServer::start_with(Some(move |_: &std::path::Path| {
+        format!("leafnodes {{ remotes = [ {{ url: \"nats-leaf://127.0.0.1:{leaf_port}\" }} ] }}\n")
+    })) else {
+        return;
+    };
+    let d1 = Daemon::start(&config(&leaf.url(), ""));
+    let d2 = Daemon::start(&config(&hub.url(), ""));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l1 = d1.raw("A", "l1");
+    let mut l2 = d2.raw("A", "l2");
+    l1.subscribe(&["e2", "warm"]);
+    l2.subscribe(&["e1", "warm"]);
+    let mut p1 = d1.raw("A", "p1");
+    let mut p2 = d2.raw("A", "p2");
+    warm_up(&mut p1, &mut l2);
+    warm_up(&mut p2, &mut l1);
+    for i in 0..500 {
+        p1.publish("e1", i.to_string().as_bytes());
+        p2.publish("e2", i.to_string().as_bytes());
+    }
+    expect_in_order(&mut l2, "e1", 500);
+    expect_in_order(&mut l1, "e2", 500);
+}
+
+#[test]
+fn stopping_daemon_drains_what_clients_emitted_last() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let mut d = Daemon::start(&config(&nats.url(), ""));
+    wait_bridged(&d, 1);
+    let mut plain = RawNats::connect(nats.port);
+    plain.subscribe("netcluster.A.e", 1);
+    let mut p = d.raw("A", "p");
+    const N: usize = 2000;
+    for i in 0..N {
+        p.publish("e", i.to_string().as_bytes());
+    }
+    p.ping();
+    // SIGTERM right away: the daemon stops, sending what is queued first.
+    unsafe { libc::kill(d.pid() as i32, libc::SIGTERM) };
+    let _ = d.child.wait();
+    for i in 0..N {
+        let m = plain.next_msg();
+        assert_eq!(m.payload, i.to_string().as_bytes());
+    }
+}

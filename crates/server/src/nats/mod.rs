@@ -25,26 +25,23 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
-use async_nats::{HeaderMap, Subscriber};
+use async_nats::HeaderMap;
 use bytes::Bytes;
 use netcluster_proto::names;
-use netcluster_proto::nats::{self as wire, Envelope, Inbound, Receiver, Verdict};
-use serde_json::{json, Value};
+use netcluster_proto::nats::{self as wire, Envelope, Receiver};
 use tokio::sync::Notify;
 
 use crate::config::{Config, NatsAuth, NatsConfig};
+use crate::hub::Hub;
 
+mod inbound;
 mod link;
-use crate::conn::GAP_EVENT;
-use crate::hub::{Flow, Hub, Origin, Payload};
-use crate::outq::SHARE_PAYLOAD_MIN;
+mod status;
 pub use link::bridge;
 
 /// The `cause` of the `nc-gap` events the bridge raises.
@@ -99,33 +96,6 @@ struct Counters {
     gaps: Cell<u64>,
     lost: Cell<u64>,
     publish_errors: Cell<u64>,
-}
-
-/// The bridge's counters for `/metrics` (see docs/METRICS.md).
-#[derive(Debug, Clone, Copy)]
-pub struct NatsMetrics {
-    /// Connected to a server now.
-    pub connected: bool,
-    /// Connections after the first.
-    pub reconnects: u64,
-    /// Messages handed to the NATS client.
-    pub messages_out: u64,
-    /// Messages from NATS delivered.
-    pub messages_in: u64,
-    /// Local messages dropped (buffer full, too large).
-    pub dropped: u64,
-    /// Bytes waiting in the bridge's buffer.
-    pub buffered_bytes: u64,
-    /// Messages from NATS refused (malformed, unknown channel).
-    pub refused: u64,
-    /// Messages from NATS dropped as duplicates.
-    pub duplicates: u64,
-    /// Gaps reported.
-    pub gaps: u64,
-    /// Messages covered by gaps.
-    pub lost: u64,
-    /// Publishes the NATS client refused.
-    pub publish_errors: u64,
 }
 
 /// See the module docs.
@@ -419,246 +389,5 @@ impl NatsBridge {
                 }
             }
         }
-    }
-
-    /// Takes the channel settings of the hub's config, subscribes for
-    /// every channel with `acceptfromnats` and drops the subscriptions of
-    /// channels that lost it (at start and on reload).
-    pub fn update_subscriptions(self: &Rc<Self>, hub: &Rc<Hub>) {
-        self.set_channels(&hub.config());
-        let Some(client) = self.client.borrow().clone() else {
-            return; // run() calls again once connected
-        };
-        let accepted = self.accepted.borrow().clone();
-        let want: Vec<&str> = accepted.iter().map(String::as_str).collect();
-        let mut subs = self.subs.borrow_mut();
-        subs.retain(|name, h| {
-            let keep = want.contains(&name.as_str());
-            if !keep {
-                h.task.abort();
-            }
-            keep
-        });
-        for name in want {
-            if subs.contains_key(name) {
-                continue;
-            }
-            let subject = wire::subject::channel_wildcard(&self.cfg.prefix, name);
-            let ready = Rc::new(Cell::new(false));
-            let task = tokio::task::spawn_local(self.clone().listen(
-                hub.clone(),
-                client.clone(),
-                subject,
-                ready.clone(),
-            ));
-            let task = task.abort_handle();
-            subs.insert(name.to_string(), Sub { task, ready });
-        }
-    }
-
-    async fn listen(
-        self: Rc<Self>,
-        hub: Rc<Hub>,
-        client: async_nats::Client,
-        subject: String,
-        ready: Rc<Cell<bool>>,
-    ) {
-        let mut sub: Subscriber = match client.subscribe(subject.clone()).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(%subject, "cannot subscribe on NATS: {e}");
-                return;
-            }
-        };
-        // The SUB is queued; a flush round trip confirms the server has it.
-        if client.flush().await.is_ok() {
-            ready.set(true);
-        }
-        tracing::debug!(%subject, "subscribed on NATS");
-        loop {
-            // Every message already received, up to RECV_BATCH, then one
-            // flush of the clients' queues: few writes under a burst.
-            let batch = std::future::poll_fn(|cx| {
-                let mut out = Vec::new();
-                while out.len() < RECV_BATCH {
-                    match futures_core::Stream::poll_next(Pin::new(&mut sub), cx) {
-                        Poll::Ready(Some(m)) => out.push(m),
-                        Poll::Ready(None) if out.is_empty() => return Poll::Ready(None),
-                        Poll::Ready(None) | Poll::Pending => break,
-                    }
-                }
-                if out.is_empty() {
-                    Poll::Pending
-                } else {
-                    Poll::Ready(Some(out))
-                }
-            })
-            .await;
-            let Some(batch) = batch else { return };
-            for m in batch {
-                // A message from a remote origin never waits for a slow
-                // local client (the hub drops it for that client and tells
-                // it with an `nc-gap`), so the flow is always "continue".
-                let _ = self.deliver(&hub, m);
-            }
-            hub.flush_touched();
-        }
-    }
-
-    fn refuse(&self, why: impl std::fmt::Display) -> Flow {
-        let n = self.counters.refused.get() + 1;
-        self.counters.refused.set(n);
-        if n == 1 || n % 10_000 == 0 {
-            tracing::warn!(refused = n, "message from NATS refused: {why}");
-        }
-        Flow::Continue
-    }
-
-    fn deliver(&self, hub: &Rc<Hub>, m: async_nats::Message) -> Flow {
-        let headers = m.headers.as_ref();
-        let inbound = wire::decode(&self.cfg.prefix, &m.subject, |h| {
-            headers.and_then(|hs| hs.get(h)).map(|v| v.as_str())
-        });
-        let (channel, event, origin, gap) = match inbound {
-            Err(e) => return self.refuse(e),
-            Ok(Inbound::Foreign { channel, event }) => {
-                let o = Origin {
-                    node: Some(FOREIGN_NODE),
-                    client: 0,
-                    seq: 0,
-                };
-                (channel, event, o, None)
-            }
-            Ok(Inbound::Bridged(env)) => {
-                let heard = self.heard_on_lan(env.node);
-                match self
-                    .recv
-                    .borrow_mut()
-                    .accept(env.node, env.client, env.seq, heard)
-                {
-                    Verdict::Deliver { gap } => {
-                        let o = Origin {
-                            node: Some(env.node),
-                            client: env.client,
-                            seq: env.seq,
-                        };
-                        (env.channel, env.event, o, gap)
-                    }
-                    Verdict::Duplicate => {
-                        let c = &self.counters.duplicates;
-                        c.set(c.get() + 1);
-                        return Flow::Continue;
-                    }
-                    Verdict::Own | Verdict::HeardOnLan => {
-                        let c = &self.counters.loops;
-                        c.set(c.get() + 1);
-                        return Flow::Continue;
-                    }
-                }
-            }
-        };
-        if let Err(e) = names::check_event(&event) {
-            return self.refuse(e);
-        }
-        let Some(ch) = hub.router.borrow().channel(&channel) else {
-            return self.refuse(format_args!("no local channel {channel:?}"));
-        };
-        if !self.accepted.borrow().contains(&channel) {
-            return self.refuse(format_args!("channel {channel:?} has acceptfromnats false"));
-        }
-        if m.payload.len() > hub.max_message() {
-            return self.refuse(format_args!("{} bytes exceed maxmessage", m.payload.len()));
-        }
-        if let Some((first, last)) = gap {
-            self.announce_gap(hub, ch, origin, first, last);
-        }
-        self.counters.msgs_in.set(self.counters.msgs_in.get() + 1);
-        let payload = if m.payload.len() >= SHARE_PAYLOAD_MIN {
-            Payload::Shared(m.payload.clone())
-        } else {
-            Payload::Borrowed(&m.payload)
-        };
-        hub.fan_out(ch, &event, payload, origin, None)
-    }
-
-    /// Tells the channel's clients (listening to `nc-gap` or `*`) that
-    /// messages of one origin were lost on the NATS path.
-    fn announce_gap(
-        &self,
-        hub: &Rc<Hub>,
-        ch: netcluster_proto::router::ChannelId,
-        o: Origin,
-        first: u64,
-        last: u64,
-    ) {
-        let node = format!("{:016x}", o.node.unwrap_or(0));
-        self.counters.gaps.set(self.counters.gaps.get() + 1);
-        let lost = &self.counters.lost;
-        lost.set(lost.get() + (last - first + 1));
-        tracing::warn!(%node, client = o.client, first, last, "messages lost on the NATS path");
-        let body = json!({"cause": GAP_CAUSE, "node": node, "client": o.client, "first": first, "last": last});
-        hub.gaps.note(body.clone());
-        hub.fan_out_own(ch, GAP_EVENT, body.to_string().as_bytes());
-    }
-
-    /// The counters the metrics endpoint shows.
-    pub fn metrics(&self) -> NatsMetrics {
-        let c = &self.counters;
-        let connected = self.client.borrow().as_ref().is_some_and(|c| {
-            matches!(
-                c.connection_state(),
-                async_nats::connection::State::Connected
-            )
-        });
-        NatsMetrics {
-            connected,
-            reconnects: self.connects.load(Ordering::Relaxed).saturating_sub(1),
-            messages_out: c.msgs_out.get(),
-            messages_in: c.msgs_in.get(),
-            dropped: c.dropped.get(),
-            buffered_bytes: self.queued.get() as u64,
-            refused: c.refused.get(),
-            duplicates: c.duplicates.get(),
-            gaps: c.gaps.get(),
-            lost: c.lost.get(),
-            publish_errors: c.publish_errors.get(),
-        }
-    }
-
-    /// The bridge's state for `status()` and `showpeers()`.
-    pub fn status_json(&self) -> Value {
-        let client = self.client.borrow();
-        let (state, server) = match client.as_ref() {
-            Some(c) => {
-                let state = c.connection_state();
-                let connected = matches!(state, async_nats::connection::State::Connected);
-                let info = c.server_info();
-                let server = connected.then(|| format!("{}:{}", info.host, info.port));
-                (state.to_string(), server)
-            }
-            None => ("connecting".to_string(), None),
-        };
-        let c = &self.counters;
-        json!({
-            "state": state,
-            "server": server,
-            "servers": self.cfg.servers,
-            "prefix": self.cfg.prefix,
-            "reconnects": self.connects.load(Ordering::Relaxed).saturating_sub(1),
-            "disconnects": self.disconnects.load(Ordering::Relaxed),
-            "buffered_bytes": self.queued.get(),
-            "buffered_messages": self.queue.borrow().len(),
-            "buffer": self.cfg.buffer,
-            "dropped": c.dropped.get(),
-            "messages_out": c.msgs_out.get(),
-            "messages_in": c.msgs_in.get(),
-            "publish_errors": c.publish_errors.get(),
-            "refused": c.refused.get(),
-            "duplicates": c.duplicates.get(),
-            "loops": c.loops.get(),
-            "gaps": c.gaps.get(),
-            "lost": c.lost.get(),
-            "subscriptions": self.subs.borrow().values().filter(|s| s.ready.get()).count(),
-        })
     }
 }

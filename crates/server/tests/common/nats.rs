@@ -2,7 +2,7 @@
 //! port in a temporary folder (killed on drop, restartable on the same
 //! port), and a minimal raw-protocol NATS client (CONNECT, PUB, HPUB, SUB,
 //! MSG, HMSG, PING/PONG) over a blocking TCP stream, so the tests see
-//! exactly what travels on NATS.
+//! exactly what travels on NATS; and the checks the bridge tests share.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -10,6 +10,10 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::{Daemon, Got, Raw};
 
 /// Where `nats-server` is, if installed (Debian's package puts it in
 /// /usr/sbin). Missing: `None`, and the caller skips unless CI (or
@@ -337,4 +341,76 @@ pub fn make_certs(dir: &std::path::Path) {
         "-extfile",
         "ext.cnf",
     ]);
+}
+
+pub fn config(url: &str, extra_channels: &str) -> String {
+    format!(
+        r#"{{"nats": {{"servers": ["{url}"]}},
+            "channels": {{"A": {{"propagatetonats": true}}{extra_channels}}}}}"#
+    )
+}
+
+pub fn status(d: &Daemon) -> Value {
+    d.control()
+        .request("nc-control-status", &Value::Null)
+        .unwrap()
+}
+
+/// Waits until the daemon's bridge is connected and subscribed.
+pub fn wait_bridged(d: &Daemon, subs: u64) {
+    netcluster_testkit::wait_until(30, "the NATS bridge to connect and subscribe", || {
+        let s = status(d);
+        s["nats"]["state"] == "connected" && s["nats"]["subscriptions"].as_u64() >= Some(subs)
+    });
+}
+
+/// Publishes `warm` on `from` until `to` gets one: NATS interest has
+/// propagated. Returns how many it took.
+pub fn warm_up(from: &mut Raw, to: &mut Raw) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    to.s.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    loop {
+        from.publish("warm", b"w");
+        match to.try_next() {
+            Ok(Some(Got::Deliver { event, .. })) if event == "warm" => break,
+            _ => assert!(Instant::now() < deadline, "no message crossed NATS"),
+        }
+    }
+    // Drain the other warm-ups still on their way.
+    std::thread::sleep(Duration::from_millis(300));
+    while let Ok(Some(_)) = to.try_next() {}
+    to.s.set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+}
+
+/// Reads `n` deliveries of `event` and checks they are 0..n in order.
+pub fn expect_in_order(r: &mut Raw, event: &str, n: usize) {
+    let mut next = 0usize;
+    while next < n {
+        match r.next() {
+            Some(Got::Deliver {
+                event: e, payload, ..
+            }) if e == event => {
+                let i: usize = String::from_utf8(payload).unwrap().parse().unwrap();
+                assert_eq!(i, next, "out of order or duplicate");
+                next += 1;
+            }
+            Some(Got::Deliver { event: e, .. }) if e == "warm" => {}
+            other => panic!("unexpected {other:?} after {next} of {n}"),
+        }
+    }
+    // Nothing more (no duplicates) once the daemon has answered a ping.
+    std::thread::sleep(Duration::from_millis(300));
+    let extra: Vec<_> = r
+        .ping()
+        .into_iter()
+        .filter(|g| matches!(g, Got::Deliver { event: e, .. } if e == event))
+        .collect();
+    assert!(
+        extra.is_empty(),
+        "{} duplicates, first {:?}",
+        extra.len(),
+        extra.first()
+    );
 }

@@ -479,25 +479,10 @@ impl NetDriver {
     /// of them may have been meant for it), to its clients listening to
     /// `nc-gap` or `*`, not propagated further.
     fn announce_gap(&self, hub: &Rc<Hub>, node: u64, first: u64, last: u64) {
-        let body = format!(
-            r#"{{"cause":"{GAP_CAUSE}","node":"{node:016x}","first":{first},"last":{last}}}"#
+        announce(
+            hub,
+            serde_json::json!({"cause": GAP_CAUSE, "node": format!("{node:016x}"), "first": first, "last": last}),
         );
-        hub.gaps.note(serde_json::json!({"cause": GAP_CAUSE, "node": format!("{node:016x}"), "first": first, "last": last}));
-        let channels: Vec<_> = {
-            let router = hub.router.borrow();
-            router
-                .channel_names()
-                .into_iter()
-                .filter_map(|n| router.channel(n))
-                .filter(|&c| router.rules(c).from_net)
-                .collect()
-        };
-        for c in channels {
-            // Like the messages around it, never waited for: a client
-            // whose queue is full misses it and gets its own slow-consumer
-            // `nc-gap`, which covers this hole too.
-            hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
-        }
     }
 }
 
@@ -536,6 +521,29 @@ fn preview(payload: &[u8]) -> String {
         format!("{text}… ({} bytes)", payload.len())
     } else {
         text.into_owned()
+    }
+}
+
+/// Sends one `nc-gap` event with `body` to every local channel that
+/// accepts network messages, to its clients listening to `nc-gap` or `*`,
+/// not propagated further, and notes it for the dashboard. Like the
+/// messages around it, never waited for: a client whose queue is full
+/// misses it and gets its own slow-consumer `nc-gap`, which covers this
+/// hole too.
+fn announce(hub: &Hub, body: serde_json::Value) {
+    let text = body.to_string();
+    hub.gaps.note(body);
+    let channels: Vec<_> = {
+        let router = hub.router.borrow();
+        router
+            .channel_names()
+            .into_iter()
+            .filter_map(|n| router.channel(n))
+            .filter(|&c| router.rules(c).from_net)
+            .collect()
+    };
+    for c in channels {
+        hub.fan_out_own(c, GAP_EVENT, text.as_bytes());
     }
 }
 

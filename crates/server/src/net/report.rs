@@ -10,7 +10,6 @@ use std::rc::Rc;
 use netcluster_proto::net::DropReason;
 
 use super::{NetDriver, GAP_CAUSE};
-use crate::conn::GAP_EVENT;
 use crate::hub::Hub;
 
 /// The `reason` of the `nc-gap` raised when a node is refused because the
@@ -50,22 +49,10 @@ impl NetDriver {
     /// not be admitted: one `nc-gap` on every channel that accepts network
     /// messages, like a gap (see `announce_gap`).
     fn announce_refused(&self, hub: &Rc<Hub>, node: u64) {
-        let body = format!(
-            r#"{{"cause":"{GAP_CAUSE}","node":"{node:016x}","reason":"{TABLE_FULL_REASON}"}}"#
+        super::announce(
+            hub,
+            serde_json::json!({"cause": GAP_CAUSE, "node": format!("{node:016x}"), "reason": TABLE_FULL_REASON}),
         );
-        let channels: Vec<_> = {
-            let router = hub.router.borrow();
-            router
-                .channel_names()
-                .into_iter()
-                .filter_map(|n| router.channel(n))
-                .filter(|&c| router.rules(c).from_net)
-                .collect()
-        };
-        for c in channels {
-            // A full queue is not waited for: the event is small and rare.
-            hub.fan_out_own(c, GAP_EVENT, body.as_bytes());
-        }
         hub.flush_touched();
     }
 }

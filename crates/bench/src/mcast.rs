@@ -24,6 +24,9 @@ use anyhow::{bail, Context, Result};
 use crate::child::Proc;
 use crate::roles::{PubOut, SubOut};
 
+/// The subscriber's queue on the receiving host (see `Lan::start`).
+const SINK_QUEUE: &str = "2GiB";
+
 /// A key for the sealed rows (any 64 hex digits).
 const KEY: &str = "6e63626e6368206b657920666f72206d756c74696361737420726f7773212121";
 
@@ -189,11 +192,16 @@ impl Lan {
                 String::new()
             };
             let cfg = self.dir.path().join(format!("host{i}.json"));
+            // Messages from the network are never waited for (a local
+            // client too slow for them misses them, with an nc-gap): the
+            // receiving host's subscriber, sharing two CPUs with both
+            // daemons and the publisher, gets a queue as large as a run,
+            // so the row measures the daemons' transport, not that race.
             std::fs::write(
                 &cfg,
                 format!(
                     r#"{{ "connecttonet": true, "nodename": "bench{i}", {key}
-                       "socketdir": "{}",
+                       "socketdir": "{}", "queuebytes": "{SINK_QUEUE}",
                        "channels": {{ "bench": {{ "propagatetonet": true }} }} }}"#,
                     dir.display()
                 ),

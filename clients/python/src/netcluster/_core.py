@@ -4,9 +4,10 @@ and reconnection.
 Emitters append frames to one output buffer under a short lock and
 schedule a write only when none is pending, so a burst of emits leaves in
 one write (from any thread: the blocking face emits from the caller's
-thread). Decoded frames come from the socket's ``Link`` in batches; Deliver
-messages go to the listener table, answers complete the futures of
-``flush``, subscriptions and control requests.
+thread). Each read from the socket's ``Link`` is decoded and dispatched by
+a ``Receiver`` (``_receive``): Deliver messages go to their listeners as
+they are decoded, other frames come back here (``_answer``) to complete
+the futures of ``flush``, subscriptions and control requests.
 
 When the socket breaks, waiting operations fail, and unless reconnecting
 is off or the daemon refused us for good, the connection dials again with
@@ -28,6 +29,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 from . import _frame
 from ._listeners import Entry, Sink, SubState, Table
 from ._names import channel_path, check_channel, encode_subscription_name
+from ._receive import Receiver
 from ._transport import Link, Welcome, dial
 from .errors import (
     ConnectError,
@@ -53,6 +55,11 @@ _NAMES_PER_FRAME = 4096
 #: Codes after which reconnecting cannot help.
 _PERMANENT = (ErrorCode.DENIED, ErrorCode.CHANNEL_REMOVED, ErrorCode.UNSUPPORTED_VERSION)
 _APP_CLOSE = "disconnected by the application"
+#: Output bytes after which an emit on the loop thread writes at once
+#: instead of waiting for its scheduled write: a coroutine emitting a burst
+#: without ever suspending would otherwise only start sending once it hits
+#: ``max_pending``, leaving the daemon and the receivers idle meanwhile.
+WRITE_EARLY = 64 * 1024
 
 
 class Options:
@@ -136,6 +143,7 @@ class Connection:
         self._done = asyncio.Event()
         self._redial: Optional["asyncio.Task[None]"] = None
         self.link: Optional[Link] = None
+        self.receiver: Receiver
         self.writable = True
         self.welcome = welcome
         self._attach(link, welcome)
@@ -156,11 +164,13 @@ class Connection:
         self.max_message = welcome.max_message
         self.writable = True
         link.sink = self
+        self.receiver = Receiver(link.decoder, self.table, self._answer, self.remove_listener, self.channel)
         if self._full and link.transport is not None:
             link.transport.pause_reading()
         early, link.early = link.early, []
         if early:
             self.on_frames(early)
+        link.receive = self.receiver.feed
 
     def not_connected(self) -> Optional[DisconnectedError]:
         """Why the client cannot talk to the daemon now, if it cannot."""
@@ -195,8 +205,16 @@ class Connection:
             elif not self._put_abnormal(a, b, c, wait_ok):
                 return False
             if self._scheduled:
-                return True
-            self._scheduled = True
+                if len(out) < WRITE_EARLY or not self.writable:
+                    return True
+                early = True
+            else:
+                self._scheduled = True
+                early = False
+        if early:
+            if threading.get_ident() == self.thread:
+                self._write()
+            return True
         try:
             if threading.get_ident() == self.thread:
                 self.loop.call_soon(self._write)
@@ -281,19 +299,12 @@ class Connection:
     # --- input -------------------------------------------------------------
 
     def on_frames(self, frames: List[_frame.Frame]) -> None:
-        table = self.table
+        """Dispatches frames decoded elsewhere: those that came with the
+        Welcome, and own messages echoed to own listeners. (Reads from the
+        socket go through ``self.receiver``.)"""
         for f in frames:
             if isinstance(f, Message):
-                for e in table.by_event.get(f.event, table.all):
-                    if e.once:
-                        if e.fired:
-                            continue
-                        e.fired = True
-                        self.remove_listener(e.id)
-                    try:
-                        e.sink(f)
-                    except Exception:
-                        log.exception("netcluster: listener for %r on channel %r raised", e.event, self.channel)
+                self.receiver.dispatch(f)
             else:
                 self._answer(f)
 

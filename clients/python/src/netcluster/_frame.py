@@ -138,25 +138,45 @@ class Decoder:
 
     def feed(self, data: bytes) -> List[Frame]:
         """Adds one read; returns the frames completed (possibly none)."""
+        buf = self.gather(data)
+        if buf is None:
+            return []
+        frames, used = self.decode(buf)
+        self.keep(buf, used)
+        return frames
+
+    def gather(self, data: bytes) -> Optional[bytes]:
+        """Adds one read: the bytes to decode now (the held start of a frame
+        joined with the read once the frame is complete), or None while the
+        held frame is still incomplete. Pair with :meth:`keep`."""
         if self._pieces:
             self._pieces.append(data)
             self._have += len(data)
             if self._have < self._need:
-                return []
+                return None
             data = b"".join(self._pieces)
             self._pieces = []
             self._have = 0
-        frames, used = self.decode(data)
-        left = len(data) - used
+        return data
+
+    def keep(self, buf: bytes, used: int) -> None:
+        """Holds the bytes of ``buf`` after the first ``used`` (the start of
+        an incomplete frame) until the next read."""
+        left = len(buf) - used
         if left:
-            rest = data[used:] if used else data
+            rest = buf[used:] if used else buf
             self._pieces = [rest]
             self._have = left
             if left >= HEADER_LEN:
                 self._need = HEADER_LEN + _U32.unpack_from(rest, 1)[0]
             else:
                 self._need = HEADER_LEN
-        return frames
+
+    def oversized(self, kind: int, blen: int) -> ProtocolError:
+        """The error for a frame header announcing more than ``max_body``."""
+        if kind not in _SERVER_KINDS:
+            return ProtocolError(f"unknown frame type 0x{kind:02x} from the daemon")
+        return ProtocolError(f"the daemon sent a frame of {blen} bytes, over the limit of {self.max_body}")
 
     def decode(self, buf: bytes) -> Tuple[List[Frame], int]:
         """Decodes the complete frames at the start of ``buf``; returns them
@@ -175,11 +195,7 @@ class Decoder:
         while n - off >= HEADER_LEN:
             kind, blen = unpack_header(buf, off)
             if blen > max_body:
-                if kind not in _SERVER_KINDS:
-                    raise ProtocolError(f"unknown frame type 0x{kind:02x} from the daemon")
-                raise ProtocolError(
-                    f"the daemon sent a frame of {blen} bytes, over the limit of {max_body}"
-                )
+                raise self.oversized(kind, blen)
             p = off + HEADER_LEN
             end = p + blen
             if end > n:
@@ -196,7 +212,7 @@ class Decoder:
                     else:
                         b1 = buf[p + 2]
                         if b1 >= 0x80:
-                            append(self._deliver(buf, mv, p, end))
+                            append(self.deliver(buf, mv, p, end))
                             off = end
                             continue
                         client = (b & 0x7F) | (b1 << 7)
@@ -218,7 +234,7 @@ class Decoder:
                             else:
                                 b3 = buf[q + 3]
                                 if b3 >= 0x80:
-                                    append(self._deliver(buf, mv, p, end))
+                                    append(self.deliver(buf, mv, p, end))
                                     off = end
                                     continue
                                 seq = (b & 0x7F) | ((b1 & 0x7F) << 7) | ((b2 & 0x7F) << 14) | (b3 << 21)
@@ -229,7 +245,7 @@ class Decoder:
                     key = buf[q + 2 : e]
                     ev = events.get(key)
                     if ev is None:
-                        ev = self._event(key)
+                        ev = self.event(key)
                     # Built field by field: cheaper than a call to __init__.
                     m = new(Message)
                     m.event = ev
@@ -240,47 +256,54 @@ class Decoder:
                     m.payload = mv[e:end]
                     append(m)
                 else:
-                    append(self._deliver(buf, mv, p, end))
-            elif kind == PONG or kind == PING:
-                if blen < 8:
-                    raise ProtocolError("malformed ping frame: body too short")
-                append((kind, _U64.unpack_from(buf, p)[0]))
-            elif kind == ACK:
-                if blen < 4:
-                    raise ProtocolError("malformed ack frame: body too short")
-                append((ACK, _U32.unpack_from(buf, p)[0]))
-            elif kind == RESPONSE:
-                if blen < 5 or buf[p + 4] > 1:
-                    raise ProtocolError("malformed response frame")
-                append((RESPONSE, _U32.unpack_from(buf, p)[0], buf[p + 4] == 0, buf[p + 5 : end]))
-            elif kind == ERROR:
-                if blen < 7:
-                    raise ProtocolError("malformed error frame: body too short")
-                code, rid, flags = _ERROR.unpack_from(buf, p)
-                msg = buf[p + 7 : end].decode("utf-8", "replace")
-                append((ERROR, code, rid, bool(flags & 1), msg))
-            elif kind == WELCOME:
-                if blen < _WELCOME.size:
-                    raise ProtocolError("malformed welcome frame: body too short")
-                version, _flags, wnode, wclient, maxm, clen = _WELCOME.unpack_from(buf, p)
-                c = p + _WELCOME.size
-                if c + clen > end:
-                    raise ProtocolError("malformed welcome frame: channel past the end")
-                name = _text(buf, c, c + clen, "welcome frame")
-                append((WELCOME, version, wnode, wclient, maxm, name))
+                    append(self.deliver(buf, mv, p, end))
             else:
-                raise ProtocolError(f"unknown frame type 0x{kind:02x} from the daemon")
+                append(self.control(kind, buf, p, end))
             off = end
         return out, off
 
-    def _event(self, key: bytes) -> str:
+    def control(self, kind: int, buf: bytes, p: int, end: int) -> Control:
+        """Decodes a complete frame other than Deliver, its body at ``buf[p:end]``."""
+        blen = end - p
+        if kind == PONG or kind == PING:
+            if blen < 8:
+                raise ProtocolError("malformed ping frame: body too short")
+            return (kind, _U64.unpack_from(buf, p)[0])
+        if kind == ACK:
+            if blen < 4:
+                raise ProtocolError("malformed ack frame: body too short")
+            return (ACK, _U32.unpack_from(buf, p)[0])
+        if kind == RESPONSE:
+            if blen < 5 or buf[p + 4] > 1:
+                raise ProtocolError("malformed response frame")
+            return (RESPONSE, _U32.unpack_from(buf, p)[0], buf[p + 4] == 0, buf[p + 5 : end])
+        if kind == ERROR:
+            if blen < 7:
+                raise ProtocolError("malformed error frame: body too short")
+            code, rid, flags = _ERROR.unpack_from(buf, p)
+            msg = buf[p + 7 : end].decode("utf-8", "replace")
+            return (ERROR, code, rid, bool(flags & 1), msg)
+        if kind == WELCOME:
+            if blen < _WELCOME.size:
+                raise ProtocolError("malformed welcome frame: body too short")
+            version, _flags, wnode, wclient, maxm, clen = _WELCOME.unpack_from(buf, p)
+            c = p + _WELCOME.size
+            if c + clen > end:
+                raise ProtocolError("malformed welcome frame: channel past the end")
+            name = _text(buf, c, c + clen, "welcome frame")
+            return (WELCOME, version, wnode, wclient, maxm, name)
+        raise ProtocolError(f"unknown frame type 0x{kind:02x} from the daemon")
+
+    def event(self, key: bytes) -> str:
+        """The event name of encoded ``key`` (decoded once, then cached)."""
         ev = _text(key, 0, len(key), "deliver frame (event name)")
         if len(self._events) >= _EVENT_CACHE_MAX:
             self._events.clear()
         self._events[bytes(key)] = ev
         return ev
 
-    def _deliver(self, buf: bytes, mv: memoryview, p: int, end: int) -> Message:
+    def deliver(self, buf: bytes, mv: memoryview, p: int, end: int) -> Message:
+        """Decodes any Deliver frame, its body at ``buf[p:end]`` (``mv`` views ``buf``)."""
         if p >= end:
             raise ProtocolError("malformed deliver frame: body too short")
         flags = buf[p]
@@ -306,5 +329,5 @@ class Decoder:
         key = buf[q + 2 : e]
         ev = self._events.get(key)
         if ev is None:
-            ev = self._event(key)
+            ev = self.event(key)
         return Message(ev, channel, self.node if node is None else node, client, seq, mv[e:end])

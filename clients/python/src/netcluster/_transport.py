@@ -1,8 +1,9 @@
 """Opening a channel's socket and shaking hands with the daemon.
 
 One asyncio :class:`Protocol` per socket: during the handshake it waits for
-the daemon's Welcome; afterwards it hands every batch of decoded frames to
-its connection (``_core``) and reports how the socket ended. Unix sockets
+the daemon's Welcome; afterwards it hands every read to its connection's
+receiver (``_receive``, which decodes and dispatches it) and reports how
+the socket ended. Unix sockets
 everywhere but Windows, where channels are named pipes (reachable through
 the Proactor event loop's pipe support).
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-from typing import Any, List, Optional, Tuple
+from typing import Any, Callable, List, Optional, Tuple
 
 from . import _frame
 from ._frame import Frame
@@ -65,6 +66,8 @@ class Link(asyncio.Protocol):
         #: The connection once attached; frames before that wait in ``early``.
         self.sink: Any = None
         self.early: List[Frame] = []
+        #: Once attached: decodes and dispatches a read in one go (``_receive``).
+        self.receive: Optional[Callable[[bytes], None]] = None
         #: Why the socket ended, when we know better than "closed".
         self.end_reason: Optional[str] = None
         self.end_code: Optional[int] = None
@@ -77,6 +80,13 @@ class Link(asyncio.Protocol):
         transport.write(self.hello)
 
     def data_received(self, data: bytes) -> None:
+        receive = self.receive
+        if receive is not None:
+            try:
+                receive(data)
+            except ProtocolError as e:
+                self._fail(f"bad frame from the daemon: {e}")
+            return
         try:
             if not self.welcome.done():
                 if data[:1] == b"{" and self.decoder.partial == 0:

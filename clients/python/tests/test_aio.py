@@ -176,6 +176,40 @@ def test_ten_megabyte_payloads_and_too_large(daemon: Any) -> None:
     run(main())
 
 
+def test_once_and_removal_inside_a_burst(daemon: Any) -> None:
+    """A burst arrives in few large reads: a once listener fires once, a
+    listener removing itself stops at once, the others see all in order."""
+    n = 20_000
+
+    async def main() -> None:
+        a = await connect(daemon, "A", echo=False)
+        b = await connect(daemon, "A")
+        once: List[int] = []
+        upto: List[int] = []
+        every: List[int] = []
+        ids: List[int] = []
+
+        def stopper(m: Message) -> None:
+            upto.append(m.seq)
+            if len(upto) == 100:
+                b.remove_listener(ids[0])
+
+        await b.once("burst", lambda m: once.append(m.seq))
+        ids.append(await b.on("burst", stopper))
+        await b.on("burst", lambda m: every.append(m.seq))
+        for i in range(n):
+            await a.emit_bytes("burst", i.to_bytes(8, "little"))
+        await a.flush()
+        await until(lambda: len(every) == n, "the whole burst")
+        first = every[0]
+        assert every == list(range(first, first + n))
+        assert once == [first] and upto == every[:100]
+        for cl in (a, b):
+            await cl.disconnect()
+
+    run(main(), 240)
+
+
 def test_hundred_thousand_in_order(daemon: Any) -> None:
     n = 100_000
 

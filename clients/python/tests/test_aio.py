@@ -5,6 +5,7 @@ bursts, reconnection and errors."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from typing import Any, List
 
@@ -172,6 +173,31 @@ def test_ten_megabyte_payloads_and_too_large(daemon: Any) -> None:
         assert "maxmessage" in str(e.value) and str(a.max_message) in str(e.value)
         await a.disconnect()
         await b.disconnect()
+
+    run(main())
+
+
+def test_a_dropped_client_closes_itself(daemon: Any) -> None:
+    async def main() -> None:
+        ctl = await connect(daemon, "control")
+        r = await connect(daemon, "C")
+        got: List[Any] = []
+        await r.on("x", lambda m: got.append(m.data))
+        c = await connect(daemon, "C")
+        await c.on("x", lambda m: None)
+        cid = c.client_id
+        await c.emit("x", "last words")  # still written: dropping closes like close()
+        assert cid in [row["id"] for row in await clients_of(ctl, "C")]
+        del c
+        gc.collect()
+        for _ in range(1000):
+            if cid not in [row["id"] for row in await clients_of(ctl, "C")]:
+                break
+            await asyncio.sleep(0.02)
+        assert [row["id"] for row in await clients_of(ctl, "C")] == [r.client_id]
+        await until(lambda: got == ["last words"], "the dropped client's last message")
+        await r.disconnect()
+        await ctl.disconnect()
 
     run(main())
 

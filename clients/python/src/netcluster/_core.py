@@ -469,6 +469,27 @@ class Connection:
             await asyncio.sleep(pause + jitter)
             pause = min(pause * 2, BACKOFF_MAX)
 
+    def drop(self) -> None:
+        """The client object was garbage collected without being closed:
+        write what is pending, then close, without waiting. Any thread."""
+        if self._closed is not None or self._closing:
+            return
+        if threading.get_ident() != self.thread:
+            try:
+                self.loop.call_soon_threadsafe(self.drop)
+            except RuntimeError:
+                pass  # the event loop is closed: its sockets went with it
+            return
+        with self._lock:
+            self._closing = True
+            if self._stop is None:
+                self._stop = "the client was garbage collected without being closed"
+            self._set_plain()
+        if self.link is None or self.state != CONNECTED:
+            self._finish(_APP_CLOSE)
+        else:
+            self._write()  # closes the socket once the output is written
+
     async def disconnect(self) -> None:
         """Writes what is pending, then closes for good. Idempotent."""
         with self._lock:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
+import threading
 from typing import Any, List
 
 import pytest
@@ -173,6 +174,27 @@ def test_ten_megabyte_payloads_and_too_large(daemon: Any) -> None:
         assert "maxmessage" in str(e.value) and str(a.max_message) in str(e.value)
         await a.disconnect()
         await b.disconnect()
+
+    run(main())
+
+
+def test_subscription_closed_from_another_thread_unsubscribes(daemon: Any) -> None:
+    """The asyncio client's buffer has no lock: a subscription closed (or
+    collected) on another thread hands its Unsubscribe to the loop thread."""
+
+    async def main() -> None:
+        ctl = await connect(daemon, "control")
+        c = await connect(daemon, "C")
+        sub = await c.subscribe("t1", "t2")
+        await until_subs(ctl, c, ["t1", "t2"])
+        t = threading.Thread(target=sub.close)
+        t.start()
+        t.join()
+        await until_subs(ctl, c, [])
+        await c.emit("t1", 1)  # the connection is intact after it
+        await c.flush()
+        await c.disconnect()
+        await ctl.disconnect()
 
     run(main())
 

@@ -48,8 +48,14 @@ class Client:
         self._thread = threading.Thread(target=run, name=f"netcluster-{channel}", daemon=True)
         self._thread.start()
         ready.wait()
+        async def connect() -> aio.Client:
+            c = await aio.Client.connect(channel, **options)
+            # Set on the loop thread before any other thread can emit.
+            c._conn.shared = True
+            return c
+
         try:
-            self._aio: aio.Client = self._call(aio.Client.connect(channel, **options))
+            self._aio: aio.Client = self._call(connect())
         except BaseException:
             self._stop_loop()
             raise

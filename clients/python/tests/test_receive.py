@@ -15,7 +15,7 @@ from netcluster._listeners import Entry, Table
 from netcluster._receive import Receiver
 from netcluster.message import Message
 
-from test_codec import deliver
+from test_codec import deliver, varint
 
 
 def ack(n: int) -> bytes:
@@ -97,6 +97,28 @@ def test_a_frame_split_at_every_byte_position() -> None:
     for i in range(len(stream)):
         rig.rx.feed(stream[i : i + 1])
     assert rig.log == want
+
+
+def test_frames_of_one_size_from_several_emitters_and_seq_widths() -> None:
+    """Runs of frames of one size take a shortcut keyed on their first
+    bytes: other clients, and seq varints of other widths compensated by
+    the payload (same frame size), must still decode exactly."""
+    parts = []
+    for i in range(400):
+        client = (1, 2, 1, 1, 300, 300, 1, 16384)[i % 8]
+        seq = (2**28 - 1, 2**28, 5, 2**21, 2**14 - 1, 2**64 - 1)[i % 6] + i
+        body_len = 40  # pad every frame to the same size
+        head = len(varint(client)) + len(varint(seq))
+        parts.append(deliver("e", b"#" * (body_len - head), client, seq))
+    stream = b"".join(parts)
+    want = reference(stream)
+    assert len({len(p) for p in parts}) == 1 and len(want) == 400
+    for step in (len(stream), 4096, 333, 41):
+        rig = Rig()
+        rig.on("*", rig.record("all"))
+        for i in range(0, len(stream), step):
+            rig.rx.feed(stream[i : i + step])
+        assert rig.log == want, f"reads of {step} bytes"
 
 
 def test_order_across_reads_with_controls_between() -> None:

@@ -10,8 +10,11 @@ messages per read makes the garbage collector walk them again and again.
 The listeners of the last event are looked up once and reused for as long
 as the listener table is the same object (the table swaps in a new mapping
 on every change, so a handler adding or removing listeners mid-read is
-seen by the next message). Other frames go to the connection's ``control``
-callback in stream order.
+seen by the next message). Two shortcuts for runs, both keyed on bytes
+and checked in place: an event name equal to the previous frame's, and,
+once two frames in a row had the same size, a frame starting with the
+previous frame's header, flags and client id. Other frames go to the
+connection's ``control`` callback in stream order.
 """
 
 from __future__ import annotations
@@ -123,16 +126,40 @@ class Receiver:
         ev = ""
         seen: Optional[Any] = None
         h: Handler = _nobody
+        # The header, flags and client bytes of the last fast-path frame,
+        # once two frames in a row had the same size: a frame starting with
+        # the same bytes (a run from one emitter with one payload size)
+        # skips decoding them. Empty (off) while sizes vary.
+        pre = b""
+        size = 0
+        pl = 0
+        pclient = 0
+        limit = n - _HEADER_LEN
         try:
-            while n - off >= _HEADER_LEN:
-                kind, blen = unpack_header(buf, off)
-                if blen > max_body:
-                    raise dec.oversized(kind, blen)
-                p = off + _HEADER_LEN
-                end = p + blen
-                if end > n:
-                    break
-                if kind == _DELIVER and blen >= 9 and buf[p] == 0:
+            while off <= limit:
+                if pre and buf.startswith(pre, off):
+                    end = off + size
+                    if end > n:
+                        break
+                    q = off + pl
+                    client = pclient
+                else:
+                    kind, blen = unpack_header(buf, off)
+                    if blen > max_body:
+                        raise dec.oversized(kind, blen)
+                    p = off + _HEADER_LEN
+                    end = p + blen
+                    if end > n:
+                        break
+                    if kind != _DELIVER:
+                        f = dec.control(kind, buf, p, end)
+                        off = end
+                        self.control(f)
+                        continue
+                    if blen < 9 or buf[p] != 0:
+                        off = end
+                        self._one(dec.deliver(buf, mv, p, end))
+                        continue
                     # A local message on our channel, client id below 2^14
                     # and seq below 2^28: varints unrolled (blen >= 9 keeps
                     # every read inside the body), no call.
@@ -148,62 +175,63 @@ class Receiver:
                             continue
                         client = (b & 0x7F) | (b1 << 7)
                         q = p + 3
-                    b = buf[q]
-                    if b < 0x80:
-                        seq = b
-                        q += 1
+                    if end - off == size:
+                        pre = buf[off:q]
+                        pl = q - off
+                        pclient = client
                     else:
-                        b1 = buf[q + 1]
-                        if b1 < 0x80:
-                            seq = (b & 0x7F) | (b1 << 7)
-                            q += 2
-                        else:
-                            b2 = buf[q + 2]
-                            if b2 < 0x80:
-                                seq = (b & 0x7F) | ((b1 & 0x7F) << 7) | (b2 << 14)
-                                q += 3
-                            else:
-                                b3 = buf[q + 3]
-                                if b3 >= 0x80:
-                                    off = end
-                                    self._one(dec.deliver(buf, mv, p, end))
-                                    continue
-                                seq = (b & 0x7F) | ((b1 & 0x7F) << 7) | ((b2 & 0x7F) << 14) | (b3 << 21)
-                                q += 4
-                    if buf.startswith(head, q, end):
-                        e = q + hl
-                    else:
-                        e = q + 2 + (buf[q] | (buf[q + 1] << 8))
-                        if e > end:
-                            raise ProtocolError("malformed deliver frame: event past the end")
-                        key = buf[q + 2 : e]
-                        ev = events.get(key) or dec.event(key)
-                        head = buf[q:e]
-                        hl = e - q
-                        seen = None
-                    if table.by_event is not seen:
-                        seen = table.by_event
-                        h = self.handler(ev)
-                    # Built field by field: cheaper than a call to __init__.
-                    m = new(Message)
-                    m.event = ev
-                    m.channel = channel
-                    m.node = node
-                    m.client = client
-                    m.seq = seq
-                    m.payload = mv[e:end]
-                    off = end
-                    try:
-                        h(m)
-                    except Exception:
-                        self.raised(ev)
-                elif kind == _DELIVER:
-                    off = end
-                    self._one(dec.deliver(buf, mv, p, end))
+                        size = end - off
+                        pre = b""
+                b = buf[q]
+                if b < 0x80:
+                    seq = b
+                    q += 1
                 else:
-                    f = dec.control(kind, buf, p, end)
-                    off = end
-                    self.control(f)
+                    b1 = buf[q + 1]
+                    if b1 < 0x80:
+                        seq = (b & 0x7F) | (b1 << 7)
+                        q += 2
+                    else:
+                        b2 = buf[q + 2]
+                        if b2 < 0x80:
+                            seq = (b & 0x7F) | ((b1 & 0x7F) << 7) | (b2 << 14)
+                            q += 3
+                        else:
+                            b3 = buf[q + 3]
+                            if b3 >= 0x80:
+                                p = off + _HEADER_LEN
+                                off = end
+                                self._one(dec.deliver(buf, mv, p, end))
+                                continue
+                            seq = (b & 0x7F) | ((b1 & 0x7F) << 7) | ((b2 & 0x7F) << 14) | (b3 << 21)
+                            q += 4
+                if buf.startswith(head, q, end):
+                    e = q + hl
+                else:
+                    e = q + 2 + (buf[q] | (buf[q + 1] << 8))
+                    if e > end:
+                        raise ProtocolError("malformed deliver frame: event past the end")
+                    key = buf[q + 2 : e]
+                    ev = events.get(key) or dec.event(key)
+                    head = buf[q:e]
+                    hl = e - q
+                    seen = None
+                if table.by_event is not seen:
+                    seen = table.by_event
+                    h = self.handler(ev)
+                # Built field by field: cheaper than a call to __init__.
+                m = new(Message)
+                m.event = ev
+                m.channel = channel
+                m.node = node
+                m.client = client
+                m.seq = seq
+                m.payload = mv[e:end]
+                off = end
+                try:
+                    h(m)
+                except Exception:
+                    self.raised(ev)
         finally:
             # Also when a handler raised BaseException: the start of an
             # incomplete frame must wait for the next read.

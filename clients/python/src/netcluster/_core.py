@@ -521,14 +521,18 @@ class Connection:
 
     def drop(self) -> None:
         """The client object was garbage collected without being closed:
-        write what is pending, then close, without waiting. Any thread."""
+        write what is pending, then close, without waiting. Any thread; the
+        work is always deferred to the loop (the collector may run in the
+        middle of this connection's own code)."""
         if self._closed is not None or self._closing:
             return
-        if threading.get_ident() != self.thread:
-            try:
-                self.loop.call_soon_threadsafe(self.drop)
-            except RuntimeError:
-                pass  # the event loop is closed: its sockets went with it
+        try:
+            self.loop.call_soon_threadsafe(self._drop_now)
+        except RuntimeError:
+            pass  # the event loop is closed: its sockets went with it
+
+    def _drop_now(self) -> None:
+        if self._closed is not None or self._closing:
             return
         with self._lock:
             self._closing = True

@@ -199,6 +199,44 @@ def test_subscription_closed_from_another_thread_unsubscribes(daemon: Any) -> No
     run(main())
 
 
+class _NoReentry:
+    """Stands in for the listener table's lock: entering it while held (the
+    same thread re-entering, a deadlock with the real lock) raises."""
+
+    def __init__(self) -> None:
+        self.held = False
+
+    def __enter__(self) -> None:
+        assert not self.held, "the table lock was re-entered"
+        self.held = True
+
+    def __exit__(self, *exc: Any) -> None:
+        self.held = False
+
+
+def test_a_subscription_collected_inside_the_clients_own_code(daemon: Any) -> None:
+    """The collector can run while the client holds its table lock (any
+    allocation may trigger it): a collected subscription unsubscribes
+    later, on the loop, instead of re-entering the lock."""
+
+    async def main() -> None:
+        ctl = await connect(daemon, "control")
+        c = await connect(daemon, "C")
+        sub = await c.subscribe("g1")
+        await until_subs(ctl, c, ["g1"])
+        table = c._conn.table
+        table._lock = _NoReentry()  # type: ignore[assignment]
+        with table._lock:
+            del sub
+            gc.collect()
+        await until_subs(ctl, c, [])
+        assert "g1" not in table.by_event
+        await c.disconnect()
+        await ctl.disconnect()
+
+    run(main())
+
+
 def test_a_dropped_client_closes_itself(daemon: Any) -> None:
     async def main() -> None:
         ctl = await connect(daemon, "control")

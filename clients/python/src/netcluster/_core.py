@@ -617,6 +617,15 @@ class Connection:
     def add_sub(self, state: SubState) -> None:
         self._subs.add(state)
 
+    def drop_sub_soon(self, state: SubState) -> None:
+        """``drop_sub`` for a subscription garbage collected without being
+        closed: deferred to the loop, since the collector may run on any
+        thread, also inside this connection's own code holding a lock."""
+        try:
+            self.loop.call_soon_threadsafe(self.drop_sub, state)
+        except RuntimeError:
+            pass  # the event loop is closed: nothing to unsubscribe from
+
     def drop_sub(self, state: SubState) -> None:
         """Removes a subscription's listeners (any thread)."""
         if self.loop.is_closed():

@@ -358,7 +358,7 @@ class Subscription:
         conn.add_sub(state)
         # Unsubscribe when the application drops the subscription (the
         # listener table holds the state, not this object).
-        self._finalizer = weakref.finalize(self, conn.drop_sub, state)
+        self._finalizer = weakref.finalize(self, conn.drop_sub_soon, state)
 
     def _register(self, names: List[str]) -> None:
         try:
@@ -432,7 +432,8 @@ class Subscription:
 
     def close(self) -> None:
         """Unsubscribes; messages already queued can still be read."""
-        self._finalizer()
+        if self._finalizer.detach() is not None:
+            self._conn.drop_sub(self._state)
 
     async def __aenter__(self) -> "Subscription":
         await self

@@ -77,10 +77,8 @@ class Client:
         #: Per event: the encoded ``event_len u16 · event`` and its length.
         self._heads: Dict[str, Tuple[bytes, int]] = {}
         # A client dropped without close() closes once garbage collected
-        # (the event loop holds the connection, not this object). At
-        # interpreter exit the loop is gone already: nothing to do then.
-        fin = weakref.finalize(self, conn.drop)
-        fin.atexit = False
+        # (the event loop holds the connection, not this object).
+        weakref.finalize(self, conn.drop)
 
     @classmethod
     async def connect(

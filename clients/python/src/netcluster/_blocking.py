@@ -124,16 +124,17 @@ class Client:
         """Emits ``event`` with a raw payload (any bytes-like object)."""
         a = self._aio
         conn = self._conn
-        try:
-            head, hl = a._heads[event]
-        except KeyError:
-            head, hl = a._head(event)
         n = len(payload)
         if n > conn.max_message:
             raise TooLargeError(n, conn.max_message)
-        h = aio._pack_header(aio._PUBLISH, hl + n)
+        try:
+            _, _, size, start = a._heads[event]
+        except KeyError:
+            size = -1
+        if size != n:
+            start = a._head(event, n)[3]  # entries are replaced whole: safe across threads
         on_loop = threading.get_ident() == self._thread.ident
-        while not conn.put(h, head, payload, wait_ok=not on_loop):
+        while not conn.put(start, payload, wait_ok=not on_loop):
             self._call(conn.wait_room())
         if conn.echo and conn.table.wants(event):
             a._echo(event, payload)

@@ -74,8 +74,10 @@ class Client:
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
-        #: Per event: the encoded ``event_len u16 · event`` and its length.
-        self._heads: Dict[str, Tuple[bytes, int]] = {}
+        #: Per event: the encoded ``event_len u16 · event``, its length, and
+        #: the last payload size with the frame start for it (header and
+        #: name: one piece to append when the size repeats).
+        self._heads: Dict[str, Tuple[bytes, int, int, bytes]] = {}
         # A client dropped without close() closes once garbage collected
         # (the event loop holds the connection, not this object).
         weakref.finalize(self, conn.drop)
@@ -172,13 +174,21 @@ class Client:
 
     # --- emitting ------------------------------------------------------------
 
-    def _head(self, event: str) -> Tuple[bytes, int]:
-        name = encode_event_name(event)
-        head = _frame.pack_u16(len(name)) + name
-        if len(self._heads) >= 4096:
-            self._heads.clear()
-        self._heads[event] = (head, len(head))
-        return head, len(head)
+    def _head(self, event: str, n: int) -> Tuple[bytes, int, int, bytes]:
+        """The cache entry of ``event`` for an ``n``-byte payload: its encoded
+        name, and the frame's start (header and name) for ``n`` bytes."""
+        entry = self._heads.get(event)
+        if entry is None:
+            name = encode_event_name(event)
+            head = _frame.pack_u16(len(name)) + name
+            hl = len(head)
+            if len(self._heads) >= 4096:
+                self._heads.clear()
+        else:
+            head, hl = entry[0], entry[1]
+        entry = (head, hl, n, _pack_header(_PUBLISH, hl + n) + head)
+        self._heads[event] = entry
+        return entry
 
     async def emit(self, event: str, data: Any = None) -> None:
         """Emits ``event`` with ``data`` serialized as JSON.
@@ -193,15 +203,16 @@ class Client:
     async def emit_bytes(self, event: str, payload: Any) -> None:
         """Emits ``event`` with a raw payload (any bytes-like object)."""
         conn = self._conn
-        try:
-            head, hl = self._heads[event]
-        except KeyError:
-            head, hl = self._head(event)
         n = len(payload)
         if n > conn.max_message:
             raise TooLargeError(n, conn.max_message)
-        h = _pack_header(_PUBLISH, hl + n)
-        while not conn.put(h, head, payload):
+        try:
+            _, _, size, start = self._heads[event]
+        except KeyError:
+            size = -1
+        if size != n:
+            start = self._head(event, n)[3]
+        while not conn.put(start, payload):
             await conn.wait_room()
         if conn.echo and conn.table.wants(event):
             self._echo(event, payload)
@@ -215,14 +226,16 @@ class Client:
     def emit_bytes_nowait(self, event: str, payload: Any) -> None:
         """Like :meth:`emit_bytes` without waiting (see :meth:`emit_nowait`)."""
         conn = self._conn
-        try:
-            head, hl = self._heads[event]
-        except KeyError:
-            head, hl = self._head(event)
         n = len(payload)
         if n > conn.max_message:
             raise TooLargeError(n, conn.max_message)
-        conn.put(_pack_header(_PUBLISH, hl + n), head, payload, wait_ok=False)
+        try:
+            _, _, size, start = self._heads[event]
+        except KeyError:
+            size = -1
+        if size != n:
+            start = self._head(event, n)[3]
+        conn.put(start, payload, wait_ok=False)
         if conn.opts.echo and conn.table.wants(event):
             self._echo(event, payload)
 

@@ -262,6 +262,30 @@ def test_a_dropped_client_closes_itself(daemon: Any) -> None:
     run(main())
 
 
+def test_payload_sizes_changing_between_emits(daemon: Any) -> None:
+    """The frame start is cached per event for the last size: sizes that
+    repeat, change and come back must all frame correctly."""
+
+    async def main() -> None:
+        a = await connect(daemon, "A", echo=False)
+        b = await connect(daemon, "A")
+        got: List[bytes] = []
+        await b.on("v", lambda m: got.append(m.bytes()))
+        await b.on("w", lambda m: got.append(b"w:" + m.bytes()))
+        sent = [b"abc", b"def", b"ghijk", b"lmn", b"", b"x" * 1000, b"opq"]
+        for p in sent:
+            await a.emit_bytes("v", p)
+            a.emit_bytes_nowait("w", p)
+        await a.flush()
+        want = [q for p in sent for q in (p, b"w:" + p)]
+        await until(lambda: len(got) == len(want), "every message")
+        assert got == want
+        for cl in (a, b):
+            await cl.disconnect()
+
+    run(main())
+
+
 def test_once_and_removal_inside_a_burst(daemon: Any) -> None:
     """A burst arrives in few large reads: a once listener fires once, a
     listener removing itself stops at once, the others see all in order."""

@@ -48,6 +48,7 @@ class Client:
         self._thread = threading.Thread(target=run, name=f"netcluster-{channel}", daemon=True)
         self._thread.start()
         ready.wait()
+
         async def connect() -> aio.Client:
             c = await aio.Client.connect(channel, **options)
             # Set on the loop thread before any other thread can emit.

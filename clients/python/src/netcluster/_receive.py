@@ -158,7 +158,7 @@ class Receiver:
                         continue
                     if blen < 9 or buf[p] != 0:
                         off = end
-                        self._one(dec.deliver(buf, mv, p, end))
+                        self.dispatch(dec.deliver(buf, mv, p, end))
                         continue
                     # A local message on our channel, client id below 2^14
                     # and seq below 2^28: varints unrolled (blen >= 9 keeps
@@ -171,7 +171,7 @@ class Receiver:
                         b1 = buf[p + 2]
                         if b1 >= 0x80:
                             off = end
-                            self._one(dec.deliver(buf, mv, p, end))
+                            self.dispatch(dec.deliver(buf, mv, p, end))
                             continue
                         client = (b & 0x7F) | (b1 << 7)
                         q = p + 3
@@ -201,7 +201,7 @@ class Receiver:
                             if b3 >= 0x80:
                                 p = off + _HEADER_LEN
                                 off = end
-                                self._one(dec.deliver(buf, mv, p, end))
+                                self.dispatch(dec.deliver(buf, mv, p, end))
                                 continue
                             seq = (b & 0x7F) | ((b1 & 0x7F) << 7) | ((b2 & 0x7F) << 14) | (b3 << 21)
                             q += 4
@@ -236,6 +236,3 @@ class Receiver:
             # Also when a handler raised BaseException: the start of an
             # incomplete frame must wait for the next read.
             dec.keep(buf, off)
-
-    def _one(self, msg: Message) -> None:
-        self.dispatch(msg)

@@ -3,9 +3,8 @@
 One asyncio :class:`Protocol` per socket: during the handshake it waits for
 the daemon's Welcome; afterwards it hands every read to its connection's
 receiver (``_receive``, which decodes and dispatches it) and reports how
-the socket ended. Unix sockets
-everywhere but Windows, where channels are named pipes (reachable through
-the Proactor event loop's pipe support).
+the socket ended. Unix sockets everywhere but Windows, where channels are
+named pipes (reachable through the Proactor event loop's pipe support).
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
         }
         match rd.read_buf(&mut buf).await {
             Ok(0) => return ended("the daemon closed the connection".into()),
-            Ok(_) => {}
+            Ok(_) => shared.allow_direct(),
             Err(e) => return ended(format!("read failed: {e}")),
         }
         // Split off the complete frames as one shared buffer; messages

@@ -8,6 +8,7 @@ use std::task::Poll;
 
 use bytes::BytesMut;
 use netcluster_proto::frame::{self, ErrorCode, Frame, Status, FRAME_OVERHEAD, HEADER_LEN};
+use tokio::sync::mpsc::error::TrySendError;
 
 use super::{ConnectionState, Ended, Shared, Stream, READ_CHUNK};
 use crate::table::Sink;
@@ -130,12 +131,25 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
                         welcome.node,
                     )),
                 };
-                // The common case, one `on` handler: called here, without
-                // building the general dispatch's future per message.
+                // The common cases, one `on` handler or one subscription
+                // stream with room: served here, without building the
+                // general dispatch's future per message.
                 if let ([only], []) = (named, all) {
-                    if let (Sink::Handler(h), None) = (&only.sink, &only.fired) {
-                        h(msg);
-                        continue;
+                    match (&only.sink, &only.fired) {
+                        (Sink::Handler(h), None) => {
+                            h(msg);
+                            continue;
+                        }
+                        (Sink::Stream(tx), None) => match tx.try_send(msg.clone()) {
+                            Ok(()) => continue,
+                            Err(TrySendError::Closed(_)) => {
+                                removals.push(only.id);
+                                continue;
+                            }
+                            // Full: the general path waits for room.
+                            Err(TrySendError::Full(_)) => {}
+                        },
+                        _ => {}
                     }
                 }
                 dispatch(named.iter().chain(all), msg, &mut removals).await;
@@ -232,14 +246,14 @@ pub async fn dispatch<'a>(
             Sink::Handler(h) => h(msg),
             Sink::Stream(tx) => match tx.try_send(msg.clone()) {
                 Ok(()) => {}
-                Err(tokio::sync::mpsc::error::TrySendError::Full(m)) => {
+                Err(TrySendError::Full(m)) => {
                     // Lossless: wait for the application to catch up; the
                     // daemon applies backpressure meanwhile.
                     if tx.send(m).await.is_err() {
                         removals.push(e.id);
                     }
                 }
-                Err(tokio::sync::mpsc::error::TrySendError::Closed(_)) => removals.push(e.id),
+                Err(TrySendError::Closed(_)) => removals.push(e.id),
             },
         }
     }

@@ -1,22 +1,28 @@
 //! The connection: one socket at a time, owned by a reader and a writer,
 //! and a supervisor that reconnects when the daemon goes away. Dialing and
-//! the handshake are in `dial`, the reader in `reader`.
+//! the handshake are in `dial`, the reader in `reader`, writing in
+//! `writer`.
 //!
 //! Emitters encode frames straight into a shared output buffer under a
-//! short lock and wake the writer only when the buffer was empty, so a
-//! burst of emits leaves in one write. The reader decodes frames in
-//! batches and dispatches deliveries to the listener table, and completes
-//! pending requests, subscription acks and pings.
+//! short lock. The first emit after the application's task gave way
+//! writes to the socket itself (no hop to the writer task on a round
+//! trip); a tight emit loop writes every 64 KiB and leaves the rest to the
+//! writer task, which also waits while the socket is full. All writes take
+//! bytes from the head of that one buffer, so order is kept.
+//!
+//! The reader decodes frames in batches and dispatches deliveries to the
+//! listener table, and completes pending requests, subscription acks and
+//! pings.
 //!
 //! When the socket breaks, operations waiting for an answer fail, and the
 //! supervisor reconnects with backoff (unless reconnecting is off or the
 //! daemon refused us for good). Emits made meanwhile stay in the output
 //! buffer, up to the offline bound, and are sent after the listeners'
-//! subscriptions are renewed on the new connection. The bytes of a write
-//! that was cut off by the break, and what the daemon had not handled when
-//! it went away, may be lost: `flush` tells (see `Client::flush`), by
-//! counting the publishes appended and the connections lost per window
-//! between two flush barriers.
+//! subscriptions are renewed on the new connection (without the rest of a
+//! frame the break cut). The bytes written before the break, and what the
+//! daemon had not handled when it went away, may be lost: `flush` tells
+//! (see `Client::flush`), by counting the publishes appended and the
+//! connections lost per window between two flush barriers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

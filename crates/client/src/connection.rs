@@ -312,9 +312,7 @@ impl Shared {
                 ));
             }
             Some(_) => true,
-            // Full: make room by writing, if the socket takes some now,
-            // before waiting for the writer task to do it.
-            None => out.buf.len() < self.opts.max_pending || out.write_head().is_ok_and(|n| n > 0),
+            None => out.buf.len() < self.opts.max_pending,
         };
         if !room {
             return Ok(None);

@@ -148,13 +148,21 @@ pub(super) async fn writer(shared: Arc<Shared>, wr: Stream, stop: Arc<Notify>) {
             continue;
         }
         let wrote = tokio::select! {
-            r = wr.write_ready(|| shared.out().write_head()) => r,
+            r = wr.write_ready(|| {
+                let mut out = shared.out();
+                out.write_head().map(|_| out.buf.len())
+            }) => r,
             _ = stop.notified() => return,
         };
         match wrote {
-            Ok(_) => {
+            Ok(left) => {
                 shared.allow_direct();
-                shared.space.notify_waiters();
+                // Emitters waiting for room resume once half of it is
+                // free, not after every write the full socket takes: each
+                // would otherwise append a few frames and wait again.
+                if left <= shared.opts.max_pending / 2 {
+                    shared.space.notify_waiters();
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(_) => return,

@@ -1,26 +1,32 @@
 //! The connection: one socket at a time, owned by a reader and a writer,
 //! and a supervisor that reconnects when the daemon goes away. Dialing and
-//! the handshake are in `dial`, the reader in `reader`.
+//! the handshake are in `dial`, the reader in `reader`, writing in
+//! `writer`.
 //!
 //! Emitters encode frames straight into a shared output buffer under a
-//! short lock and wake the writer only when the buffer was empty, so a
-//! burst of emits leaves in one write. The reader decodes frames in
-//! batches and dispatches deliveries to the listener table, and completes
-//! pending requests, subscription acks and pings.
+//! short lock. The first emit after the application's task gave way
+//! writes to the socket itself (no hop to the writer task on a round
+//! trip); a tight emit loop writes every 64 KiB and leaves the rest to the
+//! writer task, which also waits while the socket is full. All writes take
+//! bytes from the head of that one buffer, so order is kept.
+//!
+//! The reader decodes frames in batches and dispatches deliveries to the
+//! listener table, and completes pending requests, subscription acks and
+//! pings.
 //!
 //! When the socket breaks, operations waiting for an answer fail, and the
 //! supervisor reconnects with backoff (unless reconnecting is off or the
 //! daemon refused us for good). Emits made meanwhile stay in the output
 //! buffer, up to the offline bound, and are sent after the listeners'
-//! subscriptions are renewed on the new connection. The bytes of a write
-//! that was cut off by the break, and what the daemon had not handled when
-//! it went away, may be lost: `flush` tells (see `Client::flush`), by
-//! counting the publishes appended and the connections lost per window
-//! between two flush barriers.
+//! subscriptions are renewed on the new connection (without the rest of a
+//! frame the break cut). The bytes written before the break, and what the
+//! daemon had not handled when it went away, may be lost: `flush` tells
+//! (see `Client::flush`), by counting the publishes appended and the
+//! connections lost per window between two flush barriers.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -98,6 +104,15 @@ pub struct Out {
     pub window: (u64, u64),
     /// Why the last connection was lost.
     pub last_break: String,
+    /// The current connection's socket; `None` between connections and
+    /// once a write failed.
+    pub conn: Option<Stream>,
+    /// Bytes at the head of `buf` that finish a frame whose start was
+    /// already written (0 when `buf` starts with a whole frame).
+    pub head_partial: usize,
+    /// The length of `buf` at which an emit next tries a write of its own
+    /// (see `writer::write_now`).
+    pub retry_at: usize,
 }
 
 /// Where a frame went in the stream of publishes: `appended` publishes
@@ -149,6 +164,10 @@ pub struct Shared {
     next_listener: AtomicU64,
     /// Sequence of this client's own messages (for echo-to-self).
     pub seq: AtomicU64,
+    /// One emit may write to the socket itself (see [`Shared::try_put`]).
+    /// Cleared by that write; set again whenever the reader or the writer
+    /// task runs, which tells that the emitting task gave way since.
+    direct: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -247,11 +266,23 @@ impl Shared {
         if let Some(m) = self.try_put(&mut encode, barrier)? {
             return Ok(m);
         }
+        self.put_waiting(&mut encode, barrier).await
+    }
+
+    /// The rest of [`Shared::send`] once [`Shared::try_put`] found no room:
+    /// waits for room, then appends. Hot callers (`emit`) call `try_put`
+    /// themselves and build this future only when they must wait: moving
+    /// a future with a `Notified` inside costs a copy on every call.
+    pub async fn put_waiting(
+        &self,
+        encode: &mut Option<impl FnOnce(&mut BytesMut)>,
+        barrier: bool,
+    ) -> Result<Mark, String> {
         loop {
             let space = self.space.notified();
             tokio::pin!(space);
             space.as_mut().enable();
-            if let Some(m) = self.try_put(&mut encode, barrier)? {
+            if let Some(m) = self.try_put(encode, barrier)? {
                 return Ok(m);
             }
             space.await;
@@ -260,7 +291,8 @@ impl Shared {
 
     /// Appends with `encode` if there is room: `Ok(Some(_))` when done,
     /// `Ok(None)` when the caller must wait for room.
-    fn try_put(
+    #[inline]
+    pub fn try_put(
         &self,
         encode: &mut Option<impl FnOnce(&mut BytesMut)>,
         barrier: bool,
@@ -298,8 +330,12 @@ impl Shared {
         if barrier {
             out.window = (out.appended, out.breaks);
         }
+        self.write_now(&mut out);
+        // The writer sleeps while the buffer is empty: whoever makes it
+        // non-empty wakes it.
+        let wake = was_empty && !out.buf.is_empty();
         drop(out);
-        if was_empty {
+        if wake {
             self.wake.notify_one();
         }
         Ok(Some(mark))
@@ -355,6 +391,9 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
             breaks: 0,
             window: (0, 0),
             last_break: String::new(),
+            conn: None,
+            head_partial: 0,
+            retry_at: writer::WRITE_BATCH,
         }),
         space: Notify::new(),
         wake: Notify::new(),
@@ -365,6 +404,7 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         next_id: AtomicU32::new(1),
         next_listener: AtomicU64::new(0),
         seq: AtomicU64::new(0),
+        direct: AtomicBool::new(true),
     });
     tokio::spawn(supervise(shared.clone(), stream));
     Ok(shared)
@@ -382,9 +422,14 @@ struct Ended {
 async fn supervise(shared: Arc<Shared>, first: Stream) {
     let mut stream = first;
     loop {
+        shared.out().conn = Some(stream.clone());
+        shared.allow_direct();
         let stop = Arc::new(Notify::new());
         let writer = tokio::spawn(writer(shared.clone(), stream.clone(), stop.clone()));
         let ended = reader(&shared, &stream).await;
+        // No more writes to this socket; what is emitted now stays in the
+        // buffer for the next connection.
+        shared.out().disconnected();
         stop.notify_one();
         let _ = writer.await;
         if shared.out().closing {
@@ -466,52 +511,6 @@ async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
     }
 }
 
-async fn writer(shared: Arc<Shared>, wr: Stream, stop: Arc<Notify>) {
-    let mut spare = BytesMut::new();
-    loop {
-        let wake = shared.wake.notified();
-        tokio::pin!(wake);
-        wake.as_mut().enable();
-        let batch = {
-            let mut out = shared.out();
-            if out.closed.is_some() {
-                return;
-            }
-            if out.buf.is_empty() {
-                if out.closing {
-                    break;
-                }
-                None
-            } else {
-                Some(std::mem::replace(&mut out.buf, std::mem::take(&mut spare)))
-            }
-        };
-        match batch {
-            None => {
-                tokio::select! {
-                    _ = wake => {}
-                    _ = stop.notified() => return,
-                }
-            }
-            Some(mut batch) => {
-                shared.space.notify_waiters();
-                tokio::select! {
-                    r = wr.write_all(&batch) => if r.is_err() { return },
-                    _ = stop.notified() => return,
-                }
-                batch.clear();
-                if batch.capacity() <= 4 * READ_CHUNK {
-                    spare = batch;
-                }
-            }
-        }
-    }
-    // Closing: everything was written; let the daemon see the end. Closing
-    // here, not in the reader, lets a handler disconnect its own client.
-    let _ = wr.shutdown_write();
-    shared.close("disconnected by the application");
-}
-
 impl Shared {
     /// Removes a listener and unsubscribes at the daemon if it was the last
     /// one for its event.
@@ -538,6 +537,8 @@ impl Shared {
 
 mod dial;
 mod reader;
+mod writer;
 use dial::dial;
 pub use reader::dispatch;
 use reader::reader;
+use writer::writer;

@@ -140,30 +140,37 @@ impl Client {
         let mut err = None;
         let mut echo_payload = None;
         let wants_echo = self.wants_echo(event);
-        self.shared
-            .send(|b| {
-                let start = b.len();
-                frame::encode_publish_header(b, event, 0);
-                let body = b.len();
-                if let Err(e) = serde_json::to_writer(b.writer(), data) {
-                    err = Some(EmitError::Serialize(e));
-                } else if b.len() - body > max {
-                    err = Some(EmitError::TooLarge {
-                        len: b.len() - body,
-                        max,
-                    });
-                }
-                if err.is_some() {
-                    b.truncate(start);
-                    return;
-                }
-                if wants_echo {
-                    echo_payload = Some(Bytes::copy_from_slice(&b[body..]));
-                }
-                frame::patch_len(b, start);
-            })
-            .await
-            .map_err(EmitError::Disconnected)?;
+        let mut encode = Some(|b: &mut BytesMut| {
+            let start = b.len();
+            frame::encode_publish_header(b, event, 0);
+            let body = b.len();
+            if let Err(e) = serde_json::to_writer(b.writer(), data) {
+                err = Some(EmitError::Serialize(e));
+            } else if b.len() - body > max {
+                err = Some(EmitError::TooLarge {
+                    len: b.len() - body,
+                    max,
+                });
+            }
+            if err.is_some() {
+                b.truncate(start);
+                return;
+            }
+            if wants_echo {
+                echo_payload = Some(Bytes::copy_from_slice(&b[body..]));
+            }
+            frame::patch_len(b, start);
+        });
+        // The fast path without the waiting future (see `put_waiting`).
+        let s = &self.shared;
+        if s.try_put(&mut encode, false)
+            .map_err(EmitError::Disconnected)?
+            .is_none()
+        {
+            s.put_waiting(&mut encode, false)
+                .await
+                .map_err(EmitError::Disconnected)?;
+        }
         if let Some(e) = err {
             return Err(e);
         }
@@ -188,10 +195,17 @@ impl Client {
                 max,
             });
         }
-        self.shared
-            .send(|b| frame::encode_publish(b, event, payload))
-            .await
-            .map_err(EmitError::Disconnected)?;
+        // The fast path without the waiting future (see `put_waiting`).
+        let mut encode = Some(|b: &mut BytesMut| frame::encode_publish(b, event, payload));
+        let s = &self.shared;
+        if s.try_put(&mut encode, false)
+            .map_err(EmitError::Disconnected)?
+            .is_none()
+        {
+            s.put_waiting(&mut encode, false)
+                .await
+                .map_err(EmitError::Disconnected)?;
+        }
         if self.wants_echo(event) {
             self.echo(event, payload).await;
         }

@@ -412,8 +412,8 @@ fn run(cmd: Cmd) -> Result<()> {
                     let b = crate::natsbridge::run_bridge(&o, v)?;
                     let n = crate::natsbridge::run_native(&o, v)?;
                     println!(
-                        "{:<15} run {rep}: bridge {:>9.0} msg/s ({} of {} delivered, bridge dropped {}), native {:>9.0} msg/s, ratio {:.2}",
-                        v.id, b.rate, b.delivered, b.sent, b.bridge_dropped, n, b.rate / n
+                        "{:<15} run {rep}: bridge {:>9.0} msg/s ({} of {} delivered, dropped by the sender {}, lost on the way {}, slow-consumer events {}), native {:>9.0} msg/s, ratio {:.2}",
+                        v.id, b.rate, b.delivered, b.sent, b.bridge_dropped, b.receiver_lost, b.receiver_slow, n, b.rate / n
                     );
                 }
             }

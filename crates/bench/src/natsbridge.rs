@@ -108,6 +108,11 @@ pub struct Outcome {
     pub rate: f64,
     /// What the sending daemon's bridge counted as dropped.
     pub bridge_dropped: u64,
+    /// The receiving daemon's bridge: messages reported lost in `nc-gap`s
+    /// and the NATS client's slow-consumer events (where the rest went).
+    pub receiver_lost: u64,
+    /// See `receiver_lost`.
+    pub receiver_slow: u64,
 }
 
 /// Two daemons bridged through NATS; killed and removed on drop.
@@ -267,12 +272,15 @@ pub fn run_bridge(o: &Options, v: &Variant) -> Result<Outcome> {
     let dropped = nats_status(&pair.sockets(0))
         .and_then(|n| n["dropped"].as_u64())
         .unwrap_or(0);
+    let far = nats_status(&pair.sockets(1)).unwrap_or_default();
     let secs = s.last_ns.saturating_sub(p.start_ns).max(1) as f64 / 1e9;
     Ok(Outcome {
         sent: count,
         delivered: s.count,
         rate: s.count as f64 / secs,
         bridge_dropped: dropped,
+        receiver_lost: far["lost"].as_u64().unwrap_or(0),
+        receiver_slow: far["slow_consumer"].as_u64().unwrap_or(0),
     })
 }
 
@@ -407,11 +415,14 @@ pub fn rows(o: &Options, reps: u32, r: &mut Results) -> Result<()> {
             let b = run_bridge(o, v).with_context(|| format!("NATS bridge {}, run {rep}", v.id))?;
             let n = run_native(o, v).with_context(|| format!("native NATS {}, run {rep}", v.id))?;
             eprintln!(
-                "ncbench: {:<15} run {rep}: bridge {:>8.0} msg/s ({} of {} delivered), native NATS {:>8.0} msg/s, {:.0} %",
+                "ncbench: {:<15} run {rep}: bridge {:>8.0} msg/s ({} of {} delivered; dropped by the sender {}, lost on the way {}, slow-consumer events {}), native NATS {:>8.0} msg/s, {:.0} %",
                 v.id,
                 b.rate,
                 b.delivered,
                 b.sent,
+                b.bridge_dropped,
+                b.receiver_lost,
+                b.receiver_slow,
                 n,
                 100.0 * b.rate / n
             );

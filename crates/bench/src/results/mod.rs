@@ -61,8 +61,11 @@ impl Unit {
             Unit::MsgPerSec | Unit::DeliveriesPerSec => {
                 if v >= 1e6 {
                     format!("{:.2} M", v / 1e6)
-                } else {
+                } else if v >= 1e4 {
                     format!("{:.0} k", v / 1e3)
+                } else {
+                    // The 64 KiB NATS bridge rows: a few thousand.
+                    format!("{:.1} k", v / 1e3)
                 }
             }
             Unit::Micros => format!("{:.1}", v / 1e3),

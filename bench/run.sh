@@ -16,6 +16,9 @@
 # namespaces (needs root, iproute2 and nftables; installed with apt if
 # missing, skipped with a message when not root).
 #
+# The NATS bridge rows (issue 14) start two more ncserver daemons on
+# loopback, bridged through the same nats-server (crates/bench/src/natsbridge.rs).
+#
 # Usage: bench/run.sh            (as root on a fresh checkout)
 #   NCBENCH_SCALE=tiny bench/run.sh   a quick check of the harness
 #   NCBENCH_REPS=N                    repetitions of each throughput run

@@ -143,6 +143,40 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         reps: u32,
     },
+    /// Role: count up to COUNT messages arriving through a NATS bridge
+    /// (holes allowed, order checked); prints READY, then RESULT.
+    BridgeSub {
+        /// The daemon's socket directory.
+        #[arg(long)]
+        at: String,
+        #[arg(long, default_value = "bench")]
+        subject: String,
+        #[arg(long)]
+        count: u64,
+        #[arg(long)]
+        size: usize,
+        #[arg(long, default_value_t = 60)]
+        timeout_s: u64,
+    },
+    /// Only the NATS bridge rows (two ncserver daemons through one
+    /// nats-server, beside native NATS publish→subscribe): prints each run.
+    NatsBridge {
+        /// The ncserver binary.
+        #[arg(long)]
+        ncserver: PathBuf,
+        /// The nats-server, host:port.
+        #[arg(long)]
+        nats: String,
+        /// `full` or `tiny` sizes.
+        #[arg(long, default_value = "full")]
+        scale: String,
+        /// Only the rows whose id contains this (e.g. `64k`).
+        #[arg(long)]
+        only: Option<String>,
+        /// Repetitions of each row.
+        #[arg(long, default_value_t = 1)]
+        reps: u32,
+    },
     /// Print a free TCP port on 127.0.0.1.
     FreePort,
     /// Wait until a TCP address or a Unix socket accepts connections.
@@ -332,6 +366,54 @@ fn run(cmd: Cmd) -> Result<()> {
                         v.id,
                         msgs / 1e6,
                         bytes / 1e6
+                    );
+                }
+            }
+            Ok(())
+        }
+        Cmd::BridgeSub {
+            at,
+            subject,
+            count,
+            size,
+            timeout_s,
+        } => {
+            let out = crate::natsbridge::subscriber(
+                Path::new(&at),
+                &subject,
+                count,
+                size,
+                Duration::from_secs(timeout_s),
+                &mut say_ready,
+            )?;
+            say_result(&out)
+        }
+        Cmd::NatsBridge {
+            ncserver,
+            nats,
+            scale,
+            only,
+            reps,
+        } => {
+            let plan = plan_for(&scale)?;
+            let o = crate::natsbridge::Options {
+                ncserver,
+                exe: std::env::current_exe()?,
+                nats,
+                count_small: plan.natsbridge_small,
+                count_large: plan.natsbridge_large,
+                timeout: Duration::from_secs(plan.child_timeout_s),
+            };
+            for v in crate::natsbridge::VARIANTS {
+                if only.as_deref().is_some_and(|o| !v.id.contains(o)) {
+                    continue;
+                }
+                for rep in 1..=reps.max(1) {
+                    let b = crate::natsbridge::run_bridge(&o, v)?;
+                    let n = crate::natsbridge::run_native(&o, v)?;
+                    println!(
+                        "{:<15} run {rep}: bridge {:>9.0} msg/s ({} of {} delivered, dropped by the sender {}, lost on the way {}, slow-consumer events {}), native {:>9.0} msg/s, ratio {:.2}",
+                        v.id, b.rate, b.delivered, b.sent, b.bridge_dropped, b.receiver_lost, b.receiver_slow, n, b.rate / n
                     );
                 }
             }

@@ -18,6 +18,7 @@ pub mod child;
 pub mod cli;
 pub mod mcast;
 pub mod nats;
+pub mod natsbridge;
 pub mod nc;
 pub mod ncraw;
 pub mod outcome;

@@ -31,6 +31,7 @@ fn target_of(id: &str) -> Option<(&'static str, f64, bool)> {
     match id {
         "tp_1to1_16" | "tp_1to1_256" | "tp_1to4_256" => Some(("≥ 1.5×", 1.5, true)),
         "rtt1_p50" => Some(("≤ 0.7×", 0.7, false)),
+        "natsbridge_64" | "natsbridge_64k" => Some(("≥ 0.8×", 0.8, true)),
         _ => None,
     }
 }

@@ -373,6 +373,22 @@ pub fn run(opts: Options) -> Result<Results> {
             multicast(&o, plan.reps.min(MCAST_REPS), &mut r)?;
         }
     }
+
+    let nats = brokers.iter().find(|b| b.system == System::Nats);
+    match (&opts.ncserver, nats) {
+        (Some(ncserver), Some(nats)) => {
+            let o = crate::natsbridge::Options {
+                ncserver: ncserver.clone(),
+                exe: c.exe.clone(),
+                nats: nats.at.clone(),
+                count_small: plan.natsbridge_small,
+                count_large: plan.natsbridge_large,
+                timeout: c.timeout,
+            };
+            crate::natsbridge::rows(&o, plan.reps.min(MCAST_REPS), &mut r)?;
+        }
+        _ => say!("NATS bridge rows skipped: they need --ncserver and a NATS broker"),
+    }
     Ok(r)
 }
 

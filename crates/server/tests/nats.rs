@@ -433,3 +433,57 @@ fn stopping_daemon_drains_what_clients_emitted_last() {
         assert_eq!(m.payload, i.to_string().as_bytes());
     }
 }
+
+/// A burst far larger than `buffer` while the link is up is paced (the
+/// publisher is held back), not cut: 1000 messages of 64 KiB (64 MiB)
+/// through the default 8 MiB buffer all arrive, in order, none dropped.
+#[test]
+fn burst_past_the_buffer_while_connected_is_paced_not_dropped() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let d1 = Daemon::start(&config(&nats.url(), ""));
+    // The receiving client's queue takes the whole burst: remote messages
+    // are never waited for, and this test is about the bridge.
+    let d2 = Daemon::start(&format!(
+        r#"{{"queuebytes": "256MiB", "nats": {{"servers": ["{}"]}},
+            "channels": {{"A": {{"propagatetonats": true}}}}}}"#,
+        nats.url()
+    ));
+    wait_bridged(&d1, 1);
+    wait_bridged(&d2, 1);
+    let mut l2 = d2.raw("A", "l2");
+    l2.subscribe(&["big", "warm"]);
+    let mut p1 = d1.raw("A", "p1");
+    warm_up(&mut p1, &mut l2);
+    const N: u32 = 1000;
+    const SIZE: usize = 64 << 10;
+    let reader = std::thread::spawn(move || {
+        let mut next = 0;
+        while next < N {
+            match l2.next() {
+                Some(Got::Deliver { event, payload, .. }) if event == "big" => {
+                    assert_eq!(payload.len(), SIZE);
+                    let i = u32::from_le_bytes(payload[..4].try_into().unwrap());
+                    assert_eq!(i, next, "out of order, duplicated or lost");
+                    next += 1;
+                }
+                Some(Got::Deliver { event, .. }) if event == "warm" => {}
+                other => panic!("unexpected {other:?} after {next} of {N}"),
+            }
+        }
+    });
+    let mut body = vec![b'x'; SIZE];
+    for i in 0..N {
+        body[..4].copy_from_slice(&i.to_le_bytes());
+        p1.publish("big", &body);
+    }
+    p1.ping();
+    reader.join().unwrap();
+    let s1 = status(&d1);
+    assert_eq!(s1["nats"]["dropped"], 0, "{s1}");
+    assert_eq!(s1["nats"]["state"], "connected", "{s1}");
+    let s2 = status(&d2);
+    assert_eq!(s2["nats"]["gaps"], 0, "{s2}");
+    assert_eq!(s2["nats"]["slow_consumer"], 0, "{s2}");
+}

@@ -11,7 +11,7 @@ use crate::roles::{LatencyOut, System};
 
 mod targets;
 
-pub use targets::{library_targets, targets, TargetCheck, Verdict};
+pub use targets::{library_targets, natsbridge_targets, targets, TargetCheck, Verdict};
 
 /// Whether a bigger number is better.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +37,8 @@ pub enum Unit {
     MiB,
     /// Bytes per second, shown in MB/s.
     MBPerSec,
+    /// A count of messages.
+    Messages,
 }
 
 impl Unit {
@@ -49,6 +51,7 @@ impl Unit {
             Unit::NanosPerDelivery => "ns/delivery",
             Unit::MiB => "MiB",
             Unit::MBPerSec => "MB/s",
+            Unit::Messages => "messages",
         }
     }
 
@@ -58,14 +61,18 @@ impl Unit {
             Unit::MsgPerSec | Unit::DeliveriesPerSec => {
                 if v >= 1e6 {
                     format!("{:.2} M", v / 1e6)
-                } else {
+                } else if v >= 1e4 {
                     format!("{:.0} k", v / 1e3)
+                } else {
+                    // The 64 KiB NATS bridge rows: a few thousand.
+                    format!("{:.1} k", v / 1e3)
                 }
             }
             Unit::Micros => format!("{:.1}", v / 1e3),
             Unit::NanosPerDelivery => format!("{v:.0}"),
             Unit::MiB => format!("{:.1}", v / 1024.0),
             Unit::MBPerSec => format!("{:.0}", v / 1e6),
+            Unit::Messages => format!("{v:.0}"),
         }
     }
 
@@ -83,6 +90,7 @@ impl Unit {
             Unit::NanosPerDelivery => format!("{v:.0}ns"),
             Unit::MiB => format!("{:.0}MiB", v / 1024.0),
             Unit::MBPerSec => format!("{:.0}MB/s", v / 1e6),
+            Unit::Messages => format!("{v:.0}"),
         }
     }
 }
@@ -270,6 +278,34 @@ pub const METRICS: &[Metric] = &[
         Unit::MBPerSec,
         Better::Higher,
     ),
+    m(
+        "natsbridge_64",
+        "NATS bridge, 2 daemons via nats-server, 64 B (NATS: native pub→sub)",
+        ["NATS bridge", "64 B"],
+        Unit::MsgPerSec,
+        Better::Higher,
+    ),
+    m(
+        "natsbridge_64k",
+        "NATS bridge, 2 daemons via nats-server, 64 KiB (NATS: native pub→sub)",
+        ["NATS bridge", "64 KiB"],
+        Unit::MsgPerSec,
+        Better::Higher,
+    ),
+    m(
+        "natsbridge_64_lost",
+        "NATS bridge, 64 B: messages not delivered per run",
+        ["bridge lost", "64 B"],
+        Unit::Messages,
+        Better::Lower,
+    ),
+    m(
+        "natsbridge_64k_lost",
+        "NATS bridge, 64 KiB: messages not delivered per run",
+        ["bridge lost", "64 KiB"],
+        Unit::Messages,
+        Better::Lower,
+    ),
 ];
 
 /// Looks up a row by id.
@@ -322,6 +358,12 @@ pub struct Plan {
     /// Messages per 64 KiB multicast run.
     #[serde(default)]
     pub mcast_large: u64,
+    /// Messages per 64 B NATS bridge run (and its native NATS yardstick).
+    #[serde(default)]
+    pub natsbridge_small: u64,
+    /// Messages per 64 KiB NATS bridge run (and its native yardstick).
+    #[serde(default)]
+    pub natsbridge_large: u64,
 }
 
 impl Plan {
@@ -341,6 +383,8 @@ impl Plan {
             child_timeout_s: 60,
             mcast_small: 4_000_000,
             mcast_large: 10_000,
+            natsbridge_small: 1_000_000,
+            natsbridge_large: 10_000,
         }
     }
 
@@ -359,6 +403,8 @@ impl Plan {
             child_timeout_s: 30,
             mcast_small: 20_000,
             mcast_large: 200,
+            natsbridge_small: 20_000,
+            natsbridge_large: 200,
         }
     }
 }

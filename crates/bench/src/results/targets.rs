@@ -157,7 +157,34 @@ pub fn targets(r: &Results) -> Vec<TargetCheck> {
             format!("{:.2} M msg/s", v / 1e6)
         }),
     });
+    out.extend(natsbridge_targets(r));
     out
+}
+
+/// Issue 14's target: the bridge costs at most 20 % against a native NATS
+/// client's publish→subscribe through the same server.
+pub fn natsbridge_targets(r: &Results) -> Vec<TargetCheck> {
+    [("natsbridge_64", "64 B"), ("natsbridge_64k", "64 KiB")]
+        .into_iter()
+        .map(|(id, size)| {
+            let pair = r.get(id, System::Nc).zip(r.get(id, System::Nats));
+            let lost = r.get(&format!("{id}_lost"), System::Nc);
+            TargetCheck {
+                target: format!("NATS bridge {size} ≥ 80 % of native NATS publish→subscribe"),
+                verdict: judge(pair.map(|(b, n)| b >= 0.8 * n)),
+                detail: pair.map_or("not measured".into(), |(b, n)| {
+                    let u = metric(id).unit;
+                    format!(
+                        "{:.0} % ({} vs native {}; {} not delivered)",
+                        100.0 * b / n,
+                        u.format(b),
+                        u.format(n),
+                        lost.map_or("?".into(), |l| format!("{l:.0}"))
+                    )
+                }),
+            }
+        })
+        .collect()
 }
 
 /// Issue 15's targets: the client library against the raw-protocol

@@ -42,12 +42,16 @@ impl NatsBridge {
             }
             let subject = wire::subject::channel_wildcard(&self.cfg.prefix, name);
             let ready = Rc::new(Cell::new(false));
-            let task = tokio::task::spawn_local(self.clone().listen(
+            // Unconstrained: the NATS client's task reads up to tokio's
+            // budget of socket reads per turn (many thousand messages) into
+            // the subscription's queue, and drops what does not fit; the
+            // listener must drain all of it each turn, not a budget's worth.
+            let task = tokio::task::spawn_local(tokio::task::unconstrained(self.clone().listen(
                 hub.clone(),
                 client.clone(),
                 subject,
                 ready.clone(),
-            ));
+            )));
             let task = task.abort_handle();
             subs.insert(name.to_string(), Sub { task, ready });
         }
@@ -112,9 +116,27 @@ impl NatsBridge {
     }
 
     fn deliver(&self, hub: &Rc<Hub>, m: async_nats::Message) -> Flow {
-        let headers = m.headers.as_ref();
-        let inbound = wire::decode(&self.cfg.prefix, &m.subject, |h| {
-            headers.and_then(|hs| hs.get(h)).map(|v| v.as_str())
+        // One pass over the headers (a lookup by `&str` would build and
+        // hash a header name for each of the five).
+        let mut found: [Option<&str>; 5] = [None; 5];
+        for (k, v) in m.headers.iter().flat_map(|hs| hs.iter()) {
+            let i = match k.as_ref() {
+                wire::headers::NODE => 0,
+                wire::headers::CLIENT => 1,
+                wire::headers::SEQ => 2,
+                wire::headers::CHANNEL => 3,
+                wire::headers::EVENT => 4,
+                _ => continue,
+            };
+            found[i] = v.first().map(|v| v.as_str());
+        }
+        let inbound = wire::decode(&self.cfg.prefix, &m.subject, |h| match h {
+            wire::headers::NODE => found[0],
+            wire::headers::CLIENT => found[1],
+            wire::headers::SEQ => found[2],
+            wire::headers::CHANNEL => found[3],
+            wire::headers::EVENT => found[4],
+            _ => None,
         });
         let (channel, event, origin, gap) = match inbound {
             Err(e) => return self.refuse(e),

@@ -32,14 +32,15 @@ impl Link for NatsBridge {
         NatsBridge::send(self, channel, event, payload, client, seq)
     }
 
-    /// Never: NATS slowness must not stall local publishers (the bounded
-    /// buffer drops and counts instead).
+    /// While connected and progressing, a queue past half of `buffer`
+    /// holds the publisher back (see the `nats` module docs); never for
+    /// longer than the connection goes without progress.
     fn backlogged(&self) -> bool {
-        false
+        NatsBridge::backlogged(self)
     }
 
     fn wait_room(&self) -> Pin<Box<dyn Future<Output = ()> + '_>> {
-        Box::pin(std::future::ready(()))
+        Box::pin(NatsBridge::wait_room(self))
     }
 
     fn flush(&self) {

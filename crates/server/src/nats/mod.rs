@@ -15,9 +15,17 @@
 //! this daemon only).
 //!
 //! Sending never waits: messages go to a queue bounded by `nats.buffer`
-//! bytes, drained by the bridge's own task; past the bound they are
-//! dropped and counted, so a slow or absent NATS server never stalls local
-//! delivery. The hub knows the bridge only as one of its links
+//! bytes (counting both what waits in the queue and what was handed to
+//! the NATS client but is not yet written to its socket), drained by the
+//! bridge's own task in batches, each followed by one flush. While the
+//! connection is up and making progress, a queue past half the buffer
+//! holds back the local publishers of carried channels (as the multicast
+//! link does for slow receivers: the session stops reading them until the
+//! queue is down to a quarter), so a burst is paced to what NATS takes
+//! instead of dropped; while disconnected, or when the connection made no
+//! progress for [`HOLD_LIMIT`], nobody is held and messages past the
+//! bound are dropped and counted, so a slow or absent NATS server never
+//! stalls local delivery for long. The hub knows the bridge only as one of its links
 //! ([`crate::link::Link`], implemented in `link.rs`); which channels it
 //! carries and accepts is its own state, updated at start and on reload.
 //! Whether an origin is heard on the LAN is asked through a function the
@@ -28,12 +36,13 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use async_nats::HeaderMap;
+use async_nats::{HeaderMap, HeaderName, Subject};
 use bytes::Bytes;
 use netcluster_proto::names;
-use netcluster_proto::nats::{self as wire, Envelope, Receiver};
+use netcluster_proto::nats::{self as wire, Receiver};
+use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
 use crate::config::{Config, NatsAuth, NatsConfig};
@@ -60,19 +69,43 @@ const RECV_BATCH: usize = 256;
 /// Longest a stopping daemon waits for queued messages to reach the NATS
 /// server.
 pub const STOP_DRAIN: Duration = Duration::from_secs(2);
-/// Per-message overhead counted against `buffer` besides the payload.
+/// Per-message overhead counted against `buffer` besides the payload and
+/// the subject (the five headers and the bookkeeping).
 const QUEUED_OVERHEAD: usize = 128;
+/// Most messages handed to the NATS client before one flush.
+const BATCH_MESSAGES: usize = 1024;
+/// Most payload bytes handed to the NATS client before one flush.
+const BATCH_BYTES: usize = 1 << 20;
+/// Longest the bridge holds local publishers back while the connection
+/// makes no progress (no batch flushed); then it drops instead.
+pub const HOLD_LIMIT: Duration = Duration::from_secs(1);
+/// Most (channel, event) pairs whose subject and header values are kept
+/// ready; the cache starts afresh past it.
+const NAMES_CACHE: usize = 4096;
 
-struct Out {
-    subject: String,
-    headers: HeaderMap,
-    payload: Bytes,
+/// The header names, built once (a name from a `&str` would be copied
+/// for every message).
+const HEADER_NAMES: [HeaderName; 5] = [
+    HeaderName::from_static(wire::headers::NODE),
+    HeaderName::from_static(wire::headers::CLIENT),
+    HeaderName::from_static(wire::headers::SEQ),
+    HeaderName::from_static(wire::headers::CHANNEL),
+    HeaderName::from_static(wire::headers::EVENT),
+];
+
+/// A (channel, event) pair's subject and header values, computed once.
+struct Names {
+    subject: Subject,
+    channel: String,
+    event: String,
 }
 
-impl Out {
-    fn cost(&self) -> usize {
-        self.payload.len() + self.subject.len() + QUEUED_OVERHEAD
-    }
+struct Out {
+    names: Rc<Names>,
+    client: u64,
+    seq: u64,
+    payload: Bytes,
+    cost: usize,
 }
 
 /// Asks whether a node is a peer currently up on the LAN.
@@ -96,16 +129,31 @@ struct Counters {
     gaps: Cell<u64>,
     lost: Cell<u64>,
     publish_errors: Cell<u64>,
+    /// Times a publisher was held back because the queue was high.
+    held: Cell<u64>,
 }
 
 /// See the module docs.
 pub struct NatsBridge {
     cfg: NatsConfig,
     conn_name: String,
-    node_id: u64,
     client: RefCell<Option<async_nats::Client>>,
+    /// `Nc-Node` of every message sent.
+    node_hex: String,
+    names: RefCell<FxHashMap<String, FxHashMap<String, Rc<Names>>>>,
+    names_len: Cell<usize>,
     queue: RefCell<VecDeque<Out>>,
+    /// Bytes queued plus bytes handed to the NATS client and not yet
+    /// flushed to its socket.
     queued: Cell<usize>,
+    /// The server's `max_payload` (0 until connected).
+    max_payload: Cell<usize>,
+    /// When the bridge last made progress (a batch flushed, or the queue
+    /// started from empty): a connection that makes none for
+    /// [`HOLD_LIMIT`] holds nobody back.
+    progress: Cell<Instant>,
+    /// Woken when the queue is down to the low mark.
+    room: Notify,
     wake: Notify,
     stop: Notify,
     recv: RefCell<Receiver>,
@@ -123,6 +171,10 @@ pub struct NatsBridge {
     /// `Connected` events after the first: reconnects.
     connects: Arc<AtomicU64>,
     disconnects: Arc<AtomicU64>,
+    /// The NATS client's "slow consumer" events: messages it dropped
+    /// because a subscription's queue was full (at least one event per
+    /// burst; receivers see the hole as `nc-gap`).
+    slow: Arc<AtomicU64>,
 }
 
 impl NatsBridge {
@@ -136,10 +188,15 @@ impl NatsBridge {
                 .clone()
                 .unwrap_or_else(|| format!("netcluster {nodename}")),
             cfg: nats,
-            node_id,
             client: RefCell::new(None),
+            node_hex: format!("{node_id:016x}"),
+            names: RefCell::new(FxHashMap::default()),
+            names_len: Cell::new(0),
             queue: RefCell::new(VecDeque::new()),
             queued: Cell::new(0),
+            max_payload: Cell::new(0),
+            progress: Cell::new(Instant::now()),
+            room: Notify::new(),
             wake: Notify::new(),
             stop: Notify::new(),
             recv: RefCell::new(Receiver::new(node_id)),
@@ -150,6 +207,7 @@ impl NatsBridge {
             counters: Counters::default(),
             connects: Arc::new(AtomicU64::new(0)),
             disconnects: Arc::new(AtomicU64::new(0)),
+            slow: Arc::new(AtomicU64::new(0)),
         });
         b.set_channels(cfg);
         b
@@ -187,6 +245,7 @@ impl NatsBridge {
     pub fn options(&self) -> Result<async_nats::ConnectOptions, String> {
         let connects = self.connects.clone();
         let disconnects = self.disconnects.clone();
+        let slow = self.slow.clone();
         // A creds file builds its own options (JWT and signer); the other
         // settings are added on top of them.
         let base = match &self.cfg.auth {
@@ -219,6 +278,9 @@ impl NatsBridge {
                     }
                     async_nats::Event::Disconnected => {
                         disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    async_nats::Event::SlowConsumer(_) => {
+                        slow.fetch_add(1, Ordering::Relaxed);
                     }
                     _ => {}
                 }
@@ -268,7 +330,8 @@ impl NatsBridge {
         }
         let _ = tokio::time::timeout(limit, async {
             self.wake.notify_one();
-            while !self.queue.borrow().is_empty() {
+            // Down to zero once the last batch was flushed to the socket.
+            while self.queued.get() > 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
             let _ = client.flush().await;
@@ -296,8 +359,10 @@ impl NatsBridge {
         client: u64,
         seq: u64,
     ) -> Result<(), String> {
-        if let Some(c) = self.client.borrow().as_ref() {
-            let max = c.server_info().max_payload;
+        {
+            // Read from the server's INFO once per batch (`server_info`
+            // clones all of it), not per message.
+            let max = self.max_payload.get();
             if max > 0 && payload.len() > max {
                 self.counters.dropped.set(self.counters.dropped.get() + 1);
                 return Err(format!(
@@ -306,30 +371,109 @@ impl NatsBridge {
                 ));
             }
         }
-        let env = Envelope {
-            node: self.node_id,
-            client,
-            seq,
-            channel: channel.to_string(),
-            event: event.to_string(),
-        };
-        let mut headers = HeaderMap::new();
-        for (k, v) in wire::encode_headers(&env) {
-            headers.insert(k, v);
-        }
-        let out = Out {
-            subject: wire::subject(&self.cfg.prefix, channel, event),
-            headers,
-            payload: Bytes::copy_from_slice(payload),
-        };
-        let cost = out.cost();
-        if self.queued.get() + cost > self.cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
+        // The cost is known before anything is built: a message that
+        // will be dropped costs no allocation.
+        let cost = payload.len()
+            + self.cfg.prefix.len()
+            + channel.len()
+            + event.len()
+            + 2
+            + QUEUED_OVERHEAD;
+        let queued = self.queued.get();
+        if queued + cost > self.cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
             self.counters.dropped.set(self.counters.dropped.get() + 1);
             return Ok(());
         }
-        self.queued.set(self.queued.get() + cost);
-        self.queue.borrow_mut().push_back(out);
+        if queued == 0 {
+            self.progress.set(Instant::now());
+        }
+        self.queued.set(queued + cost);
+        let names = self.names(channel, event);
+        self.queue.borrow_mut().push_back(Out {
+            names,
+            client,
+            seq,
+            payload: Bytes::copy_from_slice(payload),
+            cost,
+        });
         Ok(())
+    }
+
+    /// The subject and header values of (`channel`, `event`), from the
+    /// cache or computed once.
+    fn names(&self, channel: &str, event: &str) -> Rc<Names> {
+        if let Some(n) = self.names.borrow().get(channel).and_then(|m| m.get(event)) {
+            return n.clone();
+        }
+        let n = Rc::new(Names {
+            subject: Subject::from(wire::subject(&self.cfg.prefix, channel, event)),
+            channel: wire::headers::name_value(channel).into_owned(),
+            event: wire::headers::name_value(event).into_owned(),
+        });
+        let mut cache = self.names.borrow_mut();
+        if self.names_len.get() >= NAMES_CACHE {
+            cache.clear();
+            self.names_len.set(0);
+        }
+        cache
+            .entry(channel.to_string())
+            .or_default()
+            .insert(event.to_string(), n.clone());
+        self.names_len.set(self.names_len.get() + 1);
+        n
+    }
+
+    /// The five headers of a queued message (see `netcluster_proto::nats::headers`).
+    fn headers(&self, m: &Out) -> HeaderMap {
+        let [node, client, seq, channel, event] = HEADER_NAMES;
+        let mut h = HeaderMap::new();
+        h.insert(node, self.node_hex.clone());
+        h.insert(client, m.client.to_string());
+        h.insert(seq, m.seq.to_string());
+        h.insert(channel, m.names.channel.clone());
+        h.insert(event, m.names.event.clone());
+        h
+    }
+
+    fn connected(&self) -> bool {
+        self.client.borrow().as_ref().is_some_and(|c| {
+            matches!(
+                c.connection_state(),
+                async_nats::connection::State::Connected
+            )
+        })
+    }
+
+    /// The connection has had work for [`HOLD_LIMIT`] without progress.
+    fn stalled(&self) -> bool {
+        self.progress.get().elapsed() > HOLD_LIMIT
+    }
+
+    /// Whether local publishers of carried channels should wait: the
+    /// queue is past half the buffer while the connection is up and
+    /// progressing (see the module docs).
+    pub fn backlogged(&self) -> bool {
+        self.queued.get() > self.cfg.buffer / 2 && self.connected() && !self.stalled()
+    }
+
+    /// Resolves once the queue is down to a quarter of the buffer, or the
+    /// connection is lost or stalled (then holding back would stall local
+    /// delivery for nothing: messages past the buffer are dropped).
+    pub async fn wait_room(&self) {
+        self.counters.held.set(self.counters.held.get() + 1);
+        loop {
+            let n = self.room.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.queued.get() <= self.cfg.buffer / 4 || !self.connected() || self.stalled() {
+                return;
+            }
+            let left = HOLD_LIMIT.saturating_sub(self.progress.get().elapsed());
+            tokio::select! {
+                _ = n => {}
+                _ = tokio::time::sleep(left + Duration::from_millis(1)) => {}
+            }
+        }
     }
 
     /// Wakes the sending task after a batch of [`send`](Self::send)s.
@@ -359,6 +503,7 @@ impl NatsBridge {
             },
         };
         *self.client.borrow_mut() = Some(client.clone());
+        self.max_payload.set(client.server_info().max_payload);
         self.update_subscriptions(&hub);
         loop {
             tokio::select! {
@@ -366,26 +511,53 @@ impl NatsBridge {
                 _ = self.stop.notified() => return,
                 _ = self.wake.notified() => {}
             }
+            // Batches: up to BATCH_MESSAGES (or BATCH_BYTES) handed to the
+            // NATS client, whose task writes them as they come, then one
+            // flush; what was flushed leaves the count against `buffer`.
             loop {
-                let Some(m) = self.queue.borrow_mut().pop_front() else {
-                    break;
-                };
-                let cost = m.cost();
-                let r = tokio::select! {
-                    biased;
-                    _ = self.stop.notified() => return,
-                    r = client.publish_with_headers(m.subject, m.headers, m.payload) => r,
-                };
-                self.queued.set(self.queued.get() - cost);
-                match r {
-                    Ok(()) => self.counters.msgs_out.set(self.counters.msgs_out.get() + 1),
-                    Err(e) => {
-                        let n = self.counters.publish_errors.get() + 1;
-                        self.counters.publish_errors.set(n);
-                        if n == 1 || n % 10_000 == 0 {
-                            tracing::warn!(errors = n, "cannot publish to NATS: {e}");
+                // A reconnect may have reached a server with another limit.
+                self.max_payload.set(client.server_info().max_payload);
+                let (mut n, mut bytes, mut cost) = (0, 0, 0);
+                while n < BATCH_MESSAGES && bytes < BATCH_BYTES {
+                    let Some(m) = self.queue.borrow_mut().pop_front() else {
+                        break;
+                    };
+                    n += 1;
+                    bytes += m.payload.len();
+                    cost += m.cost;
+                    let headers = self.headers(&m);
+                    let subject = m.names.subject.clone();
+                    let r = tokio::select! {
+                        biased;
+                        _ = self.stop.notified() => return,
+                        r = client.publish_with_headers(subject, headers, m.payload) => r,
+                    };
+                    match r {
+                        Ok(()) => self.counters.msgs_out.set(self.counters.msgs_out.get() + 1),
+                        Err(e) => {
+                            let n = self.counters.publish_errors.get() + 1;
+                            self.counters.publish_errors.set(n);
+                            if n == 1 || n % 10_000 == 0 {
+                                tracing::warn!(errors = n, "cannot publish to NATS: {e}");
+                            }
                         }
                     }
+                }
+                if n == 0 {
+                    break;
+                }
+                // While disconnected this waits for the next connection
+                // (the batch is in the client's queue); meanwhile the
+                // bridge's own queue takes what is emitted, up to `buffer`.
+                tokio::select! {
+                    biased;
+                    _ = self.stop.notified() => return,
+                    _ = client.flush() => {}
+                }
+                self.queued.set(self.queued.get() - cost);
+                self.progress.set(Instant::now());
+                if self.queued.get() <= self.cfg.buffer / 4 {
+                    self.room.notify_waiters();
                 }
             }
         }

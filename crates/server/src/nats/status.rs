@@ -83,6 +83,8 @@ impl NatsBridge {
             "buffered_messages": self.queue.borrow().len(),
             "buffer": self.cfg.buffer,
             "dropped": c.dropped.get(),
+            "held": c.held.get(),
+            "slow_consumer": self.slow.load(Ordering::Relaxed),
             "messages_out": c.msgs_out.get(),
             "messages_in": c.msgs_in.get(),
             "publish_errors": c.publish_errors.get(),

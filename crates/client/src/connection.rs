@@ -115,6 +115,9 @@ pub struct Welcome {
     pub node: u64,
     pub client: u64,
     pub max_message: usize,
+    /// The daemon accepted shared memory on this connection.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub shm: bool,
 }
 
 /// Options for a connection.
@@ -124,6 +127,8 @@ pub struct Options {
     pub max_pending: usize,
     pub reconnect: bool,
     pub offline_bytes: usize,
+    /// Shared memory: `Some(pool bytes)` when asked for (see `crate::shm`).
+    pub shm_pool: Option<usize>,
 }
 
 /// State shared by the client handles and the connection's tasks.
@@ -149,6 +154,9 @@ pub struct Shared {
     next_listener: AtomicU64,
     /// Sequence of this client's own messages (for echo-to-self).
     pub seq: AtomicU64,
+    /// Shared-memory payloads, when asked for.
+    #[cfg(target_os = "linux")]
+    pub shm: Option<Arc<crate::shm::Shm>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -170,6 +178,7 @@ impl Shared {
             node: self.welcome_node.load(Ordering::Acquire),
             client: self.welcome_client.load(Ordering::Acquire),
             max_message: self.welcome_max.load(Ordering::Acquire) as usize,
+            shm: false,
         }
     }
 
@@ -288,7 +297,12 @@ impl Shared {
         let was_empty = out.buf.is_empty();
         let start = out.buf.len();
         (encode.take().expect("called once"))(&mut out.buf);
-        if out.buf.len() > start && out.buf[start] == frame::kind::PUBLISH {
+        if out.buf.len() > start
+            && matches!(
+                out.buf[start],
+                frame::kind::PUBLISH | frame::shm::kind::SHM_PUBLISH
+            )
+        {
             out.appended += 1;
         }
         let mark = Mark {
@@ -338,7 +352,10 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         return Err(ConnectError::NoRuntime);
     }
     let path = netcluster_local::channel_path(dir, channel);
-    let (stream, welcome) = dial(&path, channel, &opts.name).await?;
+    #[cfg(target_os = "linux")]
+    let shared_opts_shm = opts.shm_pool;
+    let shm = cfg!(target_os = "linux") && opts.shm_pool.is_some();
+    let (stream, welcome) = dial(&path, channel, &opts.name, shm).await?;
     let shared = Arc::new(Shared {
         channel: channel.into(),
         path,
@@ -365,7 +382,19 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         next_id: AtomicU32::new(1),
         next_listener: AtomicU64::new(0),
         seq: AtomicU64::new(0),
+        #[cfg(target_os = "linux")]
+        shm: shared_memory(&shared_opts_shm),
     });
+    #[cfg(target_os = "linux")]
+    if let Some(shm) = &shared.shm {
+        let weak = Arc::downgrade(&shared);
+        shm.set_wake(Arc::new(move || {
+            if let Some(s) = weak.upgrade() {
+                s.send_releases();
+            }
+        }));
+        shm_connected(&shared, &stream, welcome.shm);
+    }
     tokio::spawn(supervise(shared.clone(), stream));
     Ok(shared)
 }
@@ -431,9 +460,12 @@ async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
             shared.close("disconnected by the application while reconnecting");
             return None;
         }
-        match dial(&shared.path, &shared.channel, &shared.opts.name).await {
+        let shm = cfg!(target_os = "linux") && shared.opts.shm_pool.is_some();
+        match dial(&shared.path, &shared.channel, &shared.opts.name, shm).await {
             Ok((stream, welcome)) => {
                 shared.set_welcome(welcome);
+                #[cfg(target_os = "linux")]
+                shm_connected(shared, &stream, welcome.shm);
                 let events = shared.listeners.snapshot().events();
                 {
                     let mut out = shared.out();
@@ -532,6 +564,57 @@ impl Shared {
                 }
                 true
             }
+        }
+    }
+}
+
+/// The shared-memory state for `pool` (see `crate::shm`).
+#[cfg(target_os = "linux")]
+fn shared_memory(pool: &Option<usize>) -> Option<Arc<crate::shm::Shm>> {
+    pool.map(crate::shm::Shm::new)
+}
+
+/// A connection was made: registers this connection's pool with the
+/// daemon (if it accepted shared memory), answered by an Ack.
+#[cfg(target_os = "linux")]
+fn shm_connected(shared: &Arc<Shared>, stream: &Stream, on: bool) {
+    let Some(shm) = &shared.shm else {
+        return;
+    };
+    let ack = shared.next_id();
+    let (tx, rx) = oneshot::channel();
+    shared.pending().acks.insert(ack, tx);
+    if shm.connected(stream, on, ack) {
+        let shm = shm.clone();
+        tokio::spawn(async move {
+            shm.registered(rx.await.unwrap_or_else(|_| Err("connection lost".into())));
+        });
+    } else {
+        shared.pending().acks.remove(&ack);
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Shared {
+    /// Sends the slots released by dropped messages (called from the
+    /// first drop of a batch, on any thread). Releases are small and
+    /// always go, whatever `max_pending`; while offline they are dropped,
+    /// as the holds went with the old connection.
+    pub(crate) fn send_releases(&self) {
+        let Some(shm) = &self.shm else {
+            return;
+        };
+        let mut out = self.out();
+        if out.closed.is_some() || out.offline.is_some() {
+            shm.encode_releases(&mut BytesMut::new());
+            return;
+        }
+        let was_empty = out.buf.is_empty();
+        shm.encode_releases(&mut out.buf);
+        let now_empty = out.buf.is_empty();
+        drop(out);
+        if was_empty && !now_empty {
+            self.wake.notify_one();
         }
     }
 }

@@ -23,12 +23,13 @@ pub(super) async fn dial(
     path: &Path,
     channel: &str,
     name: &str,
+    shm: bool,
 ) -> Result<(Stream, Welcome), ConnectError> {
     let mut attempts = 0;
     let (stream, result) = loop {
         let stream = connect(path, channel).await?;
         let result =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel)).await;
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel, shm)).await;
         attempts += 1;
         match result {
             // A very busy machine delayed our hello past the daemon's wait
@@ -91,10 +92,18 @@ enum HandshakeError {
     Other(String),
 }
 
-async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome, HandshakeError> {
+async fn handshake(
+    stream: &Stream,
+    name: &str,
+    channel: &str,
+    shm: bool,
+) -> Result<Welcome, HandshakeError> {
     let other = |e: io::Error| HandshakeError::Other(e.to_string());
     let mut b = BytesMut::new();
     frame::encode_hello(&mut b, std::process::id(), name);
+    if shm {
+        frame::shm::set_flags(&mut b, 0, frame::shm::HELLO_SHM);
+    }
     stream.write_all(&b).await.map_err(other)?;
     let mut buf = BytesMut::with_capacity(512);
     loop {
@@ -114,10 +123,12 @@ async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome
                         "server says this is channel {ch:?}, expected {channel:?}"
                     )));
                 }
+                let flags = frame::shm::welcome_flags(&buf);
                 return Ok(Welcome {
                     node,
                     client,
                     max_message: max_message as usize,
+                    shm: shm && flags & frame::shm::WELCOME_SHM != 0,
                 });
             }
             Ok(Some((Frame::Error { message, .. }, _))) => {

@@ -270,6 +270,58 @@ pub const METRICS: &[Metric] = &[
         Unit::MBPerSec,
         Better::Higher,
     ),
+    // Large messages (issue 15, docs/SHM.md): netcluster's library column
+    // publishes and reads through shared memory, the raw client's through
+    // the socket.
+    m(
+        "tp_1to1_64k",
+        "1→1 throughput, 64 KiB (netcluster: shared memory)",
+        ["1→1", "64 KiB"],
+        Unit::DeliveriesPerSec,
+        Better::Higher,
+    ),
+    m(
+        "tp_1to4_64k",
+        "1→4 fan-out, 64 KiB (netcluster: shared memory)",
+        ["1→4", "64 KiB"],
+        Unit::DeliveriesPerSec,
+        Better::Higher,
+    ),
+    m(
+        "bw_1to1_1m",
+        "1→1 payload bandwidth, 1 MiB (netcluster: shared memory)",
+        ["1→1", "1 MiB"],
+        Unit::MBPerSec,
+        Better::Higher,
+    ),
+    m(
+        "memcpy_1m",
+        "memcpy bandwidth, 1 MiB blocks (yardstick, this machine)",
+        ["memcpy", "1 MiB"],
+        Unit::MBPerSec,
+        Better::Higher,
+    ),
+    m(
+        "cpu_1to1_64k",
+        "broker CPU per delivery, 1→1 64 KiB",
+        ["CPU 1→1", "64 KiB"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
+    m(
+        "cpu_1to4_64k",
+        "broker CPU per delivery, 1→4 64 KiB",
+        ["CPU 1→4", "64 KiB"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
+    m(
+        "cpu_1to1_1m",
+        "broker CPU per delivery, 1→1 1 MiB",
+        ["CPU 1→1", "1 MiB"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
 ];
 
 /// Looks up a row by id.
@@ -322,6 +374,10 @@ pub struct Plan {
     /// Messages per 64 KiB multicast run.
     #[serde(default)]
     pub mcast_large: u64,
+    /// Messages per 64 KiB run of the large-message rows (1 MiB runs
+    /// send a sixteenth of it: the same bytes).
+    #[serde(default)]
+    pub count_large: u64,
 }
 
 impl Plan {
@@ -341,6 +397,7 @@ impl Plan {
             child_timeout_s: 60,
             mcast_small: 4_000_000,
             mcast_large: 10_000,
+            count_large: 40_000,
         }
     }
 
@@ -359,6 +416,7 @@ impl Plan {
             child_timeout_s: 30,
             mcast_small: 20_000,
             mcast_large: 200,
+            count_large: 320,
         }
     }
 }

@@ -351,13 +351,26 @@ pub fn encode_deliver(
     out.put_u64_le(pool);
     out.put_u64_le(offset);
     out.put_u32_le(len);
-    // The Deliver encoder writes its own 5-byte header first: let it,
-    // then drop those bytes, so both frames share one body layout.
-    let at = out.len();
-    super::encode_deliver_header(out, h, event, 0);
-    let body = out.split_off(at + HEADER_LEN);
-    out.truncate(at);
-    out.unsplit(body);
+    // The same body layout as a Deliver's (decoded by the same code).
+    let mut flags = 0;
+    if h.node.is_some() {
+        flags |= super::deliver_flags::REMOTE;
+    }
+    if h.channel.is_some() {
+        flags |= super::deliver_flags::CHANNEL;
+    }
+    out.put_u8(flags);
+    crate::varint::put(out, h.client);
+    crate::varint::put(out, h.seq);
+    if let Some(n) = h.node {
+        out.put_u64_le(n);
+    }
+    if let Some(c) = h.channel {
+        out.put_u8(c.len() as u8);
+        out.put_slice(c.as_bytes());
+    }
+    out.put_u16_le(event.len() as u16);
+    out.put_slice(event.as_bytes());
 }
 
 /// Appends a ShmFree frame: at most [`MAX_BATCH`] offsets.

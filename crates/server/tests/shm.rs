@@ -21,11 +21,6 @@ use netcluster_proto::frame::{self, ErrorCode};
 #[derive(Debug)]
 enum S {
     Plain(Got),
-    PoolFd {
-        pool: u64,
-        size: u64,
-        fd: OwnedFd,
-    },
     Deliver {
         pool: u64,
         offset: u64,
@@ -179,11 +174,15 @@ impl ShmRaw {
                 if wire::is_shm_kind(t) {
                     if let Some((f, n)) = wire::decode_shm(&self.buf, 1 << 26).unwrap() {
                         let s = match f {
-                            ShmFrame::PoolFd { pool, size } => S::PoolFd {
-                                pool,
-                                size,
-                                fd: self.fds.remove(0),
-                            },
+                            ShmFrame::PoolFd { pool, size } => {
+                                // Mapped at once: it may come before any
+                                // frame the test waits for.
+                                let fd = self.fds.remove(0);
+                                let map = Mapping::map(&fd, size as usize, false).unwrap();
+                                self.maps.push((pool, map));
+                                self.buf.advance(n);
+                                continue;
+                            }
                             ShmFrame::Deliver {
                                 pool,
                                 offset,
@@ -215,14 +214,9 @@ impl ShmRaw {
         }
     }
 
-    /// Takes a ShmPoolFd: maps the pool read-only.
-    fn map_pool(&mut self, s: S) -> u64 {
-        let S::PoolFd { pool, size, fd } = s else {
-            panic!("expected a pool descriptor first, got {s:?}")
-        };
-        self.maps
-            .push((pool, Mapping::map(&fd, size as usize, false).unwrap()));
-        pool
+    /// The pools it was sent, in order.
+    fn pools(&self) -> Vec<u64> {
+        self.maps.iter().map(|(p, _)| *p).collect()
     }
 
     fn view(&self, pool: u64, offset: u64, len: u32) -> &[u8] {
@@ -281,9 +275,10 @@ fn large_messages_reach_shm_and_socket_subscribers_and_slots_are_reused() {
             other => panic!("socket subscriber got {other:?}"),
         }
     }
-    // The shm subscriber gets the pool once, then descriptors into it.
-    let first = shm_sub.next().unwrap();
-    let pool_id = shm_sub.map_pool(first);
+    // The shm subscriber got the pool once (when it joined), then
+    // descriptors into it.
+    let pool_id = publisher.raw.client;
+    assert_eq!(shm_sub.pools(), vec![pool_id]);
     let mut slots = Vec::new();
     for want in [&small, &large] {
         match shm_sub.next() {
@@ -329,6 +324,13 @@ fn large_messages_reach_shm_and_socket_subscribers_and_slots_are_reused() {
     freed.sort();
     assert_eq!(freed, vec![0, MIB as u64]);
 
+    // A shm subscriber that joins after the pool gets its descriptor
+    // when it joins, while its queue is empty.
+    let mut late = ShmRaw::connect(&d, "A", "late");
+    late.subscribe("big");
+    assert_eq!(late.pools(), vec![pool_id]);
+    drop(late);
+
     // Reuse slot 0 with new bytes: no new pool descriptor this time.
     let again = pattern(KIB64, 9);
     pool.write(0, &again);
@@ -358,10 +360,9 @@ fn a_subscriber_that_dies_holding_slots_frees_them() {
     pool.write(0, &pattern(KIB64, 3));
     publisher.publish("big", 0, KIB64 as u32);
     publisher.publish("big", KIB64 as u64, KIB64 as u32);
-    let first = holder.next().unwrap();
-    holder.map_pool(first);
     assert!(matches!(holder.next(), Some(S::Deliver { .. })));
     assert!(matches!(holder.next(), Some(S::Deliver { .. })));
+    assert_eq!(holder.pools(), vec![publisher.raw.client]);
     assert!(publisher.ping().is_empty(), "held: not free yet");
     // The process dies: the kernel closes its socket, never releasing.
     drop(holder);

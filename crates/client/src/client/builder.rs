@@ -68,8 +68,9 @@ impl ClientBuilder {
     /// or when the daemon refuses, everything goes through the socket).
     /// A handler's payload then stays valid while the message (or a
     /// `bytes()` clone) is kept; dropping it gives the slot back. When the
-    /// pool is full, payloads go through the socket: emitting never waits
-    /// for a slot. `0` only receives this way. See docs/SHM.md.
+    /// pool is full, an emit waits up to 200 ms for a slot, then sends the
+    /// payload through the socket. `0` only receives this way. See
+    /// docs/SHM.md.
     pub fn shared_memory(mut self, pool_bytes: usize) -> Self {
         self.shm_pool = Some(pool_bytes);
         self

@@ -190,7 +190,11 @@ impl Client {
             });
         }
         #[cfg(target_os = "linux")]
-        if let Some(off) = self.shared.shm.as_ref().and_then(|s| s.put(payload)) {
+        let slot = match &self.shared.shm {
+            Some(s) => s.put_waiting(payload).await,
+            None => None,
+        };
+        if let Some(off) = slot {
             // In the pool: only the descriptor crosses the socket.
             let len = payload.len() as u32;
             let sent = self

@@ -5,9 +5,10 @@
 //! registers it (a pool is never carried over to the next connection: a
 //! recipient of the old one may still be reading its slots). An
 //! `emit_bytes` of at least [`SHM_MIN`] bytes copies the payload into a
-//! free slot and sends a descriptor; when the pool is full (or not yet
-//! registered) the payload goes through the socket as before, never
-//! waiting. Received pools are mapped read-only and a delivered message's
+//! free slot and sends a descriptor; when the pool is full it waits up to
+//! [`SLOT_WAIT`] for a slot (the pool is the publisher's flow control),
+//! then sends the payload through the socket as before (also while the
+//! pool is not yet registered). Received pools are mapped read-only and a delivered message's
 //! payload is a view into the mapping ([`bytes::Bytes::from_owner`]): no
 //! copy; when the last clone of it is dropped, the slot is released to the
 //! daemon. This module knows nothing of the connection: the connection
@@ -29,6 +30,24 @@ use alloc::Alloc;
 /// Below it the socket is as fast: the descriptor, the release and the
 /// free cost three small frames, about what copying 16 KiB costs twice.
 pub const SHM_MIN: usize = 16 * 1024;
+
+/// How long an emit waits for a free slot of a full pool before it sends
+/// the payload through the socket instead: long enough for a subscriber
+/// that keeps up to release one (the pool is its flow control), short
+/// enough that one that holds its messages costs little.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Where [`Shm::put`] put a payload.
+pub enum Put {
+    /// In the slot at this offset.
+    Slot(u64),
+    /// Nowhere: the pool is full now (a ShmFree may come).
+    Full,
+    /// Nowhere yet: the pool's registration is not answered yet.
+    Pending,
+    /// Nowhere: it goes through the socket (too small, no pool).
+    Socket,
+}
 
 /// The publisher's pool on the current connection.
 struct Pool {
@@ -67,6 +86,8 @@ pub struct Shm {
     /// Called when the first release of a batch is queued: the connection
     /// sends them (set once the connection exists).
     wake: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// Notified when slots of its own pool are freed.
+    pub freed: tokio::sync::Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -111,6 +132,7 @@ impl Shm {
             conn: Mutex::new(Conn::default()),
             releases: Mutex::new(Releases::default()),
             wake: Mutex::new(None),
+            freed: tokio::sync::Notify::new(),
         })
     }
 
@@ -172,6 +194,8 @@ impl Shm {
                 c.pool = None;
             }
         }
+        drop(c);
+        self.freed.notify_waiters();
     }
 
     /// Whether reads must keep passed descriptors.
@@ -179,17 +203,45 @@ impl Shm {
         lock(&self.conn).on
     }
 
-    /// Copies `payload` into a free slot: its offset, or `None` when it
-    /// must go through the socket (too small, no pool, pool full).
-    pub fn put(&self, payload: &[u8]) -> Option<u64> {
+    /// Copies `payload` into a free slot if it can.
+    pub fn put(&self, payload: &[u8]) -> Put {
         if payload.len() < SHM_MIN || payload.len() > u32::MAX as usize {
-            return None;
+            return Put::Socket;
         }
         let mut c = lock(&self.conn);
-        let p = c.pool.as_mut().filter(|p| p.ready)?;
-        let off = p.alloc.alloc(payload.len() as u64)?;
-        p.map.write(off as usize, payload);
-        Some(off)
+        let Some(p) = c.pool.as_mut() else {
+            return Put::Socket;
+        };
+        if !p.ready {
+            return Put::Pending;
+        }
+        match p.alloc.alloc(payload.len() as u64) {
+            Some(off) => {
+                p.map.write(off as usize, payload);
+                Put::Slot(off)
+            }
+            None => Put::Full,
+        }
+    }
+
+    /// [`Shm::put`], waiting up to [`SLOT_WAIT`] for a slot of a full
+    /// pool (or for the pool's registration); `None`: send it through the
+    /// socket.
+    pub async fn put_waiting(&self, payload: &[u8]) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.put(payload) {
+                Put::Slot(off) => return Some(off),
+                Put::Socket => return None,
+                Put::Full | Put::Pending => {}
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return None;
+            }
+        }
     }
 
     /// Takes back a slot [`Shm::put`] gave that was not sent after all.
@@ -254,6 +306,8 @@ impl Shm {
                         p.alloc.free(off);
                     }
                 }
+                drop(c);
+                self.freed.notify_waiters();
                 Ok(Handled::Done)
             }
             _ => Err("the daemon sent a frame only clients send".into()),

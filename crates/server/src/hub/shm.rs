@@ -3,14 +3,68 @@
 //! pool's descriptor sent to it first, and telling publishers which slots
 //! are free again.
 
-use std::os::fd::RawFd;
-
 use netcluster_proto::frame::shm as wire;
 
 use super::*;
 use crate::shm::{pool_fd_frame, Freed, ShmMsg};
 
 impl Hub {
+    /// Sends `pool`'s descriptor to `target` now if it may take it (it
+    /// maps pools, does not have this one, and nothing is queued for it).
+    fn offer(&self, target: &Rc<Conn>, pool: &crate::shm::Pool) -> bool {
+        if !target.shm.on.get() || target.shm.knows(pool.id) || !target.idle_writer() {
+            return target.shm.knows(pool.id);
+        }
+        let f = pool_fd_frame(pool);
+        match target.stream.try_write_with_fd(&f, pool.raw_fd()) {
+            Ok(n) if n > 0 => {
+                if n < f.len() {
+                    target.with_tail(|b| b.extend_from_slice(&f[n..]));
+                    self.touch(target);
+                }
+                bump(&target.stats.bytes_out, n as u64);
+                target.shm.learnt(pool.id);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// A pool was registered: its descriptor goes at once to the clients
+    /// of its channel that map pools and have nothing queued (later, a
+    /// busy queue could keep it from them: the descriptor must precede
+    /// the first frame that names the pool).
+    pub(crate) fn offer_pool(&self, owner: &Conn) {
+        let Some(pool) = owner.shm.pool.borrow().clone() else {
+            return;
+        };
+        let clients = self.clients.borrow();
+        for c in clients.iter().flatten() {
+            if c.id != owner.id && c.channel_id == owner.channel_id {
+                self.offer(c, &pool);
+            }
+        }
+    }
+
+    /// A client that maps pools joined: it gets the pools of its channel
+    /// now, while its queue is empty.
+    pub(crate) fn offer_pools_to(&self, target: &Rc<Conn>) {
+        if !target.shm.on.get() {
+            return;
+        }
+        let pools: Vec<_> = self
+            .clients
+            .borrow()
+            .iter()
+            .flatten()
+            .filter(|c| c.id != target.id && c.channel_id == target.channel_id)
+            .filter_map(|c| c.shm.pool.borrow().clone())
+            .collect();
+        for p in pools {
+            self.offer(target, &p);
+        }
+    }
+
     /// Queues `m` for `target` as a ShmDeliver, taking a hold on its slot.
     /// False when that cannot be done now (the caller queues a copy):
     /// `target` was not yet sent the pool's descriptor and its queue is
@@ -19,30 +73,16 @@ impl Hub {
     /// took nothing, or the pool has too many slots in flight.
     pub(super) fn queue_shm(
         &self,
-        target: &Conn,
+        target: &Rc<Conn>,
         m: &ShmMsg,
         h: &DeliverHeader<'_>,
         event: &str,
     ) -> bool {
         let shm = &target.shm;
-        if !shm.knows(m.pool.id) {
-            if !target.idle_writer() {
-                return false;
-            }
-            let f = pool_fd_frame(&m.pool);
-            let fd: RawFd = m.pool.raw_fd();
-            match target.stream.try_write_with_fd(&f, fd) {
-                Ok(n) if n > 0 => {
-                    // The descriptor went with the first byte; the rest of
-                    // the frame (rarely any) keeps its place in the queue.
-                    if n < f.len() {
-                        target.with_tail(|b| b.extend_from_slice(&f[n..]));
-                    }
-                    bump(&target.stats.bytes_out, n as u64);
-                    shm.learnt(m.pool.id);
-                }
-                _ => return false,
-            }
+        // The descriptor goes with the frame's first byte; the rest of the
+        // frame (rarely any) keeps its place in the queue.
+        if !self.offer(target, &m.pool) {
+            return false;
         }
         if !shm.hold(m) {
             return false;

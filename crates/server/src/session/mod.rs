@@ -163,6 +163,8 @@ async fn handshake_and_run(
         });
         hub.touch(&conn);
         hub.flush_touched();
+        #[cfg(target_os = "linux")]
+        hub.offer_pools_to(&conn);
     }
     run(hub, conn, pending).await
 }

@@ -38,6 +38,7 @@ pub(super) fn handle(
             let max = hub.config().shmbytes;
             match conn.shm.register((conn.slot, conn.id), size, max) {
                 Ok(()) => {
+                    hub.offer_pool(conn);
                     conn.with_tail(|b| netcluster_proto::frame::encode_ack(b, ack));
                     replied(hub, conn)
                 }

@@ -190,27 +190,29 @@ impl Client {
             });
         }
         #[cfg(target_os = "linux")]
-        let slot = match &self.shared.shm {
-            Some(s) => s.put_waiting(payload).await,
-            None => None,
-        };
-        if let Some(off) = slot {
-            // In the pool: only the descriptor crosses the socket.
-            let len = payload.len() as u32;
-            let sent = self
-                .shared
-                .send(|b| frame::shm::encode_publish(b, off, len, event))
-                .await;
-            if let Err(e) = sent {
-                if let Some(s) = &self.shared.shm {
-                    s.unput(off);
+        {
+            let slot = match &self.shared.shm {
+                Some(s) => s.put_waiting(payload).await,
+                None => None,
+            };
+            if let Some(off) = slot {
+                // In the pool: only the descriptor crosses the socket.
+                let len = payload.len() as u32;
+                let sent = self
+                    .shared
+                    .send(|b| frame::shm::encode_publish(b, off, len, event))
+                    .await;
+                if let Err(e) = sent {
+                    if let Some(s) = &self.shared.shm {
+                        s.unput(off);
+                    }
+                    return Err(EmitError::Disconnected(e));
                 }
-                return Err(EmitError::Disconnected(e));
+                if self.wants_echo(event) {
+                    self.echo(event, payload).await;
+                }
+                return Ok(());
             }
-            if self.wants_echo(event) {
-                self.echo(event, payload).await;
-            }
-            return Ok(());
         }
         self.shared
             .send(|b| frame::encode_publish(b, event, payload))

@@ -16,6 +16,7 @@
 
 pub mod child;
 pub mod cli;
+pub mod large;
 pub mod mcast;
 pub mod nats;
 pub mod natsbridge;

@@ -31,19 +31,24 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
         .context("starting a tokio runtime")
 }
 
+/// Set (to a pool size in bytes) by the large-message rows: the roles
+/// then use shared memory (`ClientBuilder::shared_memory`).
+pub const SHM_ENV: &str = "NCBENCH_SHM";
+
 async fn connect(dir: &Path, name: &str) -> Result<Client> {
-    Client::builder(CHANNEL)
+    let mut b = Client::builder(CHANNEL)
         .socket_dir(dir)
         .echo(false)
-        .name(name)
-        .connect()
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to netcluster channel {CHANNEL} in {}",
-                dir.display()
-            )
-        })
+        .name(name);
+    if let Some(bytes) = std::env::var(SHM_ENV).ok().and_then(|v| v.parse().ok()) {
+        b = b.shared_memory(bytes);
+    }
+    b.connect().await.with_context(|| {
+        format!(
+            "connecting to netcluster channel {CHANNEL} in {}",
+            dir.display()
+        )
+    })
 }
 
 /// What the throughput handler shares with the waiting task.

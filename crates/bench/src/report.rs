@@ -32,6 +32,8 @@ fn target_of(id: &str) -> Option<(&'static str, f64, bool)> {
         "tp_1to1_16" | "tp_1to1_256" | "tp_1to4_256" => Some(("≥ 1.5×", 1.5, true)),
         "rtt1_p50" => Some(("≤ 0.7×", 0.7, false)),
         "natsbridge_64" | "natsbridge_64k" => Some(("≥ 0.8×", 0.8, true)),
+        "tp_1to1_64k" => Some(("≥ 3×", 3.0, true)),
+        "tp_1to4_64k" => Some(("≥ 5×", 5.0, true)),
         _ => None,
     }
 }
@@ -58,6 +60,16 @@ fn rows(r: &Results) -> Vec<Row> {
             _ => match m.id {
                 "rtt1_p99" => "≤ best peer's p50".into(),
                 "cpu_1to1_16" | "cpu_1to1_256" | "cpu_1to4_256" => "≤ 150 ns".into(),
+                "cpu_1to1_64k" | "cpu_1to4_64k" => match r.get(m.id, System::Nc) {
+                    Some(v) if v <= 2000.0 => "≤ 2 µs ✔".into(),
+                    Some(_) => "≤ 2 µs ✘".into(),
+                    None => "≤ 2 µs".into(),
+                },
+                "bw_1to1_1m" => match r.get(m.id, System::Nc) {
+                    Some(v) if v >= 5e9 => "≥ 5 GB/s ✔".into(),
+                    Some(_) => "≥ 5 GB/s ✘".into(),
+                    None => "≥ 5 GB/s".into(),
+                },
                 "rss_idle" => "≤ 8 MiB".into(),
                 "rss_clients" => "≤ 64 MiB".into(),
                 "mcast_64" => match r.get("mcast_64", System::Nc) {

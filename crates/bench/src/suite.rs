@@ -50,10 +50,11 @@ pub struct Options {
     pub ncserver: Option<PathBuf>,
 }
 
-struct Ctx {
-    exe: PathBuf,
-    plan: Plan,
-    timeout: Duration,
+/// What every role run needs (shared with [`crate::large`]).
+pub(crate) struct Ctx {
+    pub(crate) exe: PathBuf,
+    pub(crate) plan: Plan,
+    pub(crate) timeout: Duration,
 }
 
 impl Ctx {
@@ -73,7 +74,13 @@ macro_rules! say {
 
 /// One throughput run: `subs` subscribers, one publisher. Returns
 /// deliveries per second and broker CPU nanoseconds per delivery.
-fn throughput(c: &Ctx, b: &Broker, subs: u32, size: usize, count: u64) -> Result<(f64, f64)> {
+pub(crate) fn throughput(
+    c: &Ctx,
+    b: &Broker,
+    subs: u32,
+    size: usize,
+    count: u64,
+) -> Result<(f64, f64)> {
     let name = |role: &str| format!("{} {role} ({subs}×{size} B)", b.system.label());
     let mut subscribers = Vec::new();
     for i in 0..subs {
@@ -244,6 +251,11 @@ pub fn run(opts: Options) -> Result<Results> {
         socketpair: BTreeMap::new(),
     };
     let plan = opts.plan;
+    // Only the large-message rows (a quick look at them, issue 15).
+    if std::env::var_os(crate::large::ONLY_ENV).is_some() {
+        crate::large::rows(&c, &brokers, &mut r)?;
+        return Ok(r);
+    }
 
     // The raw client's row shares the library's daemon: memory is a
     // property of the broker, measured once, on the library's row.
@@ -320,6 +332,8 @@ pub fn run(opts: Options) -> Result<Results> {
             r.set(&format!("cpu_{id}"), sys, median(&v));
         }
     }
+
+    crate::large::rows(&c, &brokers, &mut r)?;
 
     for (prefix, key, cpu) in [
         ("rtt", "unpinned", None),

@@ -130,6 +130,9 @@ pub struct Welcome {
     pub node: u64,
     pub client: u64,
     pub max_message: usize,
+    /// The daemon accepted shared memory on this connection.
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub shm: bool,
 }
 
 /// Options for a connection.
@@ -139,6 +142,8 @@ pub struct Options {
     pub max_pending: usize,
     pub reconnect: bool,
     pub offline_bytes: usize,
+    /// Shared memory: `Some(pool bytes)` when asked for (see `crate::shm`).
+    pub shm_pool: Option<usize>,
 }
 
 /// State shared by the client handles and the connection's tasks.
@@ -168,6 +173,9 @@ pub struct Shared {
     /// Cleared by that write; set again whenever the reader or the writer
     /// task runs, which tells that the emitting task gave way since.
     direct: AtomicBool,
+    /// Shared-memory payloads, when asked for.
+    #[cfg(target_os = "linux")]
+    pub shm: Option<Arc<crate::shm::Shm>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -189,6 +197,7 @@ impl Shared {
             node: self.welcome_node.load(Ordering::Acquire),
             client: self.welcome_client.load(Ordering::Acquire),
             max_message: self.welcome_max.load(Ordering::Acquire) as usize,
+            shm: false,
         }
     }
 
@@ -320,7 +329,12 @@ impl Shared {
         let was_empty = out.buf.is_empty();
         let start = out.buf.len();
         (encode.take().expect("called once"))(&mut out.buf);
-        if out.buf.len() > start && out.buf[start] == frame::kind::PUBLISH {
+        if out.buf.len() > start
+            && matches!(
+                out.buf[start],
+                frame::kind::PUBLISH | frame::shm::kind::SHM_PUBLISH
+            )
+        {
             out.appended += 1;
         }
         let mark = Mark {
@@ -374,7 +388,10 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         return Err(ConnectError::NoRuntime);
     }
     let path = netcluster_local::channel_path(dir, channel);
-    let (stream, welcome) = dial(&path, channel, &opts.name).await?;
+    #[cfg(target_os = "linux")]
+    let shared_opts_shm = opts.shm_pool;
+    let shm = cfg!(target_os = "linux") && opts.shm_pool.is_some();
+    let (stream, welcome) = dial(&path, channel, &opts.name, shm).await?;
     let shared = Arc::new(Shared {
         channel: channel.into(),
         path,
@@ -405,7 +422,19 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         next_listener: AtomicU64::new(0),
         seq: AtomicU64::new(0),
         direct: AtomicBool::new(true),
+        #[cfg(target_os = "linux")]
+        shm: shared_memory(&shared_opts_shm),
     });
+    #[cfg(target_os = "linux")]
+    if let Some(shm) = &shared.shm {
+        let weak = Arc::downgrade(&shared);
+        shm.set_wake(Arc::new(move || {
+            if let Some(s) = weak.upgrade() {
+                s.send_releases();
+            }
+        }));
+        shm_connected(&shared, &stream, welcome.shm);
+    }
     tokio::spawn(supervise(shared.clone(), stream));
     Ok(shared)
 }
@@ -476,9 +505,12 @@ async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
             shared.close("disconnected by the application while reconnecting");
             return None;
         }
-        match dial(&shared.path, &shared.channel, &shared.opts.name).await {
+        let shm = cfg!(target_os = "linux") && shared.opts.shm_pool.is_some();
+        match dial(&shared.path, &shared.channel, &shared.opts.name, shm).await {
             Ok((stream, welcome)) => {
                 shared.set_welcome(welcome);
+                #[cfg(target_os = "linux")]
+                shm_connected(shared, &stream, welcome.shm);
                 let events = shared.listeners.snapshot().events();
                 {
                     let mut out = shared.out();
@@ -535,6 +567,10 @@ impl Shared {
     }
 }
 
+#[cfg(target_os = "linux")]
+mod shm;
+#[cfg(target_os = "linux")]
+use shm::{shared_memory, shm_connected};
 mod dial;
 mod reader;
 mod writer;

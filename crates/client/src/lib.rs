@@ -23,6 +23,8 @@ mod client;
 mod connection;
 pub mod error;
 mod message;
+#[cfg(target_os = "linux")]
+mod shm;
 mod table;
 
 pub use client::{

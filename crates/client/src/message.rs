@@ -39,6 +39,9 @@ pub struct Message {
     channel: Option<Range<usize>>,
     origin: Origin,
     seq: u64,
+    /// The payload, when it is a view into a shared-memory pool (the
+    /// frame then holds only the origin and event).
+    shm: Option<Bytes>,
 }
 
 impl Message {
@@ -57,8 +60,24 @@ impl Message {
             channel: None,
             origin: Origin { node: 0, client: 0 },
             seq: 0,
+            shm: None,
         };
         m.retarget(d, local_node);
+        m
+    }
+
+    /// A message whose payload is `payload` (a view into a shared-memory
+    /// pool) rather than bytes of `frame`.
+    #[cfg(target_os = "linux")]
+    pub(crate) fn from_shm(
+        frame: &Bytes,
+        d: &Deliver<'_>,
+        payload: Bytes,
+        own_channel: &Arc<str>,
+        local_node: u64,
+    ) -> Self {
+        let mut m = Self::from_deliver(frame, d, own_channel, local_node);
+        m.shm = Some(payload);
         m
     }
 
@@ -120,12 +139,18 @@ impl Message {
 
     /// The payload bytes (shares the receive buffer, no copy).
     pub fn bytes(&self) -> Bytes {
-        self.frame.slice(self.payload.clone())
+        match &self.shm {
+            Some(b) => b.clone(),
+            None => self.frame.slice(self.payload.clone()),
+        }
     }
 
     /// The payload as a slice.
     pub fn payload(&self) -> &[u8] {
-        &self.frame[self.payload.clone()]
+        match &self.shm {
+            Some(b) => b,
+            None => &self.frame[self.payload.clone()],
+        }
     }
 
     /// Parses the payload as JSON into `T`.

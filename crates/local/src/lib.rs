@@ -12,6 +12,8 @@ pub mod endpoint;
 pub mod listener;
 #[cfg(windows)]
 pub mod pipe;
+#[cfg(target_os = "linux")]
+pub mod shm;
 pub mod stream;
 
 pub use listener::{channel_path, group_id, BindError, LocalListener, PeerInfo};

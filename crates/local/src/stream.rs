@@ -121,6 +121,58 @@ mod unix {
             }
         }
 
+        /// [`LocalStream::try_read_buf`] that also keeps the descriptors
+        /// passed with the bytes (`SCM_RIGHTS`), appended to `fds`: the
+        /// read of a connection that uses shared-memory pools.
+        #[cfg(target_os = "linux")]
+        pub fn try_read_buf_fds(
+            &self,
+            buf: &mut BytesMut,
+            fds: &mut Vec<std::os::fd::OwnedFd>,
+        ) -> io::Result<usize> {
+            let spare = buf.capacity() - buf.len();
+            if spare == 0 {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "no room to read into",
+                ));
+            }
+            // Unlike `try_read_buf`, a short read does not mean the socket
+            // is drained: the kernel ends a read at each message that
+            // carries descriptors, with more bytes behind it. Readiness is
+            // cleared only by a real `EAGAIN`.
+            self.io.try_io(Interest::READABLE, |s| {
+                crate::shm::recv_with_fds(s.as_raw_fd(), buf, fds)
+            })
+        }
+
+        /// [`LocalStream::read_buf`] that keeps passed descriptors (see
+        /// [`LocalStream::try_read_buf_fds`]).
+        #[cfg(target_os = "linux")]
+        pub async fn read_buf_fds(
+            &self,
+            buf: &mut BytesMut,
+            fds: &mut Vec<std::os::fd::OwnedFd>,
+        ) -> io::Result<usize> {
+            if buf.capacity() == buf.len() {
+                buf.reserve(64 * 1024);
+            }
+            loop {
+                self.readable().await?;
+                match self.try_read_buf_fds(buf, fds) {
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+                    r => return r,
+                }
+            }
+        }
+
+        /// Writes what the socket takes now of `b`, with `fd` attached to
+        /// its first byte (`SCM_RIGHTS`); `WouldBlock` when nothing went.
+        #[cfg(target_os = "linux")]
+        pub fn try_write_with_fd(&self, b: &[u8], fd: std::os::fd::RawFd) -> io::Result<usize> {
+            crate::shm::send_with_fd(self.io.get_ref().as_raw_fd(), b, fd)
+        }
+
         /// Writes what the socket takes now, without waiting.
         pub fn try_write(&self, b: &[u8]) -> io::Result<usize> {
             self.io.get_ref().write(b)

@@ -550,6 +550,7 @@ fn frame_name(t: u8) -> Result<&'static str, FrameError> {
 
 mod deliver;
 mod encode;
+pub mod shm;
 pub use deliver::{decode_deliver_raw, RawDeliver};
 pub use encode::*;
 

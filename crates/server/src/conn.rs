@@ -109,6 +109,9 @@ pub struct Conn {
     gap: Cell<u64>,
     /// Bytes of the event names the client is subscribed to.
     pub subscribed_bytes: Cell<usize>,
+    /// Shared-memory pools, slots and descriptors (see `crate::shm`).
+    #[cfg(target_os = "linux")]
+    pub shm: crate::shm::ConnShm,
     /// Why the connection was closed, once it is.
     closed: RefCell<Option<String>>,
     /// How long the close may wait for the last frames to leave.
@@ -156,6 +159,8 @@ impl Conn {
             held: Cell::new(false),
             gap: Cell::new(0),
             subscribed_bytes: Cell::new(0),
+            #[cfg(target_os = "linux")]
+            shm: Default::default(),
             closed: RefCell::new(None),
             close_flush: Cell::new(CLOSE_FLUSH),
             wake: Notify::new(),
@@ -352,6 +357,14 @@ impl Conn {
         });
         let _ = tokio::time::timeout(self.close_flush.get(), last).await;
         None
+    }
+
+    /// True when nothing is queued or being written and output is not
+    /// held: a frame written straight to the socket now (one carrying a
+    /// descriptor) keeps its place in the stream.
+    #[cfg(target_os = "linux")]
+    pub fn idle_writer(&self) -> bool {
+        !self.writer_busy.get() && !self.held.get() && self.out.borrow().is_empty()
     }
 
     /// Wakes the reader and writer tasks so they notice the close.

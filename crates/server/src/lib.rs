@@ -25,6 +25,8 @@ mod outq;
 mod partial;
 mod server;
 mod session;
+#[cfg(target_os = "linux")]
+mod shm;
 mod stats;
 mod tap;
 mod timefmt;

@@ -306,6 +306,58 @@ pub const METRICS: &[Metric] = &[
         Unit::Messages,
         Better::Lower,
     ),
+    // Large messages (issue 15, docs/SHM.md): netcluster's library column
+    // publishes and reads through shared memory, the raw client's through
+    // the socket.
+    m(
+        "tp_1to1_64k",
+        "1→1 throughput, 64 KiB (netcluster: shared memory)",
+        ["1→1", "64 KiB"],
+        Unit::DeliveriesPerSec,
+        Better::Higher,
+    ),
+    m(
+        "tp_1to4_64k",
+        "1→4 fan-out, 64 KiB (netcluster: shared memory)",
+        ["1→4", "64 KiB"],
+        Unit::DeliveriesPerSec,
+        Better::Higher,
+    ),
+    m(
+        "bw_1to1_1m",
+        "1→1 payload bandwidth, 1 MiB (netcluster: shared memory)",
+        ["1→1", "1 MiB"],
+        Unit::MBPerSec,
+        Better::Higher,
+    ),
+    m(
+        "memcpy_1m",
+        "memcpy bandwidth, 1 MiB blocks (yardstick, this machine)",
+        ["memcpy", "1 MiB"],
+        Unit::MBPerSec,
+        Better::Higher,
+    ),
+    m(
+        "cpu_1to1_64k",
+        "broker CPU per delivery, 1→1 64 KiB",
+        ["CPU 1→1", "64 KiB"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
+    m(
+        "cpu_1to4_64k",
+        "broker CPU per delivery, 1→4 64 KiB",
+        ["CPU 1→4", "64 KiB"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
+    m(
+        "cpu_1to1_1m",
+        "broker CPU per delivery, 1→1 1 MiB",
+        ["CPU 1→1", "1 MiB"],
+        Unit::NanosPerDelivery,
+        Better::Lower,
+    ),
 ];
 
 /// Looks up a row by id.
@@ -364,6 +416,10 @@ pub struct Plan {
     /// Messages per 64 KiB NATS bridge run (and its native yardstick).
     #[serde(default)]
     pub natsbridge_large: u64,
+    /// Messages per 64 KiB run of the large-message rows (1 MiB runs
+    /// send a sixteenth of it: the same bytes).
+    #[serde(default)]
+    pub count_large: u64,
 }
 
 impl Plan {
@@ -385,6 +441,7 @@ impl Plan {
             mcast_large: 10_000,
             natsbridge_small: 1_000_000,
             natsbridge_large: 10_000,
+            count_large: 40_000,
         }
     }
 
@@ -405,6 +462,7 @@ impl Plan {
             mcast_large: 200,
             natsbridge_small: 20_000,
             natsbridge_large: 200,
+            count_large: 320,
         }
     }
 }

@@ -33,6 +33,7 @@ pub struct ClientBuilder {
     pub(super) request_timeout: Duration,
     pub(super) reconnect: bool,
     pub(super) offline_bytes: usize,
+    pub(super) shm_pool: Option<usize>,
 }
 
 impl ClientBuilder {
@@ -57,6 +58,21 @@ impl ClientBuilder {
     /// `$XDG_RUNTIME_DIR`, `/tmp`).
     pub fn socket_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.socket_dir = Some(dir.into());
+        self
+    }
+
+    /// Large payloads (`emit_bytes` of at least 16 KiB) over shared
+    /// memory instead of the socket, with a pool of `pool_bytes` per
+    /// connection (at most the daemon's `shmbytes`), and messages from
+    /// other such clients read in place, without a copy (Linux; elsewhere,
+    /// or when the daemon refuses, everything goes through the socket).
+    /// A handler's payload then stays valid while the message (or a
+    /// `bytes()` clone) is kept; dropping it gives the slot back. When the
+    /// pool is full, an emit waits up to 200 ms for a slot, then sends the
+    /// payload through the socket. `0` only receives this way. See
+    /// docs/SHM.md.
+    pub fn shared_memory(mut self, pool_bytes: usize) -> Self {
+        self.shm_pool = Some(pool_bytes);
         self
     }
 
@@ -103,6 +119,7 @@ impl ClientBuilder {
             name,
             echo: self.echo,
             max_pending: self.max_pending,
+            shm_pool: self.shm_pool,
         };
         let shared = connection::open(&dir, &self.channel, opts).await?;
         Ok(Client {

@@ -82,6 +82,7 @@ impl Client {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             reconnect: true,
             offline_bytes: DEFAULT_MAX_PENDING,
+            shm_pool: None,
         }
     }
 
@@ -195,6 +196,31 @@ impl Client {
                 max,
             });
         }
+        #[cfg(target_os = "linux")]
+        {
+            let slot = match &self.shared.shm {
+                Some(s) => s.put_waiting(payload).await,
+                None => None,
+            };
+            if let Some(off) = slot {
+                // In the pool: only the descriptor crosses the socket.
+                let len = payload.len() as u32;
+                let sent = self
+                    .shared
+                    .send(|b| frame::shm::encode_publish(b, off, len, event))
+                    .await;
+                if let Err(e) = sent {
+                    if let Some(s) = &self.shared.shm {
+                        s.unput(off);
+                    }
+                    return Err(EmitError::Disconnected(e));
+                }
+                if self.wants_echo(event) {
+                    self.echo(event, payload).await;
+                }
+                return Ok(());
+            }
+        }
         // The fast path without the waiting future (see `put_waiting`).
         let mut encode = Some(|b: &mut BytesMut| frame::encode_publish(b, event, payload));
         let s = &self.shared;
@@ -210,6 +236,17 @@ impl Client {
             self.echo(event, payload).await;
         }
         Ok(())
+    }
+
+    /// Slots of this client's shared-memory pool that recipients have
+    /// not released yet (0 without shared memory). See
+    /// [`ClientBuilder::shared_memory`].
+    pub fn shared_memory_in_flight(&self) -> usize {
+        #[cfg(target_os = "linux")]
+        if let Some(s) = &self.shared.shm {
+            return s.in_flight();
+        }
+        0
     }
 
     // Inline: called on every emit, and with echo off (the common case in

@@ -23,12 +23,13 @@ pub(super) async fn dial(
     path: &Path,
     channel: &str,
     name: &str,
+    shm: bool,
 ) -> Result<(Stream, Welcome), ConnectError> {
     let mut attempts = 0;
     let (stream, result) = loop {
         let stream = connect(path, channel).await?;
         let result =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel)).await;
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake(&stream, name, channel, shm)).await;
         attempts += 1;
         match result {
             // A very busy machine delayed our hello past the daemon's wait
@@ -91,10 +92,18 @@ enum HandshakeError {
     Other(String),
 }
 
-async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome, HandshakeError> {
+async fn handshake(
+    stream: &Stream,
+    name: &str,
+    channel: &str,
+    shm: bool,
+) -> Result<Welcome, HandshakeError> {
     let other = |e: io::Error| HandshakeError::Other(e.to_string());
     let mut b = BytesMut::new();
     frame::encode_hello(&mut b, std::process::id(), name);
+    if shm {
+        frame::shm::set_flags(&mut b, 0, frame::shm::HELLO_SHM);
+    }
     stream.write_all(&b).await.map_err(other)?;
     let mut buf = BytesMut::with_capacity(512);
     loop {
@@ -114,10 +123,12 @@ async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome
                         "server says this is channel {ch:?}, expected {channel:?}"
                     )));
                 }
+                let flags = frame::shm::welcome_flags(&buf);
                 return Ok(Welcome {
                     node,
                     client,
                     max_message: max_message as usize,
+                    shm: shm && flags & frame::shm::WELCOME_SHM != 0,
                 });
             }
             Ok(Some((Frame::Error { message, .. }, _))) => {
@@ -132,7 +143,24 @@ async fn handshake(stream: &Stream, name: &str, channel: &str) -> Result<Welcome
             Err(frame::FrameError::UnknownType(b'{')) => return Err(HandshakeError::Late),
             Err(e) => return Err(HandshakeError::Other(format!("bad frame from server: {e}"))),
         }
-        if stream.read_buf(&mut buf).await.map_err(other)? == 0 {
+        // Never read past the Welcome: the daemon may follow it at once
+        // with a shared-memory pool frame whose descriptor only a
+        // `recvmsg` that asks for it receives (a plain read would discard
+        // it), and the reader task owns everything after the Welcome.
+        let need = match buf.get(1..frame::HEADER_LEN) {
+            Some(h) => {
+                frame::HEADER_LEN + u32::from_le_bytes([h[0], h[1], h[2], h[3]]) as usize
+                    - buf.len()
+            }
+            None => frame::HEADER_LEN - buf.len(),
+        };
+        // A buffer whose spare room is exactly `need` (`zeroed` allocates
+        // exactly; `read_buf` reads at most the spare room).
+        let mut part = BytesMut::zeroed(need);
+        part.clear();
+        let n = stream.read_buf(&mut part).await.map_err(other)?;
+        buf.extend_from_slice(&part[..n.min(need)]);
+        if n == 0 {
             return Err(HandshakeError::Other(
                 "the server closed the connection".into(),
             ));

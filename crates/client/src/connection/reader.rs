@@ -53,11 +53,15 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
     };
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
     let mut removals: Vec<u64> = Vec::new();
+    #[cfg(target_os = "linux")]
+    let shm: ShmRef = shared.shm.clone().filter(|s| s.on());
+    #[cfg(not(target_os = "linux"))]
+    let shm: ShmRef = None;
     loop {
         if buf.capacity() - buf.len() < 4096 {
             buf.reserve(READ_CHUNK);
         }
-        match rd.read_buf(&mut buf).await {
+        match read_more(rd, &mut buf, &shm).await {
             Ok(0) => return ended("the daemon closed the connection".into()),
             Ok(_) => shared.allow_direct(),
             Err(e) => return ended(format!("read failed: {e}")),
@@ -155,6 +159,33 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
                 dispatch(named.iter().chain(all), msg, &mut removals).await;
                 continue;
             }
+            #[cfg(target_os = "linux")]
+            if let Some(s) = shm.as_ref().filter(|_| frame::shm::is_shm_kind(chunk[off])) {
+                let (f, n) = match frame::shm::decode_shm(&chunk[off..], max_body) {
+                    Ok(Some(x)) => x,
+                    Ok(None) => unreachable!("complete frames were measured"),
+                    Err(e) => return ended(format!("bad frame from the daemon: {e}")),
+                };
+                off += n;
+                let (head, payload) = match s.handle(f) {
+                    Ok(crate::shm::Handled::Done) => continue,
+                    Ok(crate::shm::Handled::Deliver(head, payload)) => (head, payload),
+                    Err(e) => {
+                        return ended(format!("bad shared-memory frame from the daemon: {e}"))
+                    }
+                };
+                let d = match head.with_event(None) {
+                    Ok(d) => d,
+                    Err(e) => return ended(format!("bad frame from the daemon: {e}")),
+                };
+                let (named, all) = table.matching(d.event);
+                if named.is_empty() && all.is_empty() {
+                    continue;
+                }
+                let m = Message::from_shm(&chunk, &d, payload, &shared.channel, welcome.node);
+                dispatch(named.iter().chain(all), &m, &mut removals).await;
+                continue;
+            }
             let (f, n) = match frame::decode(&chunk[off..], max_body) {
                 Ok(Some(x)) => x,
                 Ok(None) => unreachable!("complete frames were measured"),
@@ -227,6 +258,28 @@ async fn read_loop(shared: &Arc<Shared>, rd: &Stream) -> Ended {
             shared.remove_listener(id);
         }
     }
+}
+
+#[cfg(target_os = "linux")]
+type ShmRef = Option<Arc<crate::shm::Shm>>;
+#[cfg(not(target_os = "linux"))]
+type ShmRef = Option<()>;
+
+/// Reads more; a connection using shared memory keeps the descriptors
+/// that come with the bytes.
+async fn read_more(rd: &Stream, buf: &mut BytesMut, shm: &ShmRef) -> std::io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if let Some(s) = shm {
+        if buf.capacity() - buf.len() < 4096 {
+            buf.reserve(READ_CHUNK);
+        }
+        let mut fds = Vec::new();
+        let r = rd.read_buf_fds(buf, &mut fds).await;
+        s.add_fds(&mut fds);
+        return r;
+    }
+    let _ = shm;
+    rd.read_buf(buf).await
 }
 
 /// Hands a message to every listener of its event.

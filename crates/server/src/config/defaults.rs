@@ -53,6 +53,11 @@ pub const MAX_MAXMESSAGE: u64 = 1024 * 1024 * 1024;
 /// Default bytes queued for one slow client before it is dealt with
 /// (`queuebytes`).
 pub const DEFAULT_QUEUEBYTES: usize = 8 * 1024 * 1024;
+/// Default largest shared-memory pool one client may register
+/// (`shmbytes`; 0 turns shared-memory payloads off).
+pub const DEFAULT_SHMBYTES: usize = 64 * 1024 * 1024;
+/// Largest accepted `shmbytes`.
+pub const MAX_SHMBYTES: u64 = 4 * 1024 * 1024 * 1024;
 /// Smallest accepted `queuebytes`.
 pub const MIN_QUEUEBYTES: u64 = 64 * 1024;
 /// Largest accepted `queuebytes`.

@@ -111,6 +111,9 @@ pub struct Config {
     pub maxmessage: usize,
     /// `queuebytes`: bytes queued for one client before it counts as slow.
     pub queuebytes: usize,
+    /// `shmbytes`: the largest shared-memory pool one client may register
+    /// (Linux; 0 = shared-memory payloads off, everything uses the socket).
+    pub shmbytes: usize,
     /// `partialbytes`, when set: the most bytes all clients' unfinished
     /// frames may hold together; [`Config::partial_budget`] is the value
     /// in force.
@@ -319,6 +322,7 @@ impl Config {
             socketgroup: None,
             maxmessage: DEFAULT_MAXMESSAGE,
             queuebytes: DEFAULT_QUEUEBYTES,
+            shmbytes: DEFAULT_SHMBYTES,
             partialbytes: None,
             frametimeoutms: DEFAULT_FRAMETIMEOUTMS,
             adminuids: Vec::new(),
@@ -475,6 +479,7 @@ impl Config {
         };
         m.insert("maxmessage".into(), self.maxmessage.into());
         m.insert("queuebytes".into(), self.queuebytes.into());
+        m.insert("shmbytes".into(), self.shmbytes.into());
         m.insert("partialbytes".into(), self.partial_budget().into());
         m.insert("frametimeoutms".into(), self.frametimeoutms.into());
         m.insert("adminuids".into(), self.adminuids.clone().into());

@@ -16,7 +16,7 @@ use super::values::{self, edit_distance};
 use super::{ChannelConfig, Config, CONTROL_CHANNEL};
 use super::{MAX_BLOCKMS, MAX_MAXMESSAGE, MAX_QUEUEBYTES, MIN_MAXMESSAGE, MIN_QUEUEBYTES};
 use super::{MAX_FRAMETIMEOUTMS, MAX_PARTIALBYTES, MIN_FRAMETIMEOUTMS, MIN_PARTIALBYTES};
-use super::{MAX_REASSEMBLYBYTES, MAX_RETRANSMITBYTES, MAX_RETRANSMITRATE};
+use super::{MAX_REASSEMBLYBYTES, MAX_RETRANSMITBYTES, MAX_RETRANSMITRATE, MAX_SHMBYTES};
 use std::path::Path;
 
 /// A located problem, turned into a `Diagnostic` once the file name is added.
@@ -190,6 +190,10 @@ pub(super) const TOP_LEVEL_KEYS: &[Key<Config>] = &[
             values::size(v, k, "queuebytes", MIN_QUEUEBYTES, MAX_QUEUEBYTES)
                 .map(|x| c.queuebytes = x)
         },
+    },
+    Key {
+        name: "shmbytes",
+        apply: |c, v, k| values::size(v, k, "shmbytes", 0, MAX_SHMBYTES).map(|x| c.shmbytes = x),
     },
     Key {
         name: "partialbytes",

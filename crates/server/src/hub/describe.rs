@@ -10,7 +10,8 @@ use crate::timefmt::rfc3339;
 impl Hub {
     /// A client as `showchannel` and `showclient` describe it.
     pub fn client_json(&self, c: &Conn) -> Value {
-        json!({
+        #[cfg_attr(not(target_os = "linux"), allow(unused_mut))]
+        let mut v = json!({
             "id": c.id,
             "origin": origin_string(self.node_id, c.id),
             "name": c.name,
@@ -28,6 +29,18 @@ impl Hub {
             "dropped": c.stats.dropped.get(),
             "blocked": c.stats.blocked.get(),
             "subscriptions": self.router.borrow().subscriptions(c.slot),
-        })
+        });
+        // Shared memory: its own pool (bounded by `shmbytes`) and what it
+        // holds of others'.
+        #[cfg(target_os = "linux")]
+        {
+            v["shm"] = json!({
+                "enabled": c.shm.on.get(),
+                "pool_bytes": c.shm.pool_bytes(),
+                "slots_in_flight": c.shm.pool_slots_in_flight(),
+                "holding": c.shm.holding(),
+            });
+        }
+        v
     }
 }

@@ -26,6 +26,12 @@ impl Hub {
         self.links.borrow().clone()
     }
 
+    /// True when the daemon has network or NATS links (a message may need
+    /// its payload for them).
+    pub fn has_links(&self) -> bool {
+        !self.links.borrow().is_empty()
+    }
+
     /// Copies a local message to every link that carries `channel`. The
     /// hub flushes the links after the batch. An error names what did not
     /// leave, and where.

@@ -25,6 +25,8 @@ use crate::outq::SHARE_PAYLOAD_MIN;
 mod describe;
 mod links;
 mod route;
+#[cfg(target_os = "linux")]
+mod shm;
 
 /// How a running daemon applies a new config: binding added channels,
 /// switching rules, closing removed ones (the server's part, above the hub).
@@ -37,6 +39,10 @@ pub enum Payload<'a> {
     Borrowed(&'a [u8]),
     /// Large payload already in its own buffer; shared by all queues.
     Shared(Bytes),
+    /// A slot of a publisher's shared-memory pool: recipients that map the
+    /// pool get a descriptor, the others a copy made once on demand.
+    #[cfg(target_os = "linux")]
+    Pool(&'a crate::shm::ShmMsg),
 }
 
 impl Payload<'_> {
@@ -45,6 +51,17 @@ impl Payload<'_> {
         match self {
             Payload::Borrowed(b) => b,
             Payload::Shared(b) => b,
+            #[cfg(target_os = "linux")]
+            Payload::Pool(m) => m.bytes(),
+        }
+    }
+
+    /// The payload's length (without copying a shared-memory slot).
+    pub fn len(&self) -> usize {
+        match self {
+            #[cfg(target_os = "linux")]
+            Payload::Pool(m) => m.len as usize,
+            p => p.as_slice().len(),
         }
     }
 }
@@ -363,6 +380,9 @@ impl Hub {
                 self.free_slots.borrow_mut().push(conn.slot);
             }
         }
+        // What it held of others' pools is theirs again.
+        #[cfg(target_os = "linux")]
+        self.send_frees(conn.shm.release_all());
         let code = error.map(|(c, _)| c);
         self.remember_departed(conn, code, reason);
         if let Some((code, msg)) = error {

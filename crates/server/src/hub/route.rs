@@ -74,6 +74,25 @@ impl Hub {
         if sc.recipients.is_empty() {
             return Flow::Continue;
         }
+        // A shared-memory slot is copied (once) only if some recipient
+        // cannot map its pool.
+        #[cfg(target_os = "linux")]
+        let (payload, pool) = match payload {
+            Payload::Pool(m) => {
+                let all_map = sc.recipients.iter().all(|r| {
+                    clients[r.slot as usize]
+                        .as_ref()
+                        .map_or(true, |t| t.dialect == Dialect::Native && t.shm.on.get())
+                });
+                let p = if all_map {
+                    Payload::Borrowed(&[])
+                } else {
+                    Payload::Shared(m.bytes().clone())
+                };
+                (p, Some(m))
+            }
+            p => (p, None),
+        };
         let data = payload.as_slice();
         let shared = match &payload {
             Payload::Shared(b) => Some(b.clone()),
@@ -81,6 +100,9 @@ impl Hub {
                 Some(Bytes::copy_from_slice(b))
             }
             Payload::Borrowed(_) => None,
+            // Replaced above by a copy or nothing.
+            #[cfg(target_os = "linux")]
+            Payload::Pool(m) => Some(m.bytes().clone()),
         };
         sc.own.clear();
         sc.other.clear();
@@ -108,6 +130,19 @@ impl Hub {
             // the next message queued for it, where the hole is.
             target.queue_gap(limit);
             match target.dialect {
+                #[cfg(target_os = "linux")]
+                Dialect::Native if pool.is_some() && target.shm.on.get() => {
+                    let m = pool.expect("checked");
+                    let h = DeliverHeader {
+                        node: origin.node,
+                        client: origin.client,
+                        seq: origin.seq,
+                        channel: (!r.own_channel).then_some(&*info.name),
+                    };
+                    if !self.queue_shm(target, m, &h, event) {
+                        self.queue_shm_copy(target, m, &h, event);
+                    }
+                }
                 Dialect::Native if single && shared.is_none() => {
                     // One recipient: encode straight into its queue, one
                     // copy of the payload instead of two.

@@ -24,6 +24,9 @@ pub(super) struct Hello {
     pub(super) dialect: Dialect,
     pub(super) name: String,
     pub(super) pid: u32,
+    /// The Hello's flags (`frame::shm::HELLO_SHM`).
+    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    pub(super) flags: u16,
 }
 
 /// Why a handshake failed.
@@ -47,6 +50,7 @@ pub(super) async fn handshake(
                 dialect: Dialect::Legacy,
                 name: "legacy".into(),
                 pid: 0,
+                flags: 0,
             });
         }
         match frame::decode(pending, 4096) {
@@ -64,6 +68,7 @@ pub(super) async fn handshake(
                     dialect: Dialect::Native,
                     name: name.to_string(),
                     pid,
+                    flags: frame::shm::hello_flags(pending),
                 };
                 pending.advance(n);
                 return Ok(hello);
@@ -92,6 +97,7 @@ pub(super) async fn handshake(
                         dialect: Dialect::Legacy,
                         name: "legacy".into(),
                         pid: 0,
+                        flags: 0,
                     })
                 }
                 Ok(r) => r.map_err(io)?,

@@ -31,6 +31,8 @@ use crate::partial::{self, frame_end, holds_partial, restart_clock, too_slow, wa
 use netcluster_local::{LocalStream, PeerInfo};
 
 mod handshake;
+#[cfg(target_os = "linux")]
+mod shm;
 
 use handshake::{handshake, Refusal, HANDSHAKE_TIMEOUT};
 
@@ -136,6 +138,12 @@ async fn handshake_and_run(
         stream,
     }));
     hub.register(conn.clone());
+    #[cfg(target_os = "linux")]
+    conn.shm.on.set(
+        hello.flags & frame::shm::HELLO_SHM != 0
+            && conn.dialect == Dialect::Native
+            && hub.config().shmbytes > 0,
+    );
     if conn.dialect == Dialect::Legacy {
         // The seed's clients filter locally: they get every event.
         hub.router
@@ -145,10 +153,18 @@ async fn handshake_and_run(
     tracing::info!(client = id, name = %conn.name, channel = %channel, pid = ?conn.peer.pid, dialect = ?conn.dialect, "client connected");
     if conn.dialect == Dialect::Native {
         conn.with_tail(|b| {
-            frame::encode_welcome(b, hub.node_id, id, hub.max_message() as u32, &channel)
+            let start = b.len();
+            frame::encode_welcome(b, hub.node_id, id, hub.max_message() as u32, &channel);
+            #[cfg(target_os = "linux")]
+            if conn.shm.on.get() {
+                frame::shm::set_flags(b, start, frame::shm::WELCOME_SHM);
+            }
+            let _ = start;
         });
         hub.touch(&conn);
         hub.flush_touched();
+        #[cfg(target_os = "linux")]
+        hub.offer_pools_to(&conn);
     }
     run(hub, conn, pending).await
 }
@@ -274,7 +290,7 @@ async fn read_loop(
             } else {
                 &mut pending
             };
-            match conn.stream.try_read_buf(buf) {
+            match read_some(conn, buf) {
                 Ok(0) if holds_partial(buf, conn.dialect) => {
                     if use_shared {
                         shared.clear();
@@ -309,6 +325,22 @@ async fn read_loop(
             Step::Close(code, msg) => return Err((code, msg)),
         }
     }
+}
+
+/// Reads what the socket has; a connection using shared memory reads with
+/// `recvmsg`, keeping the descriptors that came with the bytes (a bounded
+/// number: more is a protocol error, reported as a read error here).
+fn read_some(conn: &Conn, buf: &mut BytesMut) -> io::Result<usize> {
+    #[cfg(target_os = "linux")]
+    if conn.shm.on.get() {
+        let mut fds = conn.shm.fds.borrow_mut();
+        let n = conn.stream.try_read_buf_fds(buf, &mut fds)?;
+        if fds.len() > crate::shm::MAX_PENDING_FDS {
+            return Err(io::Error::other("too many unclaimed file descriptors"));
+        }
+        return Ok(n);
+    }
+    conn.stream.try_read_buf(buf)
 }
 
 /// Waits until `target`'s queue is back under the limit. Returns false if
@@ -380,6 +412,20 @@ fn process_native(hub: &Rc<Hub>, conn: &Rc<Conn>, buf: &mut BytesMut) -> Step {
                     return Step::Block(t);
                 }
                 continue;
+            }
+        }
+        #[cfg(target_os = "linux")]
+        if buf.first().is_some_and(|&t| frame::shm::is_shm_kind(t)) {
+            match shm::handle(hub, conn, buf, max_body) {
+                Ok(None) => return Step::Continue,
+                Ok(Some((flow, n))) => {
+                    buf.advance(n);
+                    if let Flow::Block(t) = flow {
+                        return Step::Block(t);
+                    }
+                    continue;
+                }
+                Err(msg) => return Step::Close(ErrorCode::BadFrame, msg),
             }
         }
         let (flow, n) = match frame::decode(buf, max_body) {
@@ -508,7 +554,7 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
         conn.queue_error(ErrorCode::BadName, 0, false, &e.to_string());
         return replied(hub, conn);
     }
-    let len = payload.as_slice().len();
+    let len = payload.len();
     if len > hub.max_message() {
         let msg = format!(
             "message of {len} bytes exceeds maxmessage ({} bytes); it was not sent",
@@ -528,9 +574,13 @@ fn publish(hub: &Rc<Hub>, conn: &Rc<Conn>, event: &str, payload: Payload<'_>) ->
         return replied(hub, conn);
     }
     let seq = conn.next_seq();
-    if let Err(msg) = hub.send_to_links(conn.channel_id, event, payload.as_slice(), conn.id, seq) {
-        conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
-        hub.touch(conn);
+    if hub.has_links() {
+        if let Err(msg) =
+            hub.send_to_links(conn.channel_id, event, payload.as_slice(), conn.id, seq)
+        {
+            conn.queue_error(ErrorCode::TooLarge, 0, false, &msg);
+            hub.touch(conn);
+        }
     }
     let origin = Origin {
         node: None,

@@ -228,6 +228,11 @@ fn bad_sizes() {
         "config.json:1:16: queuebytes: queuebytes must be between 64 KiB and 4 GiB, \
          found 64000 bytes"
     );
+    assert_eq!(
+        err(r#"{"shmbytes": "5GiB"}"#),
+        "config.json:1:14: shmbytes: shmbytes must be between 0 bytes and 4 GiB, \
+         found 5368709120 bytes"
+    );
 }
 
 #[test]

@@ -105,7 +105,7 @@ fn builtin_config() {
             "ttl": 1, "loopback": false, "peers": [], "mtu": 1400,
             "retransmitbytes": 8388608,
             "reassemblybytes": 33554432, "retransmitrate": 16777216,
-            "maxmessage": 16777216, "queuebytes": 8388608,
+            "maxmessage": 16777216, "queuebytes": 8388608, "shmbytes": 67108864,
             "partialbytes": 67108864, "frametimeoutms": 10000,
             "adminuids": [], "admingids": [],
             "channels": {

@@ -1,0 +1,347 @@
+//! Large payloads over shared memory, the client's side (Linux; see
+//! `docs/SHM.md`). Opted into with `ClientBuilder::shared_memory(bytes)`.
+//!
+//! Per connection the client creates a fresh sealed memfd pool and
+//! registers it (a pool is never carried over to the next connection: a
+//! recipient of the old one may still be reading its slots). An
+//! `emit_bytes` of at least [`SHM_MIN`] bytes copies the payload into a
+//! free slot and sends a descriptor; when the pool is full it waits up to
+//! [`SLOT_WAIT`] for a slot (the pool is the publisher's flow control),
+//! then sends the payload through the socket as before (also while the
+//! pool is not yet registered). Received pools are mapped read-only and a delivered message's
+//! payload is a view into the mapping ([`bytes::Bytes::from_owner`]): no
+//! copy; when the last clone of it is dropped, the slot is released to the
+//! daemon. This module knows nothing of the connection: the connection
+//! calls it and gives it a wake-up to send releases.
+
+use std::collections::HashMap;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::{Bytes, BytesMut};
+use netcluster_local::shm::{create_pool, Mapping};
+use netcluster_local::LocalStream;
+use netcluster_proto::frame::shm::{self as wire, ShmFrame};
+
+mod alloc;
+use alloc::Alloc;
+
+/// Payloads at least this big go through shared memory when it is on.
+/// Below it the socket is as fast: the descriptor, the release and the
+/// free cost three small frames, about what copying 16 KiB costs twice.
+pub const SHM_MIN: usize = 16 * 1024;
+
+/// How long an emit waits for a free slot of a full pool before it sends
+/// the payload through the socket instead: long enough for a subscriber
+/// that keeps up to release one (the pool is its flow control), short
+/// enough that one that holds its messages costs little.
+pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Where [`Shm::put`] put a payload.
+pub enum Put {
+    /// In the slot at this offset.
+    Slot(u64),
+    /// Nowhere: the pool is full now (a ShmFree may come).
+    Full,
+    /// Nowhere yet: the pool's registration is not answered yet.
+    Pending,
+    /// Nowhere: it goes through the socket (too small, no pool).
+    Socket,
+}
+
+/// The publisher's pool on the current connection.
+struct Pool {
+    map: Mapping,
+    alloc: Alloc,
+    /// The daemon acknowledged it.
+    ready: bool,
+}
+
+/// Per-connection state.
+#[derive(Default)]
+struct Conn {
+    /// Counts connections; releases of an older one are dropped.
+    gen: u64,
+    /// The daemon accepted shared memory on this connection.
+    on: bool,
+    pool: Option<Pool>,
+    /// Descriptors received, waiting for their ShmPoolFd frame.
+    fds: Vec<OwnedFd>,
+    /// Pools mapped from ShmPoolFd frames.
+    maps: HashMap<u64, Arc<Mapping>>,
+}
+
+/// Slots to release: (connection generation, pool, offset).
+#[derive(Default)]
+struct Releases {
+    list: Vec<(u64, u64, u64)>,
+}
+
+/// See the module docs.
+pub struct Shm {
+    /// Size of the pool created per connection (0: receive only).
+    pool_bytes: usize,
+    conn: Mutex<Conn>,
+    releases: Mutex<Releases>,
+    /// Called when the first release of a batch is queued: the connection
+    /// sends them (set once the connection exists).
+    wake: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    /// Notified when slots of its own pool are freed.
+    pub freed: tokio::sync::Notify,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// What the reader does with a shared-memory frame.
+pub enum Handled<'a> {
+    /// Nothing more.
+    Done,
+    /// A message: its origin and event, and its payload (a view into the
+    /// pool, released when dropped).
+    Deliver(netcluster_proto::frame::RawDeliver<'a>, Bytes),
+}
+
+/// A payload in a mapped pool; releases its slot when dropped.
+struct View {
+    map: Arc<Mapping>,
+    offset: usize,
+    len: usize,
+    slot: (u64, u64, u64),
+    shm: Arc<Shm>,
+}
+
+impl AsRef<[u8]> for View {
+    fn as_ref(&self) -> &[u8] {
+        self.map.slice(self.offset, self.len)
+    }
+}
+
+impl Drop for View {
+    fn drop(&mut self) {
+        self.shm.release(self.slot);
+    }
+}
+
+impl Shm {
+    /// A client that creates pools of `pool_bytes` (0: it only receives).
+    pub fn new(pool_bytes: usize) -> Arc<Shm> {
+        Arc::new(Shm {
+            pool_bytes,
+            conn: Mutex::new(Conn::default()),
+            releases: Mutex::new(Releases::default()),
+            wake: Mutex::new(None),
+            freed: tokio::sync::Notify::new(),
+        })
+    }
+
+    /// Sets the connection's wake-up for releases.
+    pub fn set_wake(&self, f: Arc<dyn Fn() + Send + Sync>) {
+        *lock(&self.wake) = Some(f);
+    }
+
+    /// A new connection was made; `on` is the Welcome's answer. Creates
+    /// and registers this connection's pool (the ShmPool frame is written
+    /// straight to the fresh socket, before anything else is sent on it),
+    /// acknowledged with `ack`. Returns whether a pool was sent.
+    pub fn connected(&self, stream: &LocalStream, on: bool, ack: u32) -> bool {
+        let mut c = lock(&self.conn);
+        c.gen += 1;
+        c.on = on;
+        c.pool = None;
+        c.fds.clear();
+        c.maps.clear();
+        lock(&self.releases).list.clear();
+        if !on || self.pool_bytes == 0 {
+            return false;
+        }
+        let (fd, map) = match create_pool(self.pool_bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!("shared memory off: cannot create a pool: {e}");
+                return false;
+            }
+        };
+        let mut b = BytesMut::new();
+        wire::encode_pool(&mut b, ack, self.pool_bytes as u64);
+        match stream.try_write_with_fd(&b, fd.as_raw_fd()) {
+            Ok(n) if n == b.len() => {}
+            r => {
+                tracing::warn!("shared memory off: cannot pass the pool: {r:?}");
+                return false;
+            }
+        }
+        c.pool = Some(Pool {
+            map,
+            alloc: Alloc::new(self.pool_bytes as u64),
+            ready: false,
+        });
+        true
+    }
+
+    /// The daemon answered the pool's registration.
+    pub fn registered(&self, ok: Result<(), String>) {
+        let mut c = lock(&self.conn);
+        match ok {
+            Ok(()) => {
+                if let Some(p) = &mut c.pool {
+                    p.ready = true;
+                }
+            }
+            Err(e) => {
+                tracing::warn!("the daemon refused the shared-memory pool: {e}");
+                c.pool = None;
+            }
+        }
+        drop(c);
+        self.freed.notify_waiters();
+    }
+
+    /// Whether reads must keep passed descriptors.
+    pub fn on(&self) -> bool {
+        lock(&self.conn).on
+    }
+
+    /// Copies `payload` into a free slot if it can.
+    pub fn put(&self, payload: &[u8]) -> Put {
+        if payload.len() < SHM_MIN || payload.len() > u32::MAX as usize {
+            return Put::Socket;
+        }
+        let mut c = lock(&self.conn);
+        let Some(p) = c.pool.as_mut() else {
+            return Put::Socket;
+        };
+        if !p.ready {
+            return Put::Pending;
+        }
+        match p.alloc.alloc(payload.len() as u64) {
+            Some(off) => {
+                p.map.write(off as usize, payload);
+                Put::Slot(off)
+            }
+            None => Put::Full,
+        }
+    }
+
+    /// [`Shm::put`], waiting up to [`SLOT_WAIT`] for a slot of a full
+    /// pool (or for the pool's registration); `None`: send it through the
+    /// socket.
+    pub async fn put_waiting(&self, payload: &[u8]) -> Option<u64> {
+        let deadline = tokio::time::Instant::now() + SLOT_WAIT;
+        loop {
+            let freed = self.freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            match self.put(payload) {
+                Put::Slot(off) => return Some(off),
+                Put::Socket => return None,
+                Put::Full | Put::Pending => {}
+            }
+            if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                return None;
+            }
+        }
+    }
+
+    /// Takes back a slot [`Shm::put`] gave that was not sent after all.
+    pub fn unput(&self, offset: u64) {
+        if let Some(p) = &mut lock(&self.conn).pool {
+            p.alloc.free(offset);
+        }
+    }
+
+    /// Slots of its own pool in flight now (0 without a pool).
+    pub fn in_flight(&self) -> usize {
+        lock(&self.conn)
+            .pool
+            .as_ref()
+            .map_or(0, |p| p.alloc.in_use())
+    }
+
+    /// Keeps descriptors that came with the bytes just read.
+    pub fn add_fds(&self, fds: &mut Vec<OwnedFd>) {
+        if !fds.is_empty() {
+            lock(&self.conn).fds.append(fds);
+        }
+    }
+
+    /// Handles a shared-memory frame from the daemon.
+    pub fn handle<'a>(self: &Arc<Self>, f: ShmFrame<'a>) -> Result<Handled<'a>, String> {
+        let mut c = lock(&self.conn);
+        match f {
+            ShmFrame::PoolFd { pool, size } => {
+                if c.fds.is_empty() {
+                    return Err("a pool descriptor frame came without its descriptor".into());
+                }
+                let fd = c.fds.remove(0);
+                let map = Mapping::map(&fd, size as usize, false)
+                    .map_err(|e| format!("cannot map pool {pool}: {e}"))?;
+                c.maps.insert(pool, Arc::new(map));
+                Ok(Handled::Done)
+            }
+            ShmFrame::Deliver {
+                pool,
+                offset,
+                len,
+                head,
+            } => {
+                let Some(map) = c.maps.get(&pool).cloned() else {
+                    return Err(format!("a message in pool {pool}, which was never sent"));
+                };
+                wire::check_slot(map.len() as u64, offset, len).map_err(|e| e.to_string())?;
+                let view = View {
+                    map,
+                    offset: offset as usize,
+                    len: len as usize,
+                    slot: (c.gen, pool, offset),
+                    shm: self.clone(),
+                };
+                drop(c);
+                Ok(Handled::Deliver(head, Bytes::from_owner(view)))
+            }
+            ShmFrame::Free(slots) => {
+                if let Some(p) = &mut c.pool {
+                    for (_, off) in slots.iter() {
+                        p.alloc.free(off);
+                    }
+                }
+                drop(c);
+                self.freed.notify_waiters();
+                Ok(Handled::Done)
+            }
+            _ => Err("the daemon sent a frame only clients send".into()),
+        }
+    }
+
+    /// A view was dropped: queue its release and wake the connection for
+    /// the first of a batch.
+    fn release(&self, slot: (u64, u64, u64)) {
+        let first = {
+            let mut r = lock(&self.releases);
+            r.list.push(slot);
+            r.list.len() == 1
+        };
+        if first {
+            let wake = lock(&self.wake).clone();
+            if let Some(w) = wake {
+                w();
+            }
+        }
+    }
+
+    /// Encodes the queued releases of the current connection into `out`
+    /// (older connections' are dropped: their holds went with them).
+    pub fn encode_releases(&self, out: &mut BytesMut) {
+        let gen = lock(&self.conn).gen;
+        let list = std::mem::take(&mut lock(&self.releases).list);
+        let slots: Vec<(u64, u64)> = list
+            .into_iter()
+            .filter(|s| s.0 == gen)
+            .map(|s| (s.1, s.2))
+            .collect();
+        for chunk in slots.chunks(wire::MAX_BATCH) {
+            wire::encode_release(out, chunk);
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! Shared-memory payloads through the library, a real daemon and real
+//! sockets (Linux): a publisher with a pool, a subscriber that reads in
+//! place and one that does not ask for shared memory, on one channel.
+#![cfg(target_os = "linux")]
+
+use std::time::{Duration, Instant};
+
+use netcluster::{Client, Message, Subscription};
+use netcluster_testkit::TestDaemon;
+
+async fn client(d: &TestDaemon, name: &str, shm: Option<usize>) -> Client {
+    let mut b = Client::builder("A").socket_dir(d.socket_dir()).name(name);
+    if let Some(bytes) = shm {
+        b = b.shared_memory(bytes);
+    }
+    b.connect().await.expect("connect")
+}
+
+async fn recv(sub: &mut Subscription) -> Message {
+    tokio::time::timeout(Duration::from_secs(10), sub.recv())
+        .await
+        .expect("a message within 10 s")
+        .expect("subscription open")
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u8).wrapping_mul(13).wrapping_add(seed))
+        .collect()
+}
+
+/// Waits (bounded) until the publisher's pool has `n` slots in flight.
+async fn in_flight(c: &Client, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while c.shared_memory_in_flight() != n {
+        assert!(
+            Instant::now() < deadline,
+            "slots in flight: {} (want {n})",
+            c.shared_memory_in_flight()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test]
+async fn large_payloads_reach_shm_and_socket_subscribers_intact() {
+    let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let publisher = client(&d, "pub", Some(8 << 20)).await;
+    let shm_sub = client(&d, "shm-sub", Some(0)).await;
+    let sock_sub = client(&d, "sock-sub", None).await;
+    let mut a = shm_sub.subscribe("big").await.unwrap();
+    let mut b = sock_sub.subscribe("big").await.unwrap();
+    // The pool's registration is answered asynchronously; a flush orders
+    // everything before it, the Ack included.
+    publisher.flush().await.unwrap();
+
+    let small = pattern(64 * 1024, 1);
+    let large = pattern(1 << 20, 2);
+    publisher.emit_bytes("big", &small).await.unwrap();
+    publisher.emit_bytes("big", &large).await.unwrap();
+    publisher.flush().await.unwrap();
+    let (a1, a2) = (recv(&mut a).await, recv(&mut a).await);
+    let (b1, b2) = (recv(&mut b).await, recv(&mut b).await);
+    assert!(a1.payload() == small.as_slice() && a2.payload() == large.as_slice());
+    assert!(b1.payload() == small.as_slice() && b2.payload() == large.as_slice());
+    assert_eq!(a1.origin().client, publisher.client_id());
+    // The shm subscriber holds both slots while it keeps the messages...
+    in_flight(&publisher, 2).await;
+    let kept = a2.bytes();
+    drop((a1, a2));
+    in_flight(&publisher, 1).await;
+    assert!(
+        kept == large.as_slice(),
+        "a bytes() clone keeps the view valid"
+    );
+    // ...and gives them back when it drops them.
+    drop(kept);
+    in_flight(&publisher, 0).await;
+
+    // Many more messages than the pool holds at once: slots are reused
+    // (and a full pool falls back to the socket), all arrive intact.
+    for i in 0..40u8 {
+        publisher
+            .emit_bytes("big", pattern(1 << 20, i))
+            .await
+            .unwrap();
+    }
+    publisher.flush().await.unwrap();
+    for i in 0..40u8 {
+        let m = recv(&mut a).await;
+        assert!(
+            m.payload() == pattern(1 << 20, i).as_slice(),
+            "message {i} via shm"
+        );
+        let m = recv(&mut b).await;
+        assert!(
+            m.payload() == pattern(1 << 20, i).as_slice(),
+            "message {i} via socket"
+        );
+    }
+    in_flight(&publisher, 0).await;
+    // Small payloads keep using the socket.
+    publisher.emit_bytes("big", b"tiny").await.unwrap();
+    assert_eq!(recv(&mut a).await.payload(), b"tiny");
+    assert_eq!(publisher.shared_memory_in_flight(), 0);
+}

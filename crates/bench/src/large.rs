@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 
 use crate::results::{median, Results, Run};
 use crate::roles::System;
-use crate::suite::{throughput, Broker, Ctx};
+use crate::runner::{throughput, Broker, Ctx};
 
 /// Set (to anything): `ncbench suite` runs only these rows.
 pub const ONLY_ENV: &str = "NCBENCH_ONLY_LARGE";

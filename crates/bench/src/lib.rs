@@ -28,6 +28,7 @@ pub mod report;
 pub mod resp;
 pub mod results;
 pub mod roles;
+pub mod runner;
 pub mod suite;
 pub mod sys;
 pub mod wire;

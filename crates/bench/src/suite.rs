@@ -16,23 +16,12 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use crate::child::Proc;
 use crate::mcast;
 use crate::results::{median, Machine, Plan, Results, Run};
-use crate::roles::{LatencyOut, PubOut, SubOut, System};
+use crate::roles::{LatencyOut, System};
+pub use crate::runner::Broker;
+use crate::runner::{s, throughput, Ctx};
 use crate::sys;
-
-/// A running broker.
-#[derive(Debug, Clone)]
-pub struct Broker {
-    /// Which one.
-    pub system: System,
-    /// Its PID (its CPU time and memory are read from /proc).
-    pub pid: u32,
-    /// Where clients connect: netcluster's socket directory, NATS's
-    /// `host:port`, Redis's socket path.
-    pub at: String,
-}
 
 /// What the suite needs.
 #[derive(Debug, Clone)]
@@ -50,94 +39,9 @@ pub struct Options {
     pub ncserver: Option<PathBuf>,
 }
 
-/// What every role run needs (shared with [`crate::large`]).
-pub(crate) struct Ctx {
-    pub(crate) exe: PathBuf,
-    pub(crate) plan: Plan,
-    pub(crate) timeout: Duration,
-}
-
-impl Ctx {
-    fn role(&self, args: Vec<String>, name: String) -> Result<Proc> {
-        Proc::spawn(&self.exe, &args, name)
-    }
-}
-
-fn s(x: impl ToString) -> String {
-    x.to_string()
-}
-
 /// Prints a progress line on standard error.
 macro_rules! say {
     ($($t:tt)*) => {{ eprintln!("ncbench: {}", format!($($t)*)); }};
-}
-
-/// One throughput run: `subs` subscribers, one publisher. Returns
-/// deliveries per second and broker CPU nanoseconds per delivery.
-pub(crate) fn throughput(
-    c: &Ctx,
-    b: &Broker,
-    subs: u32,
-    size: usize,
-    count: u64,
-) -> Result<(f64, f64)> {
-    let name = |role: &str| format!("{} {role} ({subs}×{size} B)", b.system.label());
-    let mut subscribers = Vec::new();
-    for i in 0..subs {
-        let mut p = c.role(
-            vec![
-                s("sub"),
-                s("--system"),
-                s(b.system.arg()),
-                s("--at"),
-                b.at.clone(),
-                s("--count"),
-                s(count),
-                s("--size"),
-                s(size),
-                s("--timeout-s"),
-                s(c.timeout.as_secs()),
-            ],
-            name(&format!("subscriber {}", i + 1)),
-        )?;
-        p.ready(c.timeout)?;
-        subscribers.push(p);
-    }
-    let cpu0 = sys::cpu_time_ns(b.pid)?;
-    let mut publ = c.role(
-        vec![
-            s("pub"),
-            s("--system"),
-            s(b.system.arg()),
-            s("--at"),
-            b.at.clone(),
-            s("--count"),
-            s(count),
-            s("--size"),
-            s(size),
-            s("--receivers"),
-            s(subs),
-        ],
-        name("publisher"),
-    )?;
-    let p: PubOut = publ.result(c.timeout)?;
-    let mut last = 0;
-    for sp in &mut subscribers {
-        let r: SubOut = sp.result(c.timeout)?;
-        anyhow::ensure!(
-            r.count == count,
-            "subscriber reported {} of {count}",
-            r.count
-        );
-        last = last.max(r.last_ns);
-    }
-    let cpu1 = sys::cpu_time_ns(b.pid)?;
-    let deliveries = count * u64::from(subs);
-    let secs = last.saturating_sub(p.start_ns).max(1) as f64 / 1e9;
-    Ok((
-        deliveries as f64 / secs,
-        (cpu1 - cpu0) as f64 / deliveries as f64,
-    ))
 }
 
 /// One ping-pong run, optionally with broker and both clients on `cpu`.

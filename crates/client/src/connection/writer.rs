@@ -37,6 +37,23 @@ pub(super) const WRITE_BATCH: usize = 64 * 1024;
 const KEEP_CAPACITY: usize = 1024 * 1024;
 
 impl Out {
+    /// An empty output buffer, not connected yet.
+    pub(super) fn new(buf: BytesMut) -> Out {
+        Out {
+            buf,
+            closed: None,
+            offline: None,
+            closing: false,
+            appended: 0,
+            breaks: 0,
+            window: (0, 0),
+            last_break: String::new(),
+            conn: None,
+            head_partial: 0,
+            retry_at: WRITE_BATCH,
+        }
+    }
+
     /// Writes what the socket takes now from the head of the buffer,
     /// without waiting. A failure other than `WouldBlock` also forgets the
     /// socket: the reader will see the connection end.
@@ -186,19 +203,7 @@ mod tests {
             buf.extend_from_slice(&(len as u32).to_le_bytes());
             buf.extend(std::iter::repeat_n(k as u8 + 1, len));
         }
-        Out {
-            buf,
-            closed: None,
-            offline: None,
-            closing: false,
-            appended: 0,
-            breaks: 0,
-            window: (0, 0),
-            last_break: String::new(),
-            conn: None,
-            head_partial: 0,
-            retry_at: WRITE_BATCH,
-        }
+        Out::new(buf)
     }
 
     #[test]

@@ -498,6 +498,11 @@ async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
             Ok((stream, welcome)) => {
                 shared.set_welcome(welcome);
                 #[cfg(target_os = "linux")]
+                if let Some(shm) = &shared.shm {
+                    // Before the new pool replaces the old one.
+                    shm.inline_queued(&mut shared.out().buf);
+                }
+                #[cfg(target_os = "linux")]
                 shm_connected(shared, &stream, welcome.shm);
                 let events = shared.listeners.snapshot().events();
                 {

@@ -104,3 +104,56 @@ async fn large_payloads_reach_shm_and_socket_subscribers_intact() {
     assert_eq!(recv(&mut a).await.payload(), b"tiny");
     assert_eq!(publisher.shared_memory_in_flight(), 0);
 }
+
+/// Waits (bounded) for a connection state.
+async fn wait_state(c: &Client, want: netcluster::ConnectionState) {
+    let mut w = c.watch_state();
+    tokio::time::timeout(Duration::from_secs(10), w.wait_for(|s| *s == want))
+        .await
+        .unwrap_or_else(|_| panic!("state never became {want:?}"))
+        .unwrap();
+}
+
+/// Shared-memory publishes queued while the daemon is away reach the
+/// restarted daemon with their own payloads. (A queued descriptor names an
+/// offset, not a pool: the new connection's fresh pool holds other bytes
+/// there, so it must travel with its payload instead.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_queued_across_a_restart_keep_their_payloads() {
+    use netcluster::ConnectionState::{Connected, Reconnecting};
+    let mut d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let publisher = client(&d, "pub", Some(8 << 20)).await;
+    publisher.flush().await.unwrap(); // the pool is registered
+                                      // The subscriber must be listening on the restarted daemon before the
+                                      // publisher's queue arrives; the publisher's reconnect backoff (up to
+                                      // a second after a long outage) gives it that time. If the publisher
+                                      // still came first, the round is repeated.
+    for round in 0..3u8 {
+        d.stop();
+        wait_state(&publisher, Reconnecting).await;
+        for i in 0..8u8 {
+            publisher
+                .emit_bytes("big", pattern(64 * 1024, round * 8 + i))
+                .await
+                .unwrap();
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        d.restart();
+        let sub = client(&d, "sub", Some(0)).await;
+        let mut s = sub.subscribe("big").await.unwrap();
+        sub.flush().await.unwrap();
+        if *publisher.watch_state().borrow() == Connected {
+            continue; // came first: its queue went to nobody
+        }
+        wait_state(&publisher, Connected).await;
+        for i in 0..8u8 {
+            let m = recv(&mut s).await;
+            assert!(
+                m.payload() == pattern(64 * 1024, round * 8 + i).as_slice(),
+                "queued message {i} arrived with other bytes"
+            );
+        }
+        return;
+    }
+    panic!("the publisher reconnected before the subscriber three times");
+}

@@ -202,16 +202,24 @@ impl Client {
                 Some(s) => s.put_waiting(payload).await,
                 None => None,
             };
-            if let Some(off) = slot {
-                // In the pool: only the descriptor crosses the socket.
+            if let (Some((gen, off)), Some(shm)) = (slot, &self.shared.shm) {
+                // In the pool: only the descriptor crosses the socket,
+                // unless a new connection retired the pool meanwhile
+                // (checked under the output buffer's lock).
                 let len = payload.len() as u32;
                 let sent = self
                     .shared
-                    .send(|b| frame::shm::encode_publish(b, off, len, event))
+                    .send(|b| {
+                        if shm.is_current(gen) {
+                            frame::shm::encode_publish(b, off, len, event)
+                        } else {
+                            frame::encode_publish(b, event, payload)
+                        }
+                    })
                     .await;
                 if let Err(e) = sent {
-                    if let Some(s) = &self.shared.shm {
-                        s.unput(off);
+                    if shm.is_current(gen) {
+                        shm.unput(off);
                     }
                     return Err(EmitError::Disconnected(e));
                 }

@@ -22,6 +22,7 @@ use bytes::{Bytes, BytesMut};
 use netcluster_local::shm::{create_pool, Mapping};
 use netcluster_local::LocalStream;
 use netcluster_proto::frame::shm::{self as wire, ShmFrame};
+use netcluster_proto::frame::{self, HEADER_LEN};
 
 mod alloc;
 use alloc::Alloc;
@@ -39,8 +40,9 @@ pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(200)
 
 /// Where [`Shm::put`] put a payload.
 pub enum Put {
-    /// In the slot at this offset.
-    Slot(u64),
+    /// In the slot at this offset (second) of the pool of this connection
+    /// generation (first; see [`Shm::is_current`]).
+    Slot(u64, u64),
     /// Nowhere: the pool is full now (a ShmFree may come).
     Full,
     /// Nowhere yet: the pool's registration is not answered yet.
@@ -218,7 +220,7 @@ impl Shm {
         match p.alloc.alloc(payload.len() as u64) {
             Some(off) => {
                 p.map.write(off as usize, payload);
-                Put::Slot(off)
+                Put::Slot(c.gen, off)
             }
             None => Put::Full,
         }
@@ -226,15 +228,15 @@ impl Shm {
 
     /// [`Shm::put`], waiting up to [`SLOT_WAIT`] for a slot of a full
     /// pool (or for the pool's registration); `None`: send it through the
-    /// socket.
-    pub async fn put_waiting(&self, payload: &[u8]) -> Option<u64> {
+    /// socket; else the connection generation and the slot's offset.
+    pub async fn put_waiting(&self, payload: &[u8]) -> Option<(u64, u64)> {
         let deadline = tokio::time::Instant::now() + SLOT_WAIT;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
             match self.put(payload) {
-                Put::Slot(off) => return Some(off),
+                Put::Slot(gen, off) => return Some((gen, off)),
                 Put::Socket => return None,
                 Put::Full | Put::Pending => {}
             }
@@ -242,6 +244,64 @@ impl Shm {
                 return None;
             }
         }
+    }
+
+    /// Before a new connection replaces the pool: rewrites the
+    /// shared-memory publishes still queued in `buf` (emitted before or
+    /// during the break) as ordinary publishes carrying their payload,
+    /// copied from the old pool while it is still mapped. A ShmPublish
+    /// names no pool (the daemon resolves it against the connection's),
+    /// so sent as it is on the new connection it would deliver whatever
+    /// the new pool holds at that offset. `buf` starts on a whole frame;
+    /// the caller holds the output buffer's lock.
+    pub fn inline_queued(&self, buf: &mut BytesMut) {
+        let mut c = lock(&self.conn);
+        // Slots given from now on belong to a retired pool (see
+        // `is_current`): their emits carry the payload instead.
+        c.gen += 1;
+        let Some(pool) = &c.pool else {
+            return;
+        };
+        let data: &[u8] = buf;
+        let frames = || {
+            let mut off = 0;
+            std::iter::from_fn(move || {
+                let h = data.get(off..off + HEADER_LEN)?;
+                let len = u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
+                let f = &data[off..(off + HEADER_LEN + len).min(data.len())];
+                off += HEADER_LEN + len;
+                Some(f)
+            })
+        };
+        if !frames().any(|f| f[0] == wire::kind::SHM_PUBLISH) {
+            return;
+        }
+        let mut out = BytesMut::with_capacity(data.len());
+        for f in frames() {
+            if f[0] == wire::kind::SHM_PUBLISH {
+                if let Ok(Some((ShmFrame::Publish { offset, len, event }, _))) =
+                    wire::decode_shm(f, usize::MAX)
+                {
+                    if wire::check_slot(pool.map.len() as u64, offset, len).is_ok() {
+                        let payload = pool.map.slice(offset as usize, len as usize);
+                        frame::encode_publish(&mut out, event, payload);
+                        continue;
+                    }
+                }
+            }
+            out.extend_from_slice(f);
+        }
+        drop(c);
+        *buf = out;
+    }
+
+    /// Whether a slot [`Shm::put`] gave in connection generation `gen`
+    /// may still be named by a ShmPublish (its pool is still the one the
+    /// daemon knows for this client). Called under the output buffer's
+    /// lock, as [`Shm::inline_queued`] is, so no descriptor of an old pool
+    /// is appended after that rewrote the queue.
+    pub fn is_current(&self, gen: u64) -> bool {
+        lock(&self.conn).gen == gen
     }
 
     /// Takes back a slot [`Shm::put`] gave that was not sent after all.

@@ -157,3 +157,50 @@ async fn publishes_queued_across_a_restart_keep_their_payloads() {
     }
     panic!("the publisher reconnected before the subscriber three times");
 }
+
+/// A subscriber that keeps every message holds the publisher's pool: the
+/// publisher then sends through the socket, and both subscribers still get
+/// every message intact and in order (the hoarder some by shared memory,
+/// the rest as copies).
+#[tokio::test]
+async fn a_subscriber_that_holds_the_pool_does_not_stop_the_publisher() {
+    let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let publisher = client(&d, "pub", Some(1 << 20)).await;
+    let hoarder = client(&d, "hoarder", Some(0)).await;
+    let other = client(&d, "other", None).await;
+    let mut h = hoarder.subscribe("big").await.unwrap();
+    let mut o = other.subscribe("big").await.unwrap();
+    publisher.flush().await.unwrap();
+    let n = 100u8;
+    let started = Instant::now();
+    let mut kept = Vec::new();
+    for i in 0..n {
+        publisher
+            .emit_bytes("big", pattern(64 * 1024, i))
+            .await
+            .unwrap();
+        // The hoarder reads as it goes and keeps everything.
+        kept.push(recv(&mut h).await);
+    }
+    publisher.flush().await.unwrap();
+    eprintln!(
+        "{n} emits of 64 KiB with the pool held: {:?}, {} slots in flight",
+        started.elapsed(),
+        publisher.shared_memory_in_flight()
+    );
+    for (i, m) in kept.iter().enumerate() {
+        assert!(
+            m.payload() == pattern(64 * 1024, i as u8).as_slice(),
+            "hoarded {i}"
+        );
+    }
+    for i in 0..n {
+        assert!(
+            recv(&mut o).await.payload() == pattern(64 * 1024, i).as_slice(),
+            "socket {i}"
+        );
+    }
+    assert!(publisher.shared_memory_in_flight() <= 16, "a 1 MiB pool");
+    drop(kept);
+    in_flight(&publisher, 0).await;
+}

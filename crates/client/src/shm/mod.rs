@@ -8,7 +8,9 @@
 //! free slot and sends a descriptor; when the pool is full it waits up to
 //! [`SLOT_WAIT`] for a slot (the pool is the publisher's flow control),
 //! then sends the payload through the socket as before (also while the
-//! pool is not yet registered). Received pools are mapped read-only and a delivered message's
+//! pool is not yet registered); after such a wait ran out, emits use the
+//! socket at once until a slot is freed (recipients that hold the pool
+//! cost the publisher one wait, not one per message). Received pools are mapped read-only and a delivered message's
 //! payload is a view into the mapping ([`bytes::Bytes::from_owner`]): no
 //! copy; when the last clone of it is dropped, the slot is released to the
 //! daemon. This module knows nothing of the connection: the connection
@@ -16,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::{Bytes, BytesMut};
@@ -90,6 +93,11 @@ pub struct Shm {
     wake: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
     /// Notified when slots of its own pool are freed.
     pub freed: tokio::sync::Notify,
+    /// A wait for a slot of the full pool ran out and no slot was freed
+    /// since: recipients hold the pool (a subscriber that keeps its
+    /// messages, or a stalled one), so emits use the socket at once
+    /// instead of waiting [`SLOT_WAIT`] each.
+    starved: std::sync::atomic::AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -135,6 +143,7 @@ impl Shm {
             releases: Mutex::new(Releases::default()),
             wake: Mutex::new(None),
             freed: tokio::sync::Notify::new(),
+            starved: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -151,6 +160,7 @@ impl Shm {
         let mut c = lock(&self.conn);
         c.gen += 1;
         c.on = on;
+        self.starved.store(false, Ordering::Relaxed);
         c.pool = None;
         c.fds.clear();
         c.maps.clear();
@@ -235,12 +245,19 @@ impl Shm {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            match self.put(payload) {
+            let full = match self.put(payload) {
                 Put::Slot(gen, off) => return Some((gen, off)),
                 Put::Socket => return None,
-                Put::Full | Put::Pending => {}
+                Put::Full => true,
+                Put::Pending => false,
+            };
+            if full && self.starved.load(Ordering::Relaxed) {
+                return None;
             }
             if tokio::time::timeout_at(deadline, freed).await.is_err() {
+                if full {
+                    self.starved.store(true, Ordering::Relaxed);
+                }
                 return None;
             }
         }
@@ -367,6 +384,7 @@ impl Shm {
                     }
                 }
                 drop(c);
+                self.starved.store(false, Ordering::Relaxed);
                 self.freed.notify_waiters();
                 Ok(Handled::Done)
             }

@@ -177,6 +177,10 @@ echo "== wine: transport, client library and ncclient tests of the Windows build
 # tests that look at socket files or Unix paths, one that expects an empty
 # socket dir to hold no daemon (pipe names are machine-wide: the running
 # test daemon answers) and the quick start's shell idiom (needs sh).
+# Also skipped: write_path's restart while a subscriber has stopped reading
+# (the blocked subscriber keeps its end of the old pipe instance open, so
+# the in-process restart finds the pipe name still in use and refuses it;
+# a known limit on Windows, described in the README's Windows section).
 if (cd "$ROOT" && CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$WINE" timeout 900 \
   cargo test --target "$TARGET" "${TEST_PACKAGES[@]}" --no-fail-fast -- --test-threads=1 \
   --skip reload_adds_removes_and_changes_channels_keeping_other_clients \
@@ -184,7 +188,8 @@ if (cd "$ROOT" && CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER="$WINE" timeout 900 
   --skip reload_paths_become_absolute \
   --skip a_missing_channel_or_daemon_is_status_2_naming_the_socket \
   --skip errors_speak_ncclient \
-  --skip quick_start_emit_after_the_listening_line_always_arrives) >"$WORK/cargo-test.log" 2>&1; then
+  --skip quick_start_emit_after_the_listening_line_always_arrives \
+  --skip a_break_while_a_write_is_cut_is_reported_and_the_next_connection_starts_clean) >"$WORK/cargo-test.log" 2>&1; then
   ok "cargo test of netcluster-local, netcluster, netcluster-cli under Wine ($(grep -c '^test .* ok$' "$WORK/cargo-test.log") tests)"
 else
   fail "cargo test of netcluster-local, netcluster, netcluster-cli under Wine" "$WORK/cargo-test.log"

@@ -20,18 +20,16 @@ fn two_daemons_cross_both_ways_in_order_once() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
-    let d1 = Daemon::start(&config(&nats.url(), ""));
-    let d2 = Daemon::start(&config(&nats.url(), ""));
-    wait_bridged(&d1, 1);
-    wait_bridged(&d2, 1);
-    let mut l1 = d1.raw("A", "l1");
-    let mut l2 = d2.raw("A", "l2");
-    l1.subscribe(&["e2", "warm"]);
-    l2.subscribe(&["e1", "warm"]);
-    let mut p1 = d1.raw("A", "p1");
-    let mut p2 = d2.raw("A", "p2");
-    warm_up(&mut p1, &mut l2);
-    warm_up(&mut p2, &mut l1);
+    let (d1, d2) = (
+        Daemon::start(&config(&nats.url(), "")),
+        Daemon::start(&config(&nats.url(), "")),
+    );
+    let Bridged {
+        mut l1,
+        mut l2,
+        mut p1,
+        mut p2,
+    } = bridged(&d1, &d2);
     const N: usize = 3000;
     let t1 = std::thread::spawn(move || {
         for i in 0..N {
@@ -315,6 +313,30 @@ fn tls_with_user_and_password() {
 }
 
 /// GET `path` from the daemon's HTTP endpoint; returns the body.
+/// Listeners and publishers on channel A of two daemons bridged through
+/// NATS: `l1` on d1 hears `e2`, `l2` on d2 hears `e1`; each direction is
+/// warmed up (subscriptions known on both sides) before it is returned.
+struct Bridged {
+    l1: common::Raw,
+    l2: common::Raw,
+    p1: common::Raw,
+    p2: common::Raw,
+}
+
+fn bridged(d1: &Daemon, d2: &Daemon) -> Bridged {
+    wait_bridged(d1, 1);
+    wait_bridged(d2, 1);
+    let mut l1 = d1.raw("A", "l1");
+    let mut l2 = d2.raw("A", "l2");
+    l1.subscribe(&["e2", "warm"]);
+    l2.subscribe(&["e1", "warm"]);
+    let mut p1 = d1.raw("A", "p1");
+    let mut p2 = d2.raw("A", "p2");
+    warm_up(&mut p1, &mut l2);
+    warm_up(&mut p2, &mut l1);
+    Bridged { l1, l2, p1, p2 }
+}
+
 fn http_get(port: u16, path: &str) -> String {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -390,18 +412,16 @@ fn leaf_node_layout() {
     })) else {
         return;
     };
-    let d1 = Daemon::start(&config(&leaf.url(), ""));
-    let d2 = Daemon::start(&config(&hub.url(), ""));
-    wait_bridged(&d1, 1);
-    wait_bridged(&d2, 1);
-    let mut l1 = d1.raw("A", "l1");
-    let mut l2 = d2.raw("A", "l2");
-    l1.subscribe(&["e2", "warm"]);
-    l2.subscribe(&["e1", "warm"]);
-    let mut p1 = d1.raw("A", "p1");
-    let mut p2 = d2.raw("A", "p2");
-    warm_up(&mut p1, &mut l2);
-    warm_up(&mut p2, &mut l1);
+    let (d1, d2) = (
+        Daemon::start(&config(&leaf.url(), "")),
+        Daemon::start(&config(&hub.url(), "")),
+    );
+    let Bridged {
+        mut l1,
+        mut l2,
+        mut p1,
+        mut p2,
+    } = bridged(&d1, &d2);
     for i in 0..500 {
         p1.publish("e1", i.to_string().as_bytes());
         p2.publish("e2", i.to_string().as_bytes());

@@ -193,6 +193,16 @@ impl Client {
         block(&self.rt, self.inner.emit_bytes(event, payload.as_ref()))
     }
 
+    /// A writable payload to fill in place; see [`crate::Client::loan`].
+    pub fn loan(&self, len: usize) -> Result<crate::Loan, EmitError> {
+        block(&self.rt, self.inner.loan(len))
+    }
+
+    /// Emits a loan, consuming it; see [`crate::Client::emit_loan`].
+    pub fn emit_loan(&self, event: &str, loan: crate::Loan) -> Result<(), EmitError> {
+        block(&self.rt, self.inner.emit_loan(event, loan))
+    }
+
     /// Calls `handler` for every message with this event (`*` = all).
     pub fn on<F>(&self, event: &str, handler: F) -> Result<ListenerId, SubscribeError>
     where

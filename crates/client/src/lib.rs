@@ -28,7 +28,7 @@ mod shm;
 mod table;
 
 pub use client::{
-    default_socket_dir, Client, ClientBuilder, ListenerId, Subscription, DEFAULT_MAX_PENDING,
+    default_socket_dir, Client, ClientBuilder, ListenerId, Loan, Subscription, DEFAULT_MAX_PENDING,
     DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY,
 };
 pub use connection::ConnectionState;

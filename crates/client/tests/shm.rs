@@ -204,3 +204,228 @@ async fn a_subscriber_that_holds_the_pool_does_not_stop_the_publisher() {
     drop(kept);
     in_flight(&publisher, 0).await;
 }
+
+/// Takes a loan of `len` bytes that must be a slot of the pool and fills
+/// it with `pattern(len, seed)`.
+async fn filled_slot(c: &Client, len: usize, seed: u8) -> netcluster::Loan {
+    let mut loan = c.loan(len).await.unwrap();
+    assert!(
+        loan.is_shared(),
+        "a loan of {len} bytes is a slot of the pool"
+    );
+    assert_eq!(loan.len(), len);
+    loan.copy_from_slice(&pattern(len, seed));
+    loan
+}
+
+#[tokio::test]
+async fn loaned_payloads_reach_shm_and_socket_subscribers_intact() {
+    let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let publisher = client(&d, "pub", Some(8 << 20)).await;
+    let shm_sub = client(&d, "shm-sub", Some(0)).await;
+    let sock_sub = client(&d, "sock-sub", None).await;
+    let mut a = shm_sub.subscribe("big").await.unwrap();
+    let mut b = sock_sub.subscribe("big").await.unwrap();
+    publisher.flush().await.unwrap(); // the pool is registered
+
+    let sizes = [64 * 1024, 1 << 20, 100];
+    for (i, &len) in sizes.iter().enumerate() {
+        let loan = if len >= 16 * 1024 {
+            filled_slot(&publisher, len, i as u8).await
+        } else {
+            // Under the threshold a loan is a heap buffer, sent through
+            // the socket: the same code works.
+            let mut l = publisher.loan(len).await.unwrap();
+            assert!(!l.is_shared());
+            l.copy_from_slice(&pattern(len, i as u8));
+            l
+        };
+        publisher.emit_loan("big", loan).await.unwrap();
+    }
+    // Two slots in flight (the heap loan took none) until the subscriber
+    // drops its messages.
+    let got_a: Vec<_> = futures_collect(&mut a, 3).await;
+    let got_b: Vec<_> = futures_collect(&mut b, 3).await;
+    for (i, &len) in sizes.iter().enumerate() {
+        assert!(
+            got_a[i].payload() == pattern(len, i as u8).as_slice(),
+            "shm {i}"
+        );
+        assert!(
+            got_b[i].payload() == pattern(len, i as u8).as_slice(),
+            "socket {i}"
+        );
+        assert_eq!(got_a[i].origin().client, publisher.client_id());
+    }
+    in_flight(&publisher, 2).await;
+    drop(got_a);
+    in_flight(&publisher, 0).await;
+    // A loan too large for the daemon is refused before anything is taken.
+    let too_big = publisher.max_message() + 1;
+    assert!(matches!(
+        publisher.loan(too_big).await,
+        Err(netcluster::EmitError::TooLarge { .. })
+    ));
+}
+
+async fn futures_collect(sub: &mut Subscription, n: usize) -> Vec<Message> {
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        v.push(recv(sub).await);
+    }
+    v
+}
+
+/// A loan dropped without being emitted gives its slot back: far more
+/// loans than the pool holds at once are all slots, and none stays taken.
+#[tokio::test]
+async fn dropped_loans_give_their_slots_back() {
+    let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let publisher = client(&d, "pub", Some(1 << 20)).await; // 16 × 64 KiB
+    let sub = client(&d, "sub", Some(0)).await;
+    let mut s = sub.subscribe("big").await.unwrap();
+    publisher.flush().await.unwrap();
+    for i in 0..1000u32 {
+        let mut loan = publisher.loan(64 * 1024).await.unwrap();
+        assert!(loan.is_shared(), "loan {i}: the pool leaked its slots");
+        loan[..4].copy_from_slice(&i.to_le_bytes());
+        assert_eq!(publisher.shared_memory_in_flight(), 1);
+        drop(loan);
+        assert_eq!(publisher.shared_memory_in_flight(), 0, "loan {i}");
+    }
+    // The pool still works, whole.
+    let all: Vec<_> = {
+        let mut v = Vec::new();
+        for i in 0..16u8 {
+            v.push(filled_slot(&publisher, 64 * 1024, i).await);
+        }
+        v
+    };
+    for loan in all {
+        publisher.emit_loan("big", loan).await.unwrap();
+    }
+    for i in 0..16u8 {
+        assert!(recv(&mut s).await.payload() == pattern(64 * 1024, i).as_slice());
+    }
+    in_flight(&publisher, 0).await;
+}
+
+/// With every slot of the pool loaned out, one more loan waits the
+/// bounded time and becomes a heap buffer; it is still delivered, and so
+/// are the held slots afterwards, in emit order.
+#[tokio::test]
+async fn a_loan_from_a_full_pool_falls_back_and_still_delivers() {
+    let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let publisher = client(&d, "pub", Some(1 << 20)).await; // 16 × 64 KiB
+    let shm_sub = client(&d, "shm-sub", Some(0)).await;
+    let sock_sub = client(&d, "sock-sub", None).await;
+    let mut a = shm_sub.subscribe("big").await.unwrap();
+    let mut b = sock_sub.subscribe("big").await.unwrap();
+    publisher.flush().await.unwrap();
+    let mut held = Vec::new();
+    for i in 0..16u8 {
+        held.push(filled_slot(&publisher, 64 * 1024, i).await);
+    }
+    let mut extra = publisher.loan(64 * 1024).await.unwrap();
+    assert!(!extra.is_shared(), "the pool is full: a heap buffer");
+    extra.copy_from_slice(&pattern(64 * 1024, 99));
+    publisher.emit_loan("big", extra).await.unwrap();
+    for loan in held {
+        publisher.emit_loan("big", loan).await.unwrap();
+    }
+    let want: Vec<u8> = std::iter::once(99).chain(0..16).collect();
+    for (k, &seed) in want.iter().enumerate() {
+        let ma = recv(&mut a).await;
+        assert!(
+            ma.payload() == pattern(64 * 1024, seed).as_slice(),
+            "shm {k}"
+        );
+        let mb = recv(&mut b).await;
+        assert!(
+            mb.payload() == pattern(64 * 1024, seed).as_slice(),
+            "socket {k}"
+        );
+    }
+    in_flight(&publisher, 0).await;
+    // Freed slots are loaned again.
+    assert!(publisher.loan(64 * 1024).await.unwrap().is_shared());
+}
+
+/// Loans taken before the daemon restarts: one emitted during the break
+/// (queued as a descriptor, rewritten with its payload at the reconnect)
+/// and one emitted after the reconnect (its pool is retired: the new
+/// pool holds other bytes at its offset, so it must travel with its
+/// payload, read from the old pool the loan keeps mapped). Both deliver
+/// their own bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loans_taken_before_a_restart_deliver_their_own_bytes() {
+    use netcluster::ConnectionState::{Connected, Reconnecting};
+    let mut d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let publisher = client(&d, "pub", Some(8 << 20)).await;
+    publisher.flush().await.unwrap(); // the pool is registered
+    for round in 0..3u8 {
+        let early = filled_slot(&publisher, 64 * 1024, round * 2).await;
+        let late = filled_slot(&publisher, 64 * 1024, round * 2 + 1).await;
+        d.stop();
+        wait_state(&publisher, Reconnecting).await;
+        publisher.emit_loan("big", early).await.unwrap();
+        // The reconnect backoff (up to a second after a long outage)
+        // lets the subscriber listen first; if not, the round repeats.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        d.restart();
+        let sub = client(&d, "sub", Some(0)).await;
+        let mut s = sub.subscribe("big").await.unwrap();
+        sub.flush().await.unwrap();
+        if *publisher.watch_state().borrow() == Connected {
+            continue; // came first: its queue went to nobody
+        }
+        wait_state(&publisher, Connected).await;
+        let _ = publisher.flush().await; // the new pool is registered
+        publisher.emit_loan("big", late).await.unwrap();
+        let m = recv(&mut s).await;
+        assert!(
+            m.payload() == pattern(64 * 1024, round * 2).as_slice(),
+            "the loan emitted during the break arrived with other bytes"
+        );
+        let m = recv(&mut s).await;
+        assert!(
+            m.payload() == pattern(64 * 1024, round * 2 + 1).as_slice(),
+            "the loan emitted after the reconnect arrived with other bytes"
+        );
+        // The new pool lends and delivers as usual.
+        let fresh = filled_slot(&publisher, 64 * 1024, 200).await;
+        publisher.emit_loan("big", fresh).await.unwrap();
+        assert!(recv(&mut s).await.payload() == pattern(64 * 1024, 200).as_slice());
+        return;
+    }
+    panic!("the publisher reconnected before the subscriber three times");
+}
+
+/// The blocking client lends and emits the same way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_blocking_client_lends_too() {
+    let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
+    let sub = client(&d, "sub", Some(0)).await;
+    let mut s = sub.subscribe("big").await.unwrap();
+    let dir = d.socket_dir().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let p = netcluster::blocking::Client::builder("A")
+            .with(|b| {
+                b.socket_dir(dir)
+                    .name("blocking-pub")
+                    .shared_memory(1 << 20)
+            })
+            .connect()
+            .unwrap();
+        p.flush().unwrap();
+        let mut loan = p.loan(64 * 1024).unwrap();
+        assert!(loan.is_shared());
+        loan.copy_from_slice(&pattern(64 * 1024, 7));
+        p.emit_loan("big", loan).unwrap();
+        p.flush().unwrap();
+        p
+    })
+    .await
+    .unwrap();
+    assert!(recv(&mut s).await.payload() == pattern(64 * 1024, 7).as_slice());
+}

@@ -90,6 +90,23 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.ptr.add(offset), len) }
     }
 
+    /// The `len` bytes at `offset` of a writable mapping, to fill in place
+    /// (a loan). Panics if out of bounds.
+    ///
+    /// # Safety
+    ///
+    /// The mapping must be writable (the publisher's own), and the caller
+    /// must hold these bytes exclusively for as long as the slice lives: no
+    /// other slice of them may exist meanwhile (the publisher's allocator
+    /// gives each slot to one owner only).
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn slice_mut(&self, offset: usize, len: usize) -> &mut [u8] {
+        assert!(offset.checked_add(len).is_some_and(|e| e <= self.len));
+        // SAFETY: in bounds (checked above) of a mapping alive for `&self`;
+        // writable and exclusive by the caller's contract.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.add(offset), len) }
+    }
+
     /// Copies `src` to `offset` of a writable mapping. Panics if out of
     /// bounds.
     pub fn write(&self, offset: usize, src: &[u8]) {

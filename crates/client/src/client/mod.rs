@@ -23,6 +23,9 @@ use crate::table::{Entry, Handler, Sink};
 use crate::Message;
 
 mod builder;
+mod loan;
+
+pub use loan::Loan;
 
 pub use builder::{
     default_socket_dir, ClientBuilder, DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT,

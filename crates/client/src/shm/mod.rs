@@ -10,7 +10,10 @@
 //! then sends the payload through the socket as before (also while the
 //! pool is not yet registered); after such a wait ran out, emits use the
 //! socket at once until a slot is freed (recipients that hold the pool
-//! cost the publisher one wait, not one per message). Received pools are mapped read-only and a delivered message's
+//! cost the publisher one wait, not one per message). A loan
+//! (`Client::loan`, [`Shm::lend`]) takes a slot the same way and lets the
+//! application fill it in place ([`SlotLoan`]), so nothing is copied at
+//! all. Received pools are mapped read-only and a delivered message's
 //! payload is a view into the mapping ([`bytes::Bytes::from_owner`]): no
 //! copy; when the last clone of it is dropped, the slot is released to the
 //! daemon. This module knows nothing of the connection: the connection
@@ -28,7 +31,9 @@ use netcluster_proto::frame::shm::{self as wire, ShmFrame};
 use netcluster_proto::frame::{self, HEADER_LEN};
 
 mod alloc;
+mod loan;
 use alloc::Alloc;
+pub use loan::SlotLoan;
 
 /// Payloads at least this big go through shared memory when it is on.
 /// Below it the socket is as fast: the descriptor, the release and the
@@ -41,11 +46,8 @@ pub const SHM_MIN: usize = 16 * 1024;
 /// enough that one that holds its messages costs little.
 pub const SLOT_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
 
-/// Where [`Shm::put`] put a payload.
+/// Why no slot was taken (see [`Shm::put_waiting`], [`Shm::lend`]).
 pub enum Put {
-    /// In the slot at this offset (second) of the pool of this connection
-    /// generation (first; see [`Shm::is_current`]).
-    Slot(u64, u64),
     /// Nowhere: the pool is full now (a ShmFree may come).
     Full,
     /// Nowhere yet: the pool's registration is not answered yet.
@@ -56,7 +58,9 @@ pub enum Put {
 
 /// The publisher's pool on the current connection.
 struct Pool {
-    map: Mapping,
+    /// Shared with the loans of its slots: a loan taken before a reconnect
+    /// retired the pool keeps it mapped until it is emitted or dropped.
+    map: Arc<Mapping>,
     alloc: Alloc,
     /// The daemon acknowledged it.
     ready: bool,
@@ -185,7 +189,7 @@ impl Shm {
             }
         }
         c.pool = Some(Pool {
-            map,
+            map: Arc::new(map),
             alloc: Alloc::new(self.pool_bytes as u64),
             ready: false,
         });
@@ -215,41 +219,44 @@ impl Shm {
         lock(&self.conn).on
     }
 
-    /// Copies `payload` into a free slot if it can.
-    pub fn put(&self, payload: &[u8]) -> Put {
-        if payload.len() < SHM_MIN || payload.len() > u32::MAX as usize {
-            return Put::Socket;
+    /// Takes a free slot of `len` bytes and calls `fill` with the pool's
+    /// mapping and the slot's offset, under the lock; `Ok((generation,
+    /// offset, fill's result))`, or where the payload must go instead.
+    fn take<R>(
+        &self,
+        len: usize,
+        fill: impl FnOnce(&Arc<Mapping>, u64) -> R,
+    ) -> Result<(u64, u64, R), Put> {
+        if len < SHM_MIN || len > u32::MAX as usize {
+            return Err(Put::Socket);
         }
         let mut c = lock(&self.conn);
+        let gen = c.gen;
         let Some(p) = c.pool.as_mut() else {
-            return Put::Socket;
+            return Err(Put::Socket);
         };
         if !p.ready {
-            return Put::Pending;
+            return Err(Put::Pending);
         }
-        match p.alloc.alloc(payload.len() as u64) {
-            Some(off) => {
-                p.map.write(off as usize, payload);
-                Put::Slot(c.gen, off)
-            }
-            None => Put::Full,
+        match p.alloc.alloc(len as u64) {
+            Some(off) => Ok((gen, off, fill(&p.map, off))),
+            None => Err(Put::Full),
         }
     }
 
-    /// [`Shm::put`], waiting up to [`SLOT_WAIT`] for a slot of a full
-    /// pool (or for the pool's registration); `None`: send it through the
-    /// socket; else the connection generation and the slot's offset.
-    pub async fn put_waiting(&self, payload: &[u8]) -> Option<(u64, u64)> {
+    /// Waits up to [`SLOT_WAIT`] for `attempt` to get a slot of a full
+    /// pool (or for the pool's registration); `None`: use the socket.
+    async fn waiting<R>(&self, mut attempt: impl FnMut() -> Result<R, Put>) -> Option<R> {
         let deadline = tokio::time::Instant::now() + SLOT_WAIT;
         loop {
             let freed = self.freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
-            let full = match self.put(payload) {
-                Put::Slot(gen, off) => return Some((gen, off)),
-                Put::Socket => return None,
-                Put::Full => true,
-                Put::Pending => false,
+            let full = match attempt() {
+                Ok(r) => return Some(r),
+                Err(Put::Socket) => return None,
+                Err(Put::Full) => true,
+                Err(Put::Pending) => false,
             };
             if full && self.starved.load(Ordering::Relaxed) {
                 return None;
@@ -261,6 +268,23 @@ impl Shm {
                 return None;
             }
         }
+    }
+
+    /// Copies `payload` into a free slot, waiting up to [`SLOT_WAIT`] for one of a full
+    /// pool (or for the pool's registration); `None`: send it through the
+    /// socket; else the connection generation and the slot's offset.
+    pub async fn put_waiting(&self, payload: &[u8]) -> Option<(u64, u64)> {
+        self.waiting(|| self.take(payload.len(), |map, off| map.write(off as usize, payload)))
+            .await
+            .map(|(gen, off, ())| (gen, off))
+    }
+
+    /// A slot of `len` bytes to fill in place (see [`SlotLoan`]), waiting
+    /// as [`Shm::put_waiting`] does; `None`: the caller uses a heap buffer.
+    pub async fn lend(self: &Arc<Self>, len: usize) -> Option<SlotLoan> {
+        self.waiting(|| self.take(len, |map, _| map.clone()))
+            .await
+            .map(|(gen, off, map)| SlotLoan::new(self.clone(), map, gen, off, len))
     }
 
     /// Before a new connection replaces the pool: rewrites the
@@ -312,7 +336,7 @@ impl Shm {
         *buf = out;
     }
 
-    /// Whether a slot [`Shm::put`] gave in connection generation `gen`
+    /// Whether a slot [`Shm::put_waiting`] or [`Shm::lend`] gave in connection generation `gen`
     /// may still be named by a ShmPublish (its pool is still the one the
     /// daemon knows for this client). Called under the output buffer's
     /// lock, as [`Shm::inline_queued`] is, so no descriptor of an old pool
@@ -321,10 +345,21 @@ impl Shm {
         lock(&self.conn).gen == gen
     }
 
-    /// Takes back a slot [`Shm::put`] gave that was not sent after all.
+    /// Takes back a slot [`Shm::put_waiting`] gave that was not sent after all.
     pub fn unput(&self, offset: u64) {
         if let Some(p) = &mut lock(&self.conn).pool {
             p.alloc.free(offset);
+        }
+    }
+
+    /// Takes back a slot of the pool mapped at `map` that was not sent:
+    /// nothing if a reconnect retired that pool meanwhile (its allocator
+    /// went with it; the new pool's offsets are not this slot's).
+    pub fn unput_in(&self, map: &Arc<Mapping>, offset: u64) {
+        if let Some(p) = &mut lock(&self.conn).pool {
+            if Arc::ptr_eq(&p.map, map) {
+                p.alloc.free(offset);
+            }
         }
     }
 

@@ -2,8 +2,11 @@
 //! 64 KiB, 1→1 at 1 MiB, for every broker, each with the broker's CPU per
 //! delivery, plus a memcpy yardstick measured in this process on the same
 //! machine in the same run. netcluster's library column runs with shared
-//! memory (the roles see [`crate::nc::SHM_ENV`]); its raw-client column
-//! shows the same daemon through the socket.
+//! memory (the roles see [`crate::nc::SHM_ENV`]) and builds each payload
+//! in a loaned slot ([`crate::nc::LOAN_ENV`]); right after it, in the same
+//! repetition, the library runs again copying each payload in with
+//! `emit_bytes`, for the `_copy` rows. Its raw-client column shows the
+//! same daemon through the socket.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -17,8 +20,21 @@ use crate::runner::{throughput, Broker, Ctx};
 /// Set (to anything): `ncbench suite` runs only these rows.
 pub const ONLY_ENV: &str = "NCBENCH_ONLY_LARGE";
 
-/// The pool each netcluster role creates (the daemon's default `shmbytes`).
-const POOL_BYTES: usize = 64 << 20;
+/// The pool each netcluster role creates: 64 slots of 64 KiB, 4 of 1 MiB.
+/// The pool is the publisher's window: it runs ahead of its subscribers
+/// by up to the whole pool, so with a pool far larger than the caches
+/// every slot is cold when it is written again and read. With the
+/// daemon's largest (`shmbytes`, 64 MiB) the rows ran 1.5–3× slower on
+/// the 2-CPU machine of issue 15 (PERFORMANCE.md, "Large messages").
+pub const POOL_BYTES: usize = 4 << 20;
+
+/// Set (to a size in bytes): the pool the netcluster roles create instead
+/// of [`POOL_BYTES`] (to measure what the pool's size does).
+pub const POOL_ENV: &str = "NCBENCH_POOL_BYTES";
+
+fn pool_bytes() -> String {
+    std::env::var(POOL_ENV).unwrap_or_else(|_| POOL_BYTES.to_string())
+}
 
 /// Runs the rows (repetitions interleaved across brokers) into `r`.
 pub(crate) fn rows(c: &Ctx, brokers: &[Broker], r: &mut Results) -> Result<()> {
@@ -34,6 +50,8 @@ pub(crate) fn rows(c: &Ctx, brokers: &[Broker], r: &mut Results) -> Result<()> {
         ("1to1_1m", 1, mib, (plan.count_large / 16).max(1)),
     ];
     let mut memcpy = Vec::new();
+    // Row key (`tp_1to1_64k`, …) → netcluster's copy-in figures.
+    let mut copy: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for (id, subs, size, count) in workloads {
         let mut tp: BTreeMap<System, Vec<f64>> = BTreeMap::new();
         let mut cpu: BTreeMap<System, Vec<f64>> = BTreeMap::new();
@@ -42,59 +60,68 @@ pub(crate) fn rows(c: &Ctx, brokers: &[Broker], r: &mut Results) -> Result<()> {
                 memcpy.push(memcpy_bandwidth(size));
             }
             for b in brokers {
-                let shm = b.system == System::Nc;
-                if shm {
-                    std::env::set_var(crate::nc::SHM_ENV, POOL_BYTES.to_string());
-                }
-                let res = throughput(c, b, subs, size, count);
-                std::env::remove_var(crate::nc::SHM_ENV);
-                let (rate, ns) = res.with_context(|| {
-                    format!(
-                        "{} throughput 1→{subs} {size} B, run {rep}",
-                        b.system.label()
-                    )
-                })?;
-                eprintln!(
-                    "ncbench: {:<10} 1→{subs} {:>4} KiB run {rep}: {:>8.0} deliveries/s ({:.2} GB/s), broker {:>6.0} ns CPU/delivery{}",
-                    b.system.label(),
-                    size / 1024,
-                    rate,
-                    rate * size as f64 / 1e9,
-                    ns,
-                    if shm { " (shared memory)" } else { "" }
-                );
-                tp.entry(b.system).or_default().push(rate);
-                cpu.entry(b.system).or_default().push(ns);
-                let key = if id == "1to1_1m" {
-                    "bw_1to1_1m".to_string()
+                // netcluster's library runs twice, back to back: through
+                // the loan API (the row) and copying in with `emit_bytes`
+                // (the `_copy` row), which goes first every other
+                // repetition.
+                let variants: &[Variant] = if b.system != System::Nc {
+                    &[Variant::Plain]
+                } else if rep % 2 == 1 {
+                    &[Variant::Loan, Variant::Copy]
                 } else {
-                    format!("tp_{id}")
+                    &[Variant::Copy, Variant::Loan]
                 };
-                let value = if id == "1to1_1m" {
-                    rate * size as f64
-                } else {
-                    rate
-                };
-                for (metric, value) in [(key, value), (format!("cpu_{id}"), ns)] {
-                    r.runs.push(Run {
-                        metric,
-                        system: b.system,
-                        rep,
-                        value,
-                    });
+                for &v in variants {
+                    let (rate, ns) = run(c, b, v, subs, size, count, rep)?;
+                    let key = match id {
+                        "1to1_1m" => "bw_1to1_1m".to_string(),
+                        _ => format!("tp_{id}"),
+                    };
+                    let value = match id {
+                        "1to1_1m" => rate * size as f64,
+                        _ => rate,
+                    };
+                    let mut push = |metric: String, value: f64| {
+                        r.runs.push(Run {
+                            metric,
+                            system: b.system,
+                            rep,
+                            value,
+                        })
+                    };
+                    if v == Variant::Copy {
+                        push(format!("{key}_copy"), value);
+                        copy.entry(key).or_default().push(value);
+                        continue;
+                    }
+                    push(key, value);
+                    push(format!("cpu_{id}"), ns);
+                    tp.entry(b.system).or_default().push(rate);
+                    cpu.entry(b.system).or_default().push(ns);
                 }
             }
         }
-        for (sys, v) in tp {
+        for (sys, v) in &tp {
             if id == "1to1_1m" {
                 let bytes: Vec<f64> = v.iter().map(|x| x * size as f64).collect();
-                r.set("bw_1to1_1m", sys, median(&bytes));
+                r.set("bw_1to1_1m", *sys, median(&bytes));
             } else {
-                r.set(&format!("tp_{id}"), sys, median(&v));
+                r.set(&format!("tp_{id}"), *sys, median(v));
             }
         }
         for (sys, v) in cpu {
             r.set(&format!("cpu_{id}"), sys, median(&v));
+        }
+    }
+    // The copy-in rows: netcluster's figure, and the peers' of the same
+    // runs (they have no such distinction), so the ratio column reads.
+    for (key, v) in copy {
+        let row = format!("{key}_copy");
+        r.set(&row, System::Nc, median(&v));
+        for sys in [System::NcRaw, System::Nats, System::Redis] {
+            if let Some(x) = r.get(&key, sys) {
+                r.set(&row, sys, x);
+            }
         }
     }
     if !memcpy.is_empty() {
@@ -103,6 +130,58 @@ pub(crate) fn rows(c: &Ctx, brokers: &[Broker], r: &mut Results) -> Result<()> {
         r.set("memcpy_1m", System::Nc, m);
     }
     Ok(())
+}
+
+/// How netcluster's library publishes in a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Variant {
+    /// A peer (or the raw client): its own way.
+    Plain,
+    /// Shared memory, payloads built in loaned slots ([`crate::nc::LOAN_ENV`]).
+    Loan,
+    /// Shared memory, payloads copied in by `emit_bytes`.
+    Copy,
+}
+
+/// One throughput run of `b` in variant `v`; prints it.
+fn run(
+    c: &Ctx,
+    b: &Broker,
+    v: Variant,
+    subs: u32,
+    size: usize,
+    count: u64,
+    rep: u32,
+) -> Result<(f64, f64)> {
+    if v != Variant::Plain {
+        std::env::set_var(crate::nc::SHM_ENV, pool_bytes());
+    }
+    if v == Variant::Loan {
+        std::env::set_var(crate::nc::LOAN_ENV, "1");
+    }
+    let res = throughput(c, b, subs, size, count);
+    std::env::remove_var(crate::nc::SHM_ENV);
+    std::env::remove_var(crate::nc::LOAN_ENV);
+    let (rate, ns) = res.with_context(|| {
+        format!(
+            "{} throughput 1→{subs} {size} B ({v:?}), run {rep}",
+            b.system.label()
+        )
+    })?;
+    eprintln!(
+        "ncbench: {:<10} 1→{subs} {:>4} KiB run {rep}: {:>8.0} deliveries/s ({:.2} GB/s), broker {:>6.0} ns CPU/delivery{}",
+        b.system.label(),
+        size / 1024,
+        rate,
+        rate * size as f64 / 1e9,
+        ns,
+        match v {
+            Variant::Plain => "",
+            Variant::Loan => " (shared memory, loan)",
+            Variant::Copy => " (shared memory, copy-in emit_bytes)",
+        }
+    );
+    Ok((rate, ns))
 }
 
 /// Bytes per second `copy_from_slice` moves in `block`-byte copies

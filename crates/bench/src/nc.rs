@@ -35,6 +35,14 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
 /// then use shared memory (`ClientBuilder::shared_memory`).
 pub const SHM_ENV: &str = "NCBENCH_SHM";
 
+/// Set (to anything) by the large-message rows' loan variant: the
+/// publisher builds each payload in a loaned slot (`Client::loan`, then
+/// `emit_loan`) instead of copying it in with `emit_bytes`. It writes the
+/// whole payload of every message in place: the sequence number, then the
+/// filler over the rest (a producer making its data where subscribers
+/// read it; nothing is left over from an earlier message in the slot).
+pub const LOAN_ENV: &str = "NCBENCH_LOAN";
+
 async fn connect(dir: &Path, name: &str) -> Result<Client> {
     let mut b = Client::builder(CHANNEL)
         .socket_dir(dir)
@@ -128,8 +136,15 @@ pub fn publisher(dir: &Path, subject: &str, count: u64, size: usize) -> Result<P
     runtime()?.block_on(async {
         let client = connect(dir, "ncbench-pub").await?;
         let mut p = payload::new(size);
+        let loan = std::env::var_os(LOAN_ENV).is_some();
         let start_ns = monotonic_ns();
         for seq in 0..count {
+            if loan {
+                let mut l = client.loan(size).await.context("loan")?;
+                payload::write(&mut l, seq);
+                client.emit_loan(subject, l).await.context("emit")?;
+                continue;
+            }
             payload::set_seq(&mut p, seq);
             client.emit_bytes(subject, &p).await.context("emit")?;
         }

@@ -20,6 +20,15 @@ pub fn new(size: usize) -> Vec<u8> {
     p
 }
 
+/// Writes a whole payload for `seq` into `p` (at least [`SEQ_LEN`]
+/// bytes): the sequence number, then the filler. Every byte is written,
+/// whatever `p` held.
+#[inline]
+pub fn write(p: &mut [u8], seq: u64) {
+    set_seq(p, seq);
+    p[SEQ_LEN..].fill(FILL);
+}
+
 /// Writes `seq` into a payload made by [`new`].
 #[inline]
 pub fn set_seq(p: &mut [u8], seq: u64) {
@@ -132,6 +141,13 @@ mod tests {
         let mut p = new(size);
         set_seq(&mut p, seq);
         p
+    }
+
+    #[test]
+    fn write_makes_a_whole_payload() {
+        let mut p = vec![0u8; 32];
+        write(&mut p, 5);
+        assert_eq!(p, msg(32, 5));
     }
 
     #[test]

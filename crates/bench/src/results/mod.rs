@@ -311,22 +311,45 @@ pub const METRICS: &[Metric] = &[
     // the socket.
     m(
         "tp_1to1_64k",
-        "1→1 throughput, 64 KiB (netcluster: shared memory)",
+        "1→1 throughput, 64 KiB (netcluster: shared memory, loan API)",
         ["1→1", "64 KiB"],
         Unit::DeliveriesPerSec,
         Better::Higher,
     ),
     m(
         "tp_1to4_64k",
-        "1→4 fan-out, 64 KiB (netcluster: shared memory)",
+        "1→4 fan-out, 64 KiB (netcluster: shared memory, loan API)",
         ["1→4", "64 KiB"],
         Unit::DeliveriesPerSec,
         Better::Higher,
     ),
     m(
         "bw_1to1_1m",
-        "1→1 payload bandwidth, 1 MiB (netcluster: shared memory)",
+        "1→1 payload bandwidth, 1 MiB (netcluster: shared memory, loan API)",
         ["1→1", "1 MiB"],
+        Unit::MBPerSec,
+        Better::Higher,
+    ),
+    // The same runs with netcluster copying each payload in (`emit_bytes`);
+    // the peers' cells repeat the rows above.
+    m(
+        "tp_1to1_64k_copy",
+        "1→1 throughput, 64 KiB (netcluster: shared memory, copy-in emit_bytes)",
+        ["1→1 copy-in", "64 KiB"],
+        Unit::DeliveriesPerSec,
+        Better::Higher,
+    ),
+    m(
+        "tp_1to4_64k_copy",
+        "1→4 fan-out, 64 KiB (netcluster: shared memory, copy-in emit_bytes)",
+        ["1→4 copy-in", "64 KiB"],
+        Unit::DeliveriesPerSec,
+        Better::Higher,
+    ),
+    m(
+        "bw_1to1_1m_copy",
+        "1→1 payload bandwidth, 1 MiB (netcluster: shared memory, copy-in emit_bytes)",
+        ["1→1 copy-in", "1 MiB"],
         Unit::MBPerSec,
         Better::Higher,
     ),

@@ -226,6 +226,8 @@ async fn loaned_payloads_reach_shm_and_socket_subscribers_intact() {
     let sock_sub = client(&d, "sock-sub", None).await;
     let mut a = shm_sub.subscribe("big").await.unwrap();
     let mut b = sock_sub.subscribe("big").await.unwrap();
+    // Echo is on: the publisher's own listener gets its messages too.
+    let mut own = publisher.subscribe("big").await.unwrap();
     publisher.flush().await.unwrap(); // the pool is registered
 
     let sizes = [64 * 1024, 1 << 20, 100];
@@ -256,6 +258,13 @@ async fn loaned_payloads_reach_shm_and_socket_subscribers_intact() {
             "socket {i}"
         );
         assert_eq!(got_a[i].origin().client, publisher.client_id());
+    }
+    let got_own: Vec<_> = futures_collect(&mut own, 3).await;
+    for (i, &len) in sizes.iter().enumerate() {
+        assert!(
+            got_own[i].payload() == pattern(len, i as u8).as_slice(),
+            "echo {i}"
+        );
     }
     in_flight(&publisher, 2).await;
     drop(got_a);

@@ -187,9 +187,9 @@ impl Client {
         let echo = self
             .wants_echo(event)
             .then(|| Bytes::copy_from_slice(payload));
-        let shm = slot.shm().clone();
         let (gen, off) = slot.slot();
         let len = payload.len() as u32;
+        let shm = slot.shm();
         let mut named = false;
         // Which it is, is decided under the output buffer's lock, as for
         // `emit_bytes` (see `Shm::is_current`).

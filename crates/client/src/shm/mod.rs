@@ -247,6 +247,15 @@ impl Shm {
     /// Waits up to [`SLOT_WAIT`] for `attempt` to get a slot of a full
     /// pool (or for the pool's registration); `None`: use the socket.
     async fn waiting<R>(&self, mut attempt: impl FnMut() -> Result<R, Put>) -> Option<R> {
+        // The fast path (a free slot) reads no clock and registers no
+        // waiter: 4 % of a 64 KiB publisher went to `clock_gettime` and
+        // the `Notify` here.
+        match attempt() {
+            Ok(r) => return Some(r),
+            Err(Put::Socket) => return None,
+            Err(Put::Full) if self.starved.load(Ordering::Relaxed) => return None,
+            Err(Put::Full | Put::Pending) => {}
+        }
         let deadline = tokio::time::Instant::now() + SLOT_WAIT;
         loop {
             let freed = self.freed.notified();

@@ -250,7 +250,8 @@ impl Client {
     }
 
     /// Slots of this client's shared-memory pool that recipients have
-    /// not released yet (0 without shared memory). See
+    /// not released yet, or that are loaned out ([`Client::loan`]) and not
+    /// yet emitted (0 without shared memory). See
     /// [`ClientBuilder::shared_memory`].
     pub fn shared_memory_in_flight(&self) -> usize {
         #[cfg(target_os = "linux")]

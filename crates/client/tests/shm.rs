@@ -114,20 +114,39 @@ async fn wait_state(c: &Client, want: netcluster::ConnectionState) {
         .unwrap();
 }
 
+/// Restarts the stopped daemon `d` and subscribes a socket client to
+/// "big" on it before `publisher` reconnects, then waits for the
+/// reconnect. The publisher's reconnect backoff (up to a second after a
+/// long outage) normally lets the subscriber come first; `None` when it
+/// did not.
+async fn restart_behind_a_listener(
+    d: &mut TestDaemon,
+    publisher: &Client,
+) -> Option<(Client, Subscription)> {
+    use netcluster::ConnectionState::Connected;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.restart();
+    let sub = client(d, "sub", Some(0)).await;
+    let s = sub.subscribe("big").await.unwrap();
+    sub.flush().await.unwrap();
+    if *publisher.watch_state().borrow() == Connected {
+        return None;
+    }
+    wait_state(publisher, Connected).await;
+    Some((sub, s))
+}
+
 /// Shared-memory publishes queued while the daemon is away reach the
 /// restarted daemon with their own payloads. (A queued descriptor names an
 /// offset, not a pool: the new connection's fresh pool holds other bytes
 /// there, so it must travel with its payload instead.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishes_queued_across_a_restart_keep_their_payloads() {
-    use netcluster::ConnectionState::{Connected, Reconnecting};
+    use netcluster::ConnectionState::Reconnecting;
     let mut d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
     let publisher = client(&d, "pub", Some(8 << 20)).await;
-    publisher.flush().await.unwrap(); // the pool is registered
-                                      // The subscriber must be listening on the restarted daemon before the
-                                      // publisher's queue arrives; the publisher's reconnect backoff (up to
-                                      // a second after a long outage) gives it that time. If the publisher
-                                      // still came first, the round is repeated.
+    // The pool is registered.
+    publisher.flush().await.unwrap();
     for round in 0..3u8 {
         d.stop();
         wait_state(&publisher, Reconnecting).await;
@@ -137,15 +156,9 @@ async fn publishes_queued_across_a_restart_keep_their_payloads() {
                 .await
                 .unwrap();
         }
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        d.restart();
-        let sub = client(&d, "sub", Some(0)).await;
-        let mut s = sub.subscribe("big").await.unwrap();
-        sub.flush().await.unwrap();
-        if *publisher.watch_state().borrow() == Connected {
-            continue; // came first: its queue went to nobody
-        }
-        wait_state(&publisher, Connected).await;
+        let Some((_sub, mut s)) = restart_behind_a_listener(&mut d, &publisher).await else {
+            continue; // the publisher came first: its queue went to nobody
+        };
         for i in 0..8u8 {
             let m = recv(&mut s).await;
             assert!(
@@ -368,7 +381,7 @@ async fn a_loan_from_a_full_pool_falls_back_and_still_delivers() {
 /// their own bytes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loans_taken_before_a_restart_deliver_their_own_bytes() {
-    use netcluster::ConnectionState::{Connected, Reconnecting};
+    use netcluster::ConnectionState::Reconnecting;
     let mut d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
     let publisher = client(&d, "pub", Some(8 << 20)).await;
     publisher.flush().await.unwrap(); // the pool is registered
@@ -378,17 +391,9 @@ async fn loans_taken_before_a_restart_deliver_their_own_bytes() {
         d.stop();
         wait_state(&publisher, Reconnecting).await;
         publisher.emit_loan("big", early).await.unwrap();
-        // The reconnect backoff (up to a second after a long outage)
-        // lets the subscriber listen first; if not, the round repeats.
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        d.restart();
-        let sub = client(&d, "sub", Some(0)).await;
-        let mut s = sub.subscribe("big").await.unwrap();
-        sub.flush().await.unwrap();
-        if *publisher.watch_state().borrow() == Connected {
-            continue; // came first: its queue went to nobody
-        }
-        wait_state(&publisher, Connected).await;
+        let Some((_sub, mut s)) = restart_behind_a_listener(&mut d, &publisher).await else {
+            continue; // the publisher came first: its queue went to nobody
+        };
         let _ = publisher.flush().await; // the new pool is registered
         publisher.emit_loan("big", late).await.unwrap();
         let m = recv(&mut s).await;

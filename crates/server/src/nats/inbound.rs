@@ -12,7 +12,9 @@ use netcluster_proto::names;
 use netcluster_proto::nats::{self as wire, Inbound, Verdict};
 use serde_json::json;
 
-use super::{NatsBridge, Sub, FOREIGN_NODE, GAP_CAUSE, RECV_BATCH};
+use super::{
+    NatsBridge, Sub, FOREIGN_NODE, GAP_CAUSE, LEGACY_NODE_HEADER, ORIGIN_HEADER, RECV_BATCH,
+};
 use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
@@ -116,28 +118,19 @@ impl NatsBridge {
     }
 
     fn deliver(&self, hub: &Rc<Hub>, m: async_nats::Message) -> Flow {
-        // One pass over the headers (a lookup by `&str` would build and
-        // hash a header name for each of the five).
-        let mut found: [Option<&str>; 5] = [None; 5];
-        for (k, v) in m.headers.iter().flat_map(|hs| hs.iter()) {
-            let i = match k.as_ref() {
-                wire::headers::NODE => 0,
-                wire::headers::CLIENT => 1,
-                wire::headers::SEQ => 2,
-                wire::headers::CHANNEL => 3,
-                wire::headers::EVENT => 4,
-                _ => continue,
-            };
-            found[i] = v.first().map(|v| v.as_str());
+        let origin = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(ORIGIN_HEADER))
+            .map(|v| v.as_str());
+        if origin.is_none()
+            && m.headers
+                .as_ref()
+                .is_some_and(|h| h.get(LEGACY_NODE_HEADER).is_some())
+        {
+            return self.refuse("the five headers of an older netcluster daemon (Nc-Node without Nc-Origin): run one version on a bus");
         }
-        let inbound = wire::decode(&self.cfg.prefix, &m.subject, |h| match h {
-            wire::headers::NODE => found[0],
-            wire::headers::CLIENT => found[1],
-            wire::headers::SEQ => found[2],
-            wire::headers::CHANNEL => found[3],
-            wire::headers::EVENT => found[4],
-            _ => None,
-        });
+        let inbound = wire::decode(&self.cfg.prefix, &m.subject, origin);
         let (channel, event, origin, gap) = match inbound {
             Err(e) => return self.refuse(e),
             Ok(Inbound::Foreign { channel, event }) => {

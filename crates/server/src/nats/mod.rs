@@ -70,7 +70,7 @@ const RECV_BATCH: usize = 256;
 /// server.
 pub const STOP_DRAIN: Duration = Duration::from_secs(2);
 /// Per-message overhead counted against `buffer` besides the payload and
-/// the subject (the five headers and the bookkeeping).
+/// the subject (the header and the bookkeeping).
 const QUEUED_OVERHEAD: usize = 128;
 /// Most messages handed to the NATS client before one flush.
 const BATCH_MESSAGES: usize = 1024;
@@ -83,21 +83,17 @@ pub const HOLD_LIMIT: Duration = Duration::from_secs(1);
 /// ready; the cache starts afresh past it.
 const NAMES_CACHE: usize = 4096;
 
-/// The header names, built once (a name from a `&str` would be copied
+/// The header's name, built once (a name from a `&str` would be copied
 /// for every message).
-const HEADER_NAMES: [HeaderName; 5] = [
-    HeaderName::from_static(wire::headers::NODE),
-    HeaderName::from_static(wire::headers::CLIENT),
-    HeaderName::from_static(wire::headers::SEQ),
-    HeaderName::from_static(wire::headers::CHANNEL),
-    HeaderName::from_static(wire::headers::EVENT),
-];
+const ORIGIN_HEADER: HeaderName = HeaderName::from_static(wire::headers::ORIGIN);
+/// The header that marks the older five-header format (refused).
+const LEGACY_NODE_HEADER: HeaderName = HeaderName::from_static(wire::headers::LEGACY_NODE);
 
-/// A (channel, event) pair's subject and header values, computed once.
+/// A (channel, event) pair's subject and the names part of its
+/// `Nc-Origin` value, computed once.
 struct Names {
     subject: Subject,
-    channel: String,
-    event: String,
+    origin: String,
 }
 
 struct Out {
@@ -138,8 +134,8 @@ pub struct NatsBridge {
     cfg: NatsConfig,
     conn_name: String,
     client: RefCell<Option<async_nats::Client>>,
-    /// `Nc-Node` of every message sent.
-    node_hex: String,
+    /// The origin node of every message sent.
+    node_id: u64,
     names: RefCell<FxHashMap<String, FxHashMap<String, Rc<Names>>>>,
     names_len: Cell<usize>,
     queue: RefCell<VecDeque<Out>>,
@@ -189,7 +185,7 @@ impl NatsBridge {
                 .unwrap_or_else(|| format!("netcluster {nodename}")),
             cfg: nats,
             client: RefCell::new(None),
-            node_hex: format!("{node_id:016x}"),
+            node_id,
             names: RefCell::new(FxHashMap::default()),
             names_len: Cell::new(0),
             queue: RefCell::new(VecDeque::new()),
@@ -407,8 +403,7 @@ impl NatsBridge {
         }
         let n = Rc::new(Names {
             subject: Subject::from(wire::subject(&self.cfg.prefix, channel, event)),
-            channel: wire::headers::name_value(channel).into_owned(),
-            event: wire::headers::name_value(event).into_owned(),
+            origin: wire::origin_names(channel, event),
         });
         let mut cache = self.names.borrow_mut();
         if self.names_len.get() >= NAMES_CACHE {
@@ -423,15 +418,13 @@ impl NatsBridge {
         n
     }
 
-    /// The five headers of a queued message (see `netcluster_proto::nats::headers`).
+    /// The header of a queued message (see `netcluster_proto::nats::headers`).
     fn headers(&self, m: &Out) -> HeaderMap {
-        let [node, client, seq, channel, event] = HEADER_NAMES;
         let mut h = HeaderMap::new();
-        h.insert(node, self.node_hex.clone());
-        h.insert(client, m.client.to_string());
-        h.insert(seq, m.seq.to_string());
-        h.insert(channel, m.names.channel.clone());
-        h.insert(event, m.names.event.clone());
+        h.insert(
+            ORIGIN_HEADER,
+            wire::origin_value(self.node_id, m.client, m.seq, &m.names.origin),
+        );
         h
     }
 

@@ -17,7 +17,9 @@
 //! Sending never waits: messages go to a queue bounded by `nats.buffer`
 //! bytes (counting both what waits in the queue and what was handed to
 //! the NATS client but is not yet written to its socket), drained by the
-//! bridge's own task in batches, each followed by one flush. While the
+//! bridge's own task in batches, each followed by one flush (`outbound.rs`:
+//! the queue, the header, and the hand-over, overlapping one batch's flush
+//! with handing over the next). While the
 //! connection is up and making progress, a queue past half the buffer
 //! holds back the local publishers of carried channels (as the multicast
 //! link does for slow receivers: the session stops reading them until the
@@ -38,7 +40,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{HeaderMap, HeaderName, Subject};
+use async_nats::{HeaderName, Subject};
 use bytes::Bytes;
 use netcluster_proto::names;
 use netcluster_proto::nats::{self as wire, Receiver};
@@ -50,6 +52,7 @@ use crate::hub::Hub;
 
 mod inbound;
 mod link;
+mod outbound;
 mod status;
 pub use link::bridge;
 
@@ -343,91 +346,6 @@ impl NatsBridge {
         self.stop.notify_one();
     }
 
-    /// Queues a local client's message for NATS; never waits. A message
-    /// the buffer has no room for is dropped and counted (receivers see
-    /// the hole as `nc-gap`); one larger than the server's `max_payload`
-    /// is an error for its publisher.
-    pub fn send(
-        &self,
-        channel: &str,
-        event: &str,
-        payload: &[u8],
-        client: u64,
-        seq: u64,
-    ) -> Result<(), String> {
-        {
-            // Read from the server's INFO once per batch (`server_info`
-            // clones all of it), not per message.
-            let max = self.max_payload.get();
-            if max > 0 && payload.len() > max {
-                self.counters.dropped.set(self.counters.dropped.get() + 1);
-                return Err(format!(
-                    "{} bytes exceed the NATS server's max_payload ({max} bytes)",
-                    payload.len()
-                ));
-            }
-        }
-        // The cost is known before anything is built: a message that
-        // will be dropped costs no allocation.
-        let cost = payload.len()
-            + self.cfg.prefix.len()
-            + channel.len()
-            + event.len()
-            + 2
-            + QUEUED_OVERHEAD;
-        let queued = self.queued.get();
-        if queued + cost > self.cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
-            self.counters.dropped.set(self.counters.dropped.get() + 1);
-            return Ok(());
-        }
-        if queued == 0 {
-            self.progress.set(Instant::now());
-        }
-        self.queued.set(queued + cost);
-        let names = self.names(channel, event);
-        self.queue.borrow_mut().push_back(Out {
-            names,
-            client,
-            seq,
-            payload: Bytes::copy_from_slice(payload),
-            cost,
-        });
-        Ok(())
-    }
-
-    /// The subject and header values of (`channel`, `event`), from the
-    /// cache or computed once.
-    fn names(&self, channel: &str, event: &str) -> Rc<Names> {
-        if let Some(n) = self.names.borrow().get(channel).and_then(|m| m.get(event)) {
-            return n.clone();
-        }
-        let n = Rc::new(Names {
-            subject: Subject::from(wire::subject(&self.cfg.prefix, channel, event)),
-            origin: wire::origin_names(channel, event),
-        });
-        let mut cache = self.names.borrow_mut();
-        if self.names_len.get() >= NAMES_CACHE {
-            cache.clear();
-            self.names_len.set(0);
-        }
-        cache
-            .entry(channel.to_string())
-            .or_default()
-            .insert(event.to_string(), n.clone());
-        self.names_len.set(self.names_len.get() + 1);
-        n
-    }
-
-    /// The header of a queued message (see `netcluster_proto::nats::headers`).
-    fn headers(&self, m: &Out) -> HeaderMap {
-        let mut h = HeaderMap::new();
-        h.insert(
-            ORIGIN_HEADER,
-            wire::origin_value(self.node_id, m.client, m.seq, &m.names.origin),
-        );
-        h
-    }
-
     fn connected(&self) -> bool {
         self.client.borrow().as_ref().is_some_and(|c| {
             matches!(
@@ -504,54 +422,8 @@ impl NatsBridge {
                 _ = self.stop.notified() => return,
                 _ = self.wake.notified() => {}
             }
-            // Batches: up to BATCH_MESSAGES (or BATCH_BYTES) handed to the
-            // NATS client, whose task writes them as they come, then one
-            // flush; what was flushed leaves the count against `buffer`.
-            loop {
-                // A reconnect may have reached a server with another limit.
-                self.max_payload.set(client.server_info().max_payload);
-                let (mut n, mut bytes, mut cost) = (0, 0, 0);
-                while n < BATCH_MESSAGES && bytes < BATCH_BYTES {
-                    let Some(m) = self.queue.borrow_mut().pop_front() else {
-                        break;
-                    };
-                    n += 1;
-                    bytes += m.payload.len();
-                    cost += m.cost;
-                    let headers = self.headers(&m);
-                    let subject = m.names.subject.clone();
-                    let r = tokio::select! {
-                        biased;
-                        _ = self.stop.notified() => return,
-                        r = client.publish_with_headers(subject, headers, m.payload) => r,
-                    };
-                    match r {
-                        Ok(()) => self.counters.msgs_out.set(self.counters.msgs_out.get() + 1),
-                        Err(e) => {
-                            let n = self.counters.publish_errors.get() + 1;
-                            self.counters.publish_errors.set(n);
-                            if n == 1 || n % 10_000 == 0 {
-                                tracing::warn!(errors = n, "cannot publish to NATS: {e}");
-                            }
-                        }
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-                // While disconnected this waits for the next connection
-                // (the batch is in the client's queue); meanwhile the
-                // bridge's own queue takes what is emitted, up to `buffer`.
-                tokio::select! {
-                    biased;
-                    _ = self.stop.notified() => return,
-                    _ = client.flush() => {}
-                }
-                self.queued.set(self.queued.get() - cost);
-                self.progress.set(Instant::now());
-                if self.queued.get() <= self.cfg.buffer / 4 {
-                    self.room.notify_waiters();
-                }
+            if !self.send_queued(&client).await {
+                return;
             }
         }
     }

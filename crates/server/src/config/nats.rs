@@ -6,9 +6,9 @@
 //! `nkeyfile`), `tls` (`ca`, `cert`, `key`) and `buffer` (bytes kept while
 //! disconnected). Paths are relative to the config file. Secrets
 //! (`password`, `token`) are never shown: `showconfig` writes `"(set)"`.
-//! Connection settings are read once at start: a reload that changes any
-//! of them is refused with "restart ncserver" (channel settings
-//! `propagatetonats`/`acceptfromnats` apply at once).
+//! A reload that changes the section makes the bridge reconnect with it;
+//! adding or removing the section is refused with "restart ncserver"
+//! (channel settings `propagatetonats`/`acceptfromnats` apply at once).
 
 use std::path::{Path, PathBuf};
 

@@ -42,7 +42,7 @@ impl NatsBridge {
             if subs.contains_key(name) {
                 continue;
             }
-            let subject = wire::subject::channel_wildcard(&self.cfg.prefix, name);
+            let subject = wire::subject::channel_wildcard(&self.cfg().prefix, name);
             let ready = Rc::new(Cell::new(false));
             // Unconstrained: the NATS client's task reads up to tokio's
             // budget of socket reads per turn (many thousand messages) into
@@ -130,7 +130,7 @@ impl NatsBridge {
         {
             return self.refuse("the five headers of an older netcluster daemon (Nc-Node without Nc-Origin): run one version on a bus");
         }
-        let inbound = wire::decode(&self.cfg.prefix, &m.subject, origin);
+        let inbound = wire::decode(&self.cfg.borrow().prefix, &m.subject, origin);
         let (channel, event, origin, gap) = match inbound {
             Err(e) => return self.refuse(e),
             Ok(Inbound::Foreign { channel, event }) => {

@@ -19,7 +19,8 @@
 //! the NATS client but is not yet written to its socket), drained by the
 //! bridge's own task in batches, each followed by one flush (`outbound.rs`:
 //! the queue, the header, and the hand-over, overlapping one batch's flush
-//! with handing over the next). While the
+//! with handing over the next). A reload that changes the `nats` section
+//! replaces the connection (`connect.rs`). While the
 //! connection is up and making progress, a queue past half the buffer
 //! holds back the local publishers of carried channels (as the multicast
 //! link does for slow receivers: the session stops reading them until the
@@ -36,7 +37,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,9 +48,9 @@ use netcluster_proto::nats::{self as wire, Receiver};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
-use crate::config::{Config, NatsAuth, NatsConfig};
-use crate::hub::Hub;
+use crate::config::{Config, NatsConfig};
 
+mod connect;
 mod inbound;
 mod link;
 mod outbound;
@@ -134,8 +135,11 @@ struct Counters {
 
 /// See the module docs.
 pub struct NatsBridge {
-    cfg: NatsConfig,
-    conn_name: String,
+    /// The `nats` section in force (replaced by a reload, see
+    /// `connect.rs`).
+    cfg: RefCell<Rc<NatsConfig>>,
+    /// The node's name (the connection's default name).
+    nodename: String,
     client: RefCell<Option<async_nats::Client>>,
     /// The origin node of every message sent.
     node_id: u64,
@@ -155,6 +159,11 @@ pub struct NatsBridge {
     room: Notify,
     wake: Notify,
     stop: Notify,
+    /// Told when a reload changed the connection settings.
+    reconnect: Notify,
+    /// The part of `queued` handed to the current NATS client and not yet
+    /// flushed (forgiven when that client is replaced).
+    inflight: Cell<usize>,
     recv: RefCell<Receiver>,
     subs: RefCell<HashMap<String, Sub>>,
     /// Channels with `propagatetonats` (what [`Link::carries`]).
@@ -182,11 +191,8 @@ impl NatsBridge {
     pub fn new(cfg: &Config, node_id: u64, nodename: &str) -> Rc<NatsBridge> {
         let nats = cfg.nats.clone().expect("nats section");
         let b = Rc::new(NatsBridge {
-            conn_name: nats
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("netcluster {nodename}")),
-            cfg: nats,
+            nodename: nodename.to_string(),
+            cfg: RefCell::new(Rc::new(nats)),
             client: RefCell::new(None),
             node_id,
             names: RefCell::new(FxHashMap::default()),
@@ -198,6 +204,8 @@ impl NatsBridge {
             room: Notify::new(),
             wake: Notify::new(),
             stop: Notify::new(),
+            reconnect: Notify::new(),
+            inflight: Cell::new(0),
             recv: RefCell::new(Receiver::new(node_id)),
             subs: RefCell::new(HashMap::new()),
             carried: RefCell::new(HashSet::new()),
@@ -235,83 +243,14 @@ impl NatsBridge {
         *self.accepted.borrow_mut() = pick(|c| c.acceptfromnats);
     }
 
+    /// The `nats` section in force.
+    fn cfg(&self) -> Rc<NatsConfig> {
+        self.cfg.borrow().clone()
+    }
+
     /// Whether local messages of `channel` go to NATS.
     pub fn carries_channel(&self, channel: &str) -> bool {
         self.carried.borrow().contains(channel)
-    }
-
-    /// The client options: auth, TLS, reconnect policy, event counters.
-    pub fn options(&self) -> Result<async_nats::ConnectOptions, String> {
-        let connects = self.connects.clone();
-        let disconnects = self.disconnects.clone();
-        let slow = self.slow.clone();
-        // A creds file builds its own options (JWT and signer); the other
-        // settings are added on top of them.
-        let base = match &self.cfg.auth {
-            Some(NatsAuth::CredsFile(p)) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read nats.credsfile {}: {e}", p.display()))?;
-                async_nats::ConnectOptions::with_credentials(&text)
-                    .map_err(|e| format!("nats.credsfile {}: {e}", p.display()))?
-            }
-            _ => async_nats::ConnectOptions::new(),
-        };
-        let mut o = base
-            .name(&self.conn_name)
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            // The list is in order of preference (the site's own server
-            // first); async-nats would otherwise shuffle it.
-            .retain_servers_order()
-            // Our own publications need not come back (the receive state
-            // would drop them anyway).
-            .no_echo()
-            .client_capacity(CLIENT_CAPACITY)
-            .reconnect_delay_callback(|n| {
-                (Duration::from_millis(100) * n.min(100) as u32).min(MAX_RECONNECT_DELAY)
-            })
-            .event_callback(move |e| {
-                match e {
-                    async_nats::Event::Connected => {
-                        connects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    async_nats::Event::Disconnected => {
-                        disconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    async_nats::Event::SlowConsumer(_) => {
-                        slow.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                async {}
-            });
-        match &self.cfg.auth {
-            Some(NatsAuth::UserPassword { user, password }) => {
-                o = o.user_and_password(user.clone(), password.clone())
-            }
-            Some(NatsAuth::Token(t)) => o = o.token(t.clone()),
-            Some(NatsAuth::CredsFile(_)) => {}
-            Some(NatsAuth::NkeyFile(p)) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read nats.nkeyfile {}: {e}", p.display()))?;
-                let seed = text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| l.starts_with('S'))
-                    .ok_or_else(|| format!("nats.nkeyfile {} holds no seed", p.display()))?;
-                o = o.nkey(seed.to_string());
-            }
-            None => {}
-        }
-        if let Some(tls) = &self.cfg.tls {
-            if let Some(ca) = &tls.ca {
-                o = o.add_root_certificates(ca.clone());
-            }
-            if let (Some(c), Some(k)) = (&tls.cert, &tls.key) {
-                o = o.add_client_certificate(c.clone(), k.clone());
-            }
-        }
-        Ok(o)
     }
 
     /// Waits (at most `limit`) until what local clients emitted last has
@@ -364,7 +303,7 @@ impl NatsBridge {
     /// queue is past half the buffer while the connection is up and
     /// progressing (see the module docs).
     pub fn backlogged(&self) -> bool {
-        self.queued.get() > self.cfg.buffer / 2 && self.connected() && !self.stalled()
+        self.queued.get() > self.cfg().buffer / 2 && self.connected() && !self.stalled()
     }
 
     /// Resolves once the queue is down to a quarter of the buffer, or the
@@ -376,7 +315,7 @@ impl NatsBridge {
             let n = self.room.notified();
             tokio::pin!(n);
             n.as_mut().enable();
-            if self.queued.get() <= self.cfg.buffer / 4 || !self.connected() || self.stalled() {
+            if self.queued.get() <= self.cfg().buffer / 4 || !self.connected() || self.stalled() {
                 return;
             }
             let left = HOLD_LIMIT.saturating_sub(self.progress.get().elapsed());
@@ -391,40 +330,6 @@ impl NatsBridge {
     pub fn flush(&self) {
         if !self.queue.borrow().is_empty() {
             self.wake.notify_one();
-        }
-    }
-
-    /// The bridge task: connects, subscribes, and sends what is queued.
-    pub async fn run(self: Rc<Self>, hub: Rc<Hub>) {
-        let opts = match self.options() {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!("NATS bridge not started: {e}");
-                return;
-            }
-        };
-        let client = tokio::select! {
-            _ = self.stop.notified() => return,
-            c = opts.connect(self.cfg.servers.clone()) => match c {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!("NATS bridge not started: {e}");
-                    return;
-                }
-            },
-        };
-        *self.client.borrow_mut() = Some(client.clone());
-        self.max_payload.set(client.server_info().max_payload);
-        self.update_subscriptions(&hub);
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.stop.notified() => return,
-                _ = self.wake.notified() => {}
-            }
-            if !self.send_queued(&client).await {
-                return;
-            }
         }
     }
 }

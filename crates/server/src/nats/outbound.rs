@@ -21,6 +21,7 @@ use async_nats::{HeaderMap, Subject};
 use bytes::Bytes;
 use netcluster_proto::nats as wire;
 
+use super::connect::Halt;
 use super::{
     Names, NatsBridge, Out, BATCH_BYTES, BATCH_MESSAGES, NAMES_CACHE, ORIGIN_HEADER,
     QUEUED_OVERHEAD,
@@ -80,17 +81,15 @@ impl NatsBridge {
         }
         // The cost is known before anything is built: a message that
         // will be dropped costs no allocation.
-        let cost = payload.len()
-            + self.cfg.prefix.len()
-            + channel.len()
-            + event.len()
-            + 2
-            + QUEUED_OVERHEAD;
+        let cfg = self.cfg.borrow();
+        let cost =
+            payload.len() + cfg.prefix.len() + channel.len() + event.len() + 2 + QUEUED_OVERHEAD;
         let queued = self.queued.get();
-        if queued + cost > self.cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
+        if queued + cost > cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
             self.counters.dropped.set(self.counters.dropped.get() + 1);
             return Ok(());
         }
+        drop(cfg);
         if queued == 0 {
             self.progress.set(Instant::now());
         }
@@ -113,7 +112,7 @@ impl NatsBridge {
             return n.clone();
         }
         let n = Rc::new(Names {
-            subject: Subject::from(wire::subject(&self.cfg.prefix, channel, event)),
+            subject: Subject::from(wire::subject(&self.cfg().prefix, channel, event)),
             origin: wire::origin_names(channel, event),
         });
         let mut cache = self.names.borrow_mut();
@@ -140,17 +139,15 @@ impl NatsBridge {
     }
 
     /// Hands what is queued to `client` in batches until the queue is
-    /// empty and the last flush is done; `false` when the bridge was
-    /// stopped meanwhile.
-    pub(super) async fn send_queued(&self, client: &async_nats::Client) -> bool {
+    /// empty and the last flush is done; `Err` when the bridge was stopped
+    /// or told to reconnect meanwhile.
+    pub(super) async fn send_queued(&self, client: &async_nats::Client) -> Result<(), Halt> {
         // The previous batch's flush and cost.
         let mut pending: Option<(Flushing, usize)> = None;
         loop {
             // A reconnect may have reached a server with another limit.
             self.max_payload.set(client.server_info().max_payload);
-            let Some((n, cost)) = self.hand_over(client).await else {
-                return false;
-            };
+            let (n, cost) = self.hand_over(client).await?;
             let flush = if n == 0 {
                 None
             } else {
@@ -163,19 +160,19 @@ impl NatsBridge {
                 tokio::select! {
                     biased;
                     _ = prev.wait() => {}
-                    _ = self.stop.notified() => return false,
+                    _ = self.stop.notified() => return Err(Halt::Stop),
+                    _ = self.reconnect.notified() => return Err(Halt::Reconnect),
                 }
                 self.flushed(cost);
             }
             if pending.is_none() {
-                return true;
+                return Ok(());
             }
         }
     }
 
-    /// Hands one batch to the NATS client: (messages, their cost), `None`
-    /// when stopped.
-    async fn hand_over(&self, client: &async_nats::Client) -> Option<(usize, usize)> {
+    /// Hands one batch to the NATS client: (messages, their cost).
+    async fn hand_over(&self, client: &async_nats::Client) -> Result<(usize, usize), Halt> {
         let (mut n, mut bytes, mut cost) = (0, 0, 0);
         while n < BATCH_MESSAGES && bytes < BATCH_BYTES {
             let Some(m) = self.queue.borrow_mut().pop_front() else {
@@ -184,15 +181,21 @@ impl NatsBridge {
             n += 1;
             bytes += m.payload.len();
             cost += m.cost;
+            self.inflight.set(self.inflight.get() + m.cost);
             let headers = self.headers(&m);
             let subject = m.names.subject.clone();
             // The publish first: it is ready at once unless the client's
             // queue is full, and the stop is polled only then (a stop
-            // notified meanwhile is kept for the next poll).
+            // notified meanwhile is kept for the next poll). A message cut
+            // off here by a reconnect is lost (receivers see an `nc-gap`).
             let r = tokio::select! {
                 biased;
                 r = client.publish_with_headers(subject, headers, m.payload) => r,
-                _ = self.stop.notified() => return None,
+                _ = self.stop.notified() => return Err(Halt::Stop),
+                _ = self.reconnect.notified() => {
+                    self.counters.dropped.set(self.counters.dropped.get() + 1);
+                    return Err(Halt::Reconnect);
+                }
             };
             match r {
                 Ok(()) => self.counters.msgs_out.set(self.counters.msgs_out.get() + 1),
@@ -205,15 +208,16 @@ impl NatsBridge {
                 }
             }
         }
-        Some((n, cost))
+        Ok((n, cost))
     }
 
     /// A batch of `cost` reached the socket: it leaves the count against
     /// `buffer`, and publishers held back may go on.
     fn flushed(&self, cost: usize) {
         self.queued.set(self.queued.get() - cost);
+        self.inflight.set(self.inflight.get() - cost);
         self.progress.set(Instant::now());
-        if self.queued.get() <= self.cfg.buffer / 4 {
+        if self.queued.get() <= self.cfg().buffer / 4 {
             self.room.notify_waiters();
         }
     }

@@ -410,11 +410,8 @@ fn run(cmd: Cmd) -> Result<()> {
                     continue;
                 }
                 for rep in 1..=reps.max(1) {
-                    let (b, [n, a]) = crate::natsbridge::run_all(&o, v, rep)?;
-                    println!(
-                        "{:<15} run {rep}: bridge {:>9.0} msg/s ({} of {} delivered, dropped by the sender {}, lost on the way {}, slow-consumer events {}), native {:>9.0} msg/s, ratio {:.2}, async-nats {:>9.0} msg/s, ratio {:.2}",
-                        v.id, b.rate, b.delivered, b.sent, b.bridge_dropped, b.receiver_lost, b.receiver_slow, n, b.rate / n, a, b.rate / a
-                    );
+                    // run_all prints each run's figures.
+                    crate::natsbridge::run_all(&o, v, rep)?;
                 }
             }
             Ok(())

@@ -1,5 +1,5 @@
-//! What arrives from NATS: the subscriptions (one per channel with
-//! `acceptfromnats`, kept in step with the config) and the delivery of
+//! What arrives from NATS: each subscription's listener (the
+//! subscriptions themselves are made in `interest.rs`) and the delivery of
 //! each message through the per-origin receive state into the hub.
 
 use std::cell::Cell;
@@ -12,54 +12,13 @@ use netcluster_proto::names;
 use netcluster_proto::nats::{self as wire, Inbound, Verdict};
 use serde_json::json;
 
-use super::{
-    NatsBridge, Sub, FOREIGN_NODE, GAP_CAUSE, LEGACY_NODE_HEADER, ORIGIN_HEADER, RECV_BATCH,
-};
+use super::{NatsBridge, FOREIGN_NODE, GAP_CAUSE, LEGACY_NODE_HEADER, ORIGIN_HEADER, RECV_BATCH};
 use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
 
 impl NatsBridge {
-    /// Takes the channel settings of the hub's config, subscribes for
-    /// every channel with `acceptfromnats` and drops the subscriptions of
-    /// channels that lost it (at start and on reload).
-    pub fn update_subscriptions(self: &Rc<Self>, hub: &Rc<Hub>) {
-        self.set_channels(&hub.config());
-        let Some(client) = self.client.borrow().clone() else {
-            return; // run() calls again once connected
-        };
-        let accepted = self.accepted.borrow().clone();
-        let want: Vec<&str> = accepted.iter().map(String::as_str).collect();
-        let mut subs = self.subs.borrow_mut();
-        subs.retain(|name, h| {
-            let keep = want.contains(&name.as_str());
-            if !keep {
-                h.task.abort();
-            }
-            keep
-        });
-        for name in want {
-            if subs.contains_key(name) {
-                continue;
-            }
-            let subject = wire::subject::channel_wildcard(&self.cfg().prefix, name);
-            let ready = Rc::new(Cell::new(false));
-            // Unconstrained: the NATS client's task reads up to tokio's
-            // budget of socket reads per turn (many thousand messages) into
-            // the subscription's queue, and drops what does not fit; the
-            // listener must drain all of it each turn, not a budget's worth.
-            let task = tokio::task::spawn_local(tokio::task::unconstrained(self.clone().listen(
-                hub.clone(),
-                client.clone(),
-                subject,
-                ready.clone(),
-            )));
-            let task = task.abort_handle();
-            subs.insert(name.to_string(), Sub { task, ready });
-        }
-    }
-
-    async fn listen(
+    pub(super) async fn listen(
         self: Rc<Self>,
         hub: Rc<Hub>,
         client: async_nats::Client,
@@ -181,7 +140,10 @@ impl NatsBridge {
         if m.payload.len() > hub.max_message() {
             return self.refuse(format_args!("{} bytes exceed maxmessage", m.payload.len()));
         }
-        if let Some((first, last)) = gap {
+        // A channel subscribed by event cannot tell a message it did not
+        // subscribe to from one lost: no gap is reported there (nobody on
+        // it listens to `nc-gap`, or it would be subscribed whole).
+        if let Some((first, last)) = gap.filter(|_| !self.narrowed.borrow().contains(&channel)) {
             self.announce_gap(hub, ch, origin, first, last);
         }
         self.counters.msgs_in.set(self.counters.msgs_in.get() + 1);

@@ -36,7 +36,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,9 +49,11 @@ use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
 use crate::config::{Config, NatsConfig};
+use crate::hub::Hub;
 
 mod connect;
 mod inbound;
+mod interest;
 mod link;
 mod outbound;
 mod status;
@@ -165,7 +167,18 @@ pub struct NatsBridge {
     /// flushed (forgiven when that client is replaced).
     inflight: Cell<usize>,
     recv: RefCell<Receiver>,
+    /// NATS subscriptions by subject (see `interest.rs`).
     subs: RefCell<HashMap<String, Sub>>,
+    /// Channels subscribed by event rather than whole (`nats.narrow`).
+    narrowed: RefCell<HashSet<String>>,
+    /// This bridge (for following local interest, which the hub reports
+    /// through `&self`).
+    me: Weak<NatsBridge>,
+    /// The hub, once the bridge runs.
+    hub: RefCell<Weak<Hub>>,
+    /// Set by [`shutdown`](Self::shutdown): subscriptions no longer
+    /// follow local interest.
+    stopped: Cell<bool>,
     /// Channels with `propagatetonats` (what [`Link::carries`]).
     ///
     /// [`Link::carries`]: crate::link::Link::carries
@@ -190,7 +203,11 @@ impl NatsBridge {
     /// connecting when [`run`](Self::run) is spawned.
     pub fn new(cfg: &Config, node_id: u64, nodename: &str) -> Rc<NatsBridge> {
         let nats = cfg.nats.clone().expect("nats section");
-        let b = Rc::new(NatsBridge {
+        let b = Rc::new_cyclic(|me| NatsBridge {
+            me: me.clone(),
+            hub: RefCell::new(Weak::new()),
+            narrowed: RefCell::new(HashSet::new()),
+            stopped: Cell::new(false),
             nodename: nodename.to_string(),
             cfg: RefCell::new(Rc::new(nats)),
             client: RefCell::new(None),
@@ -279,6 +296,7 @@ impl NatsBridge {
 
     /// Stops the bridge's task (the connection closes when dropped).
     pub fn shutdown(&self) {
+        self.stopped.set(true);
         for (_, h) in self.subs.borrow_mut().drain() {
             h.task.abort();
         }

@@ -72,6 +72,8 @@ impl NatsBridge {
             None => ("connecting".to_string(), None),
         };
         let c = &self.counters;
+        let mut subjects: Vec<String> = self.subs.borrow().keys().cloned().collect();
+        subjects.sort();
         json!({
             "state": state,
             "server": server,
@@ -94,6 +96,7 @@ impl NatsBridge {
             "gaps": c.gaps.get(),
             "lost": c.lost.get(),
             "subscriptions": self.subs.borrow().values().filter(|s| s.ready.get()).count(),
+            "subjects": subjects,
         })
     }
 }

@@ -159,7 +159,8 @@ enum Cmd {
         timeout_s: u64,
     },
     /// Only the NATS bridge rows (two ncserver daemons through one
-    /// nats-server, beside native NATS publish→subscribe): prints each run.
+    /// nats-server, beside native NATS publish→subscribe through the
+    /// hand-written client and through async-nats): prints each run.
     NatsBridge {
         /// The ncserver binary.
         #[arg(long)]
@@ -409,12 +410,8 @@ fn run(cmd: Cmd) -> Result<()> {
                     continue;
                 }
                 for rep in 1..=reps.max(1) {
-                    let b = crate::natsbridge::run_bridge(&o, v)?;
-                    let n = crate::natsbridge::run_native(&o, v)?;
-                    println!(
-                        "{:<15} run {rep}: bridge {:>9.0} msg/s ({} of {} delivered, dropped by the sender {}, lost on the way {}, slow-consumer events {}), native {:>9.0} msg/s, ratio {:.2}",
-                        v.id, b.rate, b.delivered, b.sent, b.bridge_dropped, b.receiver_lost, b.receiver_slow, n, b.rate / n
-                    );
+                    // run_all prints each run's figures.
+                    crate::natsbridge::run_all(&o, v, rep)?;
                 }
             }
             Ok(())

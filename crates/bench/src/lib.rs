@@ -7,13 +7,15 @@
 //! process. netcluster is driven through its public client library and,
 //! as a yardstick for the library, through a raw-protocol client
 //! (`ncraw`); NATS and Redis through small hand-written clients with
-//! batched writes; the
+//! batched writes, NATS also through `async-nats` (`asyncnats`, the
+//! second yardstick of the NATS bridge rows); the
 //! multicast rows run two daemons in network namespaces (`mcast`). See
 //! `docs/PERFORMANCE.md` for the method and `bench/run.sh` for the run.
 //!
 //! Linux only: it reads `/proc` and sets CPU affinity.
 #![cfg(target_os = "linux")]
 
+pub mod asyncnats;
 pub mod child;
 pub mod cli;
 pub mod large;

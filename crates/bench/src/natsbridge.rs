@@ -14,9 +14,13 @@
 //! stops once all arrived or nothing came for [`IDLE`]. The row's figure
 //! is delivered messages per second, from the publisher's first emit to
 //! the last delivery; the messages that never arrived are a row of their
-//! own (zero is a figure). The native yardstick is the suite's NATS
-//! `sub`/`pub` roles (the hand-written batched protocol client) with the
-//! same sizes and count, on another subject of the same server.
+//! own (zero is a figure). There are two native yardsticks, each a
+//! publisher and a subscriber process with the same sizes and count on
+//! another subject of the same server: the suite's NATS `sub`/`pub` roles
+//! (the hand-written batched protocol client, column "NATS"), and the
+//! same roles through `async-nats` (column "NATS (async-nats)": the client
+//! a Rust program would use, and the one the bridge is built on; see
+//! [`crate::asyncnats`]).
 //!
 //! Everything a run starts (daemons, temporary files) is removed when it
 //! ends, also on error; each role has the plan's deadline.
@@ -284,17 +288,21 @@ pub fn run_bridge(o: &Options, v: &Variant) -> Result<Outcome> {
     })
 }
 
-/// One native NATS publish→subscribe run with `v`'s size and count;
-/// returns messages per second.
-pub fn run_native(o: &Options, v: &Variant) -> Result<f64> {
+/// The native clients the bridge is measured against.
+pub const NATIVE: [System; 2] = [System::Nats, System::AsyncNats];
+
+/// One native NATS publish→subscribe run with `v`'s size and count
+/// through `client` (one of [`NATIVE`]); returns messages per second.
+pub fn run_native(o: &Options, v: &Variant, client: System) -> Result<f64> {
     let count = o.count(v);
-    let mut sub_args = role_args("sub", "nats", &o.nats, "natsbridge", count, v.size);
+    let sys = client.arg();
+    let mut sub_args = role_args("sub", sys, &o.nats, "natsbridge", count, v.size);
     sub_args.extend(["--timeout-s".into(), o.timeout.as_secs().to_string()]);
     let mut sub = Proc::spawn(&o.exe, &sub_args, format!("{} NATS subscriber", v.id))?;
     sub.ready(o.timeout)?;
     let mut publ = Proc::spawn(
         &o.exe,
-        &role_args("pub", "nats", &o.nats, "natsbridge", count, v.size),
+        &role_args("pub", sys, &o.nats, "natsbridge", count, v.size),
         format!("{} NATS publisher", v.id),
     )?;
     let p: PubOut = publ.result(o.timeout)?;
@@ -406,30 +414,46 @@ pub fn subscriber(
     })
 }
 
-/// Runs every row `reps` times (bridge and native back to back, so a
-/// noisy moment hits both); the table shows the medians.
+/// One repetition of `v`: the bridge, then each native client (back to
+/// back, so a noisy moment hits all); returns the bridge's outcome and the
+/// native rates in [`NATIVE`]'s order, and prints a line about them.
+pub fn run_all(o: &Options, v: &Variant, rep: u32) -> Result<(Outcome, [f64; 2])> {
+    let b = run_bridge(o, v).with_context(|| format!("NATS bridge {}, run {rep}", v.id))?;
+    let mut n = [0.0; 2];
+    for (i, c) in NATIVE.into_iter().enumerate() {
+        n[i] = run_native(o, v, c)
+            .with_context(|| format!("native {} {}, run {rep}", c.label(), v.id))?;
+    }
+    eprintln!(
+        "ncbench: {:<15} run {rep}: bridge {:>8.0} msg/s ({} of {} delivered; dropped by the sender {}, lost on the way {}, slow-consumer events {}), native NATS {:>8.0} msg/s ({:.0} %), async-nats {:>8.0} msg/s ({:.0} %)",
+        v.id,
+        b.rate,
+        b.delivered,
+        b.sent,
+        b.bridge_dropped,
+        b.receiver_lost,
+        b.receiver_slow,
+        n[0],
+        100.0 * b.rate / n[0],
+        n[1],
+        100.0 * b.rate / n[1],
+    );
+    Ok((b, n))
+}
+
+/// Runs every row `reps` times (see [`run_all`]); the table shows the
+/// medians.
 pub fn rows(o: &Options, reps: u32, r: &mut Results) -> Result<()> {
     for v in VARIANTS {
-        let (mut bridge, mut native, mut lost) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut bridge, mut native, mut asyncn, mut lost) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for rep in 1..=reps {
-            let b = run_bridge(o, v).with_context(|| format!("NATS bridge {}, run {rep}", v.id))?;
-            let n = run_native(o, v).with_context(|| format!("native NATS {}, run {rep}", v.id))?;
-            eprintln!(
-                "ncbench: {:<15} run {rep}: bridge {:>8.0} msg/s ({} of {} delivered; dropped by the sender {}, lost on the way {}, slow-consumer events {}), native NATS {:>8.0} msg/s, {:.0} %",
-                v.id,
-                b.rate,
-                b.delivered,
-                b.sent,
-                b.bridge_dropped,
-                b.receiver_lost,
-                b.receiver_slow,
-                n,
-                100.0 * b.rate / n
-            );
+            let (b, [n, a]) = run_all(o, v, rep)?;
             let l = (b.sent - b.delivered) as f64;
             for (metric, system, value) in [
                 (v.id, System::Nc, b.rate),
                 (v.id, System::Nats, n),
+                (v.id, System::AsyncNats, a),
                 (v.lost_id, System::Nc, l),
             ] {
                 r.runs.push(Run {
@@ -441,13 +465,16 @@ pub fn rows(o: &Options, reps: u32, r: &mut Results) -> Result<()> {
             }
             bridge.push(b.rate);
             native.push(n);
+            asyncn.push(a);
             lost.push(l);
         }
         r.set(v.id, System::Nc, median(&bridge));
         r.set(v.id, System::Nats, median(&native));
+        r.set(v.id, System::AsyncNats, median(&asyncn));
         r.set(v.lost_id, System::Nc, median(&lost));
-        // The native client's subscriber checks every message arrived.
+        // The native clients' subscribers check every message arrived.
         r.set(v.lost_id, System::Nats, 0.0);
+        r.set(v.lost_id, System::AsyncNats, 0.0);
     }
     Ok(())
 }

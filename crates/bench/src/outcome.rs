@@ -30,13 +30,24 @@ pub enum System {
     NcRaw,
     /// nats-server, NATS text protocol over TCP loopback.
     Nats,
+    /// The same nats-server through the `async-nats` client (publish and
+    /// subscribe roles only: the NATS bridge rows' second yardstick).
+    #[value(name = "async-nats")]
+    #[serde(rename = "async_nats")]
+    AsyncNats,
     /// redis-server, RESP over its Unix socket.
     Redis,
 }
 
 impl System {
     /// Every system, in table order.
-    pub const ALL: [System; 4] = [System::Nc, System::NcRaw, System::Nats, System::Redis];
+    pub const ALL: [System; 5] = [
+        System::Nc,
+        System::NcRaw,
+        System::Nats,
+        System::AsyncNats,
+        System::Redis,
+    ];
 
     /// The name in tables.
     pub fn label(self) -> &'static str {
@@ -44,6 +55,7 @@ impl System {
             System::Nc => "netcluster",
             System::NcRaw => "netcluster (raw)",
             System::Nats => "NATS",
+            System::AsyncNats => "NATS (async-nats)",
             System::Redis => "Redis",
         }
     }
@@ -54,6 +66,7 @@ impl System {
             System::Nc => "nc",
             System::NcRaw => "nc-raw",
             System::Nats => "nats",
+            System::AsyncNats => "async-nats",
             System::Redis => "redis",
         }
     }

@@ -294,7 +294,8 @@ pub fn markdown(r: &Results, chart: &str) -> String {
     s
 }
 
-const COLORS: [&str; 4] = ["#d9480f", "#f59f00", "#1c7ed6", "#868e96"];
+/// One colour per system, in [`System::ALL`]'s order.
+const COLORS: [&str; System::ALL.len()] = ["#d9480f", "#f59f00", "#1c7ed6", "#74c0fc", "#868e96"];
 
 fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
@@ -524,7 +525,7 @@ mod tests {
     fn svg_is_well_formed_enough() {
         let s = svg(&sample());
         assert!(s.starts_with("<svg") && s.trim_end().ends_with("</svg>"));
-        assert_eq!(s.matches("<rect").count(), 1 + 4 + 3 * 3);
+        assert_eq!(s.matches("<rect").count(), 1 + System::ALL.len() + 3 * 3);
     }
 
     #[test]

@@ -20,7 +20,10 @@ pub use crate::outcome::{LatencyOut, PubOut, SubOut, System};
 use crate::payload::{self, Checker, Progress};
 use crate::sys::monotonic_ns;
 use crate::wire::BatchWriter;
-use crate::{nats, nc, ncraw, resp};
+use crate::{asyncnats, nats, nc, ncraw, resp};
+
+/// What the `async-nats` system plays (the NATS bridge rows' yardstick).
+const ONLY_PUB_SUB: &str = "async-nats plays only the pub and sub roles";
 
 /// How long a peer client's blocking read may wait before the run fails.
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -53,6 +56,9 @@ pub fn subscriber(
         System::Nc => return nc::subscriber(Path::new(at), subject, count, size, timeout, ready),
         System::NcRaw => {
             return ncraw::subscriber(Path::new(at), subject, count, size, timeout, ready)
+        }
+        System::AsyncNats => {
+            return asyncnats::subscriber(at, subject, count, size, timeout, ready)
         }
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
@@ -118,6 +124,7 @@ pub fn publisher(
     match sys {
         System::Nc => nc::publisher(Path::new(at), subject, count, size),
         System::NcRaw => ncraw::publisher(Path::new(at), subject, count, size),
+        System::AsyncNats => asyncnats::publisher(at, subject, count, size),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -192,6 +199,7 @@ pub fn ponger(
     match sys {
         System::Nc => nc::ponger(Path::new(at), count, size, ready),
         System::NcRaw => ncraw::ponger(Path::new(at), count, size, ready),
+        System::AsyncNats => bail!(ONLY_PUB_SUB),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -267,6 +275,7 @@ pub fn pinger(
     match sys {
         System::Nc => return nc::pinger(Path::new(at), count, warmup, size, timeout),
         System::NcRaw => return ncraw::pinger(Path::new(at), count, warmup, size, timeout),
+        System::AsyncNats => bail!(ONLY_PUB_SUB),
         System::Nats | System::Redis => {}
     }
     let total = warmup + count;
@@ -275,7 +284,7 @@ pub fn pinger(
     let mut rtts = Vec::with_capacity(count as usize);
     let deadline = Instant::now() + timeout;
     match sys {
-        System::Nc | System::NcRaw => unreachable!("handled above"),
+        System::Nc | System::NcRaw | System::AsyncNats => unreachable!("handled above"),
         System::Nats => {
             let mut c = nats::Conn::connect(at)?;
             c.stream.set_read_timeout(Some(READ_TIMEOUT))?;
@@ -352,6 +361,7 @@ pub fn idle(
     match sys {
         System::Nc => nc::idle(Path::new(at), clients, ready, hold),
         System::NcRaw => ncraw::idle(Path::new(at), clients, ready, hold),
+        System::AsyncNats => bail!(ONLY_PUB_SUB),
         System::Nats => {
             let mut all = Vec::with_capacity(clients as usize);
             for i in 0..clients {

@@ -280,3 +280,86 @@ fn raw_client_round_trips() {
     assert!(l.min_ns > 0 && l.min_ns <= l.p50_ns && l.p50_ns <= l.max_ns);
     assert!(pong.wait().unwrap().success());
 }
+
+/// A `nats-server` on a free loopback port, killed on drop.
+struct Nats {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `nats-server` if installed (Debian puts it in /usr/sbin); skips
+/// the caller otherwise, unless CI or `NETCLUSTER_REQUIRE_NATS` says the
+/// test must run.
+fn nats_server() -> Option<Nats> {
+    let bin = ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        .into_iter()
+        .find(|p| Path::new(p).exists());
+    let Some(bin) = bin else {
+        if std::env::var_os("CI").is_some() || std::env::var_os("NETCLUSTER_REQUIRE_NATS").is_some()
+        {
+            panic!("nats-server is not installed (apt-get install nats-server)");
+        }
+        eprintln!("SKIPPED: nats-server is not installed");
+        return None;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let nats = Nats {
+        child,
+        addr: format!("127.0.0.1:{port}"),
+    };
+    let ready = ncbench(&["wait-for", "--tcp", &nats.addr]);
+    assert!(ready.status.success(), "{}", text(&ready.stderr));
+    Some(nats)
+}
+
+#[test]
+fn async_nats_roles_exchange_messages_with_the_hand_written_client() {
+    // The NATS bridge rows' second yardstick: async-nats publishes and
+    // subscribes, in order and with exact counts, and interoperates with
+    // the hand-written client both ways.
+    let Some(nats) = nats_server() else {
+        return;
+    };
+    let at = Path::new(&nats.addr);
+    for (sub, publ) in [
+        ("async-nats", "async-nats"),
+        ("async-nats", "nats"),
+        ("nats", "async-nats"),
+    ] {
+        let s = subscriber_of(sub, at, 3000, 64);
+        publish_with(publ, at, 3000, 64);
+        let out = s.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{sub} ← {publ}: {}",
+            text(&out.stderr)
+        );
+        let r: netcluster_bench::outcome::SubOut =
+            serde_json::from_str(&result_json(&out)).unwrap();
+        assert_eq!(r.count, 3000);
+    }
+    // A short count fails loudly, as for the other clients.
+    let s = subscriber_of("async-nats", at, 100, 16);
+    publish_with("async-nats", at, 60, 16);
+    let out = s.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("received 60 of 100"), "{err}");
+}

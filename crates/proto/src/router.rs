@@ -342,6 +342,18 @@ impl Router {
         true
     }
 
+    /// The events a channel's clients listen to, sorted; `None` when one
+    /// of them listens to every event (`*`).
+    pub fn listened_events(&self, id: ChannelId) -> Option<Vec<&str>> {
+        let ch = self.ch(id);
+        if !ch.wildcard.is_empty() {
+            return None;
+        }
+        let mut v: Vec<&str> = ch.by_event.keys().map(|e| &**e).collect();
+        v.sort_unstable();
+        Some(v)
+    }
+
     /// Removes one subscription. Returns false if there was none.
     pub fn unsubscribe(&mut self, slot: Slot, event: &str) -> bool {
         let Some(client) = self.clients.get_mut(slot as usize).and_then(Option::as_mut) else {

@@ -47,6 +47,11 @@ pub trait Link {
     /// Sends what is ready to leave, as far as the transport takes it.
     fn flush(&self);
 
+    /// The events local clients of `channel` listen to changed (a client
+    /// subscribed, unsubscribed or left): a link that subscribes remotely
+    /// by event may follow.
+    fn interest_changed(&self, _channel: &str) {}
+
     /// The link as `Any`, so the layers above the hub that know the
     /// concrete transport (control, the HTTP endpoint, the server) can
     /// reach its own views (peers, metrics) without the hub knowing them.

@@ -2,7 +2,8 @@
 //! (separate socket folders, no multicast) connected to it exchange
 //! messages both ways in order and once; a plain NATS client publishes to
 //! and subscribes from the bus with payloads unchanged and escaped names;
-//! propagation rules on both sides make no loops; reload, TLS with
+//! propagation rules on both sides make no loops; reload of channel
+//! settings (a changed `nats` section: `nats_reload.rs`), TLS with
 //! user/password, a leaf-node layout, `/metrics` and the drain on stop.
 //! Server restarts and outages are in `nats_failover.rs`.
 #![cfg(unix)]
@@ -11,7 +12,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::nats::{config, expect_in_order, status, wait_bridged, warm_up, NatsServer, RawNats};
+use common::nats::{
+    config, expect_in_order, origin_header, status, wait_bridged, warm_up, NatsServer, RawNats,
+};
 use common::{Daemon, Got};
 use serde_json::Value;
 
@@ -95,14 +98,14 @@ fn plain_nats_clients_publish_and_subscribe_with_escaped_names() {
     let m = plain.next_msg();
     assert_eq!(m.subject, "netcluster.~my%20chan.~a%2Eb");
     assert_eq!(m.payload, payload);
-    assert_eq!(m.header("Nc-Channel"), Some("my chan"));
-    assert_eq!(m.header("Nc-Event"), Some("a.b"));
+    // One header, five fields; names as their subject tokens.
+    assert_eq!(m.headers.len(), 1, "{:?}", m.headers);
+    let node = format!("{:016x}", p.node);
+    let client = p.client.to_string();
     assert_eq!(
-        m.header("Nc-Node"),
-        Some(format!("{:016x}", p.node).as_str())
+        m.origin(),
+        Some([node.as_str(), client.as_str(), "1", "~my%20chan", "~a%2Eb"])
     );
-    assert_eq!(m.header("Nc-Client"), Some(p.client.to_string().as_str()));
-    assert_eq!(m.header("Nc-Seq"), Some("1"));
 
     // NATS → netcluster, plain and escaped names.
     let mut l = d.raw("my chan", "l");
@@ -114,18 +117,27 @@ fn plain_nats_clients_publish_and_subscribe_with_escaped_names() {
     plain.publish("netcluster.~my%20chan.~hello%20world", b"{\"n\":1}");
     plain.publish("netcluster.~my%20chan.x", b"plain");
     plain.publish("netcluster.A.ev", b"to A");
-    // Malformed netcluster headers are refused and counted, not delivered.
-    plain.publish_with_headers("netcluster.A.ev", &[("Nc-Node", "zz")], b"refused");
+    // Other headers are no netcluster origin: delivered as from NATS.
+    plain.publish_with_headers("netcluster.A.ev", &[("X-Trace", "1")], b"traced");
+    // A malformed, truncated, oversized or disagreeing Nc-Origin is
+    // refused and counted, not delivered.
+    let good = origin_header(0xaa, 1, 1, "A", "ev");
+    let refused = [
+        "zz".to_string(),
+        good[..good.len() - 3].to_string(),
+        format!("{good} extra"),
+        format!("{good}{}", "v".repeat(5000)),
+        origin_header(0xaa, 1, 1, "B", "ev"),
+        origin_header(0xaa, 1, u64::MAX, "A", "ev") + "0",
+    ];
+    for v in &refused {
+        plain.publish_with_headers("netcluster.A.ev", &[("Nc-Origin", v)], b"refused");
+    }
+    // The five headers of older daemons are refused too.
     plain.publish_with_headers(
         "netcluster.A.ev",
-        &[
-            ("Nc-Node", "00000000000000aa"),
-            ("Nc-Client", "1"),
-            ("Nc-Seq", "1"),
-            ("Nc-Channel", "B"),
-            ("Nc-Event", "ev"),
-        ],
-        b"refused: names disagree with the subject",
+        &[("Nc-Node", "00000000000000aa"), ("Nc-Seq", "1")],
+        b"refused: older format",
     );
     plain.sync();
     match l.next() {
@@ -141,14 +153,24 @@ fn plain_nats_clients_publish_and_subscribe_with_escaped_names() {
         }
         other => panic!("{other:?}"),
     }
-    match la.next() {
-        Some(Got::Deliver { event, payload, .. }) => {
-            assert_eq!((event.as_str(), payload.as_slice()), ("ev", &b"to A"[..]));
+    for want in [&b"to A"[..], b"traced"] {
+        match la.next() {
+            Some(Got::Deliver {
+                event,
+                payload,
+                client,
+                seq,
+            }) => {
+                assert_eq!((event.as_str(), payload.as_slice()), ("ev", want));
+                // Plain NATS clients show as client 0, sequence 0 (of
+                // node "NATS").
+                assert_eq!((client, seq), (0, 0));
+            }
+            other => panic!("{other:?}"),
         }
-        other => panic!("{other:?}"),
     }
     netcluster_testkit::wait_until(10, "the refused messages to be counted", || {
-        status(&d)["nats"]["refused"].as_u64() >= Some(2)
+        status(&d)["nats"]["refused"].as_u64() >= Some(refused.len() as u64 + 1)
     });
     let after: Vec<_> = la
         .ping()
@@ -206,7 +228,7 @@ fn propagation_rules_on_both_sides_make_no_loops() {
 }
 
 #[test]
-fn reload_applies_channel_settings_and_refuses_connection_changes() {
+fn reload_applies_channel_settings_and_refuses_adding_or_removing_nats() {
     let Some(nats) = NatsServer::start() else {
         return;
     };
@@ -243,25 +265,26 @@ fn reload_applies_channel_settings_and_refuses_connection_changes() {
     ctl.request("nc-control-reloadconfig", &cfg(true, ""))
         .unwrap();
     wait_bridged(&d, 1);
-    // Connection settings need a restart.
+    // Adding or removing the nats section needs a restart.
     let e = ctl
         .request(
             "nc-control-reloadconfig",
-            &cfg(true, r#", "prefix": "other""#),
+            &serde_json::json!({"channels": {"A": {}}}),
         )
         .unwrap_err();
     assert!(
-        e.contains("nats cannot change while running; restart ncserver"),
+        e.contains("the nats section cannot be added or removed while running; restart ncserver"),
         "{e}"
     );
     // The password is never shown.
-    let e = ctl.request(
+    let r = ctl.request(
         "nc-control-reloadconfig",
         &cfg(true, r#", "user": "u", "password": "s3cretpw""#),
     );
-    assert!(!format!("{e:?}").contains("s3cretpw"));
+    assert!(!format!("{r:?}").contains("s3cretpw"));
     let shown = ctl.request("nc-control-showconfig", &Value::Null).unwrap();
-    assert_eq!(shown["nats"]["prefix"], "netcluster");
+    assert!(!shown.to_string().contains("s3cretpw"), "{shown}");
+    assert!(!status(&d).to_string().contains("s3cretpw"));
 }
 
 #[test]

@@ -280,14 +280,14 @@ pub const METRICS: &[Metric] = &[
     ),
     m(
         "natsbridge_64",
-        "NATS bridge, 2 daemons via nats-server, 64 B (NATS: native pub→sub)",
+        "NATS bridge, 2 daemons via nats-server, 64 B (NATS columns: native pub→sub)",
         ["NATS bridge", "64 B"],
         Unit::MsgPerSec,
         Better::Higher,
     ),
     m(
         "natsbridge_64k",
-        "NATS bridge, 2 daemons via nats-server, 64 KiB (NATS: native pub→sub)",
+        "NATS bridge, 2 daemons via nats-server, 64 KiB (NATS columns: native pub→sub)",
         ["NATS bridge", "64 KiB"],
         Unit::MsgPerSec,
         Better::Higher,
@@ -535,10 +535,11 @@ impl Results {
         self.values.entry(id.to_string()).or_default().insert(s, v);
     }
 
-    /// The best peer's value of a metric (NATS or Redis), if any.
+    /// The best peer's value of a metric (NATS through either client, or
+    /// Redis), if any.
     pub fn best_peer(&self, id: &str) -> Option<(System, f64)> {
         let better = metric(id).better;
-        [System::Nats, System::Redis]
+        [System::Nats, System::AsyncNats, System::Redis]
             .into_iter()
             .filter_map(|s| self.get(id, s).map(|v| (s, v)))
             .reduce(|a, b| match better {

@@ -1,36 +1,53 @@
-//! The headers a bridged message carries, and decoding what arrives.
+//! The header a bridged message carries, and decoding what arrives.
 //!
-//! A daemon publishing to NATS adds five headers:
+//! A daemon publishing to NATS adds one header, `Nc-Origin`, whose value
+//! is five fields separated by single spaces:
 //!
-//! | header | value |
+//! ```text
+//! Nc-Origin: <node> <client> <seq> <channel> <event>
+//! Nc-Origin: 00c0ffee00000001 7 42 ~my%20chan ~a%2Eb
+//! ```
+//!
+//! | field | value |
 //! |---|---|
-//! | `Nc-Node` | origin node id, 16 lower-case hex digits |
-//! | `Nc-Client` | origin client id on that node, decimal |
-//! | `Nc-Seq` | the client's message sequence number, decimal |
-//! | `Nc-Channel` | the exact channel name |
-//! | `Nc-Event` | the exact event name |
+//! | node | origin node id, 16 hex digits (written lower-case) |
+//! | client | origin client id on that node, decimal |
+//! | seq | the client's message sequence number, decimal |
+//! | channel | the exact channel name as its subject token |
+//! | event | the exact event name as its subject token |
 //!
-//! A name is written as itself when it is non-empty printable ASCII
-//! without leading or trailing space and does not start with `~`;
-//! otherwise as its escaped subject token (see [`super::subject`]), so a
-//! header value never holds CR, LF or bytes a NATS client might mangle.
-//! A message without `Nc-Node` comes from a plain NATS client: its names
-//! are taken from the subject alone ([`Inbound::Foreign`]).
+//! The names are written as their subject tokens (see [`super::subject`]),
+//! which never hold a space, CR, LF or any byte outside printable ASCII, so
+//! the value splits unambiguously and no NATS client mangles it; as the
+//! escaping is canonical, the names agree with the subject exactly when the
+//! tokens are equal. One header instead of five costs the publishing NATS
+//! client one map entry and one string per message instead of five.
+//!
+//! A message without `Nc-Origin` comes from a plain NATS client: its names
+//! are taken from the subject alone ([`Inbound::Foreign`]). A value longer
+//! than [`MAX_ORIGIN_LEN`], with fewer or more than five fields, a field
+//! that does not parse, or names that disagree with the subject is refused
+//! ([`InboundError`]): the bridge counts and logs it and drops the message.
 
-use std::borrow::Cow;
+use super::subject::{decode_token, encode_token, split_subject, SubjectError};
 
-use super::subject::{decode_token, encode_token, parse_subject, SubjectError};
+/// The header's name.
+pub const ORIGIN: &str = "Nc-Origin";
 
-/// Header: origin node id.
-pub const NODE: &str = "Nc-Node";
-/// Header: origin client id.
-pub const CLIENT: &str = "Nc-Client";
-/// Header: per-client sequence number.
-pub const SEQ: &str = "Nc-Seq";
-/// Header: channel name.
-pub const CHANNEL: &str = "Nc-Channel";
-/// Header: event name.
-pub const EVENT: &str = "Nc-Event";
+/// The first of the five headers daemons wrote before `Nc-Origin`: a
+/// message carrying it and no `Nc-Origin` comes from an older daemon and
+/// is refused (taken for a plain NATS client's, it would escape the loop
+/// and duplicate checks).
+pub const LEGACY_NODE: &str = "Nc-Node";
+
+/// Longest `Nc-Origin` value accepted: the five fields with the longest
+/// names netcluster allows (a 255-byte channel and a 1024-byte event,
+/// each escaped to at most three bytes per byte) fit with room to spare.
+pub const MAX_ORIGIN_LEN: usize = 4096;
+
+/// Most bytes of a refused field quoted in an error (a hostile value may
+/// be up to [`MAX_ORIGIN_LEN`] long; logs need not repeat it).
+const QUOTE_MAX: usize = 40;
 
 /// Who sent a bridged message and under which names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,10 +64,22 @@ pub struct Envelope {
     pub event: String,
 }
 
+impl Envelope {
+    /// The `Nc-Origin` value for this message.
+    pub fn origin(&self) -> String {
+        origin_value(
+            self.node,
+            self.client,
+            self.seq,
+            &origin_names(&self.channel, &self.event),
+        )
+    }
+}
+
 /// A message as it came from NATS.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Inbound {
-    /// Published by a netcluster daemon (it carries the headers).
+    /// Published by a netcluster daemon (it carries `Nc-Origin`).
     Bridged(Envelope),
     /// Published by any other NATS client: names from the subject only.
     Foreign {
@@ -68,136 +97,176 @@ pub enum InboundError {
     /// The subject is not a netcluster subject.
     #[error(transparent)]
     Subject(#[from] SubjectError),
-    /// A header is missing or malformed.
-    #[error("header {header}: {why}")]
-    Header {
-        /// The header name.
-        header: &'static str,
+    /// The `Nc-Origin` value is longer than [`MAX_ORIGIN_LEN`].
+    #[error("header Nc-Origin: {0} bytes, more than {MAX_ORIGIN_LEN}")]
+    TooLong(usize),
+    /// A field of `Nc-Origin` is missing or malformed.
+    #[error("header Nc-Origin: field {field}: {why}")]
+    Field {
+        /// The field (`node`, `client`, `seq`, `channel`, `event`, or
+        /// `end` for a value with more than five fields).
+        field: &'static str,
         /// What is wrong.
         why: String,
     },
-    /// The headers name another channel or event than the subject.
-    #[error("headers name {header_channel:?}/{header_event:?} but the subject says {subject_channel:?}/{subject_event:?}")]
+    /// The header names another channel or event than the subject (as
+    /// tokens, which are equal exactly when the names are).
+    #[error("header Nc-Origin names {header_channel:?}/{header_event:?} but the subject says {subject_channel:?}/{subject_event:?}")]
     Mismatch {
-        /// Channel in the header.
+        /// Channel token in the header.
         header_channel: String,
-        /// Event in the header.
+        /// Event token in the header.
         header_event: String,
-        /// Channel in the subject.
+        /// Channel token in the subject.
         subject_channel: String,
-        /// Event in the subject.
+        /// Event token in the subject.
         subject_event: String,
     },
 }
 
-fn header_safe(name: &str) -> bool {
-    !name.is_empty()
-        && !name.starts_with('~')
-        && !name.starts_with(' ')
-        && !name.ends_with(' ')
-        && name.bytes().all(|b| (0x20..0x7f).contains(&b))
+/// The names part of an `Nc-Origin` value (`<channel> <event>` as
+/// tokens): the same for every message of a (channel, event) pair, so a
+/// publisher computes it once.
+pub fn origin_names(channel: &str, event: &str) -> String {
+    let (c, e) = (encode_token(channel), encode_token(event));
+    let mut s = String::with_capacity(c.len() + 1 + e.len());
+    s.push_str(&c);
+    s.push(' ');
+    s.push_str(&e);
+    s
 }
 
-/// A name as a header value.
-pub fn name_value(name: &str) -> Cow<'_, str> {
-    if header_safe(name) {
-        Cow::Borrowed(name)
-    } else {
-        encode_token(name)
+/// The `Nc-Origin` value of one message; `names` is [`origin_names`] of
+/// its channel and event.
+pub fn origin_value(node: u64, client: u64, seq: u64, names: &str) -> String {
+    let mut s = String::with_capacity(16 + 2 * 21 + 1 + names.len());
+    push_hex16(&mut s, node);
+    s.push(' ');
+    push_decimal(&mut s, client);
+    s.push(' ');
+    push_decimal(&mut s, seq);
+    s.push(' ');
+    s.push_str(names);
+    s
+}
+
+/// Appends `v` as 16 lower-case hex digits (no formatting machinery: this
+/// runs for every message published).
+fn push_hex16(s: &mut String, v: u64) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for i in (0..16).rev() {
+        s.push(HEX[(v >> (i * 4)) as usize & 0xf] as char);
     }
 }
 
-fn value_name(header: &'static str, v: &str) -> Result<String, InboundError> {
-    if v.starts_with('~') {
-        return decode_token(v)
-            .map(Cow::into_owned)
-            .map_err(|e| InboundError::Header {
-                header,
-                why: e.to_string(),
-            });
+/// Appends `v` in decimal.
+fn push_decimal(s: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
     }
-    if header_safe(v) {
-        Ok(v.to_string())
-    } else {
-        Err(InboundError::Header {
-            header,
-            why: format!("{v:?} is not a valid name value"),
-        })
+    for &b in &buf[i..] {
+        s.push(b as char);
     }
 }
 
-/// The headers for a message, as (name, value) pairs.
-pub fn encode_headers(e: &Envelope) -> [(&'static str, String); 5] {
-    [
-        (NODE, format!("{:016x}", e.node)),
-        (CLIENT, e.client.to_string()),
-        (SEQ, e.seq.to_string()),
-        (CHANNEL, name_value(&e.channel).into_owned()),
-        (EVENT, name_value(&e.event).into_owned()),
-    ]
+/// `v` quoted for an error, cut to [`QUOTE_MAX`] bytes.
+fn quote(v: &str) -> String {
+    if v.len() <= QUOTE_MAX {
+        return format!("{v:?}");
+    }
+    let mut end = QUOTE_MAX;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{:?}… ({} bytes)", &v[..end], v.len())
 }
 
-/// Decodes a message that arrived on `subject` under `prefix`; `header`
-/// looks up a header's (first) value.
-pub fn decode<'h>(
-    prefix: &str,
-    subject: &str,
-    header: impl Fn(&str) -> Option<&'h str>,
-) -> Result<Inbound, InboundError> {
-    let (channel, event) = parse_subject(prefix, subject)?;
-    let Some(node) = header(NODE) else {
+fn field_error(field: &'static str, why: String) -> InboundError {
+    InboundError::Field { field, why }
+}
+
+fn parse_node(v: &str) -> Result<u64, InboundError> {
+    if v.len() != 16 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(field_error(
+            "node",
+            format!("{} is not 16 hex digits", quote(v)),
+        ));
+    }
+    u64::from_str_radix(v, 16).map_err(|_| field_error("node", format!("{} is not hex", quote(v))))
+}
+
+fn parse_decimal(field: &'static str, v: &str) -> Result<u64, InboundError> {
+    // Digits only: `u64::from_str` would also take a leading `+`.
+    if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(field_error(
+            field,
+            format!("{} is not a decimal number", quote(v)),
+        ));
+    }
+    v.parse::<u64>()
+        .map_err(|_| field_error(field, format!("{} does not fit 64 bits", quote(v))))
+}
+
+/// Decodes a message that arrived on `subject` under `prefix`, with
+/// `origin` the value of its (first) `Nc-Origin` header, if it has one.
+pub fn decode(prefix: &str, subject: &str, origin: Option<&str>) -> Result<Inbound, InboundError> {
+    let (c_tok, e_tok) = split_subject(prefix, subject)?;
+    let channel = decode_token(c_tok)?;
+    let event = decode_token(e_tok)?;
+    let Some(v) = origin else {
         return Ok(Inbound::Foreign {
             channel: channel.into_owned(),
             event: event.into_owned(),
         });
     };
-    let node = parse_hex(node).ok_or_else(|| InboundError::Header {
-        header: NODE,
-        why: format!("{node:?} is not 16 hex digits"),
-    })?;
-    let number = |h: &'static str| -> Result<u64, InboundError> {
-        let v = header(h).ok_or_else(|| InboundError::Header {
-            header: h,
-            why: "missing".into(),
-        })?;
-        v.parse::<u64>().map_err(|_| InboundError::Header {
-            header: h,
-            why: format!("{v:?} is not a decimal number"),
-        })
+    if v.len() > MAX_ORIGIN_LEN {
+        return Err(InboundError::TooLong(v.len()));
+    }
+    let mut fields = v.split(' ');
+    let mut next = |field: &'static str| {
+        fields
+            .next()
+            .ok_or_else(|| field_error(field, "missing (the value ends before it)".into()))
     };
-    let client = number(CLIENT)?;
-    let seq = number(SEQ)?;
-    let name = |h: &'static str| -> Result<String, InboundError> {
-        let v = header(h).ok_or_else(|| InboundError::Header {
-            header: h,
-            why: "missing".into(),
-        })?;
-        value_name(h, v)
-    };
-    let hc = name(CHANNEL)?;
-    let he = name(EVENT)?;
-    if hc != channel || he != event {
+    let node = parse_node(next("node")?)?;
+    let client = parse_decimal("client", next("client")?)?;
+    let seq = parse_decimal("seq", next("seq")?)?;
+    let hc = next("channel")?;
+    let he = next("event")?;
+    if let Some(extra) = fields.next() {
+        return Err(field_error(
+            "end",
+            format!("more than five fields (then {})", quote(extra)),
+        ));
+    }
+    if hc != c_tok || he != e_tok {
+        // Say which is broken when a token is not even valid.
+        for (field, t) in [("channel", hc), ("event", he)] {
+            if let Err(e) = decode_token(t) {
+                return Err(field_error(field, e.to_string()));
+            }
+        }
         return Err(InboundError::Mismatch {
-            header_channel: hc,
-            header_event: he,
-            subject_channel: channel.into_owned(),
-            subject_event: event.into_owned(),
+            header_channel: hc.to_string(),
+            header_event: he.to_string(),
+            subject_channel: c_tok.to_string(),
+            subject_event: e_tok.to_string(),
         });
     }
     Ok(Inbound::Bridged(Envelope {
         node,
         client,
         seq,
-        channel: hc,
-        event: he,
+        channel: channel.into_owned(),
+        event: event.into_owned(),
     }))
-}
-
-fn parse_hex(v: &str) -> Option<u64> {
-    if v.len() != 16 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return None;
-    }
-    u64::from_str_radix(v, 16).ok()
 }
 
 #[cfg(test)]
@@ -206,8 +275,14 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn lookup<'a>(hs: &'a [(&'static str, String)]) -> impl Fn(&str) -> Option<&'a str> {
-        move |n| hs.iter().find(|(k, _)| *k == n).map(|(_, v)| v.as_str())
+    fn env() -> Envelope {
+        Envelope {
+            node: 1,
+            client: 2,
+            seq: 3,
+            channel: "A".into(),
+            event: "x".into(),
+        }
     }
 
     #[test]
@@ -219,17 +294,33 @@ mod tests {
             channel: "a.b".into(),
             event: "line\nbreak".into(),
         };
-        let hs = encode_headers(&e);
-        assert_eq!(hs[0].1, "deadbeef00000001");
-        assert_eq!(hs[3].1, "a.b");
-        assert_eq!(hs[4].1, "~line%0Abreak");
+        let v = e.origin();
+        assert_eq!(v, "deadbeef00000001 7 42 ~a%2Eb ~line%0Abreak");
         let s = subject("nc", &e.channel, &e.event);
-        assert_eq!(decode("nc", &s, lookup(&hs)), Ok(Inbound::Bridged(e)));
+        assert_eq!(decode("nc", &s, Some(&v)), Ok(Inbound::Bridged(e)));
     }
 
     #[test]
-    fn foreign_without_headers() {
-        let got = decode("nc", "nc.A.~b%2Ec", |_| None).unwrap();
+    fn extremes_encode() {
+        let e = Envelope {
+            node: 0,
+            client: 0,
+            seq: u64::MAX,
+            channel: "c".into(),
+            event: "e".into(),
+        };
+        assert_eq!(e.origin(), "0000000000000000 0 18446744073709551615 c e");
+        let mut m = e.clone();
+        m.node = u64::MAX;
+        assert_eq!(
+            decode("p", "p.c.e", Some(&m.origin())),
+            Ok(Inbound::Bridged(m))
+        );
+    }
+
+    #[test]
+    fn foreign_without_header() {
+        let got = decode("nc", "nc.A.~b%2Ec", None).unwrap();
         assert_eq!(
             got,
             Inbound::Foreign {
@@ -240,45 +331,106 @@ mod tests {
     }
 
     #[test]
-    fn refuses_bad_headers() {
-        let e = Envelope {
-            node: 1,
-            client: 2,
-            seq: 3,
-            channel: "A".into(),
-            event: "x".into(),
-        };
-        let good = encode_headers(&e);
-        let cases: [(usize, &str); 6] = [
-            (0, "1"),
-            (0, "zzzzzzzzzzzzzzzz"),
-            (1, "-1"),
-            (2, "x"),
-            (3, "B"),
-            (4, "~%41"),
+    fn refuses_malformed_truncated_and_missing_fields() {
+        let good = env().origin();
+        assert_eq!(good, "0000000000000001 2 3 A x");
+        let cases: &[(&str, &str)] = &[
+            ("", "node"),
+            (" ", "node"),
+            ("1 2 3 A x", "node"),
+            ("zzzzzzzzzzzzzzzz 2 3 A x", "node"),
+            ("00000000000000001 2 3 A x", "node"),
+            ("0000000000000001", "client"),
+            ("0000000000000001 ", "client"),
+            ("0000000000000001 -1 3 A x", "client"),
+            ("0000000000000001 +2 3 A x", "client"),
+            ("0000000000000001 2", "seq"),
+            ("0000000000000001 2 x A x", "seq"),
+            ("0000000000000001 2 18446744073709551616 A x", "seq"),
+            ("0000000000000001 2 3", "channel"),
+            ("0000000000000001 2 3 A", "event"),
+            ("0000000000000001  2 3 A x", "client"),
+            ("0000000000000001 2 3 A x ", "end"),
+            ("0000000000000001 2 3 A x y", "end"),
+            ("0000000000000001 2 3 ~%41 x", "channel"),
+            ("0000000000000001 2 3 A a\tb", "event"),
+            ("0000000000000001\t2 3 A x", "node"),
+            ("0000000000000001 2 3 A x\r\n", "event"),
         ];
-        for (i, v) in cases {
-            let mut hs = good.clone();
-            hs[i].1 = v.to_string();
-            assert!(decode("nc", "nc.A.x", lookup(&hs)).is_err(), "{i} {v}");
+        for &(v, field) in cases {
+            match decode("nc", "nc.A.x", Some(v)) {
+                Err(InboundError::Field { field: f, .. }) if f == field => {}
+                other => panic!("{v:?}: expected a {field} error, got {other:?}"),
+            }
         }
-        let missing: Vec<_> = good.iter().filter(|(k, _)| *k != SEQ).cloned().collect();
+        // Every cut of a good value is refused (never a panic).
+        for i in 0..good.len() {
+            assert!(decode("nc", "nc.A.x", Some(&good[..i])).is_err(), "{i}");
+        }
+    }
+
+    #[test]
+    fn refuses_names_that_disagree_with_the_subject() {
+        let v = env().origin();
         assert!(matches!(
-            decode("nc", "nc.A.x", lookup(&missing)),
-            Err(InboundError::Header { header: SEQ, .. })
+            decode("nc", "nc.B.x", Some(&v)),
+            Err(InboundError::Mismatch { .. })
         ));
+        assert!(matches!(
+            decode("nc", "nc.A.y", Some(&v)),
+            Err(InboundError::Mismatch { .. })
+        ));
+        // A bad subject is refused before the header is looked at.
+        assert!(matches!(
+            decode("nc", "other.A.x", Some(&v)),
+            Err(InboundError::Subject(_))
+        ));
+    }
+
+    #[test]
+    fn refuses_oversized_values_and_quotes_them_short() {
+        let long = format!("0000000000000001 2 3 A {}", "x".repeat(MAX_ORIGIN_LEN));
+        assert_eq!(
+            decode("nc", "nc.A.x", Some(&long)),
+            Err(InboundError::TooLong(long.len()))
+        );
+        // Within the limit, a long bad field is quoted cut short.
+        let bad = format!("{} 2 3 A x", "é".repeat(1000));
+        let e = decode("nc", "nc.A.x", Some(&bad)).unwrap_err().to_string();
+        assert!(e.len() < 200, "{e}");
+        // The longest names netcluster allows fit.
+        let big = Envelope {
+            node: u64::MAX,
+            client: u64::MAX,
+            seq: u64::MAX,
+            channel: "\u{1}".repeat(crate::names::MAX_CHANNEL_LEN),
+            event: "\u{1}".repeat(crate::frame::MAX_EVENT_LEN),
+        };
+        let v = big.origin();
+        assert!(v.len() <= MAX_ORIGIN_LEN, "{}", v.len());
+        let s = subject("nc", &big.channel, &big.event);
+        assert_eq!(decode("nc", &s, Some(&v)), Ok(Inbound::Bridged(big)));
     }
 
     proptest! {
         #[test]
         fn any_names_round_trip(c in any::<String>(), ev in any::<String>(), node: u64, client: u64, seq: u64) {
             let e = Envelope { node, client, seq, channel: c, event: ev };
-            let hs = encode_headers(&e);
-            for (_, v) in &hs {
-                prop_assert!(!v.bytes().any(|b| b == b'\r' || b == b'\n'));
-            }
+            let v = e.origin();
+            prop_assert!(v.bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", v);
+            prop_assert_eq!(v.split(' ').count(), 5);
             let s = subject("p", &e.channel, &e.event);
-            prop_assert_eq!(decode("p", &s, lookup(&hs)), Ok(Inbound::Bridged(e)));
+            prop_assert_eq!(decode("p", &s, Some(&v)), Ok(Inbound::Bridged(e)));
+        }
+
+        #[test]
+        fn hostile_values_never_panic(v in "[0-9a-f ~%A-Z.\r\n\t+-]{0,80}", s in "[a-z.~%A-Z]{0,12}") {
+            let subject = format!("nc.{s}");
+            if let Ok(Inbound::Bridged(e)) = decode("nc", &subject, Some(&v)) {
+                // Whatever is accepted means what it says.
+                let again = decode("nc", &subject, Some(&e.origin()));
+                prop_assert_eq!(again, Ok(Inbound::Bridged(e)));
+            }
         }
     }
 }

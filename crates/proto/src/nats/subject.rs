@@ -148,11 +148,11 @@ pub fn channel_wildcard(prefix: &str, channel: &str) -> String {
     format!("{prefix}.{}.*", encode_token(channel))
 }
 
-/// Splits a subject into the channel and event names it stands for.
-pub fn parse_subject<'a>(
+/// Splits a subject into its channel and event tokens (not decoded).
+pub fn split_subject<'a>(
     prefix: &str,
     subject: &'a str,
-) -> Result<(Cow<'a, str>, Cow<'a, str>), SubjectError> {
+) -> Result<(&'a str, &'a str), SubjectError> {
     let rest = subject
         .strip_prefix(prefix)
         .and_then(|r| r.strip_prefix('.'))
@@ -161,6 +161,15 @@ pub fn parse_subject<'a>(
     let (Some(c), Some(e), None) = (it.next(), it.next(), it.next()) else {
         return Err(SubjectError::Shape(subject.to_string()));
     };
+    Ok((c, e))
+}
+
+/// Splits a subject into the channel and event names it stands for.
+pub fn parse_subject<'a>(
+    prefix: &str,
+    subject: &'a str,
+) -> Result<(Cow<'a, str>, Cow<'a, str>), SubjectError> {
+    let (c, e) = split_subject(prefix, subject)?;
     Ok((decode_token(c)?, decode_token(e)?))
 }
 

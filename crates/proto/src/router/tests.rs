@@ -165,3 +165,22 @@ fn rules_never_target_the_control_channel() {
         assert_eq!(routed(&r, "control", "x", None)[0], (5, true));
     }
 }
+
+#[test]
+fn listened_events_follow_subscriptions() {
+    let mut r = Router::new();
+    r.set_rules(vec![rules("A", Propagation::None)]);
+    let a = r.channel("A").unwrap();
+    assert_eq!(r.listened_events(a), Some(vec![]));
+    r.join(1, a);
+    r.join(2, a);
+    r.subscribe(1, "y");
+    r.subscribe(2, "x");
+    r.subscribe(2, "y");
+    assert_eq!(r.listened_events(a), Some(vec!["x", "y"]));
+    r.subscribe(1, "*");
+    assert_eq!(r.listened_events(a), None);
+    r.unsubscribe(1, "*");
+    r.leave(2);
+    assert_eq!(r.listened_events(a), Some(vec!["y"]));
+}

@@ -3,12 +3,12 @@
 //! This module owns [`NatsConfig`] and the keys of the `nats` object
 //! ([`NATS_KEYS`]): `servers` (required), `prefix`, `name`, one way to
 //! authenticate (`user` with `password`, `token`, `credsfile` or
-//! `nkeyfile`), `tls` (`ca`, `cert`, `key`) and `buffer` (bytes kept while
-//! disconnected). Paths are relative to the config file. Secrets
+//! `nkeyfile`), `tls` (`ca`, `cert`, `key`), `buffer` (bytes kept while
+//! disconnected) and `narrow` (subscribe by event). Paths are relative to the config file. Secrets
 //! (`password`, `token`) are never shown: `showconfig` writes `"(set)"`.
-//! Connection settings are read once at start: a reload that changes any
-//! of them is refused with "restart ncserver" (channel settings
-//! `propagatetonats`/`acceptfromnats` apply at once).
+//! A reload that changes the section makes the bridge reconnect with it;
+//! adding or removing the section is refused with "restart ncserver"
+//! (channel settings `propagatetonats`/`acceptfromnats` apply at once).
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +87,9 @@ pub struct NatsConfig {
     pub tls: Option<NatsTls>,
     /// `buffer`: bytes kept while disconnected.
     pub buffer: usize,
+    /// `narrow`: subscribe on NATS only to the events local clients
+    /// listen to (default false: one `{prefix}.{channel}.*` per channel).
+    pub narrow: bool,
 }
 
 #[derive(Default)]
@@ -101,6 +104,7 @@ struct Draft {
     nkeyfile: Option<PathBuf>,
     tls: Option<NatsTls>,
     buffer: Option<usize>,
+    narrow: Option<bool>,
     base: Option<PathBuf>,
 }
 
@@ -194,6 +198,10 @@ const NATS_KEYS: &[Key<Draft>] = &[
         apply: |c, v, k| {
             values::size(v, k, "buffer", 0, MAX_NATS_BUFFER).map(|x| c.buffer = Some(x))
         },
+    },
+    Key {
+        name: "narrow",
+        apply: |c, v, k| values::boolean(v, k).map(|x| c.narrow = Some(x)),
     },
 ];
 
@@ -328,6 +336,7 @@ pub(super) fn nats(v: &Node, path: &str, base: Option<&Path>) -> Result<NatsConf
         auth,
         tls: d.tls,
         buffer: d.buffer.unwrap_or(DEFAULT_NATS_BUFFER),
+        narrow: d.narrow.unwrap_or(false),
     })
 }
 
@@ -370,6 +379,7 @@ impl NatsConfig {
             m.insert("tls".into(), Value::Object(o));
         }
         m.insert("buffer".into(), self.buffer.into());
+        m.insert("narrow".into(), self.narrow.into());
         Value::Object(m)
     }
 }

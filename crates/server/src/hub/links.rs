@@ -26,6 +26,19 @@ impl Hub {
         self.links.borrow().clone()
     }
 
+    /// Tells the links that the events listened to on channel `id`
+    /// changed (see [`Link::interest_changed`]).
+    pub fn interest_changed(&self, id: ChannelId) {
+        let links = self.links.borrow().clone();
+        if links.is_empty() {
+            return;
+        }
+        let name = self.router.borrow().rules(id).name.clone();
+        for l in links {
+            l.interest_changed(&name);
+        }
+    }
+
     /// True when the daemon has network or NATS links (a message may need
     /// its payload for them).
     pub fn has_links(&self) -> bool {

@@ -334,6 +334,7 @@ impl Hub {
     /// slot stays reserved for the final record.
     pub fn forget_provisional(&self, conn: &Rc<Conn>) {
         self.router.borrow_mut().leave(conn.slot);
+        self.interest_changed(conn.channel_id);
         let mut clients = self.clients.borrow_mut();
         if clients
             .get(conn.slot as usize)
@@ -368,6 +369,7 @@ impl Hub {
         // Snapshot (with its subscriptions) before it leaves the router.
         let snapshot = self.client_json(conn);
         self.router.borrow_mut().leave(conn.slot);
+        self.interest_changed(conn.channel_id);
         *self.last_snapshot.borrow_mut() = Some(snapshot);
         {
             let mut clients = self.clients.borrow_mut();

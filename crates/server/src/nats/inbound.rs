@@ -1,5 +1,5 @@
-//! What arrives from NATS: the subscriptions (one per channel with
-//! `acceptfromnats`, kept in step with the config) and the delivery of
+//! What arrives from NATS: each subscription's listener (the
+//! subscriptions themselves are made in `interest.rs`) and the delivery of
 //! each message through the per-origin receive state into the hub.
 
 use std::cell::Cell;
@@ -12,52 +12,13 @@ use netcluster_proto::names;
 use netcluster_proto::nats::{self as wire, Inbound, Verdict};
 use serde_json::json;
 
-use super::{NatsBridge, Sub, FOREIGN_NODE, GAP_CAUSE, RECV_BATCH};
+use super::{NatsBridge, FOREIGN_NODE, GAP_CAUSE, LEGACY_NODE_HEADER, ORIGIN_HEADER, RECV_BATCH};
 use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
 
 impl NatsBridge {
-    /// Takes the channel settings of the hub's config, subscribes for
-    /// every channel with `acceptfromnats` and drops the subscriptions of
-    /// channels that lost it (at start and on reload).
-    pub fn update_subscriptions(self: &Rc<Self>, hub: &Rc<Hub>) {
-        self.set_channels(&hub.config());
-        let Some(client) = self.client.borrow().clone() else {
-            return; // run() calls again once connected
-        };
-        let accepted = self.accepted.borrow().clone();
-        let want: Vec<&str> = accepted.iter().map(String::as_str).collect();
-        let mut subs = self.subs.borrow_mut();
-        subs.retain(|name, h| {
-            let keep = want.contains(&name.as_str());
-            if !keep {
-                h.task.abort();
-            }
-            keep
-        });
-        for name in want {
-            if subs.contains_key(name) {
-                continue;
-            }
-            let subject = wire::subject::channel_wildcard(&self.cfg.prefix, name);
-            let ready = Rc::new(Cell::new(false));
-            // Unconstrained: the NATS client's task reads up to tokio's
-            // budget of socket reads per turn (many thousand messages) into
-            // the subscription's queue, and drops what does not fit; the
-            // listener must drain all of it each turn, not a budget's worth.
-            let task = tokio::task::spawn_local(tokio::task::unconstrained(self.clone().listen(
-                hub.clone(),
-                client.clone(),
-                subject,
-                ready.clone(),
-            )));
-            let task = task.abort_handle();
-            subs.insert(name.to_string(), Sub { task, ready });
-        }
-    }
-
-    async fn listen(
+    pub(super) async fn listen(
         self: Rc<Self>,
         hub: Rc<Hub>,
         client: async_nats::Client,
@@ -116,28 +77,19 @@ impl NatsBridge {
     }
 
     fn deliver(&self, hub: &Rc<Hub>, m: async_nats::Message) -> Flow {
-        // One pass over the headers (a lookup by `&str` would build and
-        // hash a header name for each of the five).
-        let mut found: [Option<&str>; 5] = [None; 5];
-        for (k, v) in m.headers.iter().flat_map(|hs| hs.iter()) {
-            let i = match k.as_ref() {
-                wire::headers::NODE => 0,
-                wire::headers::CLIENT => 1,
-                wire::headers::SEQ => 2,
-                wire::headers::CHANNEL => 3,
-                wire::headers::EVENT => 4,
-                _ => continue,
-            };
-            found[i] = v.first().map(|v| v.as_str());
+        let origin = m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(ORIGIN_HEADER))
+            .map(|v| v.as_str());
+        if origin.is_none()
+            && m.headers
+                .as_ref()
+                .is_some_and(|h| h.get(LEGACY_NODE_HEADER).is_some())
+        {
+            return self.refuse("the five headers of an older netcluster daemon (Nc-Node without Nc-Origin): run one version on a bus");
         }
-        let inbound = wire::decode(&self.cfg.prefix, &m.subject, |h| match h {
-            wire::headers::NODE => found[0],
-            wire::headers::CLIENT => found[1],
-            wire::headers::SEQ => found[2],
-            wire::headers::CHANNEL => found[3],
-            wire::headers::EVENT => found[4],
-            _ => None,
-        });
+        let inbound = wire::decode(&self.cfg.borrow().prefix, &m.subject, origin);
         let (channel, event, origin, gap) = match inbound {
             Err(e) => return self.refuse(e),
             Ok(Inbound::Foreign { channel, event }) => {
@@ -188,7 +140,10 @@ impl NatsBridge {
         if m.payload.len() > hub.max_message() {
             return self.refuse(format_args!("{} bytes exceed maxmessage", m.payload.len()));
         }
-        if let Some((first, last)) = gap {
+        // A channel subscribed by event cannot tell a message it did not
+        // subscribe to from one lost: no gap is reported there (nobody on
+        // it listens to `nc-gap`, or it would be subscribed whole).
+        if let Some((first, last)) = gap.filter(|_| !self.narrowed.borrow().contains(&channel)) {
             self.announce_gap(hub, ch, origin, first, last);
         }
         self.counters.msgs_in.set(self.counters.msgs_in.get() + 1);

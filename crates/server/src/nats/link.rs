@@ -47,6 +47,10 @@ impl Link for NatsBridge {
         NatsBridge::flush(self)
     }
 
+    fn interest_changed(&self, channel: &str) {
+        NatsBridge::interest_changed(self, channel)
+    }
+
     fn as_any(self: Rc<Self>) -> Rc<dyn Any> {
         self
     }

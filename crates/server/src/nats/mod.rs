@@ -17,7 +17,10 @@
 //! Sending never waits: messages go to a queue bounded by `nats.buffer`
 //! bytes (counting both what waits in the queue and what was handed to
 //! the NATS client but is not yet written to its socket), drained by the
-//! bridge's own task in batches, each followed by one flush. While the
+//! bridge's own task in batches, each followed by one flush (`outbound.rs`:
+//! the queue, the header, and the hand-over, overlapping one batch's flush
+//! with handing over the next). A reload that changes the `nats` section
+//! replaces the connection (`connect.rs`). While the
 //! connection is up and making progress, a queue past half the buffer
 //! holds back the local publishers of carried channels (as the multicast
 //! link does for slow receivers: the session stops reading them until the
@@ -33,23 +36,26 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::rc::Rc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::rc::{Rc, Weak};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_nats::{HeaderMap, HeaderName, Subject};
+use async_nats::{HeaderName, Subject};
 use bytes::Bytes;
 use netcluster_proto::names;
 use netcluster_proto::nats::{self as wire, Receiver};
 use rustc_hash::FxHashMap;
 use tokio::sync::Notify;
 
-use crate::config::{Config, NatsAuth, NatsConfig};
+use crate::config::{Config, NatsConfig};
 use crate::hub::Hub;
 
+mod connect;
 mod inbound;
+mod interest;
 mod link;
+mod outbound;
 mod status;
 pub use link::bridge;
 
@@ -70,7 +76,7 @@ const RECV_BATCH: usize = 256;
 /// server.
 pub const STOP_DRAIN: Duration = Duration::from_secs(2);
 /// Per-message overhead counted against `buffer` besides the payload and
-/// the subject (the five headers and the bookkeeping).
+/// the subject (the header and the bookkeeping).
 const QUEUED_OVERHEAD: usize = 128;
 /// Most messages handed to the NATS client before one flush.
 const BATCH_MESSAGES: usize = 1024;
@@ -83,21 +89,17 @@ pub const HOLD_LIMIT: Duration = Duration::from_secs(1);
 /// ready; the cache starts afresh past it.
 const NAMES_CACHE: usize = 4096;
 
-/// The header names, built once (a name from a `&str` would be copied
+/// The header's name, built once (a name from a `&str` would be copied
 /// for every message).
-const HEADER_NAMES: [HeaderName; 5] = [
-    HeaderName::from_static(wire::headers::NODE),
-    HeaderName::from_static(wire::headers::CLIENT),
-    HeaderName::from_static(wire::headers::SEQ),
-    HeaderName::from_static(wire::headers::CHANNEL),
-    HeaderName::from_static(wire::headers::EVENT),
-];
+const ORIGIN_HEADER: HeaderName = HeaderName::from_static(wire::headers::ORIGIN);
+/// The header that marks the older five-header format (refused).
+const LEGACY_NODE_HEADER: HeaderName = HeaderName::from_static(wire::headers::LEGACY_NODE);
 
-/// A (channel, event) pair's subject and header values, computed once.
+/// A (channel, event) pair's subject and the names part of its
+/// `Nc-Origin` value, computed once.
 struct Names {
     subject: Subject,
-    channel: String,
-    event: String,
+    origin: String,
 }
 
 struct Out {
@@ -135,11 +137,14 @@ struct Counters {
 
 /// See the module docs.
 pub struct NatsBridge {
-    cfg: NatsConfig,
-    conn_name: String,
+    /// The `nats` section in force (replaced by a reload, see
+    /// `connect.rs`).
+    cfg: RefCell<Rc<NatsConfig>>,
+    /// The node's name (the connection's default name).
+    nodename: String,
     client: RefCell<Option<async_nats::Client>>,
-    /// `Nc-Node` of every message sent.
-    node_hex: String,
+    /// The origin node of every message sent.
+    node_id: u64,
     names: RefCell<FxHashMap<String, FxHashMap<String, Rc<Names>>>>,
     names_len: Cell<usize>,
     queue: RefCell<VecDeque<Out>>,
@@ -156,8 +161,24 @@ pub struct NatsBridge {
     room: Notify,
     wake: Notify,
     stop: Notify,
+    /// Told when a reload changed the connection settings.
+    reconnect: Notify,
+    /// The part of `queued` handed to the current NATS client and not yet
+    /// flushed (forgiven when that client is replaced).
+    inflight: Cell<usize>,
     recv: RefCell<Receiver>,
+    /// NATS subscriptions by subject (see `interest.rs`).
     subs: RefCell<HashMap<String, Sub>>,
+    /// Channels subscribed by event rather than whole (`nats.narrow`).
+    narrowed: RefCell<HashSet<String>>,
+    /// This bridge (for following local interest, which the hub reports
+    /// through `&self`).
+    me: Weak<NatsBridge>,
+    /// The hub, once the bridge runs.
+    hub: RefCell<Weak<Hub>>,
+    /// Set by [`shutdown`](Self::shutdown): subscriptions no longer
+    /// follow local interest.
+    stopped: Cell<bool>,
     /// Channels with `propagatetonats` (what [`Link::carries`]).
     ///
     /// [`Link::carries`]: crate::link::Link::carries
@@ -182,14 +203,15 @@ impl NatsBridge {
     /// connecting when [`run`](Self::run) is spawned.
     pub fn new(cfg: &Config, node_id: u64, nodename: &str) -> Rc<NatsBridge> {
         let nats = cfg.nats.clone().expect("nats section");
-        let b = Rc::new(NatsBridge {
-            conn_name: nats
-                .name
-                .clone()
-                .unwrap_or_else(|| format!("netcluster {nodename}")),
-            cfg: nats,
+        let b = Rc::new_cyclic(|me| NatsBridge {
+            me: me.clone(),
+            hub: RefCell::new(Weak::new()),
+            narrowed: RefCell::new(HashSet::new()),
+            stopped: Cell::new(false),
+            nodename: nodename.to_string(),
+            cfg: RefCell::new(Rc::new(nats)),
             client: RefCell::new(None),
-            node_hex: format!("{node_id:016x}"),
+            node_id,
             names: RefCell::new(FxHashMap::default()),
             names_len: Cell::new(0),
             queue: RefCell::new(VecDeque::new()),
@@ -199,6 +221,8 @@ impl NatsBridge {
             room: Notify::new(),
             wake: Notify::new(),
             stop: Notify::new(),
+            reconnect: Notify::new(),
+            inflight: Cell::new(0),
             recv: RefCell::new(Receiver::new(node_id)),
             subs: RefCell::new(HashMap::new()),
             carried: RefCell::new(HashSet::new()),
@@ -236,83 +260,14 @@ impl NatsBridge {
         *self.accepted.borrow_mut() = pick(|c| c.acceptfromnats);
     }
 
+    /// The `nats` section in force.
+    fn cfg(&self) -> Rc<NatsConfig> {
+        self.cfg.borrow().clone()
+    }
+
     /// Whether local messages of `channel` go to NATS.
     pub fn carries_channel(&self, channel: &str) -> bool {
         self.carried.borrow().contains(channel)
-    }
-
-    /// The client options: auth, TLS, reconnect policy, event counters.
-    pub fn options(&self) -> Result<async_nats::ConnectOptions, String> {
-        let connects = self.connects.clone();
-        let disconnects = self.disconnects.clone();
-        let slow = self.slow.clone();
-        // A creds file builds its own options (JWT and signer); the other
-        // settings are added on top of them.
-        let base = match &self.cfg.auth {
-            Some(NatsAuth::CredsFile(p)) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read nats.credsfile {}: {e}", p.display()))?;
-                async_nats::ConnectOptions::with_credentials(&text)
-                    .map_err(|e| format!("nats.credsfile {}: {e}", p.display()))?
-            }
-            _ => async_nats::ConnectOptions::new(),
-        };
-        let mut o = base
-            .name(&self.conn_name)
-            .retry_on_initial_connect()
-            .max_reconnects(None)
-            // The list is in order of preference (the site's own server
-            // first); async-nats would otherwise shuffle it.
-            .retain_servers_order()
-            // Our own publications need not come back (the receive state
-            // would drop them anyway).
-            .no_echo()
-            .client_capacity(CLIENT_CAPACITY)
-            .reconnect_delay_callback(|n| {
-                (Duration::from_millis(100) * n.min(100) as u32).min(MAX_RECONNECT_DELAY)
-            })
-            .event_callback(move |e| {
-                match e {
-                    async_nats::Event::Connected => {
-                        connects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    async_nats::Event::Disconnected => {
-                        disconnects.fetch_add(1, Ordering::Relaxed);
-                    }
-                    async_nats::Event::SlowConsumer(_) => {
-                        slow.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {}
-                }
-                async {}
-            });
-        match &self.cfg.auth {
-            Some(NatsAuth::UserPassword { user, password }) => {
-                o = o.user_and_password(user.clone(), password.clone())
-            }
-            Some(NatsAuth::Token(t)) => o = o.token(t.clone()),
-            Some(NatsAuth::CredsFile(_)) => {}
-            Some(NatsAuth::NkeyFile(p)) => {
-                let text = std::fs::read_to_string(p)
-                    .map_err(|e| format!("cannot read nats.nkeyfile {}: {e}", p.display()))?;
-                let seed = text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| l.starts_with('S'))
-                    .ok_or_else(|| format!("nats.nkeyfile {} holds no seed", p.display()))?;
-                o = o.nkey(seed.to_string());
-            }
-            None => {}
-        }
-        if let Some(tls) = &self.cfg.tls {
-            if let Some(ca) = &tls.ca {
-                o = o.add_root_certificates(ca.clone());
-            }
-            if let (Some(c), Some(k)) = (&tls.cert, &tls.key) {
-                o = o.add_client_certificate(c.clone(), k.clone());
-            }
-        }
-        Ok(o)
     }
 
     /// Waits (at most `limit`) until what local clients emitted last has
@@ -341,98 +296,11 @@ impl NatsBridge {
 
     /// Stops the bridge's task (the connection closes when dropped).
     pub fn shutdown(&self) {
+        self.stopped.set(true);
         for (_, h) in self.subs.borrow_mut().drain() {
             h.task.abort();
         }
         self.stop.notify_one();
-    }
-
-    /// Queues a local client's message for NATS; never waits. A message
-    /// the buffer has no room for is dropped and counted (receivers see
-    /// the hole as `nc-gap`); one larger than the server's `max_payload`
-    /// is an error for its publisher.
-    pub fn send(
-        &self,
-        channel: &str,
-        event: &str,
-        payload: &[u8],
-        client: u64,
-        seq: u64,
-    ) -> Result<(), String> {
-        {
-            // Read from the server's INFO once per batch (`server_info`
-            // clones all of it), not per message.
-            let max = self.max_payload.get();
-            if max > 0 && payload.len() > max {
-                self.counters.dropped.set(self.counters.dropped.get() + 1);
-                return Err(format!(
-                    "{} bytes exceed the NATS server's max_payload ({max} bytes)",
-                    payload.len()
-                ));
-            }
-        }
-        // The cost is known before anything is built: a message that
-        // will be dropped costs no allocation.
-        let cost = payload.len()
-            + self.cfg.prefix.len()
-            + channel.len()
-            + event.len()
-            + 2
-            + QUEUED_OVERHEAD;
-        let queued = self.queued.get();
-        if queued + cost > self.cfg.buffer.max(cost.min(QUEUED_OVERHEAD)) {
-            self.counters.dropped.set(self.counters.dropped.get() + 1);
-            return Ok(());
-        }
-        if queued == 0 {
-            self.progress.set(Instant::now());
-        }
-        self.queued.set(queued + cost);
-        let names = self.names(channel, event);
-        self.queue.borrow_mut().push_back(Out {
-            names,
-            client,
-            seq,
-            payload: Bytes::copy_from_slice(payload),
-            cost,
-        });
-        Ok(())
-    }
-
-    /// The subject and header values of (`channel`, `event`), from the
-    /// cache or computed once.
-    fn names(&self, channel: &str, event: &str) -> Rc<Names> {
-        if let Some(n) = self.names.borrow().get(channel).and_then(|m| m.get(event)) {
-            return n.clone();
-        }
-        let n = Rc::new(Names {
-            subject: Subject::from(wire::subject(&self.cfg.prefix, channel, event)),
-            channel: wire::headers::name_value(channel).into_owned(),
-            event: wire::headers::name_value(event).into_owned(),
-        });
-        let mut cache = self.names.borrow_mut();
-        if self.names_len.get() >= NAMES_CACHE {
-            cache.clear();
-            self.names_len.set(0);
-        }
-        cache
-            .entry(channel.to_string())
-            .or_default()
-            .insert(event.to_string(), n.clone());
-        self.names_len.set(self.names_len.get() + 1);
-        n
-    }
-
-    /// The five headers of a queued message (see `netcluster_proto::nats::headers`).
-    fn headers(&self, m: &Out) -> HeaderMap {
-        let [node, client, seq, channel, event] = HEADER_NAMES;
-        let mut h = HeaderMap::new();
-        h.insert(node, self.node_hex.clone());
-        h.insert(client, m.client.to_string());
-        h.insert(seq, m.seq.to_string());
-        h.insert(channel, m.names.channel.clone());
-        h.insert(event, m.names.event.clone());
-        h
     }
 
     fn connected(&self) -> bool {
@@ -453,7 +321,7 @@ impl NatsBridge {
     /// queue is past half the buffer while the connection is up and
     /// progressing (see the module docs).
     pub fn backlogged(&self) -> bool {
-        self.queued.get() > self.cfg.buffer / 2 && self.connected() && !self.stalled()
+        self.queued.get() > self.cfg().buffer / 2 && self.connected() && !self.stalled()
     }
 
     /// Resolves once the queue is down to a quarter of the buffer, or the
@@ -465,7 +333,7 @@ impl NatsBridge {
             let n = self.room.notified();
             tokio::pin!(n);
             n.as_mut().enable();
-            if self.queued.get() <= self.cfg.buffer / 4 || !self.connected() || self.stalled() {
+            if self.queued.get() <= self.cfg().buffer / 4 || !self.connected() || self.stalled() {
                 return;
             }
             let left = HOLD_LIMIT.saturating_sub(self.progress.get().elapsed());
@@ -480,86 +348,6 @@ impl NatsBridge {
     pub fn flush(&self) {
         if !self.queue.borrow().is_empty() {
             self.wake.notify_one();
-        }
-    }
-
-    /// The bridge task: connects, subscribes, and sends what is queued.
-    pub async fn run(self: Rc<Self>, hub: Rc<Hub>) {
-        let opts = match self.options() {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!("NATS bridge not started: {e}");
-                return;
-            }
-        };
-        let client = tokio::select! {
-            _ = self.stop.notified() => return,
-            c = opts.connect(self.cfg.servers.clone()) => match c {
-                Ok(c) => c,
-                Err(e) => {
-                    tracing::error!("NATS bridge not started: {e}");
-                    return;
-                }
-            },
-        };
-        *self.client.borrow_mut() = Some(client.clone());
-        self.max_payload.set(client.server_info().max_payload);
-        self.update_subscriptions(&hub);
-        loop {
-            tokio::select! {
-                biased;
-                _ = self.stop.notified() => return,
-                _ = self.wake.notified() => {}
-            }
-            // Batches: up to BATCH_MESSAGES (or BATCH_BYTES) handed to the
-            // NATS client, whose task writes them as they come, then one
-            // flush; what was flushed leaves the count against `buffer`.
-            loop {
-                // A reconnect may have reached a server with another limit.
-                self.max_payload.set(client.server_info().max_payload);
-                let (mut n, mut bytes, mut cost) = (0, 0, 0);
-                while n < BATCH_MESSAGES && bytes < BATCH_BYTES {
-                    let Some(m) = self.queue.borrow_mut().pop_front() else {
-                        break;
-                    };
-                    n += 1;
-                    bytes += m.payload.len();
-                    cost += m.cost;
-                    let headers = self.headers(&m);
-                    let subject = m.names.subject.clone();
-                    let r = tokio::select! {
-                        biased;
-                        _ = self.stop.notified() => return,
-                        r = client.publish_with_headers(subject, headers, m.payload) => r,
-                    };
-                    match r {
-                        Ok(()) => self.counters.msgs_out.set(self.counters.msgs_out.get() + 1),
-                        Err(e) => {
-                            let n = self.counters.publish_errors.get() + 1;
-                            self.counters.publish_errors.set(n);
-                            if n == 1 || n % 10_000 == 0 {
-                                tracing::warn!(errors = n, "cannot publish to NATS: {e}");
-                            }
-                        }
-                    }
-                }
-                if n == 0 {
-                    break;
-                }
-                // While disconnected this waits for the next connection
-                // (the batch is in the client's queue); meanwhile the
-                // bridge's own queue takes what is emitted, up to `buffer`.
-                tokio::select! {
-                    biased;
-                    _ = self.stop.notified() => return,
-                    _ = client.flush() => {}
-                }
-                self.queued.set(self.queued.get() - cost);
-                self.progress.set(Instant::now());
-                if self.queued.get() <= self.cfg.buffer / 4 {
-                    self.room.notify_waiters();
-                }
-            }
         }
     }
 }

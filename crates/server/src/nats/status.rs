@@ -72,16 +72,18 @@ impl NatsBridge {
             None => ("connecting".to_string(), None),
         };
         let c = &self.counters;
+        let mut subjects: Vec<String> = self.subs.borrow().keys().cloned().collect();
+        subjects.sort();
         json!({
             "state": state,
             "server": server,
-            "servers": self.cfg.servers,
-            "prefix": self.cfg.prefix,
+            "servers": self.cfg().servers,
+            "prefix": self.cfg().prefix,
             "reconnects": self.connects.load(Ordering::Relaxed).saturating_sub(1),
             "disconnects": self.disconnects.load(Ordering::Relaxed),
             "buffered_bytes": self.queued.get(),
             "buffered_messages": self.queue.borrow().len(),
-            "buffer": self.cfg.buffer,
+            "buffer": self.cfg().buffer,
             "dropped": c.dropped.get(),
             "held": c.held.get(),
             "slow_consumer": self.slow.load(Ordering::Relaxed),
@@ -94,6 +96,7 @@ impl NatsBridge {
             "gaps": c.gaps.get(),
             "lost": c.lost.get(),
             "subscriptions": self.subs.borrow().values().filter(|s| s.ready.get()).count(),
+            "subjects": subjects,
         })
     }
 }

@@ -56,10 +56,19 @@ pub(super) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
         )));
     }
     let old = hub.config();
+    // A changed `nats` section reconnects the bridge (checked here, applied
+    // below); adding or removing the section needs a restart.
+    let nats = crate::nats::bridge(hub);
     if old.nats != new.nats {
-        return Err(refused(
-            "nats cannot change while running; restart ncserver".to_string(),
-        ));
+        match (&nats, &new.nats) {
+            (Some(bridge), Some(_)) => bridge.check_reload(&new).map_err(refused)?,
+            _ => {
+                return Err(refused(
+                    "the nats section cannot be added or removed while running; restart ncserver"
+                        .to_string(),
+                ))
+            }
+        }
     }
     if let Some(key) = network_change(&old, &new) {
         return Err(refused(format!(
@@ -99,7 +108,8 @@ pub(super) fn apply_config(hub: &Rc<Hub>, mut new: Config) -> Result<Value, Stri
     if let Some(net) = crate::net::driver(hub) {
         net.reload(&hub.config());
     }
-    if let Some(nats) = crate::nats::bridge(hub) {
+    if let Some(nats) = nats {
+        nats.reconfigure(&hub.config());
         nats.update_subscriptions(hub);
     }
     for (name, _) in &change.removed {

@@ -480,6 +480,7 @@ fn handle_frame(hub: &Rc<Hub>, conn: &Rc<Conn>, f: Frame<'_>) -> Result<Flow, St
                 }
             }
             drop(router);
+            hub.interest_changed(conn.channel_id);
             conn.with_tail(|b| match bad {
                 Some((code, msg)) => frame::encode_error(b, code, ack, false, &msg),
                 None if ack != 0 => frame::encode_ack(b, ack),

@@ -145,6 +145,21 @@ impl NatsMsg {
             .find(|(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
+
+    /// The five space-separated fields of the bridge's one header,
+    /// `Nc-Origin: <node> <client> <seq> <channel token> <event token>`
+    /// (read here without the proto crate, as any NATS client would).
+    pub fn origin(&self) -> Option<[&str; 5]> {
+        let v = self.header("Nc-Origin")?;
+        let f: Vec<&str> = v.split(' ').collect();
+        f.try_into().ok()
+    }
+}
+
+/// An `Nc-Origin` value as a daemon would write it (for tests that play a
+/// daemon from a plain NATS client): names given as subject tokens.
+pub fn origin_header(node: u64, client: u64, seq: u64, channel: &str, event: &str) -> String {
+    format!("{node:016x} {client} {seq} {channel} {event}")
 }
 
 /// A raw-protocol NATS client.

@@ -15,6 +15,7 @@ fn defaults_and_channel_keys() {
     assert_eq!(n.servers.len(), 2);
     assert_eq!(n.prefix, "netcluster");
     assert_eq!(n.buffer, DEFAULT_NATS_BUFFER);
+    assert!(!n.narrow);
     assert_eq!(n.auth, None);
     let a = c.channel("A").unwrap();
     assert!(a.propagatetonats && !a.acceptfromnats);
@@ -23,6 +24,9 @@ fn defaults_and_channel_keys() {
     assert_eq!(c.to_json()["nats"]["prefix"], "netcluster");
     assert_eq!(c.to_json()["channels"]["A"]["propagatetonats"], true);
     assert!(ok("{}").nats.is_none());
+    let c = ok(r#"{"nats": {"servers": ["h:4222"], "narrow": true}}"#);
+    assert!(c.nats.as_ref().unwrap().narrow);
+    assert_eq!(c.to_json()["nats"]["narrow"], true);
 }
 
 #[test]
@@ -101,6 +105,11 @@ fn errors_name_file_line_column_and_key() {
     let e = err(r#"{"nats": {"servers": ["h:4222"], "tls": {"ca": "/nonexistent/ca.pem"}}}"#);
     assert!(
         e.contains("nats.tls.ca: ca /nonexistent/ca.pem is not a readable file"),
+        "{e}"
+    );
+    let e = err(r#"{"nats": {"servers": ["h:4222"], "narrow": 1}}"#);
+    assert!(
+        e.starts_with("config.json:1:44: nats.narrow: expected a boolean"),
         "{e}"
     );
     let e = err(r#"{"channels": {"A": {"propagatetonats": "yes"}}}"#);

@@ -232,9 +232,21 @@ fn raw_client_and_library_exchange_messages_both_ways() {
     // with the library in both directions, in order, with exact counts.
     let daemon = TestDaemon::start(CONFIG);
     let dir = daemon.socket_dir();
-    for (sub, publ) in [("nc-raw", "nc"), ("nc", "nc-raw"), ("nc-raw", "nc-raw")] {
-        let s = subscriber_of(sub, dir, 3000, 256);
-        publish_with(publ, dir, 3000, 256);
+    exchange(
+        dir,
+        &[("nc-raw", "nc"), ("nc", "nc-raw"), ("nc-raw", "nc-raw")],
+        256,
+    );
+    // And it notices a short count like the library's subscriber does.
+    short_count_fails("nc-raw", dir);
+}
+
+/// Each (subscriber, publisher) pair of clients exchanges 3000 messages
+/// of `size` bytes through the broker at `at`: all arrive, in order.
+fn exchange(at: &Path, pairs: &[(&str, &str)], size: usize) {
+    for &(sub, publ) in pairs {
+        let s = subscriber_of(sub, at, 3000, size);
+        publish_with(publ, at, 3000, size);
         let out = s.wait_with_output().unwrap();
         assert!(
             out.status.success(),
@@ -245,9 +257,13 @@ fn raw_client_and_library_exchange_messages_both_ways() {
             serde_json::from_str(&result_json(&out)).unwrap();
         assert_eq!(r.count, 3000);
     }
-    // And it notices a short count like the library's subscriber does.
-    let s = subscriber_of("nc-raw", dir, 100, 16);
-    publish_with("nc-raw", dir, 60, 16);
+}
+
+/// A `kind` subscriber waiting for 100 messages that gets 60 fails,
+/// naming the shortfall.
+fn short_count_fails(kind: &str, at: &Path) {
+    let s = subscriber_of(kind, at, 100, 16);
+    publish_with(kind, at, 60, 16);
     let out = s.wait_with_output().unwrap();
     assert!(!out.status.success());
     let err = text(&out.stderr);
@@ -338,28 +354,15 @@ fn async_nats_roles_exchange_messages_with_the_hand_written_client() {
         return;
     };
     let at = Path::new(&nats.addr);
-    for (sub, publ) in [
-        ("async-nats", "async-nats"),
-        ("async-nats", "nats"),
-        ("nats", "async-nats"),
-    ] {
-        let s = subscriber_of(sub, at, 3000, 64);
-        publish_with(publ, at, 3000, 64);
-        let out = s.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{sub} ← {publ}: {}",
-            text(&out.stderr)
-        );
-        let r: netcluster_bench::outcome::SubOut =
-            serde_json::from_str(&result_json(&out)).unwrap();
-        assert_eq!(r.count, 3000);
-    }
+    exchange(
+        at,
+        &[
+            ("async-nats", "async-nats"),
+            ("async-nats", "nats"),
+            ("nats", "async-nats"),
+        ],
+        64,
+    );
     // A short count fails loudly, as for the other clients.
-    let s = subscriber_of("async-nats", at, 100, 16);
-    publish_with("async-nats", at, 60, 16);
-    let out = s.wait_with_output().unwrap();
-    assert!(!out.status.success());
-    let err = text(&out.stderr);
-    assert!(err.contains("received 60 of 100"), "{err}");
+    short_count_fails("async-nats", at);
 }

@@ -336,8 +336,10 @@ impl Client {
     }
 
     /// Calls `handler` for every message with this event (`*` = all events
-    /// of the channel). Handlers run on the connection's task: keep them
-    /// short, or hand work to another task.
+    /// of the channel). Handlers run on the connection's reader task, or in
+    /// a task of this client awaiting [`Subscription::recv`] when that task
+    /// reads the socket itself: keep them short, or hand work to another
+    /// task.
     pub async fn on<F>(&self, event: &str, handler: F) -> Result<ListenerId, SubscribeError>
     where
         F: Fn(&Message) + Send + Sync + 'static,

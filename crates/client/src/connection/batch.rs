@@ -96,7 +96,7 @@ pub(super) fn handle(
                 *off += HEADER_LEN + len;
                 continue;
             }
-            let msg = match &mut msg {
+            let m = match &mut msg {
                 Some(m) => {
                     m.retarget(&d, node);
                     m
@@ -104,23 +104,24 @@ pub(super) fn handle(
                 None => msg.insert(Message::from_deliver(chunk, &d, &shared.channel, node)),
             };
             // The common cases, one `on` handler or one subscription stream
-            // with room, first.
+            // with room, first. A stream's message is the last use of this
+            // one: moved, not cloned (the next frame builds its own).
             match (named, all) {
                 ([only], []) if only.fired.is_none() => match &only.sink {
-                    Sink::Handler(h) => h(msg),
+                    Sink::Handler(h) => h(m),
                     Sink::Stream(_) if is_own(&own, only.id) => {
-                        if let Some(o) = &mut own {
-                            o.queue.push_back(msg.clone());
+                        if let (Some(o), Some(m)) = (&mut own, msg.take()) {
+                            o.queue.push_back(m);
                         }
                     }
-                    Sink::Stream(tx) => match tx.try_send(msg.clone()) {
-                        Ok(()) => {}
-                        Err(TrySendError::Closed(_)) => removals.push(only.id),
-                        Err(TrySendError::Full(_)) => return Step::Blocked,
+                    Sink::Stream(tx) => match msg.take().map(|m| tx.try_send(m)) {
+                        Some(Err(TrySendError::Closed(_))) => removals.push(only.id),
+                        Some(Err(TrySendError::Full(_))) => return Step::Blocked,
+                        _ => {}
                     },
                 },
                 _ => {
-                    if !dispatch_now(named.iter().chain(all), msg, &mut own, removals) {
+                    if !dispatch_now(named.iter().chain(all), m, &mut own, removals) {
                         return Step::Blocked;
                     }
                 }

@@ -114,11 +114,15 @@ pub(super) fn handle(
                             o.queue.push_back(m);
                         }
                     }
-                    Sink::Stream(tx) => match msg.take().map(|m| tx.try_send(m)) {
-                        Some(Err(TrySendError::Closed(_))) => removals.push(only.id),
-                        Some(Err(TrySendError::Full(_))) => return Step::Blocked,
-                        _ => {}
-                    },
+                    Sink::Stream(tx) => {
+                        if let Some(m) = msg.take() {
+                            match tx.try_send(m) {
+                                Ok(()) => {}
+                                Err(TrySendError::Closed(_)) => removals.push(only.id),
+                                Err(TrySendError::Full(_)) => return Step::Blocked,
+                            }
+                        }
+                    }
                 },
                 _ => {
                     if !dispatch_now(named.iter().chain(all), m, &mut own, removals) {

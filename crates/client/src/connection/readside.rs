@@ -15,6 +15,7 @@
 //! supervisor is then woken to wait for data again.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::Mutex;
@@ -182,8 +183,6 @@ impl ReadSide {
         }
     }
 }
-
-use std::future::Future;
 
 impl Shared {
     /// An application task takes the reading role, if it may now.

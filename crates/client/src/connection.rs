@@ -12,7 +12,9 @@
 //!
 //! The reader decodes frames in batches and dispatches deliveries to the
 //! listener table, and completes pending requests, subscription acks and
-//! pings.
+//! pings. A task awaiting a subscription's next message with nothing
+//! queued reads the socket itself instead (`readside`), so a round trip
+//! costs no hop through the reader task.
 //!
 //! When the socket breaks, operations waiting for an answer fail, and the
 //! supervisor reconnects with backoff (unless reconnecting is off or the
@@ -163,6 +165,8 @@ pub struct Shared {
     /// Notified when the connection is closed for good.
     pub done: Notify,
     pub listeners: Listeners,
+    /// Who reads the socket (see `readside`).
+    pub rd: ReadSide,
     pub pending: Mutex<Pending>,
     state: watch::Sender<ConnectionState>,
     next_id: AtomicU32,
@@ -404,6 +408,7 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         wake: Notify::new(),
         done: Notify::new(),
         listeners: Listeners::default(),
+        rd: ReadSide::default(),
         pending: Mutex::new(Pending::default()),
         state: watch::Sender::new(ConnectionState::Connected),
         next_id: AtomicU32::new(1),
@@ -564,10 +569,14 @@ impl Shared {
 mod shm;
 #[cfg(target_os = "linux")]
 use shm::{shared_memory, shm_connected};
+mod batch;
 mod dial;
 mod reader;
+mod readside;
 mod writer;
 use dial::dial;
 pub use reader::dispatch;
 use reader::reader;
+pub(crate) use readside::Pump;
+use readside::ReadSide;
 use writer::writer;

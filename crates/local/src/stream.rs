@@ -69,6 +69,17 @@ mod unix {
             self.io.readable().await.map(drop)
         }
 
+        /// [`LocalStream::readable`] as a poll: `Ready` while there is
+        /// something to read (or the peer closed). Only the waker of the
+        /// last call is woken (one slot, unlike `readable`'s list of
+        /// waiters): for a caller that is the only one waiting at a time.
+        pub fn poll_read_ready(
+            &self,
+            cx: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            self.io.poll_read_ready(cx).map_ok(drop)
+        }
+
         /// Reads once into `buf`'s spare capacity without waiting; reserve
         /// room first. `Ok(0)` means the peer closed; `WouldBlock` means no
         /// data yet.

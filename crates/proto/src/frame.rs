@@ -335,9 +335,28 @@ impl<'a> Body<'a> {
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     fn varint(&mut self) -> Result<u64, FrameError> {
-        // Client ids and sequence numbers below 128 take one byte: the
-        // common case of small frames, decoded without the loop.
-        if let Some(&v) = self.rest.first() {
+        // Client ids and sequence numbers below 2^21 take one to three
+        // bytes: the common case, decoded without the loop (a sequence
+        // number passes 127 after the 127th message of a client and 16383
+        // after the 16383rd).
+        if let [a, b, c, ..] = *self.rest {
+            let (v, n) = if a < 0x80 {
+                (u64::from(a), 1)
+            } else if b < 0x80 {
+                (u64::from(a & 0x7f) | u64::from(b) << 7, 2)
+            } else if c < 0x80 {
+                (
+                    u64::from(a & 0x7f) | u64::from(b & 0x7f) << 7 | u64::from(c) << 14,
+                    3,
+                )
+            } else {
+                (0, 0)
+            };
+            if n > 0 {
+                self.rest = &self.rest[n..];
+                return Ok(v);
+            }
+        } else if let Some(&v) = self.rest.first() {
             if v < 0x80 {
                 self.rest = &self.rest[1..];
                 return Ok(u64::from(v));

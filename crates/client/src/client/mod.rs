@@ -5,10 +5,8 @@
 //! unsubscribes on drop), `flush`, `request` (control) and `disconnect`.
 //! Configuring and connecting are in `builder`.
 
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,8 +22,10 @@ use crate::Message;
 
 mod builder;
 mod loan;
+mod subscription;
 
 pub use loan::Loan;
+pub use subscription::Subscription;
 
 pub use builder::{
     default_socket_dir, ClientBuilder, DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT,
@@ -339,8 +339,10 @@ impl Client {
     }
 
     /// Calls `handler` for every message with this event (`*` = all events
-    /// of the channel). Handlers run on the connection's task: keep them
-    /// short, or hand work to another task.
+    /// of the channel). Handlers run on the connection's reader task, or in
+    /// a task of this client awaiting [`Subscription::recv`] when that task
+    /// reads the socket itself: keep them short, or hand work to another
+    /// task.
     pub async fn on<F>(&self, event: &str, handler: F) -> Result<ListenerId, SubscribeError>
     where
         F: Fn(&Message) + Send + Sync + 'static,
@@ -382,11 +384,7 @@ impl Client {
         events: &[S],
     ) -> Result<Subscription, SubscribeError> {
         let (tx, rx) = mpsc::channel(self.subscription_capacity);
-        let mut sub = Subscription {
-            rx,
-            ids: Vec::with_capacity(events.len()),
-            shared: self.shared.clone(),
-        };
+        let mut sub = Subscription::new(rx, events.len(), self.shared.clone());
         let all = events
             .iter()
             .any(|e| e.as_ref() == netcluster_proto::frame::WILDCARD);
@@ -398,10 +396,10 @@ impl Client {
         names.dedup();
         for event in names {
             // On error, dropping `sub` removes what was added.
-            sub.ids.push(
-                self.add_listener(event, Sink::Stream(tx.clone()), false)
-                    .await?,
-            );
+            let id = self
+                .add_listener(event, Sink::Stream(tx.clone()), false)
+                .await?;
+            sub.add_id(id);
         }
         Ok(sub)
     }
@@ -517,42 +515,6 @@ fn unconfirmed(count: u64, reason: String) -> FlushError {
         FlushError::Disconnected(reason)
     } else {
         FlushError::Unconfirmed { count, reason }
-    }
-}
-
-/// A stream of messages for one or several events; unsubscribes when
-/// dropped.
-#[derive(Debug)]
-pub struct Subscription {
-    rx: mpsc::Receiver<Message>,
-    ids: Vec<u64>,
-    shared: Arc<Shared>,
-}
-
-impl Subscription {
-    /// The next message, or `None` once the connection is closed.
-    pub async fn recv(&mut self) -> Option<Message> {
-        self.rx.recv().await
-    }
-
-    /// The next message if one is waiting.
-    pub fn try_recv(&mut self) -> Option<Message> {
-        self.rx.try_recv().ok()
-    }
-}
-
-impl futures_core::Stream for Subscription {
-    type Item = Message;
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
-        self.rx.poll_recv(cx)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        for &id in &self.ids {
-            self.shared.remove_listener(id);
-        }
     }
 }
 

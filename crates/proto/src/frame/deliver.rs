@@ -126,6 +126,43 @@ mod tests {
     }
 
     #[test]
+    fn varints_of_every_width_and_cut_ones() {
+        // One to three bytes take the unrolled path, longer ones the loop.
+        let edges = [
+            0u64,
+            127,
+            128,
+            16_383,
+            16_384,
+            (1 << 21) - 1,
+            1 << 21,
+            u64::MAX,
+        ];
+        for client in edges {
+            for seq in edges {
+                let h = DeliverHeader {
+                    node: None,
+                    client,
+                    seq,
+                    channel: None,
+                };
+                let b = frame(&h, "e", b"");
+                let raw = decode_deliver_raw(&b[HEADER_LEN..]).unwrap();
+                assert_eq!((raw.client, raw.seq), (client, seq));
+                assert_eq!(raw.event, b"e");
+                // Cut anywhere inside the header fields: an error, never a
+                // wrong value.
+                for cut in HEADER_LEN..b.len() - 1 {
+                    assert!(
+                        decode_deliver_raw(&b[HEADER_LEN..cut]).is_err(),
+                        "client {client} seq {seq} cut at {cut}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn checks_what_it_must() {
         let h = DeliverHeader {
             node: None,

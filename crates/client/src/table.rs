@@ -45,6 +45,18 @@ impl Entry {
             None => true,
         }
     }
+
+    /// [`Entry::claim`] for one delivery, and a `once` listener that
+    /// fires goes on `removals` (the table is changed after the batch).
+    pub fn take(&self, removals: &mut Vec<u64>) -> bool {
+        if !self.claim() {
+            return false;
+        }
+        if self.fired.is_some() {
+            removals.push(self.id);
+        }
+        true
+    }
 }
 
 /// The listeners of one event: those of the event, then those of `*`.

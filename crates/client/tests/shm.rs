@@ -42,39 +42,22 @@ async fn in_flight(c: &Client, n: usize) {
     }
 }
 
-/// A publisher with an 8 MiB pool and two subscribers to "big": `shm`
-/// maps pools, `socket` gets copies through its socket.
-struct Trio {
-    publisher: Client,
-    /// Kept so that the subscriptions stay open.
-    subscribers: (Client, Client),
-    shm: Subscription,
-    socket: Subscription,
-}
-
-async fn trio(d: &TestDaemon) -> Trio {
+/// A publisher with an 8 MiB pool and two subscriptions to "big": the
+/// first maps pools, the second gets copies through its socket (with the
+/// subscribing clients, kept so that the subscriptions stay open).
+async fn trio(d: &TestDaemon) -> (Client, (Client, Client), Subscription, Subscription) {
     let publisher = client(d, "pub", Some(8 << 20)).await;
     let shm_sub = client(d, "shm-sub", Some(0)).await;
     let sock_sub = client(d, "sock-sub", None).await;
     let shm = shm_sub.subscribe("big").await.unwrap();
     let socket = sock_sub.subscribe("big").await.unwrap();
-    Trio {
-        publisher,
-        subscribers: (shm_sub, sock_sub),
-        shm,
-        socket,
-    }
+    (publisher, (shm_sub, sock_sub), shm, socket)
 }
 
 #[tokio::test]
 async fn large_payloads_reach_shm_and_socket_subscribers_intact() {
     let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
-    let Trio {
-        publisher,
-        subscribers: _subscribers,
-        shm: mut a,
-        socket: mut b,
-    } = trio(&d).await;
+    let (publisher, _subscribers, mut a, mut b) = trio(&d).await;
     // The pool's registration is answered asynchronously; a flush orders
     // everything before it, the Ack included.
     publisher.flush().await.unwrap();
@@ -259,12 +242,7 @@ async fn filled_slot(c: &Client, len: usize, seed: u8) -> netcluster::Loan {
 #[tokio::test]
 async fn loaned_payloads_reach_shm_and_socket_subscribers_intact() {
     let d = TestDaemon::start(r#"{ "channels": { "A": {} } }"#);
-    let Trio {
-        publisher,
-        subscribers: _subscribers,
-        shm: mut a,
-        socket: mut b,
-    } = trio(&d).await;
+    let (publisher, _subscribers, mut a, mut b) = trio(&d).await;
     // Echo is on: the publisher's own listener gets its messages too.
     let mut own = publisher.subscribe("big").await.unwrap();
     publisher.flush().await.unwrap(); // the pool is registered

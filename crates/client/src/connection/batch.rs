@@ -242,11 +242,8 @@ fn dispatch_now<'a>(
             Some((id, _)) if *id == e.id => permits.next().map(|(_, p)| p),
             _ => None,
         };
-        if !e.claim() {
+        if !e.take(removals) {
             continue;
-        }
-        if e.fired.is_some() {
-            removals.push(e.id);
         }
         match &e.sink {
             Sink::Handler(h) => h(msg),

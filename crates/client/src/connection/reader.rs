@@ -243,11 +243,8 @@ pub async fn dispatch<'a>(
     removals: &mut Vec<u64>,
 ) {
     for e in entries {
-        if !e.claim() {
+        if !e.take(removals) {
             continue;
-        }
-        if e.fired.is_some() {
-            removals.push(e.id);
         }
         match &e.sink {
             Sink::Handler(h) => h(msg),

@@ -137,10 +137,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn loan(&self, len: usize) -> Result<Loan, EmitError> {
-        let max = self.shared.max_message();
-        if len > max {
-            return Err(EmitError::TooLarge { len, max });
-        }
+        self.fits(len)?;
         #[cfg(target_os = "linux")]
         if let Some(shm) = &self.shared.shm {
             if let Some(slot) = shm.lend(len).await {
@@ -175,13 +172,7 @@ impl Client {
         use bytes::Bytes;
         use netcluster_proto::frame;
         let payload = slot.bytes();
-        let max = self.shared.max_message();
-        if payload.len() > max {
-            return Err(EmitError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+        self.fits(payload.len())?;
         // Copied before the slot is handed over: once the daemon frees it
         // (at once if nobody listens), another loan may rewrite it.
         let echo = self

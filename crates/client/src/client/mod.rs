@@ -184,6 +184,15 @@ impl Client {
         Ok(())
     }
 
+    /// A payload of `len` bytes is within the daemon's largest message.
+    fn fits(&self, len: usize) -> Result<(), EmitError> {
+        let max = self.shared.max_message();
+        if len > max {
+            return Err(EmitError::TooLarge { len, max });
+        }
+        Ok(())
+    }
+
     /// Emits `event` with a raw payload (not necessarily JSON).
     pub async fn emit_bytes(
         &self,
@@ -192,13 +201,7 @@ impl Client {
     ) -> Result<(), EmitError> {
         names::check_event(event)?;
         let payload = payload.as_ref();
-        let max = self.shared.max_message();
-        if payload.len() > max {
-            return Err(EmitError::TooLarge {
-                len: payload.len(),
-                max,
-            });
-        }
+        self.fits(payload.len())?;
         #[cfg(target_os = "linux")]
         {
             let slot = match &self.shared.shm {

@@ -26,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-SUITE_TIMEOUT=${NCBENCH_TIMEOUT:-720}
+SUITE_TIMEOUT=${NCBENCH_TIMEOUT:-1200}
 SCALE=${NCBENCH_SCALE:-full}
 
 log() { echo "run.sh: $*" >&2; }

@@ -5,7 +5,10 @@
 //! listeners once and in order (LAN neighbours by multicast, the NATS copy
 //! dropped), and killing the NATS server host 2's daemon uses makes it
 //! fail over to another server of the cluster, every message across the
-//! failover arriving or reported by `nc-gap` with cause `nats`.
+//! failover arriving or reported by `nc-gap` with cause `nats`. A channel
+//! that only NATS carries between the LAN neighbours (no `propagatetonet`
+//! at the origin, or no `acceptfromnet` at the receiver) reaches them
+//! through NATS all the same.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -82,7 +85,9 @@ fn config(lan: &Lan, i: usize, multicast: bool) -> String {
     format!(
         r#"{{"connecttonet": {multicast}, "nodename": "h{i}",
             "nats": {{"servers": [{}]}},
-            "channels": {{"A": {{"propagatetonet": true, "propagatetonats": true}}}}}}"#,
+            "channels": {{"A": {{"propagatetonet": true, "propagatetonats": true}},
+                "B": {{"propagatetonats": true}},
+                "C": {{"propagatetonet": true, "propagatetonats": true, "acceptfromnet": false}}}}}}"#,
         servers.join(", ")
     )
 }
@@ -208,6 +213,24 @@ fn two_sites_through_a_nats_cluster_once_in_order_and_failover() {
     // Host 1 heard host 0 on the LAN: the NATS copies were dropped.
     let s1 = status(&lan, 1);
     assert!(s1["nats"]["loops"].as_u64().unwrap() >= N, "{s1}");
+
+    // Host 1 hears host 0 on the LAN, but NATS is the only way for B
+    // (host 0 does not multicast it) and for C (host 1 refuses C's
+    // multicast copies): those arrive through NATS, once and in order.
+    for ch in ["B", "C"] {
+        let mut a = raw(&lan, 1, ch);
+        let mut b = raw(&lan, 2, ch);
+        for x in [&mut a, &mut b] {
+            x.subscribe(&["e", "warm", "nc-gap"]);
+        }
+        let mut p = raw(&lan, 0, ch);
+        warm(&mut p, &mut a, &mut b);
+        for i in 0..1000 {
+            p.publish("e", format!("h0:{i}").as_bytes());
+        }
+        read_streams(&mut a, 1, 1000);
+        read_streams(&mut b, 1, 1000);
+    }
 
     // Failover: kill the NATS server host 2 is connected to (its own, the
     // first in its list) while host 2 publishes.

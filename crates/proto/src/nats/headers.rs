@@ -1,11 +1,13 @@
 //! The header a bridged message carries, and decoding what arrives.
 //!
 //! A daemon publishing to NATS adds one header, `Nc-Origin`, whose value
-//! is five fields separated by single spaces:
+//! is five fields separated by single spaces, and a sixth, the word `lan`,
+//! when the origin also sent the message to its LAN by multicast:
 //!
 //! ```text
-//! Nc-Origin: <node> <client> <seq> <channel> <event>
+//! Nc-Origin: <node> <client> <seq> <channel> <event>[ lan]
 //! Nc-Origin: 00c0ffee00000001 7 42 ~my%20chan ~a%2Eb
+//! Nc-Origin: 00c0ffee00000001 7 43 ~my%20chan ~a%2Eb lan
 //! ```
 //!
 //! | field | value |
@@ -15,6 +17,7 @@
 //! | seq | the client's message sequence number, decimal |
 //! | channel | the exact channel name as its subject token |
 //! | event | the exact event name as its subject token |
+//! | `lan` (optional) | the origin's multicast link carried it too: a receiver that hears the origin on its LAN and takes that channel from the network has it already |
 //!
 //! The names are written as their subject tokens (see [`super::subject`]),
 //! which never hold a space, CR, LF or any byte outside printable ASCII, so
@@ -25,14 +28,18 @@
 //!
 //! A message without `Nc-Origin` comes from a plain NATS client: its names
 //! are taken from the subject alone ([`Inbound::Foreign`]). A value longer
-//! than [`MAX_ORIGIN_LEN`], with fewer or more than five fields, a field
-//! that does not parse, or names that disagree with the subject is refused
+//! than [`MAX_ORIGIN_LEN`], with fewer than five fields, a sixth other
+//! than `lan` or a seventh, a field that does not parse, or names that disagree with the subject is refused
 //! ([`InboundError`]): the bridge counts and logs it and drops the message.
 
 use super::subject::{decode_token, encode_token, split_subject, SubjectError};
 
 /// The header's name.
 pub const ORIGIN: &str = "Nc-Origin";
+
+/// The optional sixth field of `Nc-Origin`: the origin also sent the
+/// message by multicast.
+pub const LAN_FLAG: &str = "lan";
 
 /// The first of the five headers daemons wrote before `Nc-Origin`: a
 /// message carrying it and no `Nc-Origin` comes from an older daemon and
@@ -62,6 +69,8 @@ pub struct Envelope {
     pub channel: String,
     /// Event name.
     pub event: String,
+    /// The origin also sent it by multicast (the `lan` field).
+    pub lan: bool,
 }
 
 impl Envelope {
@@ -71,7 +80,7 @@ impl Envelope {
             self.node,
             self.client,
             self.seq,
-            &origin_names(&self.channel, &self.event),
+            &origin_names(&self.channel, &self.event, self.lan),
         )
     }
 }
@@ -103,8 +112,8 @@ pub enum InboundError {
     /// A field of `Nc-Origin` is missing or malformed.
     #[error("header Nc-Origin: field {field}: {why}")]
     Field {
-        /// The field (`node`, `client`, `seq`, `channel`, `event`, or
-        /// `end` for a value with more than five fields).
+        /// The field (`node`, `client`, `seq`, `channel`, `event`,
+        /// `flag` for a sixth that is not `lan`, or `end` for a seventh).
         field: &'static str,
         /// What is wrong.
         why: String,
@@ -124,15 +133,20 @@ pub enum InboundError {
     },
 }
 
-/// The names part of an `Nc-Origin` value (`<channel> <event>` as
-/// tokens): the same for every message of a (channel, event) pair, so a
-/// publisher computes it once.
-pub fn origin_names(channel: &str, event: &str) -> String {
+/// The fixed part of an `Nc-Origin` value (`<channel> <event>` as
+/// tokens, then ` lan` when `lan`): the same for every message of a
+/// (channel, event) pair under one configuration, so a publisher computes
+/// it once.
+pub fn origin_names(channel: &str, event: &str, lan: bool) -> String {
     let (c, e) = (encode_token(channel), encode_token(event));
-    let mut s = String::with_capacity(c.len() + 1 + e.len());
+    let mut s = String::with_capacity(c.len() + 1 + e.len() + 4);
     s.push_str(&c);
     s.push(' ');
     s.push_str(&e);
+    if lan {
+        s.push(' ');
+        s.push_str(LAN_FLAG);
+    }
     s
 }
 
@@ -240,10 +254,20 @@ pub fn decode(prefix: &str, subject: &str, origin: Option<&str>) -> Result<Inbou
     let seq = parse_decimal("seq", next("seq")?)?;
     let hc = next("channel")?;
     let he = next("event")?;
+    let lan = match fields.next() {
+        None => false,
+        Some(LAN_FLAG) => true,
+        Some(f) => {
+            return Err(field_error(
+                "flag",
+                format!("{} is not {LAN_FLAG:?}", quote(f)),
+            ))
+        }
+    };
     if let Some(extra) = fields.next() {
         return Err(field_error(
             "end",
-            format!("more than five fields (then {})", quote(extra)),
+            format!("more than six fields (then {})", quote(extra)),
         ));
     }
     if hc != c_tok || he != e_tok {
@@ -266,6 +290,7 @@ pub fn decode(prefix: &str, subject: &str, origin: Option<&str>) -> Result<Inbou
         seq,
         channel: channel.into_owned(),
         event: event.into_owned(),
+        lan,
     }))
 }
 
@@ -282,6 +307,7 @@ mod tests {
             seq: 3,
             channel: "A".into(),
             event: "x".into(),
+            lan: false,
         }
     }
 
@@ -293,10 +319,16 @@ mod tests {
             seq: 42,
             channel: "a.b".into(),
             event: "line\nbreak".into(),
+            lan: false,
         };
         let v = e.origin();
         assert_eq!(v, "deadbeef00000001 7 42 ~a%2Eb ~line%0Abreak");
         let s = subject("nc", &e.channel, &e.event);
+        assert_eq!(decode("nc", &s, Some(&v)), Ok(Inbound::Bridged(e.clone())));
+        // The LAN flag is a sixth field.
+        let e = Envelope { lan: true, ..e };
+        let v = e.origin();
+        assert_eq!(v, "deadbeef00000001 7 42 ~a%2Eb ~line%0Abreak lan");
         assert_eq!(decode("nc", &s, Some(&v)), Ok(Inbound::Bridged(e)));
     }
 
@@ -308,6 +340,7 @@ mod tests {
             seq: u64::MAX,
             channel: "c".into(),
             event: "e".into(),
+            lan: false,
         };
         assert_eq!(e.origin(), "0000000000000000 0 18446744073709551615 c e");
         let mut m = e.clone();
@@ -350,8 +383,11 @@ mod tests {
             ("0000000000000001 2 3", "channel"),
             ("0000000000000001 2 3 A", "event"),
             ("0000000000000001  2 3 A x", "client"),
-            ("0000000000000001 2 3 A x ", "end"),
-            ("0000000000000001 2 3 A x y", "end"),
+            ("0000000000000001 2 3 A x ", "flag"),
+            ("0000000000000001 2 3 A x y", "flag"),
+            ("0000000000000001 2 3 A x LAN", "flag"),
+            ("0000000000000001 2 3 A x lan ", "end"),
+            ("0000000000000001 2 3 A x lan lan", "end"),
             ("0000000000000001 2 3 ~%41 x", "channel"),
             ("0000000000000001 2 3 A a\tb", "event"),
             ("0000000000000001\t2 3 A x", "node"),
@@ -405,6 +441,7 @@ mod tests {
             seq: u64::MAX,
             channel: "\u{1}".repeat(crate::names::MAX_CHANNEL_LEN),
             event: "\u{1}".repeat(crate::frame::MAX_EVENT_LEN),
+            lan: true,
         };
         let v = big.origin();
         assert!(v.len() <= MAX_ORIGIN_LEN, "{}", v.len());
@@ -415,10 +452,10 @@ mod tests {
     proptest! {
         #[test]
         fn any_names_round_trip(c in any::<String>(), ev in any::<String>(), node: u64, client: u64, seq: u64) {
-            let e = Envelope { node, client, seq, channel: c, event: ev };
+            let e = Envelope { node, client, seq, channel: c, event: ev, lan: seq % 2 == 0 };
             let v = e.origin();
             prop_assert!(v.bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", v);
-            prop_assert_eq!(v.split(' ').count(), 5);
+            prop_assert_eq!(v.split(' ').count(), 5 + usize::from(e.lan));
             let s = subject("p", &e.channel, &e.event);
             prop_assert_eq!(decode("p", &s, Some(&v)), Ok(Inbound::Bridged(e)));
         }

@@ -69,8 +69,9 @@ impl Receiver {
     }
 
     /// Decides about a message from (`node`, `client`) numbered `seq`;
-    /// `heard_on_lan` says whether `node` is a peer currently up on the
-    /// LAN.
+    /// `heard_on_lan` says whether the message reaches this node by
+    /// multicast too (its origin sent it to the LAN, where `node` is a
+    /// peer currently up, and the channel takes messages from there).
     pub fn accept(&mut self, node: u64, client: u64, seq: u64, heard_on_lan: bool) -> Verdict {
         if node == self.me {
             return Verdict::Own;

@@ -101,7 +101,7 @@ impl NatsBridge {
                 (channel, event, o, None)
             }
             Ok(Inbound::Bridged(env)) => {
-                let heard = self.heard_on_lan(env.node);
+                let heard = self.came_by_lan(env.node, env.lan, &env.channel);
                 match self
                     .recv
                     .borrow_mut()

@@ -185,6 +185,14 @@ pub struct NatsBridge {
     carried: RefCell<HashSet<String>>,
     /// Channels with `acceptfromnats`.
     accepted: RefCell<HashSet<String>>,
+    /// Carried channels whose local messages also go out by multicast
+    /// (`connecttonet` and `propagatetonet`): their messages carry the
+    /// `lan` flag.
+    multicast: RefCell<HashSet<String>>,
+    /// Channels that take messages from the multicast network
+    /// (`connecttonet` and `acceptfromnet`): a flagged message of a node
+    /// heard on the LAN arrives on them by multicast already.
+    from_lan: RefCell<HashSet<String>>,
     /// Whether a node is a peer currently up on the LAN (set by the server
     /// when the daemon is also on the multicast network).
     heard: RefCell<Option<LanCheck>>,
@@ -227,6 +235,8 @@ impl NatsBridge {
             subs: RefCell::new(HashMap::new()),
             carried: RefCell::new(HashSet::new()),
             accepted: RefCell::new(HashSet::new()),
+            multicast: RefCell::new(HashSet::new()),
+            from_lan: RefCell::new(HashSet::new()),
             heard: RefCell::new(None),
             counters: Counters::default(),
             connects: Arc::new(AtomicU64::new(0)),
@@ -242,8 +252,13 @@ impl NatsBridge {
         *self.heard.borrow_mut() = Some(Box::new(heard));
     }
 
-    fn heard_on_lan(&self, node: u64) -> bool {
-        self.heard.borrow().as_ref().is_some_and(|f| f(node))
+    /// Whether a message from NATS reached this daemon by multicast too:
+    /// its origin sent it to the LAN (`lan`), this daemon currently hears
+    /// that node there, and `channel` takes messages from the network.
+    /// Otherwise NATS is its only way here.
+    fn came_by_lan(&self, node: u64, lan: bool, channel: &str) -> bool {
+        lan && self.heard.borrow().as_ref().is_some_and(|f| f(node))
+            && self.from_lan.borrow().contains(channel)
     }
 
     /// Takes the channel settings of `cfg` (the control channel never
@@ -258,6 +273,21 @@ impl NatsBridge {
         };
         *self.carried.borrow_mut() = pick(|c| c.propagatetonats);
         *self.accepted.borrow_mut() = pick(|c| c.acceptfromnats);
+        let (multicast, from_lan) = if cfg.connecttonet {
+            (
+                pick(|c| c.propagatetonats && c.propagatetonet),
+                pick(|c| c.acceptfromnet),
+            )
+        } else {
+            Default::default()
+        };
+        if *self.multicast.borrow() != multicast {
+            // The cached header values hold the `lan` flag.
+            *self.multicast.borrow_mut() = multicast;
+            self.names.borrow_mut().clear();
+            self.names_len.set(0);
+        }
+        *self.from_lan.borrow_mut() = from_lan;
     }
 
     /// The `nats` section in force.

@@ -113,7 +113,7 @@ impl NatsBridge {
         }
         let n = Rc::new(Names {
             subject: Subject::from(wire::subject(&self.cfg().prefix, channel, event)),
-            origin: wire::origin_names(channel, event),
+            origin: wire::origin_names(channel, event, self.multicast.borrow().contains(channel)),
         });
         let mut cache = self.names.borrow_mut();
         if self.names_len.get() >= NAMES_CACHE {

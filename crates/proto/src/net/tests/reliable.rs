@@ -25,7 +25,9 @@ pub(super) fn gaps(s: &Sim, r: usize) -> Vec<(u64, u64, u64)> {
 /// the receive windows, so nothing sent afterwards is silently skipped).
 pub(super) fn warm_up(s: &mut Sim) {
     let n = s.nodes.len();
-    for _ in 0..100 {
+    // Up to 60 s of simulated time: under heavy loss an unlucky seed
+    // needs over 15 s for every pair's heartbeat and sync to get through.
+    for _ in 0..600 {
         if s.nodes
             .iter()
             .all(|x| x.net.peers().filter(|p| p.up).count() == n - 1)

@@ -20,7 +20,11 @@ use serde_json::{json, Value};
 const BIN: &str = env!("CARGO_BIN_EXE_ncserver");
 const KEY: &str = "5d1f0c2a9b8e7d6c5b4a39281706f5e4d3c2b1a09f8e7d6c5b4a392817060504";
 /// The slow reader's daemon queues at most this much for one client.
-const QUEUE: usize = 64 * 1024;
+/// Small against what the slow reader is sent (about 5 MB on A), large
+/// enough that B's listener, which reads as fast as it can, does not
+/// overflow it while a loaded machine deschedules its thread (64 KiB,
+/// a quarter of a second of B's traffic, did in CI).
+const QUEUE: usize = 512 * 1024;
 
 fn config(name: &str) -> String {
     format!(

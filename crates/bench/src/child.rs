@@ -153,3 +153,12 @@ impl Drop for Proc {
         }
     }
 }
+
+/// Kills and reaps background processes (daemons a run started), for
+/// their owners' `Drop`.
+pub fn kill_all(children: &mut [std::process::Child]) {
+    for c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

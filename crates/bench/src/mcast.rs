@@ -134,10 +134,7 @@ struct Lan {
 
 impl Drop for Lan {
     fn drop(&mut self) {
-        for d in &mut self.daemons {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        crate::child::kill_all(&mut self.daemons);
         for ns in &self.ns {
             let _ = ip(&["netns", "del", ns]);
         }

@@ -127,10 +127,7 @@ struct Pair {
 
 impl Drop for Pair {
     fn drop(&mut self) {
-        for d in &mut self.daemons {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
+        crate::child::kill_all(&mut self.daemons);
     }
 }
 

@@ -52,31 +52,10 @@ pub(crate) fn throughput(
     count: u64,
 ) -> Result<(f64, f64)> {
     let name = |role: &str| format!("{} {role} ({subs}×{size} B)", b.system.label());
-    let mut subscribers = Vec::new();
-    for i in 0..subs {
-        let mut p = c.role(
-            vec![
-                s("sub"),
-                s("--system"),
-                s(b.system.arg()),
-                s("--at"),
-                b.at.clone(),
-                s("--count"),
-                s(count),
-                s("--size"),
-                s(size),
-                s("--timeout-s"),
-                s(c.timeout.as_secs()),
-            ],
-            name(&format!("subscriber {}", i + 1)),
-        )?;
-        p.ready(c.timeout)?;
-        subscribers.push(p);
-    }
-    let cpu0 = sys::cpu_time_ns(b.pid)?;
-    let mut publ = c.role(
+    // What both roles are told: the broker, the count and the size.
+    let role_args = |role: &str| {
         vec![
-            s("pub"),
+            s(role),
             s("--system"),
             s(b.system.arg()),
             s("--at"),
@@ -85,11 +64,20 @@ pub(crate) fn throughput(
             s(count),
             s("--size"),
             s(size),
-            s("--receivers"),
-            s(subs),
-        ],
-        name("publisher"),
-    )?;
+        ]
+    };
+    let mut subscribers = Vec::new();
+    for i in 0..subs {
+        let mut args = role_args("sub");
+        args.extend([s("--timeout-s"), s(c.timeout.as_secs())]);
+        let mut p = c.role(args, name(&format!("subscriber {}", i + 1)))?;
+        p.ready(c.timeout)?;
+        subscribers.push(p);
+    }
+    let cpu0 = sys::cpu_time_ns(b.pid)?;
+    let mut args = role_args("pub");
+    args.extend([s("--receivers"), s(subs)]);
+    let mut publ = c.role(args, name("publisher"))?;
     let p: PubOut = publ.result(c.timeout)?;
     let mut last = 0;
     for sp in &mut subscribers {

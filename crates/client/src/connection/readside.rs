@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -51,6 +51,10 @@ pub struct ReadSide {
     app_ok: AtomicBool,
     /// Frames or the connection's end left for the supervisor.
     handoff: AtomicBool,
+    /// Turns with the role ended so far (changed only by the holder, after
+    /// everything it sent to subscription streams): a task that looked at
+    /// its stream before taking the role knows whether to look again.
+    turns: AtomicU32,
     state: Mutex<ReadState>,
     /// The supervisor's reader: its waker goes back into the socket's
     /// readiness slot when an application task gives the role back.
@@ -133,6 +137,7 @@ impl ReadSide {
             st.stream = None;
         }
         *lock(&self.state) = st;
+        self.end_turn();
         self.role.store(FREE, Ordering::Release);
     }
 
@@ -218,6 +223,12 @@ impl ReadSide {
             .is_ok()
     }
 
+    /// The holder ends its turn (see `turns`).
+    fn end_turn(&self) {
+        let n = self.turns.load(Ordering::Relaxed);
+        self.turns.store(n.wrapping_add(1), Ordering::Release);
+    }
+
     #[cfg(unix)]
     fn register(&self, cx: &mut Context<'_>) {
         let mut w = lock(&self.supervisor);
@@ -228,6 +239,12 @@ impl ReadSide {
 }
 
 impl Shared {
+    /// Turns with the reading role ended so far: read before looking at a
+    /// subscription's stream, and again once the role is taken.
+    pub(crate) fn read_turns(&self) -> u32 {
+        self.rd.turns.load(Ordering::Acquire)
+    }
+
     /// An application task takes the reading role, if it may now.
     pub(crate) fn app_acquire(&self) -> bool {
         let rd = &self.rd;
@@ -262,6 +279,7 @@ impl Shared {
             }
             (Some(w), _) => Some(w.clone()),
         };
+        rd.end_turn();
         rd.role.store(FREE, Ordering::Release);
         drop(sup);
         drop(st);

@@ -4,8 +4,10 @@
 //! handlers then, a stream that is never read on a current-thread runtime
 //! (the others keep going until it is full, as documented), a pending
 //! `recv` that is dropped, several subscriptions read by several tasks at
-//! once with handlers and flushes, and a daemon restart while the
-//! application's task is the one reading.
+//! once with handlers and flushes, a daemon restart while the
+//! application's task is the one reading, and data arriving while no task
+//! reads (the reader task is woken by the data itself once an application
+//! task gives the reading back), also with tasks taking turns at reading.
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
@@ -341,4 +343,105 @@ async fn a_restart_while_the_application_task_reads() {
     assert_eq!(got[0], 0);
     assert!(got[1] >= 1);
     drop(d);
+}
+
+/// Waits (bounded) until `n` reaches `want`, without awaiting any `recv`.
+async fn wait_count(n: &AtomicU32, want: u32, what: &str) {
+    let deadline = tokio::time::Instant::now() + LONG;
+    while n.load(Ordering::Relaxed) < want {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {} of {want}",
+            n.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn data_arriving_while_no_task_reads_wakes_the_reader_task() {
+    // After each `recv` (this task reads the socket itself, then gives the
+    // reading back), a message for a handler arrives while nobody awaits
+    // `recv`: only the reader task can read it, and nothing but the data
+    // wakes it.
+    let d = TestDaemon::start(CONFIG);
+    let rx = client(&d, 16).await;
+    let tx = client(&d, 16).await;
+    let handled = Arc::new(AtomicU32::new(0));
+    let h = handled.clone();
+    rx.on("h", move |m| {
+        assert_eq!(index(m.payload()), h.load(Ordering::Relaxed));
+        h.fetch_add(1, Ordering::Relaxed);
+    })
+    .await
+    .unwrap();
+    let mut sub = rx.subscribe("s").await.unwrap();
+    for i in 0..50u32 {
+        tx.emit_bytes("s", i.to_le_bytes()).await.unwrap();
+        let m = tokio::time::timeout(LONG, sub.recv())
+            .await
+            .expect("a message in time")
+            .unwrap();
+        assert_eq!(index(m.payload()), i);
+        tx.emit_bytes("h", i.to_le_bytes()).await.unwrap();
+        wait_count(&handled, i + 1, "handler calls while nobody reads").await;
+    }
+}
+
+/// Two tasks read their own subscription in turns, with pauses in which
+/// neither reads while messages for a handler and for both keep coming.
+async fn take_turns(rx: Client, tx: Client) {
+    const N: u32 = 2_000;
+    let handled = Arc::new(AtomicU32::new(0));
+    let h = handled.clone();
+    rx.on("h", move |m| {
+        assert_eq!(index(m.payload()), h.load(Ordering::Relaxed));
+        h.fetch_add(1, Ordering::Relaxed);
+    })
+    .await
+    .unwrap();
+    let mut readers = Vec::new();
+    for (k, event) in ["a", "b"].into_iter().enumerate() {
+        let mut sub = rx.subscribe(event).await.unwrap();
+        readers.push(tokio::spawn(async move {
+            for i in 0..N {
+                let m = sub.recv().await.expect("connected");
+                assert_eq!(index(m.payload()), i, "order of {event}");
+                // Out of `recv` for a while, at different moments.
+                match (i as usize + k) % 7 {
+                    0 => tokio::time::sleep(Duration::from_micros(50)).await,
+                    1 | 4 => tokio::task::yield_now().await,
+                    _ => {}
+                }
+            }
+        }));
+    }
+    for i in 0..N {
+        for event in ["a", "h", "b"] {
+            tx.emit_bytes(event, i.to_le_bytes()).await.unwrap();
+        }
+        if i % 64 == 0 {
+            tx.flush().await.unwrap();
+        }
+    }
+    tx.flush().await.unwrap();
+    for r in readers {
+        tokio::time::timeout(LONG, r)
+            .await
+            .expect("both streams got everything (a lost wake-up hangs here)")
+            .unwrap();
+    }
+    wait_count(&handled, N, "handler calls").await;
+}
+
+#[tokio::test]
+async fn tasks_taking_turns_at_reading_on_a_current_thread_runtime() {
+    let d = TestDaemon::start(CONFIG);
+    take_turns(client(&d, 16).await, client(&d, 16).await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_taking_turns_at_reading_on_two_threads() {
+    let d = TestDaemon::start(CONFIG);
+    take_turns(client(&d, 16).await, client(&d, 16).await).await;
 }

@@ -75,29 +75,38 @@ impl Subscription {
             held: false,
         };
         let mut waited = false;
+        // Look at the stream before reading the socket: what another
+        // reader sent it comes first. Holding the role, nobody else feeds
+        // it but echoes of emits and its end (also seen when the socket has
+        // nothing), so it is looked at again only between two reads.
+        let mut look = true;
         std::future::poll_fn(|cx| loop {
             if let Some(m) = queue.pop_front() {
                 return Poll::Ready(Some(m));
             }
-            match rx.try_recv() {
-                Ok(m) => return Poll::Ready(Some(m)),
-                Err(TryRecvError::Disconnected) => return Poll::Ready(None),
-                Err(TryRecvError::Empty) => {}
-            }
-            if !role.held {
-                if role.shared.app_acquire() {
-                    // Look at the stream again first: what the previous
-                    // reader sent it comes before what this task reads.
+            if look || !role.held {
+                look = false;
+                let turns = role.shared.read_turns();
+                match rx.try_recv() {
+                    Ok(m) => return Poll::Ready(Some(m)),
+                    Err(TryRecvError::Disconnected) => return Poll::Ready(None),
+                    Err(TryRecvError::Empty) => {}
+                }
+                if !role.held {
+                    if !role.shared.app_acquire() {
+                        // Someone else reads: it feeds the stream.
+                        let r = rx.poll_recv(cx);
+                        waited |= r.is_pending();
+                        return r;
+                    }
                     role.held = true;
+                    // A reader's turn ended since the look: look again.
+                    look = role.shared.read_turns() != turns;
                     continue;
                 }
-                // Someone else reads: it feeds the stream.
-                let r = rx.poll_recv(cx);
-                waited |= r.is_pending();
-                return r;
             }
             match role.shared.app_pump(cx, ids, queue, waited) {
-                Pump::Read => {}
+                Pump::Read => look = true,
                 Pump::HandedOff => role.held = false,
                 Pump::Pending => {
                     // Own messages also come through the stream: echoes of

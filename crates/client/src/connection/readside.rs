@@ -11,13 +11,14 @@
 //! in order whoever reads. An application task hands the rest of a batch
 //! back to the supervisor when a frame would need waiting (another full
 //! stream, a Ping answer without room) or when the connection ends, and
-//! gives the role back when its `recv` returns or is dropped; the
-//! supervisor is then woken to wait for data again.
+//! gives the role back when its `recv` returns or is dropped. The
+//! supervisor waits for data through the socket's readiness slot, which the
+//! role's holder owns (see `ReadSide::acquire`): it is woken only by data
+//! arriving while no application task reads, by a handoff, or by the end.
 
 use std::collections::VecDeque;
-use std::future::Future;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
@@ -35,6 +36,10 @@ const IDLE: u8 = 1;
 const BUSY: u8 = 2;
 /// An application task reads.
 const APP: u8 = 3;
+/// The supervisor, idle, puts its waker into the socket's readiness slot
+/// (see `ReadSide::acquire`); nobody may take the role meanwhile.
+#[cfg(unix)]
+const ARMING: u8 = 4;
 
 /// The reading role and the read state of the current connection.
 #[derive(Default)]
@@ -46,9 +51,14 @@ pub struct ReadSide {
     app_ok: AtomicBool,
     /// Frames or the connection's end left for the supervisor.
     handoff: AtomicBool,
+    /// Turns with the role ended so far (changed only by the holder, after
+    /// everything it sent to subscription streams): a task that looked at
+    /// its stream before taking the role knows whether to look again.
+    turns: AtomicU32,
     state: Mutex<ReadState>,
-    /// The supervisor's reader, woken when an application task gives the
-    /// role back.
+    /// The supervisor's reader: its waker goes back into the socket's
+    /// readiness slot when an application task gives the role back.
+    #[cfg_attr(not(unix), allow(dead_code))]
     supervisor: Mutex<Option<Waker>>,
 }
 
@@ -127,55 +137,99 @@ impl ReadSide {
             st.stream = None;
         }
         *lock(&self.state) = st;
+        self.end_turn();
         self.role.store(FREE, Ordering::Release);
     }
 
     /// Waits until the supervisor holds the role busy: data to read, or
     /// frames an application task left for it.
+    ///
+    /// While it waits with the role idle, its waker sits in the socket's
+    /// read-readiness slot: data wakes it. An application task taking the
+    /// role puts its own waker there instead (the slot holds one), so data
+    /// then wakes only that task; giving the role back, it puts the
+    /// supervisor's waker back (`app_release`), which wakes the supervisor
+    /// only if data is already there. So a round trip read by the
+    /// application costs the supervisor nothing.
+    #[cfg(unix)]
+    pub(super) async fn acquire(&self, stream: &Stream) {
+        std::future::poll_fn(|cx| {
+            self.register(cx);
+            loop {
+                match self.role.load(Ordering::Acquire) {
+                    FREE => {
+                        let _ = self.role.compare_exchange(
+                            FREE,
+                            IDLE,
+                            Ordering::Acquire,
+                            Ordering::Relaxed,
+                        );
+                    }
+                    IDLE => {
+                        if self.handoff.load(Ordering::Acquire) {
+                            if self.busy() {
+                                return Poll::Ready(());
+                            }
+                            continue;
+                        }
+                        // Arming: an application task cannot take the role
+                        // while this puts the supervisor's waker into the
+                        // slot, so it cannot replace that task's waker
+                        // there (the task would never be woken).
+                        if self
+                            .role
+                            .compare_exchange(IDLE, ARMING, Ordering::Acquire, Ordering::Relaxed)
+                            .is_err()
+                        {
+                            continue;
+                        }
+                        let ready = stream.poll_read_ready(cx).is_ready();
+                        self.role.store(IDLE, Ordering::Release);
+                        if !ready {
+                            return Poll::Pending;
+                        }
+                        if self.busy() {
+                            return Poll::Ready(());
+                        }
+                    }
+                    _ => return Poll::Pending,
+                }
+            }
+        })
+        .await
+    }
+
+    /// Application tasks never take the role here: the supervisor alone
+    /// reads.
+    #[cfg(not(unix))]
     pub(super) async fn acquire(&self, stream: &Stream) {
         loop {
-            std::future::poll_fn(|cx| {
-                self.register(cx);
-                loop {
-                    match self.role.load(Ordering::Acquire) {
-                        FREE => {
-                            let _ = self.role.compare_exchange(
-                                FREE,
-                                IDLE,
-                                Ordering::Acquire,
-                                Ordering::Relaxed,
-                            );
-                        }
-                        IDLE => return Poll::Ready(()),
-                        _ => return Poll::Pending,
-                    }
-                }
-            })
-            .await;
-            let readable = stream.readable();
-            tokio::pin!(readable);
-            let go = std::future::poll_fn(|cx| {
-                self.register(cx);
-                if self.role.load(Ordering::Acquire) != IDLE {
-                    return Poll::Ready(false);
-                }
-                if self.handoff.load(Ordering::Acquire) {
-                    return Poll::Ready(true);
-                }
-                readable.as_mut().poll(cx).map(|_| true)
-            })
-            .await;
-            if go
-                && self
-                    .role
-                    .compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed)
-                    .is_ok()
+            let _ = stream.readable().await;
+            if self
+                .role
+                .compare_exchange(FREE, BUSY, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
             {
                 return;
             }
         }
     }
 
+    /// The supervisor takes the role from idle.
+    #[cfg(unix)]
+    fn busy(&self) -> bool {
+        self.role
+            .compare_exchange(IDLE, BUSY, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// The holder ends its turn (see `turns`).
+    fn end_turn(&self) {
+        let n = self.turns.load(Ordering::Relaxed);
+        self.turns.store(n.wrapping_add(1), Ordering::Release);
+    }
+
+    #[cfg(unix)]
     fn register(&self, cx: &mut Context<'_>) {
         let mut w = lock(&self.supervisor);
         if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
@@ -185,6 +239,12 @@ impl ReadSide {
 }
 
 impl Shared {
+    /// Turns with the reading role ended so far: read before looking at a
+    /// subscription's stream, and again once the role is taken.
+    pub(crate) fn read_turns(&self) -> u32 {
+        self.rd.turns.load(Ordering::Acquire)
+    }
+
     /// An application task takes the reading role, if it may now.
     pub(crate) fn app_acquire(&self) -> bool {
         let rd = &self.rd;
@@ -199,12 +259,31 @@ impl Shared {
                 .is_ok()
     }
 
-    /// An application task gives the role back; the supervisor waits for
-    /// data again.
+    /// An application task gives the role back. The supervisor's waker
+    /// goes back into the socket's readiness slot, while this task still
+    /// holds the role (so no other task's waker is replaced): the
+    /// supervisor is woken when data comes, now if it is already there,
+    /// and at once if it has frames or the connection's end to handle.
     pub(crate) fn app_release(&self) {
-        self.rd.role.store(FREE, Ordering::Release);
-        let w = lock(&self.rd.supervisor).take();
-        if let Some(w) = w {
+        let rd = &self.rd;
+        let st = lock(&rd.state);
+        let sup = lock(&rd.supervisor);
+        let wake = match (&*sup, &st.stream) {
+            // The supervisor has not looked at the role yet: it will see
+            // it free (it registers before it looks, under this lock).
+            (None, _) => None,
+            (Some(w), Some(s)) if !rd.handoff.load(Ordering::Acquire) => {
+                poll_ready(s, &mut Context::from_waker(w))
+                    .is_ready()
+                    .then(|| w.clone())
+            }
+            (Some(w), _) => Some(w.clone()),
+        };
+        rd.end_turn();
+        rd.role.store(FREE, Ordering::Release);
+        drop(sup);
+        drop(st);
+        if let Some(w) = wake {
             w.wake();
         }
     }

@@ -134,7 +134,7 @@ impl NatsBridge {
         let Some(ch) = hub.router.borrow().channel(&channel) else {
             return self.refuse(format_args!("no local channel {channel:?}"));
         };
-        if !self.accepted.borrow().contains(&channel) {
+        if !self.accepted.borrow().contains(&*channel) {
             return self.refuse(format_args!("channel {channel:?} has acceptfromnats false"));
         }
         if m.payload.len() > hub.max_message() {
@@ -143,7 +143,7 @@ impl NatsBridge {
         // A channel subscribed by event cannot tell a message it did not
         // subscribe to from one lost: no gap is reported there (nobody on
         // it listens to `nc-gap`, or it would be subscribed whole).
-        if let Some((first, last)) = gap.filter(|_| !self.narrowed.borrow().contains(&channel)) {
+        if let Some((first, last)) = gap.filter(|_| !self.narrowed.borrow().contains(&*channel)) {
             self.announce_gap(hub, ch, origin, first, last);
         }
         self.counters.msgs_in.set(self.counters.msgs_in.get() + 1);

@@ -159,41 +159,48 @@ pub fn origin_names(channel: &str, event: &str, lan: bool) -> String {
 /// The `Nc-Origin` value of one message; `names` is [`origin_names`] of
 /// its channel and event.
 pub fn origin_value(node: u64, client: u64, seq: u64, names: &str) -> String {
-    let mut s = String::with_capacity(16 + 2 * 21 + 1 + names.len());
-    push_hex16(&mut s, node);
-    s.push(' ');
-    push_decimal(&mut s, client);
-    s.push(' ');
-    push_decimal(&mut s, seq);
-    s.push(' ');
+    // The numbers are written into a buffer on the stack and copied once
+    // (this runs for every message published).
+    let mut buf = [0u8; 16 + 1 + 20 + 1 + 20 + 1];
+    let mut n = put_hex16(&mut buf, node);
+    for v in [client, seq] {
+        buf[n] = b' ';
+        n += 1;
+        n += put_decimal(&mut buf[n..], v);
+    }
+    buf[n] = b' ';
+    n += 1;
+    let mut s = String::with_capacity(n + names.len());
+    s.push_str(std::str::from_utf8(&buf[..n]).expect("hex and decimal digits are ASCII"));
     s.push_str(names);
     s
 }
 
-/// Appends `v` as 16 lower-case hex digits (no formatting machinery: this
-/// runs for every message published).
-fn push_hex16(s: &mut String, v: u64) {
+/// Writes `v` as 16 lower-case hex digits at the start of `out`; returns 16.
+fn put_hex16(out: &mut [u8], v: u64) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..16).rev() {
-        s.push(HEX[(v >> (i * 4)) as usize & 0xf] as char);
+    for (i, b) in out[..16].iter_mut().enumerate() {
+        *b = HEX[(v >> ((15 - i) * 4)) as usize & 0xf];
     }
+    16
 }
 
-/// Appends `v` in decimal.
-fn push_decimal(s: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+/// Writes `v` in decimal at the start of `out` (room for 20 digits);
+/// returns the number of digits.
+fn put_decimal(out: &mut [u8], mut v: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
     loop {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
+        digits[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    for &b in &buf[i..] {
-        s.push(b as char);
-    }
+    let len = digits.len() - i;
+    out[..len].copy_from_slice(&digits[i..]);
+    len
 }
 
 /// `v` quoted for an error, cut to [`QUOTE_MAX`] bytes.

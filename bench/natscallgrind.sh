@@ -13,7 +13,8 @@
 #
 # Usage: bench/natscallgrind.sh [A|B ...]   (default: A B)
 #   TOOL=callgrind (default) or dhat; N1=10000 N2=40000;
-#   KEEP=1 keeps the output files (callgrind_annotate them).
+#   KEEP=1 keeps the output files (callgrind_annotate them);
+#   DHAT_JSON=FILE keeps DHAT's allocation sites (dh_view.html).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NCSERVER=${NCSERVER:-target/release/ncserver}
@@ -70,7 +71,7 @@ run() {
     local prof=()
     if { [ "$i" = 0 ] && [ "$side" = A ]; } || { [ "$i" = 1 ] && [ "$side" = B ]; }; then
       if [ "$TOOL" = dhat ]; then
-        prof=(valgrind --tool=dhat --dhat-out-file=/dev/null --log-file="$out")
+        prof=(valgrind --tool=dhat --dhat-out-file="${DHAT_JSON:-/dev/null}" --log-file="$out")
       else
         prof=(valgrind --tool=callgrind --callgrind-out-file="$out")
       fi

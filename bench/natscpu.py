@@ -1,33 +1,38 @@
 #!/usr/bin/env python3
 """CPU time per message of every process in the NATS bridge rows (issue 14).
 
-Runs `ncbench nats-bridge --only natsbridge_64` (the bridge, then the
+Runs `ncbench nats-bridge --only natsbridge_64` (or `_64k`: the bridge, then the
 hand-written NATS client pair, then the async-nats pair, each 1 M x 64 B by
 default) against a nats-server started here, and samples every 10 ms the
-CPU time (sum over threads of /proc/PID/task/*/schedstat, ns) of the
+CPU time (utime + stime of /proc/PID/stat, clock ticks) of the
 daemons, the role processes and nats-server. nats-server's time is split
 by phase: which subscriber role is alive. Prints µs of CPU per message
 per process and the sum per phase.
 
-usage: bench/natscpu.py [TARGET_DIR] [REPS]
+usage: bench/natscpu.py [TARGET_DIR] [REPS] [SIZE]   (SIZE 64 or 65536;
+the suite's full counts: 1 M messages of 64 B, 10 000 of 64 KiB)
 """
-import os, socket, subprocess, sys, time, glob, threading
+import os, socket, subprocess, sys, time, threading
 
 target = sys.argv[1] if len(sys.argv) > 1 else "target/release"
 reps = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+size = sys.argv[3] if len(sys.argv) > 3 else "64"
+row, count = ("natsbridge_64k", 10_000) if size == "65536" else ("natsbridge_64", 1_000_000)
 nats_bin = "/usr/sbin/nats-server"
 
 def free_port():
     s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close(); return p
 
+TICK_NS = 1e9 / os.sysconf("SC_CLK_TCK")
+
 def cpu_ns(pid):
-    t = 0
-    for f in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        try:
-            t += int(open(f).read().split()[0])
-        except Exception:
-            pass
-    return t
+    # utime + stime of /proc/PID/stat: all threads, exited ones included
+    # (a per-thread sum would lose a thread's time when it exits).
+    try:
+        f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int((int(f[11]) + int(f[12])) * TICK_NS)
+    except Exception:
+        return 0
 
 def cmdline(pid):
     try:
@@ -46,8 +51,7 @@ def role_of(argv):
     if exe == "ncbench" and len(a) > 1:
         r = a[1]
         sysname = a[a.index("--system") + 1] if "--system" in a else "nc"
-        size = a[a.index("--size") + 1] if "--size" in a else "?"
-        if size != "64":
+        if "--size" not in a or a[a.index("--size") + 1] != size:
             return None
         if r == "bridge-sub":
             return "bridge: subscriber client"
@@ -99,13 +103,13 @@ def sampler():
 th = threading.Thread(target=sampler); th.start()
 try:
     out = subprocess.run([f"{target}/ncbench", "nats-bridge", "--ncserver", f"{target}/ncserver",
-                          "--nats", f"127.0.0.1:{port}", "--only", "natsbridge_64", "--reps", str(reps)],
+                          "--nats", f"127.0.0.1:{port}", "--only", row, "--reps", str(reps)],
                          capture_output=True, text=True)
     print(out.stdout.strip()); print(out.stderr.strip()[-2000:], file=sys.stderr)
 finally:
     stop = True; th.join(); nats.terminate(); nats.wait()
 
-msgs = 1_000_000 * reps
+msgs = count * reps
 tot = {}
 for pid, (role, first, last) in seen.items():
     if last is None:

@@ -12,7 +12,7 @@
 # and shutdown cancel out.
 #
 # Usage: bench/natscallgrind.sh [A|B ...]   (default: A B)
-#   TOOL=callgrind (default) or dhat; N1=10000 N2=40000;
+#   TOOL=callgrind (default) or dhat; N1=10000 N2=40000; SIZE=64 (bytes);
 #   KEEP=1 keeps the output files (callgrind_annotate them);
 #   DHAT_JSON=FILE keeps DHAT's allocation sites (dh_view.html).
 set -euo pipefail
@@ -83,10 +83,10 @@ run() {
   # Both daemons must be subscribed on NATS before the first message:
   # valgrind slows the connection down.
   sleep "${SETTLE:-4}"
-  "$NCBENCH" bridge-sub --at "$TMP/host1" --count "$n" --size 64 --timeout-s 600 >"$TMP/sub" &
+  "$NCBENCH" bridge-sub --at "$TMP/host1" --count "$n" --size "${SIZE:-64}" --timeout-s 600 >"$TMP/sub" &
   local s=$!
   ready "$TMP/sub"
-  "$NCBENCH" pub --system nc --at "$TMP/host0" --subject bench --count "$n" --size 64 >/dev/null
+  "$NCBENCH" pub --system nc --at "$TMP/host0" --subject bench --count "$n" --size "${SIZE:-64}" >/dev/null
   wait $s
   grep -q "\"count\":$n[,}]" "$TMP/sub" || { echo "natscallgrind.sh: not all $n delivered: $(tail -1 "$TMP/sub")" >&2; }
   kill -TERM "${d[@]}"

@@ -32,6 +32,8 @@
 //! than `lan` or a seventh, a field that does not parse, or names that disagree with the subject is refused
 //! ([`InboundError`]): the bridge counts and logs it and drops the message.
 
+use std::borrow::Cow;
+
 use super::subject::{decode_token, encode_token, split_subject, SubjectError};
 
 /// The header's name.
@@ -56,9 +58,12 @@ pub const MAX_ORIGIN_LEN: usize = 4096;
 /// be up to [`MAX_ORIGIN_LEN`] long; logs need not repeat it).
 const QUOTE_MAX: usize = 40;
 
-/// Who sent a bridged message and under which names.
+/// Who sent a bridged message and under which names. The names borrow
+/// from the subject when it needs no unescaping (the common case): a
+/// receiving daemon decodes every message, and owning them would cost two
+/// allocations per message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope {
+pub struct Envelope<'a> {
     /// Origin node id.
     pub node: u64,
     /// Origin client id on that node.
@@ -66,14 +71,14 @@ pub struct Envelope {
     /// The client's sequence number.
     pub seq: u64,
     /// Channel name.
-    pub channel: String,
+    pub channel: Cow<'a, str>,
     /// Event name.
-    pub event: String,
+    pub event: Cow<'a, str>,
     /// The origin also sent it by multicast (the `lan` field).
     pub lan: bool,
 }
 
-impl Envelope {
+impl Envelope<'_> {
     /// The `Nc-Origin` value for this message.
     pub fn origin(&self) -> String {
         origin_value(
@@ -85,17 +90,18 @@ impl Envelope {
     }
 }
 
-/// A message as it came from NATS.
+/// A message as it came from NATS (names borrowed from the subject where
+/// possible, see [`Envelope`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Inbound {
+pub enum Inbound<'a> {
     /// Published by a netcluster daemon (it carries `Nc-Origin`).
-    Bridged(Envelope),
+    Bridged(Envelope<'a>),
     /// Published by any other NATS client: names from the subject only.
     Foreign {
         /// Channel name.
-        channel: String,
+        channel: Cow<'a, str>,
         /// Event name.
-        event: String,
+        event: Cow<'a, str>,
     },
 }
 
@@ -153,41 +159,48 @@ pub fn origin_names(channel: &str, event: &str, lan: bool) -> String {
 /// The `Nc-Origin` value of one message; `names` is [`origin_names`] of
 /// its channel and event.
 pub fn origin_value(node: u64, client: u64, seq: u64, names: &str) -> String {
-    let mut s = String::with_capacity(16 + 2 * 21 + 1 + names.len());
-    push_hex16(&mut s, node);
-    s.push(' ');
-    push_decimal(&mut s, client);
-    s.push(' ');
-    push_decimal(&mut s, seq);
-    s.push(' ');
+    // The numbers are written into a buffer on the stack and copied once
+    // (this runs for every message published).
+    let mut buf = [0u8; 16 + 1 + 20 + 1 + 20 + 1];
+    let mut n = put_hex16(&mut buf, node);
+    for v in [client, seq] {
+        buf[n] = b' ';
+        n += 1;
+        n += put_decimal(&mut buf[n..], v);
+    }
+    buf[n] = b' ';
+    n += 1;
+    let mut s = String::with_capacity(n + names.len());
+    s.push_str(std::str::from_utf8(&buf[..n]).expect("hex and decimal digits are ASCII"));
     s.push_str(names);
     s
 }
 
-/// Appends `v` as 16 lower-case hex digits (no formatting machinery: this
-/// runs for every message published).
-fn push_hex16(s: &mut String, v: u64) {
+/// Writes `v` as 16 lower-case hex digits at the start of `out`; returns 16.
+fn put_hex16(out: &mut [u8], v: u64) -> usize {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    for i in (0..16).rev() {
-        s.push(HEX[(v >> (i * 4)) as usize & 0xf] as char);
+    for (i, b) in out[..16].iter_mut().enumerate() {
+        *b = HEX[(v >> ((15 - i) * 4)) as usize & 0xf];
     }
+    16
 }
 
-/// Appends `v` in decimal.
-fn push_decimal(s: &mut String, mut v: u64) {
-    let mut buf = [0u8; 20];
-    let mut i = buf.len();
+/// Writes `v` in decimal at the start of `out` (room for 20 digits);
+/// returns the number of digits.
+fn put_decimal(out: &mut [u8], mut v: u64) -> usize {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
     loop {
         i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
+        digits[i] = b'0' + (v % 10) as u8;
         v /= 10;
         if v == 0 {
             break;
         }
     }
-    for &b in &buf[i..] {
-        s.push(b as char);
-    }
+    let len = digits.len() - i;
+    out[..len].copy_from_slice(&digits[i..]);
+    len
 }
 
 /// `v` quoted for an error, cut to [`QUOTE_MAX`] bytes.
@@ -206,14 +219,25 @@ fn field_error(field: &'static str, why: String) -> InboundError {
     InboundError::Field { field, why }
 }
 
+// The parsers below run for every message a daemon receives: one pass
+// over the bytes each, no `str` pattern machinery.
+
 fn parse_node(v: &str) -> Result<u64, InboundError> {
-    if v.len() != 16 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(field_error(
-            "node",
-            format!("{} is not 16 hex digits", quote(v)),
-        ));
+    let bad = || field_error("node", format!("{} is not 16 hex digits", quote(v)));
+    if v.len() != 16 {
+        return Err(bad());
     }
-    u64::from_str_radix(v, 16).map_err(|_| field_error("node", format!("{} is not hex", quote(v))))
+    let mut n = 0u64;
+    for &b in v.as_bytes() {
+        let d = match b {
+            b'0'..=b'9' => b - b'0',
+            b'a'..=b'f' => b - b'a' + 10,
+            b'A'..=b'F' => b - b'A' + 10,
+            _ => return Err(bad()),
+        };
+        n = n << 4 | u64::from(d);
+    }
+    Ok(n)
 }
 
 fn parse_decimal(field: &'static str, v: &str) -> Result<u64, InboundError> {
@@ -224,26 +248,59 @@ fn parse_decimal(field: &'static str, v: &str) -> Result<u64, InboundError> {
             format!("{} is not a decimal number", quote(v)),
         ));
     }
-    v.parse::<u64>()
-        .map_err(|_| field_error(field, format!("{} does not fit 64 bits", quote(v))))
+    let mut n = 0u64;
+    for &b in v.as_bytes() {
+        n = n
+            .checked_mul(10)
+            .and_then(|n| n.checked_add(u64::from(b - b'0')))
+            .ok_or_else(|| field_error(field, format!("{} does not fit 64 bits", quote(v))))?;
+    }
+    Ok(n)
+}
+
+/// The fields of a value separated by single spaces, as `str::split(' ')`
+/// yields them (an empty field between two spaces, a trailing empty one
+/// after a final space).
+struct Fields<'a> {
+    rest: Option<&'a str>,
+}
+
+impl<'a> Iterator for Fields<'a> {
+    type Item = &'a str;
+
+    fn next(&mut self) -> Option<&'a str> {
+        let r = self.rest?;
+        match r.as_bytes().iter().position(|&b| b == b' ') {
+            Some(i) => {
+                // A space is one byte, so both sides are char boundaries.
+                self.rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                self.rest = None;
+                Some(r)
+            }
+        }
+    }
 }
 
 /// Decodes a message that arrived on `subject` under `prefix`, with
 /// `origin` the value of its (first) `Nc-Origin` header, if it has one.
-pub fn decode(prefix: &str, subject: &str, origin: Option<&str>) -> Result<Inbound, InboundError> {
+pub fn decode<'a>(
+    prefix: &str,
+    subject: &'a str,
+    origin: Option<&str>,
+) -> Result<Inbound<'a>, InboundError> {
     let (c_tok, e_tok) = split_subject(prefix, subject)?;
     let channel = decode_token(c_tok)?;
     let event = decode_token(e_tok)?;
     let Some(v) = origin else {
-        return Ok(Inbound::Foreign {
-            channel: channel.into_owned(),
-            event: event.into_owned(),
-        });
+        return Ok(Inbound::Foreign { channel, event });
     };
     if v.len() > MAX_ORIGIN_LEN {
         return Err(InboundError::TooLong(v.len()));
     }
-    let mut fields = v.split(' ');
+    let mut fields = Fields { rest: Some(v) };
     let mut next = |field: &'static str| {
         fields
             .next()
@@ -288,8 +345,8 @@ pub fn decode(prefix: &str, subject: &str, origin: Option<&str>) -> Result<Inbou
         node,
         client,
         seq,
-        channel: channel.into_owned(),
-        event: event.into_owned(),
+        channel,
+        event,
         lan,
     }))
 }
@@ -300,7 +357,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn env() -> Envelope {
+    fn env() -> Envelope<'static> {
         Envelope {
             node: 1,
             client: 2,
@@ -439,8 +496,8 @@ mod tests {
             node: u64::MAX,
             client: u64::MAX,
             seq: u64::MAX,
-            channel: "\u{1}".repeat(crate::names::MAX_CHANNEL_LEN),
-            event: "\u{1}".repeat(crate::frame::MAX_EVENT_LEN),
+            channel: "\u{1}".repeat(crate::names::MAX_CHANNEL_LEN).into(),
+            event: "\u{1}".repeat(crate::frame::MAX_EVENT_LEN).into(),
             lan: true,
         };
         let v = big.origin();
@@ -449,10 +506,63 @@ mod tests {
         assert_eq!(decode("nc", &s, Some(&v)), Ok(Inbound::Bridged(big)));
     }
 
+    #[test]
+    fn plain_names_are_borrowed_from_the_subject() {
+        // What a receiving daemon decodes for every message allocates no
+        // names unless they were escaped.
+        let v = env().origin();
+        match decode("nc", "nc.A.x", Some(&v)).unwrap() {
+            Inbound::Bridged(e) => {
+                assert!(matches!(e.channel, Cow::Borrowed("A")), "{e:?}");
+                assert!(matches!(e.event, Cow::Borrowed("x")), "{e:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match decode("nc", "nc.A.~b%2Ec", None).unwrap() {
+            Inbound::Foreign { channel, event } => {
+                assert!(matches!(channel, Cow::Borrowed("A")));
+                assert!(matches!(event, Cow::Owned(ref e) if e == "b.c"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn numbers_at_their_limits() {
+        assert_eq!(parse_node("FfFfFfFfFfFfFfFf"), Ok(u64::MAX));
+        assert_eq!(parse_node("0123456789abcdef"), Ok(0x0123_4567_89ab_cdef));
+        assert!(parse_node("0123456789abcdeg").is_err());
+        assert_eq!(parse_decimal("seq", "18446744073709551615"), Ok(u64::MAX));
+        assert_eq!(parse_decimal("seq", "000000000000000000000042"), Ok(42));
+        for v in [
+            "18446744073709551616",
+            "99999999999999999999",
+            "184467440737095516150",
+        ] {
+            assert!(
+                matches!(parse_decimal("seq", v), Err(InboundError::Field { ref why, .. }) if why.contains("64 bits")),
+                "{v}"
+            );
+        }
+    }
+
     proptest! {
         #[test]
+        fn fields_split_like_str_split(v in "[a ]{0,12}") {
+            let ours: Vec<&str> = Fields { rest: Some(&v) }.collect();
+            let std: Vec<&str> = v.split(' ').collect();
+            prop_assert_eq!(ours, std);
+        }
+
+        #[test]
+        fn numbers_parse_like_std(n: u64, hex in "[0-9a-fA-F]{16}") {
+            prop_assert_eq!(parse_decimal("seq", &n.to_string()), Ok(n));
+            prop_assert_eq!(parse_node(&hex), Ok(u64::from_str_radix(&hex, 16).unwrap()));
+        }
+
+        #[test]
         fn any_names_round_trip(c in any::<String>(), ev in any::<String>(), node: u64, client: u64, seq: u64) {
-            let e = Envelope { node, client, seq, channel: c, event: ev, lan: seq % 2 == 0 };
+            let e = Envelope { node, client, seq, channel: c.into(), event: ev.into(), lan: seq % 2 == 0 };
             let v = e.origin();
             prop_assert!(v.bytes().all(|b| (0x20..0x7f).contains(&b)), "{:?}", v);
             prop_assert_eq!(v.split(' ').count(), 5 + usize::from(e.lan));

@@ -157,10 +157,14 @@ pub fn split_subject<'a>(
         .strip_prefix(prefix)
         .and_then(|r| r.strip_prefix('.'))
         .ok_or_else(|| SubjectError::Prefix(subject.to_string()))?;
-    let mut it = rest.split('.');
-    let (Some(c), Some(e), None) = (it.next(), it.next(), it.next()) else {
-        return Err(SubjectError::Shape(subject.to_string()));
-    };
+    // Exactly one `.` left, found byte-wise (a receiving daemon splits
+    // every message's subject).
+    let shape = || SubjectError::Shape(subject.to_string());
+    let dot = rest.bytes().position(|b| b == b'.').ok_or_else(shape)?;
+    let (c, e) = (&rest[..dot], &rest[dot + 1..]);
+    if e.bytes().any(|b| b == b'.') {
+        return Err(shape());
+    }
     Ok((c, e))
 }
 

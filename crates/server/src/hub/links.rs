@@ -63,13 +63,10 @@ impl Hub {
         let router = self.router.borrow();
         let rules = router.rules(channel);
         let mut result = Ok(());
+        // The channel's name from its rules (borrowed from the router for
+        // the whole loop anyway): no copy of it per message.
         for link in links.iter().filter(|l| l.carries(rules)) {
-            let name = self.channels.borrow()[channel.index()]
-                .as_ref()
-                .expect("live channel")
-                .name
-                .clone();
-            if let Err(e) = link.send(&name, event, payload, client, seq) {
+            if let Err(e) = link.send(&rules.name, event, payload, client, seq) {
                 result = Err(format!("not sent to {}: {e}", link.name()));
             }
         }

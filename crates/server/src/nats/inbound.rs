@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::task::Poll;
 
-use async_nats::Subscriber;
+use async_nats::{HeaderMap, Subscriber};
 use netcluster_proto::names;
 use netcluster_proto::nats::{self as wire, Inbound, Verdict};
 use serde_json::json;
@@ -16,6 +16,22 @@ use super::{NatsBridge, FOREIGN_NODE, GAP_CAUSE, LEGACY_NODE_HEADER, ORIGIN_HEAD
 use crate::conn::GAP_EVENT;
 use crate::hub::{Flow, Hub, Origin, Payload};
 use crate::outq::SHARE_PAYLOAD_MIN;
+
+/// The (first) value of `Nc-Origin`, and whether the older `Nc-Node` is
+/// there: one pass over the headers comparing names (a bridged message
+/// carries one header), where a lookup would hash the name with the map's
+/// SipHash for every message.
+fn origin_header(h: Option<&HeaderMap>) -> (Option<&str>, bool) {
+    let (mut origin, mut legacy) = (None, false);
+    for (name, values) in h.into_iter().flat_map(|h| h.iter()) {
+        if *name == ORIGIN_HEADER {
+            origin = values.first().map(|v| v.as_str());
+        } else if *name == LEGACY_NODE_HEADER {
+            legacy = true;
+        }
+    }
+    (origin, legacy)
+}
 
 impl NatsBridge {
     pub(super) async fn listen(
@@ -77,16 +93,8 @@ impl NatsBridge {
     }
 
     fn deliver(&self, hub: &Rc<Hub>, m: async_nats::Message) -> Flow {
-        let origin = m
-            .headers
-            .as_ref()
-            .and_then(|h| h.get(ORIGIN_HEADER))
-            .map(|v| v.as_str());
-        if origin.is_none()
-            && m.headers
-                .as_ref()
-                .is_some_and(|h| h.get(LEGACY_NODE_HEADER).is_some())
-        {
+        let (origin, legacy) = origin_header(m.headers.as_ref());
+        if origin.is_none() && legacy {
             return self.refuse("the five headers of an older netcluster daemon (Nc-Node without Nc-Origin): run one version on a bus");
         }
         let inbound = wire::decode(&self.cfg.borrow().prefix, &m.subject, origin);
@@ -134,7 +142,7 @@ impl NatsBridge {
         let Some(ch) = hub.router.borrow().channel(&channel) else {
             return self.refuse(format_args!("no local channel {channel:?}"));
         };
-        if !self.accepted.borrow().contains(&channel) {
+        if !self.accepted.borrow().contains(&*channel) {
             return self.refuse(format_args!("channel {channel:?} has acceptfromnats false"));
         }
         if m.payload.len() > hub.max_message() {
@@ -143,7 +151,7 @@ impl NatsBridge {
         // A channel subscribed by event cannot tell a message it did not
         // subscribe to from one lost: no gap is reported there (nobody on
         // it listens to `nc-gap`, or it would be subscribed whole).
-        if let Some((first, last)) = gap.filter(|_| !self.narrowed.borrow().contains(&channel)) {
+        if let Some((first, last)) = gap.filter(|_| !self.narrowed.borrow().contains(&*channel)) {
             self.announce_gap(hub, ch, origin, first, last);
         }
         self.counters.msgs_in.set(self.counters.msgs_in.get() + 1);
@@ -173,5 +181,32 @@ impl NatsBridge {
         let body = json!({"cause": GAP_CAUSE, "node": node, "client": o.client, "first": first, "last": last});
         hub.gaps.note(body.clone());
         hub.fan_out_own(ch, GAP_EVENT, body.to_string().as_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origin_header_agrees_with_a_lookup() {
+        let mut h = HeaderMap::new();
+        assert_eq!(origin_header(Some(&h)), (None, false));
+        assert_eq!(origin_header(None), (None, false));
+        h.insert("Other", "x");
+        h.insert("nc-origin", "wrong case");
+        assert_eq!(origin_header(Some(&h)), (None, false));
+        h.append(ORIGIN_HEADER, "first");
+        h.append(ORIGIN_HEADER, "second");
+        assert_eq!(
+            origin_header(Some(&h)),
+            (h.get(ORIGIN_HEADER).map(|v| v.as_str()), false)
+        );
+        assert_eq!(origin_header(Some(&h)).0, Some("first"));
+        let mut old = HeaderMap::new();
+        old.insert(LEGACY_NODE_HEADER, "0000000000000001");
+        assert_eq!(origin_header(Some(&old)), (None, true));
+        old.insert(ORIGIN_HEADER, "v");
+        assert_eq!(origin_header(Some(&old)), (Some("v"), true));
     }
 }

@@ -17,10 +17,11 @@
 //! subscribed whole, receivers see it as `nc-gap`).
 
 use std::cell::Cell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::rc::Rc;
 
 use netcluster_proto::nats as wire;
+use rustc_hash::FxHashSet;
 
 use super::{NatsBridge, Sub};
 use crate::conn::GAP_EVENT;
@@ -42,7 +43,7 @@ impl NatsBridge {
         };
         let cfg = self.cfg();
         let mut want: HashMap<String, ()> = HashMap::new();
-        let mut narrowed = HashSet::new();
+        let mut narrowed = FxHashSet::default();
         for ch in self.accepted.borrow().iter() {
             match self.wanted_events(hub, ch, cfg.narrow) {
                 None => {

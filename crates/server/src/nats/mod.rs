@@ -35,17 +35,17 @@
 //! server hands over, so the bridge does not depend on the network link.
 
 use std::cell::{Cell, RefCell};
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::rc::{Rc, Weak};
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::{HeaderName, Subject};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use netcluster_proto::names;
 use netcluster_proto::nats::{self as wire, Receiver};
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use tokio::sync::Notify;
 
 use crate::config::{Config, NatsConfig};
@@ -85,6 +85,15 @@ const BATCH_BYTES: usize = 1 << 20;
 /// Longest the bridge holds local publishers back while the connection
 /// makes no progress (no batch flushed); then it drops instead.
 pub const HOLD_LIMIT: Duration = Duration::from_secs(1);
+/// Payloads up to this size are copied into a shared chunk of
+/// [`ARENA_CHUNK`] bytes instead of an allocation of their own (one
+/// allocation per chunk, not per message); larger ones, where the copy
+/// costs more than the allocation, get their own.
+const ARENA_MAX_PAYLOAD: usize = 4 << 10;
+/// Size of a chunk of small payloads: it is freed once the NATS client
+/// wrote the last message in it, so at most one chunk more than `buffer`
+/// is held (and at most [`ARENA_MAX_PAYLOAD`] of each is unused).
+const ARENA_CHUNK: usize = 64 << 10;
 /// Most (channel, event) pairs whose subject and header values are kept
 /// ready; the cache starts afresh past it.
 const NAMES_CACHE: usize = 4096;
@@ -148,6 +157,8 @@ pub struct NatsBridge {
     names: RefCell<FxHashMap<String, FxHashMap<String, Rc<Names>>>>,
     names_len: Cell<usize>,
     queue: RefCell<VecDeque<Out>>,
+    /// The chunk small payloads are copied into (see [`ARENA_CHUNK`]).
+    arena: RefCell<BytesMut>,
     /// Bytes queued plus bytes handed to the NATS client and not yet
     /// flushed to its socket.
     queued: Cell<usize>,
@@ -170,7 +181,7 @@ pub struct NatsBridge {
     /// NATS subscriptions by subject (see `interest.rs`).
     subs: RefCell<HashMap<String, Sub>>,
     /// Channels subscribed by event rather than whole (`nats.narrow`).
-    narrowed: RefCell<HashSet<String>>,
+    narrowed: RefCell<FxHashSet<String>>,
     /// This bridge (for following local interest, which the hub reports
     /// through `&self`).
     me: Weak<NatsBridge>,
@@ -179,20 +190,22 @@ pub struct NatsBridge {
     /// Set by [`shutdown`](Self::shutdown): subscriptions no longer
     /// follow local interest.
     stopped: Cell<bool>,
-    /// Channels with `propagatetonats` (what [`Link::carries`]).
+    /// Channels with `propagatetonats` (what [`Link::carries`]). This
+    /// and the sets below are looked up for every message, with a cheap
+    /// hash (the names are the operator's, not an attacker's).
     ///
     /// [`Link::carries`]: crate::link::Link::carries
-    carried: RefCell<HashSet<String>>,
+    carried: RefCell<FxHashSet<String>>,
     /// Channels with `acceptfromnats`.
-    accepted: RefCell<HashSet<String>>,
+    accepted: RefCell<FxHashSet<String>>,
     /// Carried channels whose local messages also go out by multicast
     /// (`connecttonet` and `propagatetonet`): their messages carry the
     /// `lan` flag.
-    multicast: RefCell<HashSet<String>>,
+    multicast: RefCell<FxHashSet<String>>,
     /// Channels that take messages from the multicast network
     /// (`connecttonet` and `acceptfromnet`): a flagged message of a node
     /// heard on the LAN arrives on them by multicast already.
-    from_lan: RefCell<HashSet<String>>,
+    from_lan: RefCell<FxHashSet<String>>,
     /// Whether a node is a peer currently up on the LAN (set by the server
     /// when the daemon is also on the multicast network).
     heard: RefCell<Option<LanCheck>>,
@@ -214,7 +227,7 @@ impl NatsBridge {
         let b = Rc::new_cyclic(|me| NatsBridge {
             me: me.clone(),
             hub: RefCell::new(Weak::new()),
-            narrowed: RefCell::new(HashSet::new()),
+            narrowed: RefCell::new(FxHashSet::default()),
             stopped: Cell::new(false),
             nodename: nodename.to_string(),
             cfg: RefCell::new(Rc::new(nats)),
@@ -223,6 +236,7 @@ impl NatsBridge {
             names: RefCell::new(FxHashMap::default()),
             names_len: Cell::new(0),
             queue: RefCell::new(VecDeque::new()),
+            arena: RefCell::new(BytesMut::new()),
             queued: Cell::new(0),
             max_payload: Cell::new(0),
             progress: Cell::new(Instant::now()),
@@ -233,10 +247,10 @@ impl NatsBridge {
             inflight: Cell::new(0),
             recv: RefCell::new(Receiver::new(node_id)),
             subs: RefCell::new(HashMap::new()),
-            carried: RefCell::new(HashSet::new()),
-            accepted: RefCell::new(HashSet::new()),
-            multicast: RefCell::new(HashSet::new()),
-            from_lan: RefCell::new(HashSet::new()),
+            carried: RefCell::new(FxHashSet::default()),
+            accepted: RefCell::new(FxHashSet::default()),
+            multicast: RefCell::new(FxHashSet::default()),
+            from_lan: RefCell::new(FxHashSet::default()),
             heard: RefCell::new(None),
             counters: Counters::default(),
             connects: Arc::new(AtomicU64::new(0)),
@@ -269,7 +283,7 @@ impl NatsBridge {
                 .iter()
                 .filter(|c| f(c) && c.name != names::CONTROL_CHANNEL)
                 .map(|c| c.name.clone())
-                .collect::<HashSet<_>>()
+                .collect::<FxHashSet<_>>()
         };
         *self.carried.borrow_mut() = pick(|c| c.propagatetonats);
         *self.accepted.borrow_mut() = pick(|c| c.acceptfromnats);

@@ -18,13 +18,13 @@ use std::task::Poll;
 use std::time::Instant;
 
 use async_nats::{HeaderMap, Subject};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use netcluster_proto::nats as wire;
 
 use super::connect::Halt;
 use super::{
-    Names, NatsBridge, Out, BATCH_BYTES, BATCH_MESSAGES, NAMES_CACHE, ORIGIN_HEADER,
-    QUEUED_OVERHEAD,
+    Names, NatsBridge, Out, ARENA_CHUNK, ARENA_MAX_PAYLOAD, BATCH_BYTES, BATCH_MESSAGES,
+    NAMES_CACHE, ORIGIN_HEADER, QUEUED_OVERHEAD,
 };
 
 /// A flush asked of the NATS client: the request is queued behind the
@@ -99,10 +99,26 @@ impl NatsBridge {
             names,
             client,
             seq,
-            payload: Bytes::copy_from_slice(payload),
+            payload: self.copy_payload(payload),
             cost,
         });
         Ok(())
+    }
+
+    /// `payload` as the NATS client takes it: a small one is copied into
+    /// the current chunk (a new chunk when it does not fit), which its
+    /// `Bytes` shares, so the queue costs no allocation per message.
+    fn copy_payload(&self, payload: &[u8]) -> Bytes {
+        if payload.len() > ARENA_MAX_PAYLOAD {
+            return Bytes::copy_from_slice(payload);
+        }
+        let mut arena = self.arena.borrow_mut();
+        if arena.capacity() < payload.len() {
+            // The old chunk lives on in the messages cut from it.
+            *arena = BytesMut::with_capacity(ARENA_CHUNK);
+        }
+        arena.extend_from_slice(payload);
+        arena.split().freeze()
     }
 
     /// The subject and header values of (`channel`, `event`), from the
@@ -220,5 +236,64 @@ impl NatsBridge {
         if self.queued.get() <= self.cfg().buffer / 4 {
             self.room.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn bridge() -> Rc<NatsBridge> {
+        let cfg = Config::parse(
+            r#"{ "nats": { "servers": ["nats://127.0.0.1:4222"] } }"#,
+            "test.json",
+        )
+        .expect("config");
+        NatsBridge::new(&cfg, 1, "test")
+    }
+
+    #[test]
+    fn payloads_keep_their_bytes_across_chunks() {
+        let b = bridge();
+        // Sizes at the arena's limits, enough messages to fill several
+        // chunks; all kept alive while later ones are cut.
+        let sizes = [
+            0,
+            1,
+            64,
+            ARENA_MAX_PAYLOAD - 1,
+            ARENA_MAX_PAYLOAD,
+            ARENA_MAX_PAYLOAD + 1,
+            100_000,
+        ];
+        let mut kept = Vec::new();
+        for i in 0..(8 * ARENA_CHUNK / ARENA_MAX_PAYLOAD) {
+            let n = sizes[i % sizes.len()];
+            let p: Vec<u8> = (0..n).map(|j| (i * 31 + j) as u8).collect();
+            let got = b.copy_payload(&p);
+            kept.push((p, got));
+        }
+        for (i, (p, got)) in kept.iter().enumerate() {
+            assert_eq!(&p[..], &got[..], "message {i}");
+        }
+    }
+
+    #[test]
+    fn small_payloads_share_a_chunk_and_large_ones_do_not() {
+        let b = bridge();
+        let x = b.copy_payload(&[1; 64]);
+        let y = b.copy_payload(&[2; 64]);
+        // Cut one after the other from the same allocation.
+        assert_eq!(x.as_ptr() as usize + 64, y.as_ptr() as usize);
+        let big = b.copy_payload(&vec![3; ARENA_MAX_PAYLOAD + 1]);
+        let z = b.copy_payload(&[4; 64]);
+        assert_eq!(y.as_ptr() as usize + 64, z.as_ptr() as usize);
+        assert_ne!(z.as_ptr() as usize + 64, big.as_ptr() as usize);
+        assert_eq!(
+            (&x[..], &y[..], &z[..]),
+            (&[1; 64][..], &[2; 64][..], &[4; 64][..])
+        );
+        assert!(big.iter().all(|&v| v == 3));
     }
 }

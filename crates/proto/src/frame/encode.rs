@@ -73,10 +73,37 @@ pub fn encode_subscription<'n>(
 }
 
 /// Appends a Publish frame.
-#[inline]
+// Inlined into the client's emit: a call here cost more (saving and
+// restoring registers around three copies) than the work.
+#[inline(always)]
 pub fn encode_publish(out: &mut BytesMut, event: &str, payload: &[u8]) {
-    encode_publish_header(out, event, payload.len());
-    out.extend_from_slice(payload);
+    debug_assert!(event.len() <= MAX_EVENT_LEN);
+    let body = 2 + event.len() + payload.len();
+    assert!(body <= u32::MAX as usize, "publish frame too large");
+    let total = HEADER_LEN + body;
+    // One capacity check for the whole frame, then plain copies into the
+    // reserved bytes: this is the client's hottest path, and each
+    // `extend_from_slice` checks capacity and moves the length again
+    // (with slice bounds checks, a third of a small emit's instructions).
+    out.reserve(total);
+    let mut fixed = [0u8; HEADER_LEN + 2];
+    fixed[0] = kind::PUBLISH;
+    fixed[1..HEADER_LEN].copy_from_slice(&(body as u32).to_le_bytes());
+    fixed[HEADER_LEN..].copy_from_slice(&(event.len() as u16).to_le_bytes());
+    let len = out.len();
+    let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    // SAFETY: `reserve` made room for `total` bytes after `len`, and the
+    // three copies fill exactly those bytes (7 + event + payload = total)
+    // from slices that cannot overlap the buffer we hold `&mut` to; so
+    // the new length covers initialized bytes only.
+    unsafe {
+        std::ptr::copy_nonoverlapping(fixed.as_ptr(), dst, fixed.len());
+        let name = dst.add(fixed.len());
+        std::ptr::copy_nonoverlapping(event.as_ptr(), name, event.len());
+        let data = name.add(event.len());
+        std::ptr::copy_nonoverlapping(payload.as_ptr(), data, payload.len());
+        out.set_len(len + total);
+    }
 }
 
 /// Appends a Publish frame's header and event; the caller appends exactly

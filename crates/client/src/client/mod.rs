@@ -5,8 +5,10 @@
 //! unsubscribes on drop), `flush`, `request` (control) and `disconnect`.
 //! Configuring and connecting are in `builder`.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -41,7 +43,10 @@ struct CloseOnDrop(Arc<Shared>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.out().closing = true;
+        let mut out = self.0.out();
+        out.closing = true;
+        out.relimit(&self.0.opts);
+        drop(out);
         self.0.wake.notify_one();
     }
 }
@@ -194,7 +199,60 @@ impl Client {
     }
 
     /// Emits `event` with a raw payload (not necessarily JSON).
-    pub async fn emit_bytes(
+    ///
+    /// As with an `async fn`, nothing happens until the future is polled.
+    /// Its first poll appends the message at once when the output buffer
+    /// has room and nothing else is to be done (no shared memory for this
+    /// payload, no own listener to echo to), and completes; otherwise it
+    /// takes the general path, which waits for room while connected,
+    /// queues while reconnecting and reports errors. Order, back-pressure
+    /// and errors are the same either way.
+    pub fn emit_bytes<'a, P: AsRef<[u8]> + 'a>(
+        &'a self,
+        event: &'a str,
+        payload: P,
+    ) -> impl Future<Output = Result<(), EmitError>> + 'a {
+        // A small hand-made future rather than an `async fn`: building,
+        // polling and dropping the general path's state machine (it holds
+        // the waits for room, for a shared-memory slot and for echo) cost
+        // about as much as appending a small message. That path is boxed
+        // and built only when the buffer is full, once per `max_pending`
+        // bytes in a fast publisher.
+        let mut payload = Some(payload);
+        let mut slow = None;
+        std::future::poll_fn(move |cx| {
+            if let Some(p) = payload.take() {
+                if self.emit_now(event, p.as_ref()) {
+                    return Poll::Ready(Ok(()));
+                }
+                slow = Some(Box::pin(self.emit_bytes_general(event, p)));
+            }
+            match &mut slow {
+                Some(f) => f.as_mut().poll(cx),
+                None => panic!("emit_bytes polled after it completed"),
+            }
+        })
+    }
+
+    /// The hot path of [`Client::emit_bytes`], without waiting: true when
+    /// the message was appended; false (nothing done) when it needs the
+    /// general path: an event name or a size to refuse, a payload for
+    /// shared memory, an own listener to echo to, or no room right now.
+    #[inline(always)]
+    pub(crate) fn emit_now(&self, event: &str, payload: &[u8]) -> bool {
+        let s = &self.shared;
+        if names::check_event(event).is_err() || payload.len() > s.max_message() {
+            return false;
+        }
+        #[cfg(target_os = "linux")]
+        if s.shm.is_some() && payload.len() >= crate::shm::SHM_MIN {
+            return false;
+        }
+        !self.wants_echo(event) && s.try_publish(event, payload)
+    }
+
+    /// [`Client::emit_bytes`] when [`Client::emit_now`] could not append.
+    async fn emit_bytes_general(
         &self,
         event: &str,
         payload: impl AsRef<[u8]>,
@@ -501,6 +559,7 @@ impl Client {
                 return Err(FlushError::Disconnected(r.clone()));
             }
             out.closing = true;
+            out.relimit(&s.opts);
         }
         if s.state() != ConnectionState::Connected {
             s.close("disconnected by the application");

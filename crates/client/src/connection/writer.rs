@@ -51,6 +51,7 @@ impl Out {
             conn: None,
             head_partial: 0,
             retry_at: WRITE_BATCH,
+            room_until: 0,
         }
     }
 

@@ -1,7 +1,7 @@
 //! The connection: one socket at a time, owned by a reader and a writer,
 //! and a supervisor that reconnects when the daemon goes away. Dialing and
 //! the handshake are in `dial`, the reader in `reader`, writing in
-//! `writer`.
+//! `writer`, the emit fast path's append in `publish`.
 //!
 //! Emitters encode frames straight into a shared output buffer under a
 //! short lock. The first emit after the application's task gave way
@@ -121,20 +121,6 @@ pub struct Out {
     /// closed. Kept by [`Out::relimit`] whenever `closed`, `closing` or
     /// `offline` changes, so that the hot path makes one comparison.
     pub room_until: usize,
-}
-
-impl Out {
-    /// Recomputes [`Out::room_until`] from `closed`, `closing` and
-    /// `offline`; called after any of them changes.
-    pub fn relimit(&mut self, opts: &Options) {
-        self.room_until = if self.closed.is_some() || self.closing {
-            0
-        } else if self.offline.is_some() {
-            opts.offline_bytes
-        } else {
-            opts.max_pending
-        };
-    }
 }
 
 /// Where a frame went in the stream of publishes: `appended` publishes
@@ -324,32 +310,6 @@ impl Shared {
             }
             space.await;
         }
-    }
-
-    /// The hot path of an emit: appends a Publish frame if the buffer is
-    /// below [`Out::room_until`] and returns true; false (nothing done)
-    /// otherwise, and the caller takes the general path ([`Shared::send`]),
-    /// which waits for room or reports why it cannot append. The same
-    /// append as `try_put` with that frame, minus the checks that only
-    /// matter when there is no room.
-    #[inline(always)]
-    pub fn try_publish(&self, event: &str, payload: &[u8]) -> bool {
-        let mut out = self.out();
-        let len = out.buf.len();
-        if len >= out.room_until {
-            return false;
-        }
-        frame::encode_publish(&mut out.buf, event, payload);
-        out.appended += 1;
-        self.write_now(&mut out);
-        // The writer sleeps while the buffer is empty: whoever makes it
-        // non-empty wakes it.
-        let wake = len == 0 && !out.buf.is_empty();
-        drop(out);
-        if wake {
-            self.wake.notify_one();
-        }
-        true
     }
 
     /// Appends with `encode` if there is room: `Ok(Some(_))` when done,
@@ -626,6 +586,7 @@ mod shm;
 use shm::{shared_memory, shm_connected};
 mod batch;
 mod dial;
+mod publish;
 mod reader;
 mod readside;
 mod writer;

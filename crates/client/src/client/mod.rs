@@ -8,7 +8,6 @@
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -23,9 +22,11 @@ use crate::table::{Entry, Handler, Sink};
 use crate::Message;
 
 mod builder;
+mod emit;
 mod loan;
 mod subscription;
 
+use emit::EmitBytes;
 pub use loan::Loan;
 pub use subscription::Subscription;
 
@@ -218,37 +219,9 @@ impl Client {
         // about as much as appending a small message. That path is boxed
         // and built only when the buffer is full, once per `max_pending`
         // bytes in a fast publisher.
-        let mut payload = Some(payload);
-        let mut slow = None;
-        std::future::poll_fn(move |cx| {
-            if let Some(p) = payload.take() {
-                if self.emit_now(event, p.as_ref()) {
-                    return Poll::Ready(Ok(()));
-                }
-                slow = Some(Box::pin(self.emit_bytes_general(event, p)));
-            }
-            match &mut slow {
-                Some(f) => f.as_mut().poll(cx),
-                None => panic!("emit_bytes polled after it completed"),
-            }
+        EmitBytes::new(self, event, payload, |c: &'a Client, e: &'a str, p: P| {
+            c.emit_bytes_general(e, p)
         })
-    }
-
-    /// The hot path of [`Client::emit_bytes`], without waiting: true when
-    /// the message was appended; false (nothing done) when it needs the
-    /// general path: an event name or a size to refuse, a payload for
-    /// shared memory, an own listener to echo to, or no room right now.
-    #[inline(always)]
-    pub(crate) fn emit_now(&self, event: &str, payload: &[u8]) -> bool {
-        let s = &self.shared;
-        if names::check_event(event).is_err() || payload.len() > s.max_message() {
-            return false;
-        }
-        #[cfg(target_os = "linux")]
-        if s.shm.is_some() && payload.len() >= crate::shm::SHM_MIN {
-            return false;
-        }
-        !self.wants_echo(event) && s.try_publish(event, payload)
     }
 
     /// [`Client::emit_bytes`] when [`Client::emit_now`] could not append.

@@ -99,10 +99,47 @@ pub fn encode_publish(out: &mut BytesMut, event: &str, payload: &[u8]) {
     unsafe {
         std::ptr::copy_nonoverlapping(fixed.as_ptr(), dst, fixed.len());
         let name = dst.add(fixed.len());
-        std::ptr::copy_nonoverlapping(event.as_ptr(), name, event.len());
+        copy_short(event.as_ptr(), name, event.len());
         let data = name.add(event.len());
-        std::ptr::copy_nonoverlapping(payload.as_ptr(), data, payload.len());
+        copy_short(payload.as_ptr(), data, payload.len());
         out.set_len(len + total);
+    }
+}
+
+/// Copies `n` bytes from `src` to `dst` like `copy_nonoverlapping`, but up
+/// to 32 bytes (event names, small payloads) with two overlapping loads
+/// and stores inline instead of a call to `memcpy`, which cost about 13
+/// instructions per copy in a small emit.
+///
+/// # Safety
+/// As `std::ptr::copy_nonoverlapping(src, dst, n)`.
+#[inline(always)]
+unsafe fn copy_short(src: *const u8, dst: *mut u8, n: usize) {
+    use std::ptr::{read_unaligned as rd, write_unaligned as wr};
+    // SAFETY: each access below stays within the first `n` bytes of `src`
+    // and `dst` (the second of each pair ends exactly at `n`), which the
+    // caller guarantees are valid and disjoint.
+    unsafe {
+        if n > 32 {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        } else if n >= 16 {
+            let (a, b) = (rd(src.cast::<u128>()), rd(src.add(n - 16).cast::<u128>()));
+            wr(dst.cast::<u128>(), a);
+            wr(dst.add(n - 16).cast::<u128>(), b);
+        } else if n >= 8 {
+            let (a, b) = (rd(src.cast::<u64>()), rd(src.add(n - 8).cast::<u64>()));
+            wr(dst.cast::<u64>(), a);
+            wr(dst.add(n - 8).cast::<u64>(), b);
+        } else if n >= 4 {
+            let (a, b) = (rd(src.cast::<u32>()), rd(src.add(n - 4).cast::<u32>()));
+            wr(dst.cast::<u32>(), a);
+            wr(dst.add(n - 4).cast::<u32>(), b);
+        } else if n > 0 {
+            // 1 to 3 bytes: first, middle and last cover them all.
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
+        }
     }
 }
 

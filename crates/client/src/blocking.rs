@@ -188,9 +188,15 @@ impl Client {
         block_here(&self.rt, self.inner.emit(event, data))
     }
 
-    /// Emits `event` with a raw payload.
+    /// Emits `event` with a raw payload. When the output buffer has room it
+    /// appends on the calling thread without entering the runtime (see
+    /// [`crate::Client::emit_bytes`]); otherwise it waits there.
     pub fn emit_bytes(&self, event: &str, payload: impl AsRef<[u8]>) -> Result<(), EmitError> {
-        block(&self.rt, self.inner.emit_bytes(event, payload.as_ref()))
+        let payload = payload.as_ref();
+        if self.inner.emit_now(event, payload) {
+            return Ok(());
+        }
+        block(&self.rt, self.inner.emit_bytes(event, payload))
     }
 
     /// A writable payload to fill in place; see [`crate::Client::loan`].

@@ -1,7 +1,7 @@
 //! The connection: one socket at a time, owned by a reader and a writer,
 //! and a supervisor that reconnects when the daemon goes away. Dialing and
 //! the handshake are in `dial`, the reader in `reader`, writing in
-//! `writer`.
+//! `writer`, the emit fast path's append in `publish`.
 //!
 //! Emitters encode frames straight into a shared output buffer under a
 //! short lock. The first emit after the application's task gave way
@@ -115,6 +115,12 @@ pub struct Out {
     /// The length of `buf` at which an emit next tries a write of its own
     /// (see `writer::write_now`).
     pub retry_at: usize,
+    /// Below this length of `buf` an emit may append without looking at
+    /// anything else ([`Shared::try_publish`]): `max_pending` while
+    /// connected, `offline_bytes` while reconnecting, 0 once closing or
+    /// closed. Kept by [`Out::relimit`] whenever `closed`, `closing` or
+    /// `offline` changes, so that the hot path makes one comparison.
+    pub room_until: usize,
 }
 
 /// Where a frame went in the stream of publishes: `appended` publishes
@@ -157,7 +163,11 @@ pub struct Shared {
     welcome_node: AtomicU64,
     welcome_client: AtomicU64,
     welcome_max: AtomicU64,
-    pub out: Mutex<Out>,
+    /// parking_lot's lock, which has no poisoning: taken on every emit,
+    /// where std's checks whether the thread is panicking (on lock and on
+    /// unlock) were a measurable part of a small emit, and a poisoned
+    /// lock was ignored anyway (as for every lock here).
+    pub out: parking_lot::Mutex<Out>,
     /// Emitters waiting for room in `out`.
     pub space: Notify,
     /// Wakes the writer.
@@ -187,8 +197,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Shared {
-    pub fn out(&self) -> MutexGuard<'_, Out> {
-        lock(&self.out)
+    pub fn out(&self) -> parking_lot::MutexGuard<'_, Out> {
+        self.out.lock()
     }
 
     pub fn pending(&self) -> MutexGuard<'_, Pending> {
@@ -372,6 +382,7 @@ impl Shared {
                 return;
             }
             out.closed = Some(reason.to_string());
+            out.relimit(&self.opts);
             out.breaks += 1;
             out.last_break = reason.to_string();
         }
@@ -396,6 +407,8 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
     let shared_opts_shm = opts.shm_pool;
     let shm = cfg!(target_os = "linux") && opts.shm_pool.is_some();
     let (stream, welcome) = dial(&path, channel, &opts.name, shm).await?;
+    let mut out = Out::new(BytesMut::new());
+    out.relimit(&opts);
     let shared = Arc::new(Shared {
         channel: channel.into(),
         path,
@@ -403,7 +416,7 @@ pub async fn open(dir: &Path, channel: &str, opts: Options) -> Result<Arc<Shared
         welcome_node: AtomicU64::new(welcome.node),
         welcome_client: AtomicU64::new(welcome.client),
         welcome_max: AtomicU64::new(welcome.max_message as u64),
-        out: Mutex::new(Out::new(BytesMut::new())),
+        out: parking_lot::Mutex::new(out),
         space: Notify::new(),
         wake: Notify::new(),
         done: Notify::new(),
@@ -466,6 +479,7 @@ async fn supervise(shared: Arc<Shared>, first: Stream) {
         {
             let mut out = shared.out();
             out.offline = Some(ended.reason.clone());
+            out.relimit(&shared.opts);
             // What was written and not confirmed may be lost: the flush
             // windows open now say so.
             out.breaks += 1;
@@ -523,6 +537,7 @@ async fn redial(shared: &Arc<Shared>) -> Option<Stream> {
                     }
                     out.buf.extend_from_slice(&queued);
                     out.offline = None;
+                    out.relimit(&shared.opts);
                 }
                 tracing::info!(channel = %shared.channel, client = welcome.client, "reconnected");
                 shared.state.send_replace(ConnectionState::Connected);
@@ -571,6 +586,7 @@ mod shm;
 use shm::{shared_memory, shm_connected};
 mod batch;
 mod dial;
+mod publish;
 mod reader;
 mod readside;
 mod writer;

@@ -5,6 +5,7 @@
 //! unsubscribes on drop), `flush`, `request` (control) and `disconnect`.
 //! Configuring and connecting are in `builder`.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,9 +22,11 @@ use crate::table::{Entry, Handler, Sink};
 use crate::Message;
 
 mod builder;
+mod emit;
 mod loan;
 mod subscription;
 
+use emit::EmitBytes;
 pub use loan::Loan;
 pub use subscription::Subscription;
 
@@ -41,7 +44,10 @@ struct CloseOnDrop(Arc<Shared>);
 
 impl Drop for CloseOnDrop {
     fn drop(&mut self) {
-        self.0.out().closing = true;
+        let mut out = self.0.out();
+        out.closing = true;
+        out.relimit(&self.0.opts);
+        drop(out);
         self.0.wake.notify_one();
     }
 }
@@ -194,7 +200,32 @@ impl Client {
     }
 
     /// Emits `event` with a raw payload (not necessarily JSON).
-    pub async fn emit_bytes(
+    ///
+    /// As with an `async fn`, nothing happens until the future is polled.
+    /// Its first poll appends the message at once when the output buffer
+    /// has room and nothing else is to be done (no shared memory for this
+    /// payload, no own listener to echo to), and completes; otherwise it
+    /// takes the general path, which waits for room while connected,
+    /// queues while reconnecting and reports errors. Order, back-pressure
+    /// and errors are the same either way.
+    pub fn emit_bytes<'a, P: AsRef<[u8]> + 'a>(
+        &'a self,
+        event: &'a str,
+        payload: P,
+    ) -> impl Future<Output = Result<(), EmitError>> + 'a {
+        // A small hand-made future rather than an `async fn`: building,
+        // polling and dropping the general path's state machine (it holds
+        // the waits for room, for a shared-memory slot and for echo) cost
+        // about as much as appending a small message. That path is boxed
+        // and built only when the buffer is full, once per `max_pending`
+        // bytes in a fast publisher.
+        EmitBytes::new(self, event, payload, |c: &'a Client, e: &'a str, p: P| {
+            c.emit_bytes_general(e, p)
+        })
+    }
+
+    /// [`Client::emit_bytes`] when [`Client::emit_now`] could not append.
+    async fn emit_bytes_general(
         &self,
         event: &str,
         payload: impl AsRef<[u8]>,
@@ -501,6 +532,7 @@ impl Client {
                 return Err(FlushError::Disconnected(r.clone()));
             }
             out.closing = true;
+            out.relimit(&s.opts);
         }
         if s.state() != ConnectionState::Connected {
             s.close("disconnected by the application");

@@ -51,6 +51,7 @@ impl Out {
             conn: None,
             head_partial: 0,
             retry_at: WRITE_BATCH,
+            room_until: 0,
         }
     }
 
@@ -92,8 +93,10 @@ impl Out {
             // whole frames after `head_partial`); only cut writes pay this.
             let mut off = self.head_partial;
             while off < n {
-                let h = &self.buf[off..off + HEADER_LEN];
-                off += HEADER_LEN + u32::from_le_bytes([h[1], h[2], h[3], h[4]]) as usize;
+                let len: [u8; 4] = self.buf[off + 1..off + HEADER_LEN]
+                    .try_into()
+                    .expect("4 bytes");
+                off += HEADER_LEN + u32::from_le_bytes(len) as usize;
             }
             self.head_partial = off.max(n) - n;
             self.buf.advance(n);

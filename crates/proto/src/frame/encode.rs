@@ -73,10 +73,74 @@ pub fn encode_subscription<'n>(
 }
 
 /// Appends a Publish frame.
-#[inline]
+// Inlined into the client's emit: a call here cost more (saving and
+// restoring registers around three copies) than the work.
+#[inline(always)]
 pub fn encode_publish(out: &mut BytesMut, event: &str, payload: &[u8]) {
-    encode_publish_header(out, event, payload.len());
-    out.extend_from_slice(payload);
+    debug_assert!(event.len() <= MAX_EVENT_LEN);
+    let body = 2 + event.len() + payload.len();
+    assert!(body <= u32::MAX as usize, "publish frame too large");
+    let total = HEADER_LEN + body;
+    // One capacity check for the whole frame, then plain copies into the
+    // reserved bytes: this is the client's hottest path, and each
+    // `extend_from_slice` checks capacity and moves the length again
+    // (with slice bounds checks, a third of a small emit's instructions).
+    out.reserve(total);
+    let mut fixed = [0u8; HEADER_LEN + 2];
+    fixed[0] = kind::PUBLISH;
+    fixed[1..HEADER_LEN].copy_from_slice(&(body as u32).to_le_bytes());
+    fixed[HEADER_LEN..].copy_from_slice(&(event.len() as u16).to_le_bytes());
+    let len = out.len();
+    let dst = out.spare_capacity_mut().as_mut_ptr().cast::<u8>();
+    // SAFETY: `reserve` made room for `total` bytes after `len`, and the
+    // three copies fill exactly those bytes (7 + event + payload = total)
+    // from slices that cannot overlap the buffer we hold `&mut` to; so
+    // the new length covers initialized bytes only.
+    unsafe {
+        std::ptr::copy_nonoverlapping(fixed.as_ptr(), dst, fixed.len());
+        let name = dst.add(fixed.len());
+        copy_short(event.as_ptr(), name, event.len());
+        let data = name.add(event.len());
+        copy_short(payload.as_ptr(), data, payload.len());
+        out.set_len(len + total);
+    }
+}
+
+/// Copies `n` bytes from `src` to `dst` like `copy_nonoverlapping`, but up
+/// to 32 bytes (event names, small payloads) with two overlapping loads
+/// and stores inline instead of a call to `memcpy`, which cost about 13
+/// instructions per copy in a small emit.
+///
+/// # Safety
+/// As `std::ptr::copy_nonoverlapping(src, dst, n)`.
+#[inline(always)]
+unsafe fn copy_short(src: *const u8, dst: *mut u8, n: usize) {
+    use std::ptr::{read_unaligned as rd, write_unaligned as wr};
+    // SAFETY: each access below stays within the first `n` bytes of `src`
+    // and `dst` (the second of each pair ends exactly at `n`), which the
+    // caller guarantees are valid and disjoint.
+    unsafe {
+        if n > 32 {
+            std::ptr::copy_nonoverlapping(src, dst, n);
+        } else if n >= 16 {
+            let (a, b) = (rd(src.cast::<u128>()), rd(src.add(n - 16).cast::<u128>()));
+            wr(dst.cast::<u128>(), a);
+            wr(dst.add(n - 16).cast::<u128>(), b);
+        } else if n >= 8 {
+            let (a, b) = (rd(src.cast::<u64>()), rd(src.add(n - 8).cast::<u64>()));
+            wr(dst.cast::<u64>(), a);
+            wr(dst.add(n - 8).cast::<u64>(), b);
+        } else if n >= 4 {
+            let (a, b) = (rd(src.cast::<u32>()), rd(src.add(n - 4).cast::<u32>()));
+            wr(dst.cast::<u32>(), a);
+            wr(dst.add(n - 4).cast::<u32>(), b);
+        } else if n > 0 {
+            // 1 to 3 bytes: first, middle and last cover them all.
+            *dst = *src;
+            *dst.add(n / 2) = *src.add(n / 2);
+            *dst.add(n - 1) = *src.add(n - 1);
+        }
+    }
 }
 
 /// Appends a Publish frame's header and event; the caller appends exactly

@@ -154,6 +154,29 @@ fn publish_written_in_place() {
 }
 
 #[test]
+fn publish_frames_of_every_short_length_are_exact_and_leave_earlier_bytes_alone() {
+    // Every length around the short copies' thresholds (0..=40 for both
+    // the name and the payload), appended after earlier content.
+    for ev_len in 1..=40 {
+        let ev: String = (0..ev_len)
+            .map(|i| (b'a' + (i % 26) as u8) as char)
+            .collect();
+        for len in 0..=40usize {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
+            let mut b = BytesMut::from(&b"keep"[..]);
+            encode_publish(&mut b, &ev, &payload);
+            assert_eq!(&b[..4], b"keep");
+            let mut want = vec![kind::PUBLISH];
+            want.extend_from_slice(&((2 + ev_len + len) as u32).to_le_bytes());
+            want.extend_from_slice(&(ev_len as u16).to_le_bytes());
+            want.extend_from_slice(ev.as_bytes());
+            want.extend_from_slice(&payload);
+            assert_eq!(&b[4..], &want[..], "event {ev_len} B, payload {len} B");
+        }
+    }
+}
+
+#[test]
 fn incomplete_input_is_none() {
     let mut b = BytesMut::new();
     encode_publish(&mut b, "log", b"0123456789");

@@ -6,6 +6,8 @@
 //! client is closed, and keeps order when some emits take the general
 //! path.
 
+mod common;
+use common::wait_state;
 use std::time::Duration;
 
 use netcluster::{Client, ConnectionState, EmitError};
@@ -19,14 +21,6 @@ const BLOCKING: &str = r#"{
   "queuebytes": "64KiB",
   "channels": { "A": { "slowconsumer": "block", "blockms": 600000 } }
 }"#;
-
-async fn wait_state(c: &Client, want: ConnectionState) {
-    let mut w = c.watch_state();
-    tokio::time::timeout(Duration::from_secs(20), w.wait_for(|s| *s == want))
-        .await
-        .unwrap_or_else(|_| panic!("state never became {want:?}"))
-        .unwrap();
-}
 
 fn payload(i: u32, size: usize) -> Vec<u8> {
     let mut p = vec![b'x'; size];
@@ -129,18 +123,7 @@ async fn emit_bytes_while_reconnecting_queues_up_to_the_offline_bound_and_flush_
     let err = tx.flush().await.unwrap_err();
     assert_eq!(err.unconfirmed(), 10, "{err}");
     tx.flush().await.unwrap();
-    let ctl = Client::builder("control")
-        .socket_dir(d.socket_dir())
-        .connect()
-        .await
-        .unwrap();
-    let me = ctl
-        .request(
-            "nc-control-showclient",
-            &serde_json::json!({"channel": "A", "client": tx.client_id()}),
-        )
-        .await
-        .unwrap();
+    let me = common::show_client(&d, "A", tx.client_id()).await;
     assert_eq!(me["messages_in"].as_u64(), Some(10), "{me}");
 }
 

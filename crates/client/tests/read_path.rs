@@ -9,6 +9,8 @@
 //! reads (the reader task is woken by the data itself once an application
 //! task gives the reading back), also with tasks taking turns at reading.
 
+mod common;
+use common::wait_state;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,14 +28,6 @@ async fn client(d: &TestDaemon, capacity: usize) -> Client {
         .connect()
         .await
         .expect("connect")
-}
-
-async fn wait_state(c: &Client, want: ConnectionState) {
-    let mut w = c.watch_state();
-    tokio::time::timeout(Duration::from_secs(30), w.wait_for(|s| *s == want))
-        .await
-        .unwrap_or_else(|_| panic!("state never became {want:?}"))
-        .unwrap();
 }
 
 fn index(p: &[u8]) -> u32 {

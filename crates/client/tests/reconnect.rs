@@ -2,20 +2,14 @@
 //! subscriptions, queue emits while offline (within a bound) and report
 //! their connection state.
 
+mod common;
+use common::wait_state;
 use std::time::Duration;
 
 use netcluster::{Client, ConnectionState, EmitError};
 use netcluster_testkit::TestDaemon;
 
 const CONFIG: &str = r#"{ "channels": { "A": {} } }"#;
-
-async fn wait_state(c: &Client, want: ConnectionState) {
-    let mut w = c.watch_state();
-    tokio::time::timeout(Duration::from_secs(10), w.wait_for(|s| *s == want))
-        .await
-        .unwrap_or_else(|_| panic!("state never became {want:?}"))
-        .unwrap();
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_survive_a_daemon_restart_and_lose_nothing_after_it() {
@@ -157,18 +151,7 @@ async fn offline_emits_are_sent_after_reconnecting_up_to_the_bound() {
     assert_eq!(err.unconfirmed(), 210 - refused, "{err}");
     tx.flush().await.unwrap();
     // The daemon received what was queued offline.
-    let ctl = Client::builder("control")
-        .socket_dir(d.socket_dir())
-        .connect()
-        .await
-        .unwrap();
-    let me = ctl
-        .request(
-            "nc-control-showclient",
-            &serde_json::json!({"channel": "A", "client": tx.client_id()}),
-        )
-        .await
-        .unwrap();
+    let me = common::show_client(&d, "A", tx.client_id()).await;
     let got = me["messages_in"].as_u64().unwrap();
     assert!(
         got >= 10 && got <= 210 - refused,

@@ -3,6 +3,8 @@
 //! place and one that does not ask for shared memory, on one channel.
 #![cfg(target_os = "linux")]
 
+mod common;
+use common::wait_state;
 use std::time::{Duration, Instant};
 
 use netcluster::{Client, Message, Subscription};
@@ -114,13 +116,6 @@ async fn large_payloads_reach_shm_and_socket_subscribers_intact() {
 }
 
 /// Waits (bounded) for a connection state.
-async fn wait_state(c: &Client, want: netcluster::ConnectionState) {
-    let mut w = c.watch_state();
-    tokio::time::timeout(Duration::from_secs(10), w.wait_for(|s| *s == want))
-        .await
-        .unwrap_or_else(|_| panic!("state never became {want:?}"))
-        .unwrap();
-}
 
 /// Restarts the stopped daemon `d` and subscribes a socket client to
 /// "big" on it before `publisher` reconnects, then waits for the

@@ -4,6 +4,8 @@
 //! that breaks while a write is cut mid-frame is reported by `flush` and
 //! the next connection starts on a whole frame.
 
+mod common;
+use common::wait_state;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,14 +27,6 @@ async fn client(d: &TestDaemon) -> Client {
         .connect()
         .await
         .expect("connect")
-}
-
-async fn wait_state(c: &Client, want: ConnectionState) {
-    let mut w = c.watch_state();
-    tokio::time::timeout(Duration::from_secs(20), w.wait_for(|s| *s == want))
-        .await
-        .unwrap_or_else(|_| panic!("state never became {want:?}"))
-        .unwrap();
 }
 
 fn payload(tag: u8, i: u32, size: usize) -> Vec<u8> {

@@ -339,6 +339,20 @@ async fn a_restart_while_the_application_task_reads() {
     drop(d);
 }
 
+/// Registers a handler for `event` that checks the messages' indices
+/// arrive in order, and counts them.
+async fn count_in_order(rx: &Client, event: &str) -> Arc<AtomicU32> {
+    let handled = Arc::new(AtomicU32::new(0));
+    let h = handled.clone();
+    rx.on(event, move |m| {
+        assert_eq!(index(m.payload()), h.load(Ordering::Relaxed));
+        h.fetch_add(1, Ordering::Relaxed);
+    })
+    .await
+    .unwrap();
+    handled
+}
+
 /// Waits (bounded) until `n` reaches `want`, without awaiting any `recv`.
 async fn wait_count(n: &AtomicU32, want: u32, what: &str) {
     let deadline = tokio::time::Instant::now() + LONG;
@@ -361,14 +375,7 @@ async fn data_arriving_while_no_task_reads_wakes_the_reader_task() {
     let d = TestDaemon::start(CONFIG);
     let rx = client(&d, 16).await;
     let tx = client(&d, 16).await;
-    let handled = Arc::new(AtomicU32::new(0));
-    let h = handled.clone();
-    rx.on("h", move |m| {
-        assert_eq!(index(m.payload()), h.load(Ordering::Relaxed));
-        h.fetch_add(1, Ordering::Relaxed);
-    })
-    .await
-    .unwrap();
+    let handled = count_in_order(&rx, "h").await;
     let mut sub = rx.subscribe("s").await.unwrap();
     for i in 0..50u32 {
         tx.emit_bytes("s", i.to_le_bytes()).await.unwrap();
@@ -386,14 +393,7 @@ async fn data_arriving_while_no_task_reads_wakes_the_reader_task() {
 /// neither reads while messages for a handler and for both keep coming.
 async fn take_turns(rx: Client, tx: Client) {
     const N: u32 = 2_000;
-    let handled = Arc::new(AtomicU32::new(0));
-    let h = handled.clone();
-    rx.on("h", move |m| {
-        assert_eq!(index(m.payload()), h.load(Ordering::Relaxed));
-        h.fetch_add(1, Ordering::Relaxed);
-    })
-    .await
-    .unwrap();
+    let handled = count_in_order(&rx, "h").await;
     let mut readers = Vec::new();
     for (k, event) in ["a", "b"].into_iter().enumerate() {
         let mut sub = rx.subscribe(event).await.unwrap();

@@ -50,15 +50,8 @@ NC_PID=$!
 "$NCBENCH" wait-for --unix "$TMP/nc/netcluster-bench"
 AT=$TMP/nc
 
-# Waits (bounded) for READY in a role's output file.
-ready() {
-  for _ in $(seq 600); do
-    grep -q READY "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "callgrind.sh: no READY in $1" >&2
-  return 1
-}
+# ready FILE: waits (bounded) for READY in a role's output file.
+. bench/lib.sh
 
 # Runs "$@" under the profiler named by $TOOL, prints its count.
 profiled() {

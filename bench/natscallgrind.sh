@@ -46,14 +46,8 @@ for i in 0 1; do
 JSON
 done
 
-ready() {
-  for _ in $(seq 600); do
-    grep -q READY "$1" 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "natscallgrind.sh: no READY in $1" >&2
-  return 1
-}
+# ready FILE: waits (bounded) for READY in a role's output file.
+. bench/lib.sh
 
 count_of() {
   if [ "$TOOL" = dhat ]; then

@@ -115,8 +115,6 @@ async fn large_payloads_reach_shm_and_socket_subscribers_intact() {
     assert_eq!(publisher.shared_memory_in_flight(), 0);
 }
 
-/// Waits (bounded) for a connection state.
-
 /// Restarts the stopped daemon `d` and subscribes a socket client to
 /// "big" on it before `publisher` reconnects, then waits for the
 /// reconnect. The publisher's reconnect backoff (up to a second after a

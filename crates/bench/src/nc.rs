@@ -43,6 +43,11 @@ pub const SHM_ENV: &str = "NCBENCH_SHM";
 /// read it; nothing is left over from an earlier message in the slot).
 pub const LOAN_ENV: &str = "NCBENCH_LOAN";
 
+/// Set (to a size in bytes) for A/B runs of the library's output bound:
+/// the roles then use `ClientBuilder::max_pending(bytes)` instead of the
+/// default. `bench/run.sh` does not set it.
+pub const MAX_PENDING_ENV: &str = "NCBENCH_MAX_PENDING";
+
 async fn connect(dir: &Path, name: &str) -> Result<Client> {
     let mut b = Client::builder(CHANNEL)
         .socket_dir(dir)
@@ -50,6 +55,12 @@ async fn connect(dir: &Path, name: &str) -> Result<Client> {
         .name(name);
     if let Some(bytes) = std::env::var(SHM_ENV).ok().and_then(|v| v.parse().ok()) {
         b = b.shared_memory(bytes);
+    }
+    if let Some(bytes) = std::env::var(MAX_PENDING_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        b = b.max_pending(bytes);
     }
     b.connect().await.with_context(|| {
         format!(

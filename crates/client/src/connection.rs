@@ -113,7 +113,8 @@ pub struct Out {
     /// already written (0 when `buf` starts with a whole frame).
     pub head_partial: usize,
     /// The length of `buf` at which an emit next tries a write of its own
-    /// (see `writer::write_now`).
+    /// (see `writer::write_now`); `usize::MAX` while the writer task waits
+    /// for room in a full socket (emits then never try).
     pub retry_at: usize,
     /// Below this length of `buf` an emit may append without looking at
     /// anything else ([`Shared::try_publish`]): `max_pending` while

@@ -29,7 +29,7 @@ mod table;
 
 pub use client::{
     default_socket_dir, Client, ClientBuilder, ListenerId, Loan, Subscription, DEFAULT_MAX_PENDING,
-    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY,
+    DEFAULT_OFFLINE_QUEUE, DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY,
 };
 pub use connection::ConnectionState;
 pub use error::{ConnectError, EmitError, FlushError, RequestError, SubscribeError};

@@ -127,6 +127,52 @@ async fn emit_bytes_while_reconnecting_queues_up_to_the_offline_bound_and_flush_
     assert_eq!(me["messages_in"].as_u64(), Some(10), "{me}");
 }
 
+/// The offline queue's default (4 MiB) is its own, not `max_pending`'s
+/// (256 KiB since the fifth round of issue 15): a client with default
+/// options keeps 2 MB of emits while its daemon restarts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_default_offline_queue_keeps_more_than_max_pending_while_reconnecting() {
+    const N: u64 = 2000;
+    const { assert!(netcluster::DEFAULT_MAX_PENDING < 1024 * 1024) };
+    let mut d = TestDaemon::start(CONFIG);
+    let tx = Client::builder("A")
+        .socket_dir(d.socket_dir())
+        .echo(false)
+        .connect()
+        .await
+        .unwrap();
+    tx.emit_bytes("n", [1u8; 10]).await.unwrap();
+    tx.flush().await.unwrap();
+
+    d.stop();
+    wait_state(&tx, ConnectionState::Reconnecting).await;
+    // 2,000 frames of 1,008 bytes: past 256 KiB, within 4 MiB.
+    for i in 0..N {
+        if let Err(e) = tx.emit_bytes("n", [2u8; 1000]).await {
+            panic!("emit {i} while reconnecting: {e}");
+        }
+    }
+
+    d.restart();
+    wait_state(&tx, ConnectionState::Connected).await;
+    let err = tx.flush().await.unwrap_err();
+    assert_eq!(err.unconfirmed(), N, "{err}");
+    tx.flush().await.unwrap();
+    let ctl = Client::builder("control")
+        .socket_dir(d.socket_dir())
+        .connect()
+        .await
+        .unwrap();
+    let me = ctl
+        .request(
+            "nc-control-showclient",
+            &serde_json::json!({"channel": "A", "client": tx.client_id()}),
+        )
+        .await
+        .unwrap();
+    assert_eq!(me["messages_in"].as_u64(), Some(N), "{me}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn emit_bytes_fails_once_the_client_is_closed() {
     let mut d = TestDaemon::start(CONFIG);

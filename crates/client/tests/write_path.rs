@@ -2,7 +2,8 @@
 //! by the emitting task itself, by the writer task when the socket is
 //! full, and by several emitters at once keep their order; a connection
 //! that breaks while a write is cut mid-frame is reported by `flush` and
-//! the next connection starts on a whole frame.
+//! the next connection starts on a whole frame; after the writer task
+//! waited for room, a later emit is written at once.
 
 mod common;
 use common::wait_state;
@@ -81,6 +82,58 @@ async fn emits_that_find_the_socket_full_arrive_whole_and_in_order() {
     }
     emitter.await.unwrap().expect("flush after the burst");
     assert_eq!(tx.state(), ConnectionState::Connected);
+}
+
+/// While the writer task waits for room in a full socket, emits leave
+/// the writing to it; once it has written everything, that wait must end:
+/// a later emit, with nothing left for the daemon to read (so no
+/// "writable" event will come), is written at once and `flush` returns.
+#[tokio::test]
+async fn an_emit_after_a_full_socket_drained_is_written_at_once() {
+    const N: u32 = 400;
+    const SIZE: usize = 8 * 1024;
+    let d = TestDaemon::start(BLOCKING);
+    let rx = client(&d).await;
+    let mut sub = rx.subscribe("n").await.unwrap();
+    let tx = Client::builder("A")
+        .socket_dir(d.socket_dir())
+        .echo(false)
+        .max_pending(256 * 1024)
+        .connect()
+        .await
+        .unwrap();
+    let emitter = tokio::spawn({
+        let tx = tx.clone();
+        async move {
+            for i in 0..N {
+                tx.emit_bytes("n", payload(3, i, SIZE)).await.unwrap();
+            }
+            tx.flush().await
+        }
+    });
+    // The socket fills while nobody reads; then everything is read.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for want in 0..N {
+        let m = tokio::time::timeout(Duration::from_secs(30), sub.recv())
+            .await
+            .unwrap_or_else(|_| panic!("message {want} never came"))
+            .expect("connection open");
+        assert_eq!(index(m.payload()), (3, want), "out of order");
+    }
+    emitter.await.unwrap().expect("flush after the burst");
+    // Everything was written and read: the daemon has nothing left.
+    for round in 0..3u32 {
+        tx.emit_bytes("n", payload(4, round, 100)).await.unwrap();
+        tokio::time::timeout(Duration::from_secs(20), tx.flush())
+            .await
+            .unwrap_or_else(|_| panic!("flush {round} after the drain never returned"))
+            .unwrap();
+        let m = tokio::time::timeout(Duration::from_secs(20), sub.recv())
+            .await
+            .unwrap_or_else(|_| panic!("message {round} after the drain never came"))
+            .expect("connection open");
+        assert_eq!(index(m.payload()), (4, round));
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -13,8 +13,18 @@ use super::{Client, CloseOnDrop};
 use crate::connection::{self, Options};
 use crate::error::ConnectError;
 
-/// Default bound of a client's unsent output before `emit` waits.
-pub const DEFAULT_MAX_PENDING: usize = 4 * 1024 * 1024;
+/// Default bound of a client's unsent output before `emit` waits (256
+/// KiB). A publisher faster than its daemon waits here, asleep, as a
+/// blocking writer waits in `write`; with 4 MiB (the default until issue
+/// 15's fifth round) it ran up to 16,000 messages of 256 bytes ahead of a
+/// full socket, through a buffer larger than the CPU's caches, and took
+/// the CPU from the daemon and the subscriber meanwhile (see "Fifth
+/// round" in docs/PERFORMANCE.md).
+pub const DEFAULT_MAX_PENDING: usize = 256 * 1024;
+/// Default bound of the emits kept while reconnecting (4 MiB): what a
+/// client may queue while its daemon restarts, independent of
+/// [`DEFAULT_MAX_PENDING`].
+pub const DEFAULT_OFFLINE_QUEUE: usize = 4 * 1024 * 1024;
 /// Default number of messages a [`Subscription`](super::Subscription) buffers before the
 /// connection waits for the application to read.
 pub const DEFAULT_SUBSCRIPTION_CAPACITY: usize = 1024;
@@ -47,7 +57,7 @@ impl ClientBuilder {
 
     /// How many bytes of emits to keep while reconnecting; emits beyond
     /// fail with [`EmitError::Disconnected`](crate::error::EmitError::Disconnected). 0 makes every emit fail at
-    /// once while disconnected. Default: [`DEFAULT_MAX_PENDING`].
+    /// once while disconnected. Default: [`DEFAULT_OFFLINE_QUEUE`].
     pub fn offline_queue(mut self, bytes: usize) -> Self {
         self.offline_bytes = bytes;
         self
@@ -94,7 +104,11 @@ impl ClientBuilder {
         self
     }
 
-    /// Bytes of unsent output after which `emit` waits.
+    /// Bytes of unsent output after which `emit` waits (until half of it
+    /// is written). Default: [`DEFAULT_MAX_PENDING`] (256 KiB). A larger
+    /// bound absorbs longer bursts without waiting, but a publisher that
+    /// outruns the daemon then fills that much memory before it waits,
+    /// which costs throughput (see [`DEFAULT_MAX_PENDING`]).
     pub fn max_pending(mut self, bytes: usize) -> Self {
         self.max_pending = bytes.max(1);
         self

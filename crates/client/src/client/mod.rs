@@ -31,8 +31,8 @@ pub use loan::Loan;
 pub use subscription::Subscription;
 
 pub use builder::{
-    default_socket_dir, ClientBuilder, DEFAULT_MAX_PENDING, DEFAULT_REQUEST_TIMEOUT,
-    DEFAULT_SUBSCRIPTION_CAPACITY,
+    default_socket_dir, ClientBuilder, DEFAULT_MAX_PENDING, DEFAULT_OFFLINE_QUEUE,
+    DEFAULT_REQUEST_TIMEOUT, DEFAULT_SUBSCRIPTION_CAPACITY,
 };
 
 /// Identifies a listener added with [`Client::on`] or [`Client::once`].
@@ -90,7 +90,7 @@ impl Client {
             subscription_capacity: DEFAULT_SUBSCRIPTION_CAPACITY,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             reconnect: true,
-            offline_bytes: DEFAULT_MAX_PENDING,
+            offline_bytes: DEFAULT_OFFLINE_QUEUE,
             shm_pool: None,
         }
     }

@@ -40,12 +40,20 @@ fn index(p: &[u8]) -> (u8, u32) {
     (p[0], u32::from_le_bytes([p[1], p[2], p[3], p[4]]))
 }
 
-#[tokio::test]
-async fn emits_that_find_the_socket_full_arrive_whole_and_in_order() {
-    const N: u32 = 1500;
-    const SIZE: usize = 8 * 1024;
-    let d = TestDaemon::start(BLOCKING);
-    let rx = client(&d).await;
+/// Emits `n` payloads of `size` bytes tagged `tag` from a publisher with a
+/// small buffer while its subscriber does not read for a while, so that
+/// the daemon stops reading the publisher and its socket fills (MBs
+/// emitted against a few hundred KB of socket and queue room); then reads
+/// them all, checking size, order and content, and waits for the
+/// publisher's `flush`. Returns the publisher, the subscriber and its
+/// subscription.
+async fn burst_through_a_full_socket(
+    d: &TestDaemon,
+    tag: u8,
+    n: u32,
+    size: usize,
+) -> (Client, Client, netcluster::Subscription) {
+    let rx = client(d).await;
     let mut sub = rx.subscribe("n").await.unwrap();
     // A small buffer: the emit loop reaches it and waits for the writer.
     let tx = Client::builder("A")
@@ -58,29 +66,34 @@ async fn emits_that_find_the_socket_full_arrive_whole_and_in_order() {
     let emitter = tokio::spawn({
         let tx = tx.clone();
         async move {
-            for i in 0..N {
-                tx.emit_bytes("n", payload(7, i, SIZE)).await.unwrap();
+            for i in 0..n {
+                tx.emit_bytes("n", payload(tag, i, size)).await.unwrap();
             }
             tx.flush().await
         }
     });
-    // Not reading for a while: the daemon stops reading the publisher,
-    // whose socket fills (12 MB emitted against a few hundred KB of
-    // socket and queue room).
     tokio::time::sleep(Duration::from_millis(300)).await;
-    for want in 0..N {
+    for want in 0..n {
         let m = tokio::time::timeout(Duration::from_secs(30), sub.recv())
             .await
             .unwrap_or_else(|_| panic!("message {want} never came"))
             .expect("connection open");
-        assert_eq!(m.payload().len(), SIZE, "message {want} has the wrong size");
-        assert_eq!(index(m.payload()), (7, want), "out of order");
+        assert_eq!(m.payload().len(), size, "message {want} has the wrong size");
+        assert_eq!(index(m.payload()), (tag, want), "out of order");
         assert!(
-            m.payload()[5..].iter().all(|&b| b == 7),
+            m.payload()[5..].iter().all(|&b| b == tag),
             "message {want} corrupted"
         );
     }
     emitter.await.unwrap().expect("flush after the burst");
+    (tx, rx, sub)
+}
+
+#[tokio::test]
+async fn emits_that_find_the_socket_full_arrive_whole_and_in_order() {
+    let d = TestDaemon::start(BLOCKING);
+    // 1500 × 8 KiB: 12 MB.
+    let (tx, _rx, _sub) = burst_through_a_full_socket(&d, 7, 1500, 8 * 1024).await;
     assert_eq!(tx.state(), ConnectionState::Connected);
 }
 
@@ -90,37 +103,8 @@ async fn emits_that_find_the_socket_full_arrive_whole_and_in_order() {
 /// "writable" event will come), is written at once and `flush` returns.
 #[tokio::test]
 async fn an_emit_after_a_full_socket_drained_is_written_at_once() {
-    const N: u32 = 400;
-    const SIZE: usize = 8 * 1024;
     let d = TestDaemon::start(BLOCKING);
-    let rx = client(&d).await;
-    let mut sub = rx.subscribe("n").await.unwrap();
-    let tx = Client::builder("A")
-        .socket_dir(d.socket_dir())
-        .echo(false)
-        .max_pending(256 * 1024)
-        .connect()
-        .await
-        .unwrap();
-    let emitter = tokio::spawn({
-        let tx = tx.clone();
-        async move {
-            for i in 0..N {
-                tx.emit_bytes("n", payload(3, i, SIZE)).await.unwrap();
-            }
-            tx.flush().await
-        }
-    });
-    // The socket fills while nobody reads; then everything is read.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    for want in 0..N {
-        let m = tokio::time::timeout(Duration::from_secs(30), sub.recv())
-            .await
-            .unwrap_or_else(|_| panic!("message {want} never came"))
-            .expect("connection open");
-        assert_eq!(index(m.payload()), (3, want), "out of order");
-    }
-    emitter.await.unwrap().expect("flush after the burst");
+    let (tx, _rx, mut sub) = burst_through_a_full_socket(&d, 3, 400, 8 * 1024).await;
     // Everything was written and read: the daemon has nothing left.
     for round in 0..3u32 {
         tx.emit_bytes("n", payload(4, round, 100)).await.unwrap();

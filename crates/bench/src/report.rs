@@ -479,19 +479,15 @@ pub fn update_doc(path: &Path, r: &Results, chart: &str) -> Result<()> {
 mod tests {
     use super::*;
     use crate::results::{Machine, Plan};
-    use std::collections::BTreeMap;
 
     fn sample() -> Results {
-        let mut r = Results {
-            when: "2026-01-01 00:00 UTC".into(),
-            commit: Some("abc1234".into()),
-            machine: Machine::default(),
-            plan: Plan::tiny(),
-            systems: System::ALL.to_vec(),
-            values: BTreeMap::new(),
-            runs: Vec::new(),
-            socketpair: BTreeMap::new(),
-        };
+        let mut r = Results::new(
+            "2026-01-01 00:00 UTC".into(),
+            Some("abc1234".into()),
+            Machine::default(),
+            Plan::tiny(),
+            System::ALL.to_vec(),
+        );
         for (sys, k) in [(System::Nc, 1.0), (System::Nats, 2.0), (System::Redis, 0.5)] {
             r.set("tp_1to1_16", sys, 1e6 * k);
             r.set("rtt1_p50", sys, 40_000.0 * k);

@@ -144,16 +144,13 @@ pub fn run(opts: Options) -> Result<Results> {
     };
     let mut brokers = opts.brokers.clone();
     brokers.sort_by_key(|b| b.system);
-    let mut r = Results {
-        when: utc_now(),
-        commit: opts.commit.clone(),
-        machine: machine(),
-        plan: opts.plan,
-        systems: brokers.iter().map(|b| b.system).collect(),
-        values: BTreeMap::new(),
-        runs: Vec::new(),
-        socketpair: BTreeMap::new(),
-    };
+    let mut r = Results::new(
+        utc_now(),
+        opts.commit.clone(),
+        machine(),
+        opts.plan,
+        brokers.iter().map(|b| b.system).collect(),
+    );
     let plan = opts.plan;
     // Only the large-message rows (a quick look at them, issue 15).
     if std::env::var_os(crate::large::ONLY_ENV).is_some() {

@@ -525,6 +525,26 @@ pub struct Results {
 }
 
 impl Results {
+    /// A run with no values yet.
+    pub fn new(
+        when: String,
+        commit: Option<String>,
+        machine: Machine,
+        plan: Plan,
+        systems: Vec<System>,
+    ) -> Self {
+        Results {
+            when,
+            commit,
+            machine,
+            plan,
+            systems,
+            values: BTreeMap::new(),
+            runs: Vec::new(),
+            socketpair: BTreeMap::new(),
+        }
+    }
+
     /// The value of a metric for a broker.
     pub fn get(&self, id: &str, s: System) -> Option<f64> {
         self.values.get(id).and_then(|v| v.get(&s)).copied()

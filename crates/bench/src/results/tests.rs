@@ -3,16 +3,13 @@
 use super::*;
 
 fn sample() -> Results {
-    let mut r = Results {
-        when: "now".into(),
-        commit: None,
-        machine: Machine::default(),
-        plan: Plan::tiny(),
-        systems: System::ALL.to_vec(),
-        values: BTreeMap::new(),
-        runs: Vec::new(),
-        socketpair: BTreeMap::new(),
-    };
+    let mut r = Results::new(
+        "now".into(),
+        None,
+        Machine::default(),
+        Plan::tiny(),
+        System::ALL.to_vec(),
+    );
     r.set("tp_1to1_16", System::Nc, 9e6);
     r.set("tp_1to1_16", System::Nats, 4e6);
     r.set("tp_1to1_16", System::Redis, 5e6);
